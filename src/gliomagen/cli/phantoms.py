@@ -1,0 +1,30 @@
+"""``gliomagen phantoms``: write the built-in BraTS-like phantom cohort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gliomagen.cli._common import user_errors
+
+
+@user_errors
+def phantoms(
+    out: Path = typer.Option(..., "--out", help="Output folder (BraTS 2023 layout + clinical.csv)."),
+    cohorts: str = typer.Option("GLI=200,SSA=24", "--cohorts", help="Cases per cohort, NAME=COUNT[,NAME=COUNT]."),
+    resolution: int = typer.Option(2, "--resolution", help="Voxel size in mm: 2 (120x120x78, fast) or 1 (240x240x155)."),
+    seed: int = typer.Option(0, "--seed", help="Cohort seed; the same seed gives identical files."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes."),
+) -> None:
+    """Write a labelled, BraTS-like phantom cohort (no download): GLI and a shifted, scarce SSA cohort."""
+    from gliomagen.data.phantoms import generate_cohort, parse_cohorts
+
+    sizes = parse_cohorts(cohorts)
+    generate_cohort(out, sizes, resolution=resolution, seed=seed, workers=workers, progress=True)
+    typer.echo(f"wrote {sum(sizes.values())} phantom cases and {out / 'clinical.csv'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``phantoms`` command to the ``gliomagen`` app."""
+    app.command("phantoms")(phantoms)

@@ -1,0 +1,126 @@
+"""``gliomagen prepare`` (BraTS folders -> store) and ``gliomagen inspect`` (what a store holds)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import typer
+
+from gliomagen.cli._common import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``prepare`` and ``inspect`` commands to ``app``."""
+    app.command("prepare")(prepare)
+    app.command("inspect")(inspect)
+
+
+@user_errors
+def prepare(
+    sources: list[Path] = typer.Argument(
+        ...,
+        help="BraTS folders (2018-2024 layouts) and/or manifest CSVs (case_id,t1n,t1c,t2w,t2f[,seg],labels...).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Store folder to create (an existing store there is replaced)."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="CSV with case_id and label columns, joined by case id."
+    ),
+    size: str = typer.Option(
+        "128", "--size", help="Grid: one number (cube) or three, e.g. 96,112,96."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-j", help="Cases prepared in parallel (processes)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
+    label_type: list[str] = typer.Option(
+        [],
+        "--label-type",
+        help="Override an inferred label type: NAME=categorical|continuous|ignore (repeatable).",
+    ),
+    qc: int = typer.Option(8, "--qc", help="Number of cases drawn as QC montages in STORE/qc/."),
+) -> None:
+    """Preprocess BraTS cases into a memory-mapped training store."""
+    from gliomagen.data.store import build_store
+
+    path = build_store(
+        sources,
+        out,
+        labels_csv=labels,
+        size=size,
+        skip_bad=skip_bad,
+        workers=workers,
+        seed=seed,
+        label_types=label_type,
+        qc_cases=qc,
+    )
+    _summary(path, show_cases=0)
+
+
+@user_errors
+def inspect(
+    store: Path = typer.Argument(..., help="A store made by gliomagen prepare."),
+    all_cases: bool = typer.Option(False, "--all", help="List every case (default: the first 50)."),
+) -> None:
+    """Print a store's cases, label counts and split sizes."""
+    _summary(store, show_cases=None if all_cases else 50)
+
+
+def _summary(path: Path, show_cases: int | None) -> None:
+    from gliomagen.data.store import open_store
+
+    ds = open_store(path)
+    meta = ds.meta
+    echo = typer.echo
+    echo(f"store      {path}")
+    echo(f"cases      {len(ds)} ({int(ds.has_mask.sum())} with a tumour mask)")
+    echo(
+        f"grid       {' x '.join(map(str, ds.size))}, {ds.spacing_mm[0]:.3g} mm voxels, RAS; modalities {' '.join(ds.modalities)}"
+    )
+    echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
+    if meta.get("skipped"):
+        echo(f"skipped    {len(meta['skipped'])} case(s), see {Path(path) / 'skipped.csv'}")
+    echo("labels")
+    for fld in ds.schema.fields:
+        values = [r[fld.name] for r in ds.rows]
+        missing = sum(v is None for v in values)
+        if fld.kind == "categorical":
+            counts = Counter(v for v in values if v is not None)
+            text = ", ".join(f"{c} {counts.get(c, 0)}" for c in fld.categories)
+        else:
+            nums = [v for v in values if v is not None]
+            text = (
+                f"mean {fld.mean:.4g}, std {fld.std:.4g} (train); range {min(nums):.4g}..{max(nums):.4g}"
+                if nums
+                else ""
+            )
+        echo(
+            f"  {fld.name:<20} {fld.kind:<11} {text}{f', missing {missing}' if missing else ''}  [{fld.source}]"
+        )
+    if show_cases == 0:
+        echo(f"qc         {Path(path) / 'qc'}")
+        return
+    echo("cases")
+    names = [f.name for f in ds.schema.fields]
+    echo("  " + "  ".join(["case_id", "split", "mask", *names]))
+    shown = ds.index_rows if show_cases is None else ds.index_rows[:show_cases]
+    for row, raw in zip(shown, ds.rows, strict=False):
+        vals = [
+            "-"
+            if raw[n] is None
+            else (f"{raw[n]:.4g}" if isinstance(raw[n], float) else str(raw[n]))
+            for n in names
+        ]
+        echo(
+            "  "
+            + "  ".join(
+                [row["case_id"], row["split"], "yes" if row["has_mask"] == "1" else "no", *vals]
+            )
+        )
+    if show_cases is not None and len(ds) > show_cases:
+        echo(f"  ... {len(ds) - show_cases} more (use --all)")

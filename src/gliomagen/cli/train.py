@@ -1,0 +1,58 @@
+"""``gliomagen train STORE --run RUN``: train the conditional StyleGAN on a prepared store.
+
+Also runs under ``torchrun --nproc_per_node N -m gliomagen train ...`` (data-parallel).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gliomagen.cli._common import user_errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to ``app``."""
+
+    @app.command("train")
+    @user_errors
+    def train_cmd(
+        store: Path = typer.Argument(..., help="Store folder written by `gliomagen prepare` or `gliomagen phantoms`."),
+        run: Path = typer.Option(..., "--run", help="Run folder (config, log, TensorBoard, samples, checkpoints)."),
+        preset: str = typer.Option(
+            None, "--preset", help="origin | small-data | demo-cpu (default: small-data, or the run's own on --resume)."
+        ),
+        config: Path = typer.Option(None, "--config", help="YAML file of overrides ({section: {key: value}})."),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
+        ),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the run's newest checkpoint."),
+        max_minutes: float = typer.Option(
+            None, "--max-minutes", min=0.0, help="Wall-clock budget; checkpoints and stops when spent."
+        ),
+        device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    ) -> None:
+        """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`)."""
+        from gliomagen.config import apply_overrides, from_dict, load_yaml, resolve_config
+        from gliomagen.errors import GliomagenError
+        from gliomagen.training import train
+
+        overrides = list(set_)
+        if device is not None:
+            if device not in ("cpu", "cuda"):
+                raise GliomagenError(f"--device {device!r}: expected cpu or cuda")
+            overrides.append(f"train.device={device}")
+        saved = run / "config.yaml"
+        if resume and preset is None and config is None and saved.is_file():
+            cfg = from_dict(load_yaml(saved), source=str(saved))  # the run's own configuration
+            apply_overrides(cfg, overrides)
+            cfg.validate()
+        else:
+            cfg = resolve_config(preset, config, overrides)
+        if not store.exists():
+            raise GliomagenError(f"{store}: store folder not found")
+        ckpt = train(cfg, store, run, resume=resume, max_minutes=max_minutes, progress=not quiet)
+        if str(ckpt) not in ("", "."):
+            typer.echo(f"checkpoint: {ckpt}")

@@ -1,0 +1,437 @@
+"""Typed configuration of a training run: model, loss, augmentation, training, data.
+
+A run starts from a *preset* (``origin``, ``small-data``, ``demo-cpu``), then a YAML file, then
+``--set section.key=value`` overrides, each checked against the dataclass types; the resolved
+configuration is validated once and saved as YAML in the run folder and as a plain dict in every
+checkpoint. Problems are :class:`gliomagen.errors.GliomagenError` one-liners naming the key.
+
+Presets:
+    ``origin``: the origin design: AdaIN, LSGAN, Adam G 4e-4 / D 1e-4 with betas (0.5, 0.999),
+    batch 4, 128^3 grid, no EMA, no augmentation.
+    ``small-data``: StyleGAN2-ADA style for 60-150 cases: modulated convolutions, non-saturating loss
+    with lazy R1, ADA, EMA of G, auxiliary classifier in D.
+    ``demo-cpu``: a tiny (~1M-parameter) model at 32^3 that learns something in minutes on 2 cores.
+
+Example:
+    >>> cfg = resolve_config("demo-cpu", overrides=["train.lr_g=0.001"])
+    >>> cfg.train.lr_g
+    0.001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gliomagen.errors import GliomagenError
+
+LossKind = Literal["lsgan", "nonsaturating", "hinge", "wgan-gp"]
+StyleKind = Literal["adain", "modulated"]
+
+
+@dataclass
+class ModelConfig:
+    """Network shapes. Widths are channels at the output grid, doubling per halving up to a cap."""
+
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    mapping_lr_mul: float = 0.01
+    cond_embed_dim: int = 32
+    style: StyleKind = "modulated"
+    g_channels: int = 16
+    g_max_channels: int = 256
+    d_channels: int = 16
+    d_max_channels: int = 256
+    noise: bool = True
+    mask_first: bool = True
+    fused_modconv: bool = True
+    aux_classifier: bool = True
+    mbstd_group: int = 4
+    spectral_norm: bool = False
+
+
+@dataclass
+class LossConfig:
+    """Adversarial loss and regularisation (see :mod:`gliomagen.training.losses`)."""
+
+    kind: LossKind = "nonsaturating"
+    r1_gamma: float = 1.0
+    r1_interval: int = 16
+    gp_weight: float = 10.0
+    wgan_drift: float = 1e-3
+    aux_weight: float = 1.0
+
+
+@dataclass
+class AugmentConfig:
+    """Discriminator augmentation (see :mod:`gliomagen.models.augment`)."""
+
+    ada: bool = True
+    p: float = 0.0
+    target: float = 0.6
+    interval: int = 4
+    speed_images: float = 50_000.0
+    flips: bool = True
+    translate: float = 0.125
+    rotate_deg: float = 10.0
+    scale_std: float = 0.1
+    brightness: float = 0.1
+    contrast: float = 0.2
+    cutout: float = 0.25
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, precision, logging. ``batch_size`` is the global batch of one step."""
+
+    steps: int = 50_000
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr_g: float = 2e-3
+    lr_d: float = 2e-3
+    betas_g: tuple[float, float] = (0.0, 0.99)
+    betas_d: tuple[float, float] = (0.0, 0.99)
+    ema_half_life_images: float = 2_000
+    ema_rampup: float = 0.05
+    style_mixing: float = 0.0
+    seed: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 0
+    num_workers: int = 0
+    checkpoint_every: int = 1_000
+    keep_checkpoints: int = 3
+    sample_every: int = 1_000
+    samples_per_condition: int = 2
+    log_every: int = 50
+    nan_patience: int = 20
+    w_avg_samples: int = 1_000
+
+
+@dataclass
+class DataConfig:
+    """What the run reads from the store. ``size``/``conditions`` ``None`` = the store's own."""
+
+    split: str = "train"
+    size: list[int] | None = None
+    conditions: list[str] | None = None
+
+
+@dataclass
+class Config:
+    """A whole run configuration."""
+
+    preset: str = "small-data"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def validate(self) -> Config:
+        """Check ranges and combinations; raise GliomagenError naming the key. Returns ``self``."""
+        _validate(self)
+        return self
+
+
+SECTIONS = ("model", "loss", "augment", "train", "data")
+
+
+def _origin() -> Config:
+    return Config(
+        preset="origin",
+        model=ModelConfig(style="adain", aux_classifier=False),
+        loss=LossConfig(kind="lsgan", r1_gamma=0.0),
+        augment=AugmentConfig(ada=False, p=0.0),
+        train=TrainConfig(
+            batch_size=4,
+            lr_g=4e-4,
+            lr_d=1e-4,
+            betas_g=(0.5, 0.999),
+            betas_d=(0.5, 0.999),
+            ema_half_life_images=0.0,
+        ),
+        data=DataConfig(size=[128, 128, 128]),
+    )
+
+
+def _small_data() -> Config:
+    return Config(preset="small-data")
+
+
+def _demo_cpu() -> Config:
+    return Config(
+        preset="demo-cpu",
+        model=ModelConfig(
+            z_dim=32,
+            w_dim=64,
+            mapping_layers=2,
+            cond_embed_dim=16,
+            g_channels=16,
+            g_max_channels=64,
+            d_channels=16,
+            d_max_channels=64,
+            fused_modconv=False,
+            mbstd_group=2,
+        ),
+        loss=LossConfig(kind="lsgan", r1_gamma=0.0, aux_weight=1.0),
+        augment=AugmentConfig(ada=False, p=0.0),
+        train=TrainConfig(
+            steps=3_000,
+            batch_size=4,
+            lr_g=2e-3,
+            lr_d=2e-3,
+            ema_half_life_images=500.0,
+            checkpoint_every=500,
+            sample_every=500,
+            log_every=25,
+            w_avg_samples=256,
+        ),
+        data=DataConfig(size=[32, 32, 32]),
+    )
+
+
+_PRESETS = {"origin": _origin, "small-data": _small_data, "demo-cpu": _demo_cpu}
+PRESETS: tuple[str, ...] = tuple(_PRESETS)
+
+
+def preset(name: str) -> Config:
+    """A fresh copy of a named preset (``origin``, ``small-data``, ``demo-cpu``)."""
+    if name not in _PRESETS:
+        raise GliomagenError(f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+    return _PRESETS[name]()
+
+
+# -- typed assignment -----------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to type ``tp`` or raise GliomagenError naming ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    bad = GliomagenError(f"{key}={value!r}: expected {_type_name(tp)}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except GliomagenError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value not in args:
+            raise bad
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(v, args[0], key) for v in value]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise bad
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> GliomagenError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+    return GliomagenError(f"unknown {kind} {name!r}{hint}")
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set ``section.name`` on ``cfg`` after type checking (in place)."""
+    parts = key.split(".")
+    if parts == ["preset"]:
+        cfg.preset = _coerce(value, str, key)
+        return
+    if len(parts) != 2:
+        raise GliomagenError(f"config key {key!r}: expected section.name, e.g. train.lr_g")
+    section, name = parts
+    if section not in SECTIONS:
+        raise _unknown("config section", section, list(SECTIONS))
+    obj = getattr(cfg, section)
+    hints = typing.get_type_hints(type(obj))
+    if name not in hints:
+        raise _unknown(f"config key in {section}:", name, [f.name for f in dataclasses.fields(obj)])
+    setattr(obj, name, _coerce(value, hints[name], key))
+
+
+def apply_overrides(cfg: Config, items: list[str]) -> Config:
+    """Apply ``--set section.key=value`` strings (values parsed as YAML scalars/lists)."""
+    for item in items:
+        if "=" not in item:
+            raise GliomagenError(f"--set {item!r}: expected section.key=value, e.g. train.lr_g=0.001")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        set_value(cfg, key.strip(), value)
+    return cfg
+
+
+def merge_dict(cfg: Config, data: dict[str, Any], source: str = "config") -> Config:
+    """Apply a nested dict ``{section: {key: value}}`` (e.g. from YAML) onto ``cfg``."""
+    if not isinstance(data, dict):
+        raise GliomagenError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    for section, values in data.items():
+        if section == "preset":
+            continue
+        if section not in SECTIONS:
+            raise GliomagenError(f"{source}: {_unknown('config section', str(section), list(SECTIONS))}")
+        if not isinstance(values, dict):
+            raise GliomagenError(f"{source}: section {section!r} must be a mapping")
+        for key, value in values.items():
+            try:
+                set_value(cfg, f"{section}.{key}", value)
+            except GliomagenError as exc:
+                raise GliomagenError(f"{source}: {exc}") from None
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """A plain, YAML/``weights_only``-safe dict (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    out: dict[str, Any] = {"preset": cfg.preset}
+    for s in SECTIONS:
+        out[s] = {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, s)).items()}
+    return out
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+    """Rebuild a Config from :func:`to_dict` output (defaults fill missing keys)."""
+    cfg = Config(preset=str(data.get("preset", "custom")))
+    return merge_dict(cfg, data, source)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a YAML config file into a dict; GliomagenError for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise GliomagenError(f"--config {p}: file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "parse error"
+        raise GliomagenError(f"{p}: not valid YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise GliomagenError(f"{p}: expected a mapping of sections (model, loss, augment, train, data)")
+    return data
+
+
+def dump_yaml(cfg: Config, path: str | os.PathLike[str]) -> Path:
+    """Write the configuration as YAML atomically (temp file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
+    os.replace(tmp, p)
+    return p
+
+
+def resolve_config(
+    preset_name: str | None = None,
+    yaml_path: str | os.PathLike[str] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Preset -> YAML file -> ``--set`` overrides, validated.
+
+    The base preset is ``preset_name``, else the YAML file's ``preset:`` key, else ``small-data``.
+    """
+    data = load_yaml(yaml_path) if yaml_path is not None else {}
+    base = preset_name or data.get("preset") or "small-data"
+    cfg = preset(str(base))
+    if data:
+        merge_dict(cfg, data, str(yaml_path))
+    apply_overrides(cfg, list(overrides or []))
+    return cfg.validate()
+
+
+# -- validation -----------------------------------------------------------------------------------
+def _validate(cfg: Config) -> None:
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise GliomagenError(f"{key}={_get(cfg, key)!r}: {what}")
+
+    a, t, d = cfg.augment, cfg.train, cfg.data
+    for key in ("model.z_dim", "model.w_dim", "model.mapping_layers", "model.cond_embed_dim", "model.g_channels",
+                "model.g_max_channels", "model.d_channels", "model.d_max_channels", "train.steps",
+                "train.batch_size", "train.grad_accum", "train.checkpoint_every", "train.keep_checkpoints",
+                "train.sample_every", "train.log_every", "train.nan_patience", "loss.r1_interval", "augment.interval"):
+        need(_get(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("model.mbstd_group", "train.threads", "train.num_workers", "train.samples_per_condition",
+                "train.w_avg_samples", "loss.r1_gamma", "loss.gp_weight", "loss.wgan_drift", "loss.aux_weight",
+                "train.ema_half_life_images", "train.ema_rampup", "augment.translate", "augment.rotate_deg",
+                "augment.scale_std", "augment.brightness", "augment.contrast"):
+        need(_get(cfg, key) >= 0, key, "must be >= 0")
+    for key in ("train.lr_g", "train.lr_d", "model.mapping_lr_mul", "augment.speed_images"):
+        need(_get(cfg, key) > 0, key, "must be > 0")
+    for key in ("augment.p", "augment.target", "train.style_mixing"):
+        need(0.0 <= _get(cfg, key) <= 1.0, key, "must be in [0, 1]")
+    need(0.0 <= a.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
+    for key in ("train.betas_g", "train.betas_d"):
+        need(all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
+    need(t.batch_size % t.grad_accum == 0, "train.batch_size", f"must be divisible by train.grad_accum={t.grad_accum}")
+    need(d.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
+    if d.size is not None:
+        from gliomagen.models.generator import plan_grid
+
+        try:
+            plan_grid(d.size)
+        except ValueError as exc:
+            raise GliomagenError(f"data.size={d.size}: unsupported size: {exc}") from None
+
+
+def _get(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)

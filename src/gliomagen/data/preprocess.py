@@ -1,0 +1,415 @@
+"""One case from its NIfTI files to the store's grid, and stored-grid volumes back to 1 mm.
+
+Forward (:func:`prepare_case`):
+
+1. read and check the four images (and the mask): same shape, same affine, 3D, finite;
+2. reorient to canonical RAS (the same physical image in LPS or RAS order gives the same array);
+3. brain = voxels differing from the image background (the most common border value) in any
+   modality, plus the tumour; crop to its bounding box, pad symmetrically to the target's aspect
+   ratio (isotropic output voxels), resample to the target size: linear for images, nearest for
+   masks, separable along each axis (fast, exact at the recorded coordinates);
+4. intensities: per modality, the 0.5 / 99.5 percentiles inside the brain map to [-1, 1];
+   background is exactly -1;
+5. labels: BraTS 2021 {0,1,2,4} and 2023 {0,1,2,3} become {0 bg, 1 NCR, 2 ED, 3 ET}.
+
+The output grid is axis-aligned with the canonical voxel grid: stored voxel ``i`` along axis ``a``
+sits at canonical voxel coordinate ``start[a] + step[a] * i``. ``geometry`` records that map and the
+file's shape, affine and orientation, so :func:`to_original_space` can map any stored-grid volume
+(e.g. a segmentation predicted on the store) back onto the case's original grid, and
+:func:`to_template_space` maps a volume of a *new* case with a store's median geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gliomagen import MODALITIES
+from gliomagen.data.conditions import derive_covariates
+from gliomagen.data.layouts import CaseRecord
+from gliomagen.data.nifti import (
+    check_same_space,
+    from_canonical,
+    read_volume,
+    sha256,
+    to_canonical,
+    voxel_sizes,
+)
+from gliomagen.errors import GliomagenError
+
+PERCENTILES = (0.5, 99.5)
+"""Robust intensity range inside the brain, mapped to [-1, 1]."""
+
+LABEL_SETS: dict[str, tuple[int, ...]] = {"2023": (0, 1, 2, 3), "2021": (0, 1, 2, 4)}
+"""Allowed mask values per label convention; ``auto`` accepts either (not 3 and 4 together)."""
+
+
+@dataclass
+class PreparedCase:
+    """A case on the store's grid.
+
+    Attributes:
+        case_id: its id.
+        image: ``[C, D, H, W]`` float16 in [-1, 1], background exactly -1.
+        mask: ``[D, H, W]`` uint8 labels {0..3}, or ``None`` for a case without a mask.
+        geometry: JSON-ready map between the stored grid and the original file grid.
+        covariates: ``wt_volume_ml``, ``enhancing_fraction``, ``hemisphere`` (``None`` without a mask).
+        intensity: per modality ``{"background", "p_lo", "p_hi"}`` in the file's units.
+        checksums: SHA-256 of each input file, by modality / ``seg``.
+    """
+
+    case_id: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    geometry: dict[str, Any]
+    covariates: dict[str, Any] = field(default_factory=dict)
+    intensity: dict[str, dict[str, float]] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
+    """Read, check and preprocess one case onto a ``size`` grid.
+
+    Args:
+        record: the case's files (from :func:`gliomagen.data.layouts.find_cases`).
+        size: target grid ``(D, H, W)``.
+
+    Returns:
+        The :class:`PreparedCase`.
+
+    Raises:
+        GliomagenError: a message naming the case, the file and the problem.
+    """
+    cid = record.case_id
+    if record.problem:
+        raise GliomagenError(f"{cid}: {record.problem}")
+    size_arr = np.asarray(size, dtype=np.int64)
+    checksums = {m: sha256(record.images[m]) for m in MODALITIES}
+    vols = [read_volume(record.images[m], what=cid) for m in MODALITIES]
+    for vol in vols[1:]:
+        check_same_space(vols[0], vol, what=cid)
+    raw_mask = None
+    if record.seg is not None:
+        checksums["seg"] = sha256(record.seg)
+        seg = read_volume(record.seg, what=cid)
+        check_same_space(vols[0], seg, what=cid)
+        raw_mask = remap_labels(seg.data, record.label_convention, where=f"{cid}: {record.seg}")
+
+    canon = [to_canonical(v.data, v.affine) for v in vols]
+    affine_c, ornt = canon[0][1], canon[0][2]
+    images_c = [c[0] for c in canon]  # 4 x [X, Y, Z], file dtype
+    mask_c = to_canonical(raw_mask, vols[0].affine)[0] if raw_mask is not None else None
+    backgrounds = [_background_value(x) for x in images_c]
+    brain = np.zeros(images_c[0].shape, dtype=bool)  # [X, Y, Z]
+    for x, bg in zip(images_c, backgrounds, strict=True):
+        brain |= x != bg
+    if mask_c is not None:
+        brain |= mask_c > 0
+    if not brain.any():
+        raise GliomagenError(
+            f"{cid}: {record.images['t1n'].parent}: empty brain (every voxel is background)"
+        )
+
+    lo, hi = _bbox(brain)
+    sp = voxel_sizes(affine_c)
+    scale_mm = float(((hi - lo + 1) * sp / size_arr).max())
+    step = scale_mm / sp
+    centre = (lo + hi) / 2.0
+    start = centre - (size_arr - 1) / 2.0 * step
+    # Work on the brain box plus a one-voxel margin: outside it every channel equals its fill
+    # value (-1 images, 0 brain and mask), so the result is the same as on the whole volume.
+    a0 = np.maximum(lo - 1, 0)
+    a1 = np.minimum(hi + 2, np.array(brain.shape))
+    crop = tuple(slice(int(p), int(q)) for p, q in zip(a0, a1, strict=True))
+    brain_crop = brain[crop]
+    rel = start - a0
+    brain_out = (
+        resample_linear(brain_crop[None], rel, step, size_arr, fill=0.0)[0] >= 0.5
+    )  # [D, H, W]
+
+    image = np.empty((len(MODALITIES), *size_arr.tolist()), dtype=np.float16)  # [C, D, H, W]
+    intensity: dict[str, dict[str, float]] = {}
+    for c, (m, x, bg) in enumerate(zip(MODALITIES, images_c, backgrounds, strict=True)):
+        xc = np.asarray(x[crop], dtype=np.float32)  # one channel at a time keeps memory small
+        p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
+        if not p_hi > p_lo:
+            raise GliomagenError(
+                f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
+            )
+        xc -= p_lo
+        xc *= 2.0 / (p_hi - p_lo)
+        xc -= 1.0
+        np.clip(xc, -1.0, 1.0, out=xc)
+        xc[~brain_crop] = -1.0
+        out = resample_linear(xc[None], rel, step, size_arr, fill=-1.0)[0]  # [D, H, W]
+        out[~brain_out] = -1.0
+        np.clip(out, -1.0, 1.0, out=out)
+        image[c] = out
+        intensity[m] = {"background": float(bg), "p_lo": p_lo, "p_hi": p_hi}
+    mask = None
+    if mask_c is not None:
+        mask = resample_nearest(mask_c[crop][None], rel, step, size_arr, fill=0)[0].astype(np.uint8)
+
+    centre_world = (affine_c @ np.append(centre, 1.0))[:3]
+    geometry = {
+        "shape": [int(s) for s in vols[0].shape],
+        "affine": vols[0].affine.tolist(),
+        "ornt": ornt.tolist(),
+        "canonical_shape": [int(s) for s in brain.shape],
+        "canonical_affine": affine_c.tolist(),
+        "size": size_arr.tolist(),
+        "start": start.tolist(),
+        "step": step.tolist(),
+        "spacing_mm": scale_mm,
+        "brain_box": [lo.tolist(), hi.tolist()],
+        "centre_world": centre_world.tolist(),
+    }
+    covariates = (
+        derive_covariates(mask_c, affine_c, midline_x=float(centre_world[0]))
+        if mask_c is not None
+        else {"wt_volume_ml": None, "enhancing_fraction": None, "hemisphere": None}
+    )
+    return PreparedCase(
+        case_id=cid,
+        image=image,
+        mask=mask,
+        geometry=geometry,
+        covariates=covariates,
+        intensity=intensity,
+        checksums=checksums,
+    )
+
+
+def remap_labels(data: np.ndarray, convention: str = "auto", *, where: str = "mask") -> np.ndarray:
+    """Map BraTS mask values to {0 bg, 1 NCR, 2 ED, 3 ET}.
+
+    Args:
+        data: mask voxels, any integer (or integral float) dtype.
+        convention: ``2021`` ({0,1,2,4}), ``2023`` ({0,1,2,3}) or ``auto`` (either).
+        where: the file, for error messages.
+
+    Returns:
+        uint8 labels, same shape.
+
+    Raises:
+        GliomagenError: values outside the convention, naming ``where`` and the values.
+
+    Example:
+        >>> remap_labels(np.array([0, 1, 2, 4]), "2021").tolist()
+        [0, 1, 2, 3]
+    """
+    if data.dtype.kind == "f":
+        frac = data != np.round(data)
+        if frac.any():
+            vals = np.unique(data[frac])[:5].tolist()
+            raise GliomagenError(f"{where}: non-integer label values {vals}")
+    allowed = set(LABEL_SETS.get(convention, (0, 1, 2, 3, 4)))
+    lo, hi = (int(v) for v in (data.min(), data.max())) if data.size else (0, 0)
+    if lo < 0 or hi > 255:
+        present = sorted(int(v) for v in np.unique(data))
+    else:
+        present = np.flatnonzero(
+            np.bincount(data.astype(np.uint8, copy=False).ravel(), minlength=1)
+        ).tolist()
+    bad = sorted(set(present) - allowed)
+    if convention == "auto" and {3, 4} <= set(present):
+        bad = [3, 4]
+    if bad:
+        expect = {"2021": "BraTS 2021 labels {0,1,2,4}", "2023": "BraTS 2023 labels {0,1,2,3}"}.get(
+            convention, "{0,1,2,3} or {0,1,2,4}"
+        )
+        raise GliomagenError(f"{where}: unknown label values {bad} (expected {expect})")
+    labels = data.astype(np.uint8)
+    if 4 in present:
+        labels[labels == 4] = 3
+    return labels
+
+
+# -- separable resampling --------------------------------------------------------------------
+def resample_linear(
+    x: np.ndarray,
+    start: Sequence[float],
+    step: Sequence[float],
+    size: Sequence[int],
+    *,
+    fill: Any = 0.0,
+) -> np.ndarray:
+    """Sample ``x [C, X, Y, Z]`` at ``start + step * i`` along each spatial axis, trilinearly.
+
+    Positions outside the array take ``fill`` (a scalar or one value per channel ``[C]``), blended
+    linearly across the edge. Separable: three 1D passes, much faster than a 3D grid sample.
+
+    Returns:
+        ``[C, *size]`` float32.
+    """
+    out = np.asarray(x, dtype=np.float32)
+    fill_c = np.broadcast_to(np.asarray(fill, dtype=np.float32), (out.shape[0],)).reshape(
+        -1, 1, 1, 1
+    )
+    for axis in range(3):
+        n = out.shape[axis + 1]
+        pos = float(start[axis]) + float(step[axis]) * np.arange(int(size[axis]))
+        i0 = np.floor(pos).astype(np.int64)
+        w = (pos - i0).astype(np.float32)
+        shape = [1, 1, 1, 1]
+        shape[axis + 1] = -1
+        parts = []
+        for idx in (i0, i0 + 1):
+            part = np.take(out, np.clip(idx, 0, n - 1), axis=axis + 1)
+            outside = np.flatnonzero((idx < 0) | (idx >= n))
+            if outside.size:
+                sl: list[Any] = [slice(None)] * 4
+                sl[axis + 1] = outside
+                part[tuple(sl)] = fill_c
+            parts.append(part)
+        a, b = parts
+        b -= a
+        b *= w.reshape(shape)
+        a += b
+        out = a
+    return out
+
+
+def resample_nearest(
+    x: np.ndarray,
+    start: Sequence[float],
+    step: Sequence[float],
+    size: Sequence[int],
+    *,
+    fill: Any = 0,
+) -> np.ndarray:
+    """Nearest-neighbour counterpart of :func:`resample_linear` (keeps the dtype)."""
+    out = np.asarray(x)
+    for axis in range(3):
+        n = out.shape[axis + 1]
+        idx = np.floor(
+            float(start[axis]) + float(step[axis]) * np.arange(int(size[axis])) + 0.5
+        ).astype(np.int64)
+        out = np.take(out, np.clip(idx, 0, n - 1), axis=axis + 1)
+        outside = np.flatnonzero((idx < 0) | (idx >= n))
+        if outside.size:
+            sl: list[Any] = [slice(None)] * 4
+            sl[axis + 1] = outside
+            out[tuple(sl)] = fill
+    return out
+
+
+# -- inverse ---------------------------------------------------------------------------------
+def to_original_space(
+    volume: Any, geometry: Mapping[str, Any], order: int = 1, fill: float | None = None
+) -> np.ndarray:
+    """Map a stored-grid volume back onto a case's original file grid (1 mm for BraTS).
+
+    Args:
+        volume: ``[D, H, W]`` or ``[C, D, H, W]`` on the store's grid (numpy or torch).
+        geometry: the case's geometry (``index.csv``) or a store's ``meta["template_geometry"]``.
+        order: 1 linear (images), 0 nearest (masks).
+        fill: value outside the stored box; default -1 for order 1 (image background), 0 for order 0.
+
+    Returns:
+        The volume in the original file's voxel order, ``geometry["shape"]`` (with the channel
+        axis first if given): float32 for order 1, the input dtype for order 0. Save it with
+        ``geometry["affine"]``.
+    """
+    arr = np.asarray(volume.detach().cpu().numpy() if hasattr(volume, "detach") else volume)
+    size = [int(s) for s in geometry["size"]]
+    squeeze = arr.ndim == 3
+    arr = arr[None] if squeeze else arr
+    if list(arr.shape[1:]) != size:
+        raise GliomagenError(
+            f"to_original_space: volume shape {list(arr.shape[1:])} is not the store grid {size}"
+        )
+    if order not in (0, 1):
+        raise GliomagenError(f"to_original_space: order must be 0 or 1, got {order}")
+    start = np.asarray(geometry["start"], dtype=np.float64)
+    step = np.asarray(geometry["step"], dtype=np.float64)
+    inv_start, inv_step = -start / step, 1.0 / step  # canonical voxel v -> stored index
+    shape_c = geometry["canonical_shape"]
+    if order == 1:
+        out = resample_linear(
+            arr, inv_start, inv_step, shape_c, fill=-1.0 if fill is None else fill
+        )
+    else:
+        out = resample_nearest(arr, inv_start, inv_step, shape_c, fill=0 if fill is None else fill)
+    ornt = np.asarray(geometry["ornt"], dtype=np.float64)
+    result = np.stack([from_canonical(c, ornt) for c in out])
+    return result[0] if squeeze else result
+
+
+def grid_affine(geometry: Mapping[str, Any]) -> np.ndarray:
+    """The ``[4, 4]`` affine of the stored grid itself (to save a stored-grid volume as NIfTI)."""
+    affine = np.asarray(geometry["canonical_affine"], dtype=np.float64)
+    scale = np.eye(4)
+    scale[:3, :3] = np.diag(geometry["step"])
+    scale[:3, 3] = geometry["start"]
+    return affine @ scale
+
+
+def template_geometry(geometries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A store-wide geometry for new (synthetic) cases: the most common file grid, with the
+    median brain-box centre (world mm) and median output voxel size."""
+    if not geometries:
+        raise GliomagenError("template_geometry: no case geometry given")
+    keys = [
+        (tuple(g["shape"]), tuple(np.round(np.asarray(g["affine"]), 3).ravel())) for g in geometries
+    ]
+    ref = geometries[max(range(len(keys)), key=lambda i: (keys.count(keys[i]), -i))]
+    affine_c = np.asarray(ref["canonical_affine"], dtype=np.float64)
+    centre_world = np.median(np.asarray([g["centre_world"] for g in geometries]), axis=0)
+    scale_mm = float(np.median([g["spacing_mm"] for g in geometries]))
+    size = np.asarray(ref["size"], dtype=np.float64)
+    centre = (np.linalg.inv(affine_c) @ np.append(centre_world, 1.0))[:3]
+    step = scale_mm / voxel_sizes(affine_c)
+    out = {
+        k: ref[k]
+        for k in ("shape", "affine", "ornt", "canonical_shape", "canonical_affine", "size")
+    }
+    out.update(
+        start=(centre - (size - 1) / 2.0 * step).tolist(),
+        step=step.tolist(),
+        spacing_mm=scale_mm,
+        centre_world=centre_world.tolist(),
+        n_cases=len(geometries),
+    )
+    return out
+
+
+def to_template_space(
+    volume: Any, meta: Mapping[str, Any], order: int = 1, fill: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map a stored-grid volume of a new case to the store's template 1 mm grid.
+
+    Args:
+        volume: ``[D, H, W]`` or ``[C, D, H, W]`` on the store grid.
+        meta: a store's ``meta`` (uses ``meta["template_geometry"]``) or a template geometry.
+        order: 1 linear (images), 0 nearest (masks).
+        fill: see :func:`to_original_space`.
+
+    Returns:
+        ``(array, affine)``: e.g. ``[240, 240, 155]`` and the affine to save it with.
+    """
+    geometry = meta.get("template_geometry", meta)
+    return to_original_space(volume, geometry, order, fill), np.asarray(
+        geometry["affine"], dtype=np.float64
+    )
+
+
+def _background_value(x: np.ndarray) -> float:
+    """The most common value on the volume's six faces (0 for skull-stripped BraTS)."""
+    faces = np.concatenate([x[[0, -1]].ravel(), x[:, [0, -1]].ravel(), x[:, :, [0, -1]].ravel()])
+    values, counts = np.unique(faces, return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
+def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive bounding box ``(lo [3], hi [3])`` of a non-empty boolean volume."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        lo.append(hit[0])
+        hi.append(hit[-1])
+    return np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)

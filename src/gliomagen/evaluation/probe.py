@@ -1,0 +1,315 @@
+"""The ``probe`` feature network: a small 3D CNN trained on the real training split, cached on disk.
+
+No pretrained 3D network for four-channel glioma MRI is free to bundle, so gliomagen trains its
+own feature network on the user's real training cases. The tasks make the features describe what
+a realistic multi-parametric volume looks like:
+
+* **modality order** (self-supervised): the four channels are shuffled by one of the 24
+  permutations and the network names the permutation, so it must know what each contrast looks
+  like (a generator that mixes up contrasts moves away in feature space);
+* **orientation** (self-supervised): the volume is flipped along none, one or both of the
+  anterior-posterior and inferior-superior axes (left-right is not used: brains are nearly
+  symmetric) and the network names the flip, so it must know the anatomy;
+* **labels** (supervised): every categorical condition with at least two categories among the
+  training cases (cohort, grade, ...), unknown values ignored.
+
+Features are the channel means and standard deviations of every stage (``30 * width`` numbers), z-scored with the training cases' statistics so that every feature counts alike in FD and KID.
+Volumes are resized (area interpolation) so that their longest side is ``options.size`` voxels.
+
+The trained weights are cached under a SHA-256 of the exact probe inputs, labels and options, in
+``cache_dir`` (default ``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``) ``/probe/<hash>.pt``, written
+to a temporary name and renamed, and loaded with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gliomagen.errors import GliomagenError
+
+PROBE_FORMAT = 2
+PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))  # dims of [B, C, D, H, W]: A-P (H), I-S (W)
+CORRUPTIONS: tuple[str, ...] = ("none", "noise", "blur")
+BRAIN_THRESHOLD = -0.98
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Options of the probe network and its training (all of them enter the cache key).
+
+    Args:
+        size: longest side of the probe input in voxels.
+        width: channels of the first stage (doubled at each of the 4 stages).
+        steps: optimisation steps.
+        batch_size: cases per step.
+        lr: Adam learning rate.
+        seed: seed of initialisation, batches and augmentations.
+    """
+
+    size: int = 32
+    width: int = 16
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 2e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise GliomagenError(f"probe size must be at least 16 voxels, got {self.size}")
+        if self.width < 1 or self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise GliomagenError(f"probe options must be positive, got {asdict(self)}")
+
+
+def probe_shape(shape: tuple[int, ...], size: int) -> tuple[int, int, int]:
+    """Probe input shape of a volume ``(D, H, W)``: longest side ``size``, aspect kept."""
+    scale = size / max(shape)
+    return tuple(max(8, round(s * scale)) for s in shape)  # type: ignore[return-value]
+
+
+def to_probe_input(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize images ``[B, C, D, H, W]`` to the probe grid (area interpolation down, trilinear up)."""
+    target = probe_shape(tuple(images.shape[2:]), size)
+    if tuple(images.shape[2:]) == target:
+        return images.float()
+    mode = "area" if all(t <= s for t, s in zip(target, images.shape[2:], strict=True)) else "trilinear"
+    return F.interpolate(images.float(), size=target, mode=mode)
+
+
+class _Stage(nn.Sequential):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(
+            nn.Conv3d(cin, cout, 3, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv3d(cout, cout, 3, padding=1),
+            nn.LeakyReLU(0.2),
+        )
+        for m in self:
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
+
+
+class ProbeNet(nn.Module):
+    """Four stride-2 stages (``width`` .. ``8 * width`` channels) and one linear head per task.
+
+    Args:
+        in_channels: number of modalities.
+        width: channels of the first stage.
+        heads: task name -> number of classes.
+    """
+
+    def __init__(self, in_channels: int, width: int, heads: Mapping[str, int]) -> None:
+        super().__init__()
+        chans = [in_channels, width, 2 * width, 4 * width, 8 * width]
+        self.stages = nn.ModuleList([_Stage(a, b) for a, b in itertools.pairwise(chans)])
+        self.feature_dim = 2 * sum(chans[1:])
+        self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, n) for name, n in heads.items()})
+        # z-scoring of the features, fitted on the training cases after training (see standardise)
+        self.register_buffer("feat_mean", torch.zeros(self.feature_dim))
+        self.register_buffer("feat_std", torch.ones(self.feature_dim))
+
+    def raw_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, d, h, w]`` probe input -> ``[B, 30 * width]``: channel means and stds of every stage."""
+        if x.ndim != 5:
+            raise ValueError(f"ProbeNet expects [B, C, D, H, W], got {tuple(x.shape)}")
+        pooled = []
+        for stage in self.stages:
+            x = stage(x)
+            y = x.flatten(2)  # [B, c, n]
+            pooled += [y.mean(2), y.std(2, unbiased=False)]
+        return torch.cat(pooled, dim=1)
+
+    @torch.no_grad()
+    def standardise(self, inputs: torch.Tensor, batch_size: int = 8) -> None:
+        """Fit the feature z-scoring on probe inputs ``[N, C, d, h, w]`` (the training cases)."""
+        feats = torch.cat([self.raw_features(inputs[i : i + batch_size].float()) for i in range(0, len(inputs), batch_size)])
+        self.feat_mean.copy_(feats.mean(0))
+        self.feat_std.copy_(feats.std(0).clamp_min(1e-6))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised features ``[B, 30 * width]`` (z-scores with respect to the training cases)."""
+        return (self.raw_features(x) - self.feat_mean) / self.feat_std
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.raw_features(x)
+        return {name: head(f) for name, head in self.heads.items()}
+
+
+def probe_key(inputs: torch.Tensor, labels: Mapping[str, torch.Tensor], options: ProbeOptions) -> str:
+    """SHA-256 of the probe inputs (as float16 bytes), the labels and the options."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": PROBE_FORMAT, "options": asdict(options)}, sort_keys=True).encode())
+    h.update(str(tuple(inputs.shape)).encode())
+    h.update(inputs.to(torch.float16).contiguous().numpy().tobytes())
+    for name in sorted(labels):
+        h.update(name.encode())
+        h.update(labels[name].to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``."""
+    env = os.environ.get("GLIOMAGEN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "gliomagen"
+
+
+def _blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``[1, C, d, h, w]`` (replicate padding), three 1D passes."""
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(v.dtype)
+    c = v.shape[1]
+    for dim in range(3):
+        shape = [1, 1, 1]
+        shape[dim] = k.numel()
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = radius
+        v = F.conv3d(F.pad(v, pad, mode="replicate"), k.view(1, 1, *shape).expand(c, 1, *shape), groups=c)
+    return v
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Apply random self-supervised transforms to ``x [B, C, d, h, w]``; return them as targets."""
+    b = x.shape[0]
+    perm = rng.integers(0, len(PERMUTATIONS), b)
+    flip = rng.integers(0, len(FLIPS), b)
+    corrupt = rng.integers(0, len(CORRUPTIONS), b)
+    out = []
+    for i in range(b):
+        v = x[i : i + 1, list(PERMUTATIONS[perm[i]])]
+        if FLIPS[flip[i]]:
+            v = torch.flip(v, FLIPS[flip[i]])
+        brain = (v > BRAIN_THRESHOLD).any(dim=1, keepdim=True)
+        if CORRUPTIONS[corrupt[i]] == "noise":
+            noisy = v + float(rng.uniform(0.03, 0.3)) * torch.from_numpy(rng.standard_normal(v.shape).astype(np.float32))
+            v = torch.where(brain, noisy.clamp(-1, 1), v)
+        elif CORRUPTIONS[corrupt[i]] == "blur":
+            v = torch.where(brain, _blur(v, float(rng.uniform(0.6, 2.0))), v)
+        out.append(v)
+    slots = torch.tensor([PERMUTATIONS[p] for p in perm.tolist()])  # [B, 4]: modality in each slot
+    targets = {"modality": slots, "flip": torch.from_numpy(flip), "corruption": torch.from_numpy(corrupt)}
+    return torch.cat(out), targets
+
+
+def _heads(labels: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    heads = {"modality": 4 * 4, "flip": len(FLIPS), "corruption": len(CORRUPTIONS)}
+    heads.update({f"label_{k}": int(v.max()) + 1 for k, v in labels.items()})
+    return heads
+
+
+def _loss(out: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    loss = F.cross_entropy(out["modality"].view(-1, 4, 4).transpose(1, 2), targets["modality"])
+    loss = loss + F.cross_entropy(out["flip"], targets["flip"])
+    loss = loss + F.cross_entropy(out["corruption"], targets["corruption"])
+    for name, y in labels.items():
+        if (y >= 0).any():
+            loss = loss + F.cross_entropy(out[f"label_{name}"], y, ignore_index=-1)
+    return loss
+
+
+def train_probe(
+    inputs: torch.Tensor,
+    labels: Mapping[str, torch.Tensor],
+    options: ProbeOptions,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[ProbeNet, list[float]]:
+    """Train a probe on its inputs.
+
+    Args:
+        inputs: probe inputs ``[N, 4, d, h, w]`` (see :func:`to_probe_input`).
+        labels: label name -> class index per case ``[N]`` (``-1`` = unknown, ignored).
+        options: network and training options.
+        progress: called with ``(step, loss)`` after every step.
+
+    Returns:
+        ``(net in eval mode, loss per step)``.
+    """
+    if inputs.ndim != 5 or inputs.shape[1] != 4:
+        raise GliomagenError(f"probe: expected training inputs [N, 4, D, H, W], got {tuple(inputs.shape)}")
+    if inputs.shape[0] < 2:
+        raise GliomagenError(f"probe: needs at least 2 training cases, got {inputs.shape[0]}")
+    heads = _heads(labels)
+    rng = np.random.default_rng(options.seed)
+    losses: list[float] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        net = ProbeNet(inputs.shape[1], options.width, heads)
+        opt = torch.optim.Adam(net.parameters(), lr=options.lr)
+        net.train()
+        for step in range(options.steps):
+            idx = rng.choice(inputs.shape[0], min(options.batch_size, inputs.shape[0]), replace=False)
+            x, targets = _augment(inputs[idx].float(), rng)
+            loss = _loss(net(x), targets, {k: v[idx] for k, v in labels.items()})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(step, losses[-1])
+    net.eval()
+    net.standardise(inputs)
+    return net, losses
+
+
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_or_train_probe(
+    inputs: torch.Tensor,
+    labels: Mapping[str, torch.Tensor],
+    options: ProbeOptions,
+    cache_dir: Path | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[ProbeNet, dict[str, Any]]:
+    """Load the cached probe for these inputs, labels and options, or train and cache it.
+
+    Returns:
+        ``(net, info)`` with ``info = {"key", "path", "cached", "final_loss", "options"}``.
+    """
+    key = probe_key(inputs, labels, options)
+    path = Path(cache_dir or default_cache_dir()) / "probe" / f"{key}.pt"
+    heads = _heads(labels)
+    if path.is_file():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            net = ProbeNet(inputs.shape[1], options.width, blob["heads"])
+            net.load_state_dict(blob["state_dict"])
+            net.eval()
+            return net, {"key": key, "path": str(path), "cached": True, "final_loss": blob["final_loss"], "options": asdict(options)}
+        except Exception:  # a damaged cache entry is retrained and replaced
+            pass
+    net, losses = train_probe(inputs, labels, options, progress)
+    final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
+    try:
+        _save_atomic(
+            {"format": PROBE_FORMAT, "heads": heads, "state_dict": net.state_dict(), "final_loss": final, "losses": losses},
+            path,
+        )
+    except OSError as exc:
+        raise GliomagenError(f"probe cache {path.parent}: cannot write ({exc.strerror}); set GLIOMAGEN_CACHE") from None
+    return net, {"key": key, "path": str(path), "cached": False, "final_loss": final, "options": asdict(options)}

@@ -1,0 +1,321 @@
+"""``generate_cohort``: a checkpoint -> a synthetic BraTS-layout cohort on disk.
+
+Memory is bounded by one batch: the generator runs on ``batch_size`` cases, each case is
+post-processed (brain mask, labels, resampling, scanner intensities) and written on its own, then
+the next batch is generated. The same checkpoint, seed and conditions give byte-identical files on
+the CPU: ``z`` and the noise inputs come from the case seed alone, the CPU runs the generator one
+case at a time (batched float kernels round differently for different batch sizes), and gzip
+headers carry no time stamp. So a case's files depend only on the checkpoint, its seed and its
+conditions: ``--seed 17 --n 1`` rewrites case 17 of a ``--seed 0`` cohort bit for bit, whatever
+``--batch-size`` or ``--n`` were. On a GPU the cases run in batches of ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gliomagen import __version__
+from gliomagen.errors import GliomagenError
+from gliomagen.generation.intensity import (
+    apply_brain,
+    brain_mask,
+    mask_labels,
+    scale_to_range,
+    scanner_ranges,
+)
+from gliomagen.generation.plan import encode_plan, plan_conditions
+from gliomagen.generation.sampling import (
+    MEAN_SAMPLES,
+    MEAN_SEED,
+    ConditionMeans,
+    case_seeds,
+    case_ws,
+)
+from gliomagen.generation.source import GeneratorSource, load_source
+from gliomagen.generation.space import OutputGrid, output_grid
+from gliomagen.generation.writer import (
+    case_id,
+    prepare_out_dir,
+    write_case,
+    write_clinical,
+    write_manifest,
+)
+
+SPACES = ("brats", "native")
+FORMATS = ("float32", "int16")
+NOISE_MODES = ("const", "random", "none")
+
+
+def check_mix(mix: Mapping[str, int] | Sequence[int] | None, num_ws: int) -> tuple[int, int] | None:
+    """``(mix_seed, mix_layer)`` from ``{"seed", "layer"}`` or a pair; the layer must be in ``1..num_ws-1``."""
+    if mix is None:
+        return None
+    seed, layer = (mix["seed"], mix["layer"]) if isinstance(mix, Mapping) else tuple(mix)
+    if not 1 <= int(layer) < int(num_ws):
+        raise GliomagenError(
+            f"--mix-layer {layer}: must be between 1 and {num_ws - 1} (this generator has {num_ws} style inputs)"
+        )
+    return int(seed), int(layer)
+
+
+def check_options(
+    n: int, truncation: float, seed: int, batch_size: int, space: str, fmt: str, noise_mode: str
+) -> None:
+    """Raise a one-line GliomagenError for an option out of range."""
+    if int(n) != n or n <= 0:
+        raise GliomagenError(f"--n {n}: must be a whole number of cases >= 1")
+    if not math.isfinite(float(truncation)):
+        raise GliomagenError(
+            f"--truncation {truncation}: must be a finite number (1 = no truncation)"
+        )
+    if int(seed) < 0:
+        raise GliomagenError(f"--seed {seed}: must be >= 0")
+    if int(batch_size) < 1:
+        raise GliomagenError(f"--batch-size {batch_size}: must be >= 1")
+    if space not in SPACES:
+        raise GliomagenError(f"--space {space!r}: must be one of {', '.join(SPACES)}")
+    if fmt not in FORMATS:
+        raise GliomagenError(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}")
+    if noise_mode not in NOISE_MODES:
+        raise GliomagenError(f"noise mode {noise_mode!r}: must be one of {', '.join(NOISE_MODES)}")
+
+
+def synthesize(
+    source: GeneratorSource,
+    ws: torch.Tensor,
+    noise_mode: str = "random",
+    seeds: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the synthesis network: ``ws [B, num_ws, w_dim]`` -> ``(images, logits)`` as float32 numpy ``[B, 4, *S]``.
+
+    With ``noise_mode="random"`` and case ``seeds``, each case's noise comes from its own generator
+    (seeded by :func:`noise_seed`), so it does not depend on the batch. On the CPU the cases run
+    one at a time (``--batch-size`` then only sets how many are generated between writes).
+    """
+    G, device = source.G, source.device
+    ws = ws.to(device)
+    noise = [noise_seed(s) for s in seeds] if noise_mode == "random" and seeds is not None else None
+    # On the CPU one case at a time: batched kernels round differently for different batch
+    # sizes, so this is what makes a case's bytes depend on its seed alone (not on --batch-size,
+    # --n or its place in the batch). It costs CPU throughput (benchmarks/generate.py).
+    groups = (
+        [[i] for i in range(ws.shape[0])] if device.type == "cpu" else [list(range(ws.shape[0]))]
+    )
+    images, logits = [], []
+    with torch.no_grad():
+        for g in groups:
+            kwargs: dict[str, Any] = {"noise_mode": noise_mode}
+            if noise is not None:
+                kwargs["noise_seeds"] = [noise[i] for i in g]
+            im, lg = G.synthesis(ws[g[0] : g[-1] + 1], **kwargs)
+            images.append(im.float().cpu().numpy())
+            logits.append(lg.float().cpu().numpy())
+    return np.concatenate(images), np.concatenate(logits)
+
+
+def noise_seed(case_seed: int) -> int:
+    """Seed of a case's noise inputs: derived from, but not equal to, the seed of its ``z``."""
+    return int(np.random.SeedSequence([int(case_seed), 1]).generate_state(1)[0])
+
+
+def finish_case(
+    images: np.ndarray,
+    logits: np.ndarray,
+    grid: OutputGrid,
+    ranges: Sequence[tuple[float, float]],
+    fmt: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One case from network output to file arrays.
+
+    Args:
+        images: ``[C, D, H, W]`` in [-1, 1] on the generator's grid.
+        logits: ``[4, D, H, W]`` mask logits.
+        grid: output space.
+        ranges: scanner ``(lo, hi)`` per channel.
+        fmt: ``float32`` or ``int16``.
+
+    Returns:
+        ``(images [C, *grid.shape] fmt, seg [*grid.shape] uint8)``.
+    """
+    brain = brain_mask(images)  # [D, H, W]
+    seg = mask_labels(logits, brain)  # [D, H, W]
+    # Scale on the small grid, then resample (the scaling is affine, so the two commute).
+    scaled = grid.images(
+        scale_to_range(images, ranges), fill=np.array([r[0] for r in ranges], np.float32)
+    )
+    brain_g = grid.labels(brain.astype(np.uint8)).astype(bool)  # [*grid.shape]
+    seg_g = grid.labels(seg)
+    seg_g[~brain_g] = 0
+    return apply_brain(scaled, brain_g, fmt), seg_g
+
+
+def _manifest(
+    source: GeneratorSource,
+    *,
+    n: int,
+    seeds: list[int],
+    mix: tuple[int, int] | None,
+    truncation: float,
+    space: str,
+    fmt: str,
+    noise_mode: str,
+    grid: OutputGrid,
+    ranges: Sequence[tuple[float, float]],
+    requested: Any,
+    command_line: str,
+) -> dict[str, Any]:
+    return {
+        "format_version": 1,
+        "gliomagen_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "command_line": command_line,
+        "checkpoint": {"path": str(source.path), "sha256": source.sha256},
+        "n_cases": n,
+        "case_ids": [case_id(i) for i in range(n)],
+        "seeds": seeds,
+        "mix": None
+        if mix is None
+        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], n)},
+        "truncation": {
+            "psi": float(truncation),
+            "center": "per-condition mean w",
+            "mean_samples": MEAN_SAMPLES,
+            "mean_seed": MEAN_SEED,
+        },
+        "noise_mode": noise_mode,
+        "conditions_requested": requested,
+        "space": space,
+        "shape": list(grid.shape),
+        "spacing_mm": [float(s) for s in grid.spacing],
+        "affine": np.asarray(grid.affine).round(6).tolist(),
+        "format": fmt,
+        "modalities": source.modalities,
+        "intensity_ranges": {m: list(r) for m, r in zip(source.modalities, ranges, strict=True)},
+        "mask_labels": {"0": "background", "1": "NCR", "2": "ED", "3": "ET"},
+    }
+
+
+def generate_cohort(
+    checkpoint: Path | str,
+    out: Path | str,
+    n: int,
+    conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    conditions_csv: Path | str | None = None,
+    truncation: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 4,
+    device: str = "cpu",
+    space: str = "brats",
+    fmt: str = "float32",
+    mix: Mapping[str, int] | Sequence[int] | None = None,
+    progress: bool = True,
+    noise_mode: str = "random",
+    command_line: str | None = None,
+) -> Path:
+    """Generate ``n`` synthetic cases and write them as a BraTS 2023-layout cohort.
+
+    Args:
+        checkpoint: a gliomagen training checkpoint.
+        out: output folder (created; must not already hold a cohort).
+        n: number of cases.
+        conditions: one ``{field: value}`` for all cases, or weighted rows (see
+            :mod:`gliomagen.generation.plan`); unset fields are 'unknown'.
+        conditions_csv: a CSV of weighted condition rows (``--conditions-csv``).
+        truncation: psi; pulls each case's ``w`` toward the mean ``w`` of its own condition.
+        seed: case ``i`` uses seed ``seed + i``.
+        batch_size: cases per generator call.
+        device: ``cpu`` or ``cuda``.
+        space: ``brats`` (1 mm 240x240x155 grid of the training data) or ``native`` (the
+            generator's grid with its true spacing).
+        fmt: ``float32`` or ``int16`` image files (the mask is always uint8).
+        mix: style mixing ``{"seed": S, "layer": L}`` or ``(S, L)``: styles from layer ``L`` on
+            come from seed ``S + i``.
+        progress: show a progress bar on stderr.
+        noise_mode: ``random`` (default; seeded per case, so still reproducible), ``const``
+            (the generator's fixed noise buffers) or ``none``.
+        command_line: recorded in the manifest (default: this process's ``sys.argv``).
+
+    Returns:
+        The cohort folder.
+
+    Raises:
+        GliomagenError: bad options, checkpoint, conditions or output folder; nothing is written then.
+    """
+    check_options(n, truncation, seed, batch_size, space, fmt, noise_mode)
+    source = load_source(checkpoint, device)
+    plan = plan_conditions(
+        source.schema, int(n), conditions, Path(conditions_csv) if conditions_csv else None
+    )
+    cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
+    G = source.G
+    mix_pair = check_mix(mix, G.num_ws)
+    grid = output_grid(source.meta, space)
+    ranges = scanner_ranges(source.modalities, source.meta)
+    out_dir = prepare_out_dir(Path(out))
+
+    seeds = case_seeds(seed, n)
+    mix_seeds = case_seeds(mix_pair[0], n) if mix_pair else None
+    means = ConditionMeans(G) if truncation != 1.0 else None
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=n, unit="case", desc="generate", disable=not progress, file=sys.stderr)
+    try:
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(n, start + batch_size)))
+            ws = case_ws(
+                G,
+                [seeds[i] for i in idx],
+                cat[idx],
+                cont[idx],
+                psi=float(truncation),
+                means=means,
+                mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None,
+                mix_layer=mix_pair[1] if mix_pair else None,
+            )  # [b, num_ws, w_dim]
+            images, logits = synthesize(
+                source, ws, noise_mode, [seeds[i] for i in idx]
+            )  # [b, 4, *S] each
+            for j, i in enumerate(idx):
+                vols, seg = finish_case(images[j], logits[j], grid, ranges, fmt)
+                write_case(out_dir, case_id(i), vols, seg, grid.affine, source.modalities)
+                row: dict[str, Any] = {"case_id": case_id(i), "seed": seeds[i]}
+                if mix_seeds:
+                    row["mix_seed"] = mix_seeds[i]
+                rows.append({**row, **plan[i]})
+                bar.update(1)
+            del images, logits
+    finally:
+        bar.close()
+    write_clinical(out_dir, rows, source.schema.names)
+    requested: Any = {"csv": str(conditions_csv)} if conditions_csv else conditions
+    cmd = (
+        command_line
+        if command_line is not None
+        else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    )
+    write_manifest(
+        out_dir,
+        _manifest(
+            source,
+            n=n,
+            seeds=seeds,
+            mix=mix_pair,
+            truncation=truncation,
+            space=space,
+            fmt=fmt,
+            noise_mode=noise_mode,
+            grid=grid,
+            ranges=ranges,
+            requested=requested,
+            command_line=cmd,
+        ),
+    )
+    return out_dir

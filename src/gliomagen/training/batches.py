@@ -1,0 +1,207 @@
+"""What a training step reads: the store's cases and conditions, and the step's random draws.
+
+:class:`TrainingData` checks a store against the configuration (grid size, condition names, cases
+with masks) and selects the condition columns the model uses.
+
+:class:`StepPlan` draws every random number of a step from a generator seeded by ``(seed, step)``
+for the *global* batch (all workers, all accumulation rounds) and hands each worker its rows. So a
+run does not depend on how its batch is split (one worker == N data-parallel workers), and resuming
+at step ``s`` replays exactly what an uninterrupted run does at ``s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gliomagen.data.conditions import ConditionSchema
+from gliomagen.errors import GliomagenError
+from gliomagen.models.augment import AugmentPipe
+from gliomagen.models.generator import plan_grid
+
+N_CLASSES = 4
+
+
+def _fmt(size: Any) -> str:
+    return "x".join(str(int(s)) for s in size)
+
+
+class TrainingData:
+    """A store seen through a configuration.
+
+    Args:
+        store: a :class:`gliomagen.data.store.StoreDataset` (or an object with the same attributes).
+        cfg: the run configuration.
+        name: how to name the store in messages (its path).
+
+    Attributes:
+        schema: the conditions the model uses (a subset of the store's, in store order).
+        size: the volume grid.
+        n_modalities: image channels.
+        train_index: store rows used for training (cases with a mask).
+        cat / cont: ``[N_store, n_cat]`` long / ``[N_store, n_cont]`` float condition codes.
+    """
+
+    def __init__(self, store: Any, cfg: Any, name: str = "store") -> None:
+        self.store, self.name = store, name
+        full: ConditionSchema = store.schema
+        wanted = cfg.data.conditions if cfg.data.conditions is not None else full.names
+        missing = [n for n in wanted if n not in full]
+        if missing:
+            raise GliomagenError(
+                f"data.conditions: {missing[0]!r} is not a condition of {name}; it has: {', '.join(full.names) or 'none'}"
+            )
+        self.schema = ConditionSchema([f for f in full.fields if f.name in wanted])
+        cat_names = [f.name for f in full.categorical]
+        cont_names = [f.name for f in full.continuous]
+        cat_cols = [cat_names.index(f.name) for f in self.schema.categorical]
+        cont_cols = [cont_names.index(f.name) for f in self.schema.continuous]
+        self.cat = torch.as_tensor(np.asarray(store.cond_cat)[:, cat_cols], dtype=torch.long).reshape(len(store), len(cat_cols))
+        self.cont = torch.as_tensor(np.asarray(store.cond_cont)[:, cont_cols], dtype=torch.float32).reshape(
+            len(store), len(cont_cols)
+        )
+        self.size = tuple(int(s) for s in store.size)
+        if cfg.data.size is not None and tuple(cfg.data.size) != self.size:
+            raise GliomagenError(
+                f"data.size={_fmt(cfg.data.size)} but {name} holds {_fmt(self.size)} volumes; "
+                f"prepare a store at that size or --set data.size=null"
+            )
+        try:
+            plan_grid(self.size)
+        except ValueError as exc:
+            raise GliomagenError(f"{name}: unsupported size: {exc}") from None
+        self.n_modalities = len(store.modalities)
+        self.train_index = np.flatnonzero(np.asarray(store.has_mask, dtype=bool))
+        if len(self.train_index) == 0:
+            raise GliomagenError(f"{name}: no case of this split has a tumour mask; training needs masks")
+        self.n_skipped = len(store) - len(self.train_index)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The store facts a checkpoint keeps (size, modalities, spacing_mm, template_geometry)."""
+        meta = dict(getattr(self.store, "meta", {}) or {})
+        return {
+            "size": list(self.size),
+            "modalities": list(self.store.modalities),
+            "spacing_mm": [float(s) for s in meta.get("spacing_mm", getattr(self.store, "spacing_mm", []) or [])],
+            "template_geometry": meta.get("template_geometry", {}),
+        }
+
+    def collate_real(self, batch: list[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack dataset items into ``(images [n, C, *S], one-hot masks [n, 4, *S])`` on ``device``."""
+        img = torch.stack([b[0] for b in batch]).to(device, torch.float32)
+        mask = torch.stack([b[1] for b in batch]).to(device)
+        onehot = F.one_hot(mask.clamp(0, N_CLASSES - 1), N_CLASSES).movedim(-1, 1).float()  # [n, 4, *S]
+        return img, onehot
+
+
+def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
+    """A CPU generator for ``(seed, step, stream)`` (independent streams via numpy's SeedSequence)."""
+    state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+@dataclass
+class PhaseDraws:
+    """One phase's global draws (``B`` rows)."""
+
+    z: torch.Tensor
+    cond_rows: torch.Tensor
+    noise_seeds: torch.Tensor
+    aug_fake: dict[str, torch.Tensor] | None
+    aug_real: dict[str, torch.Tensor] | None
+    mix_z: torch.Tensor | None
+    mix_cutoff: torch.Tensor | None
+    gp_alpha: torch.Tensor
+
+
+class StepPlan:
+    """Random draws and row assignment of every step.
+
+    Args:
+        seed: run seed.
+        n_train: number of training cases.
+        batch: global batch per step.
+        accum: accumulation rounds per step.
+        world, rank: data-parallel layout.
+        z_dim: latent width.
+        num_ws: generator's number of ``w`` inputs (style mixing cutoffs).
+        style_mixing: probability of mixing per sample.
+        augment: the augmentation pipeline or ``None``.
+        size: volume grid.
+    """
+
+    def __init__(
+        self, *, seed: int, n_train: int, batch: int, accum: int, world: int, rank: int, z_dim: int,
+        num_ws: int, style_mixing: float, augment: AugmentPipe | None, size: tuple[int, ...],
+    ) -> None:
+        if batch % (accum * world):
+            raise GliomagenError(
+                f"train.batch_size={batch} must be divisible by grad_accum x workers = {accum} x {world}"
+            )
+        self.seed, self.n_train, self.batch, self.accum, self.world, self.rank = seed, n_train, batch, accum, world, rank
+        self.micro = batch // (accum * world)
+        self.z_dim, self.num_ws, self.style_mixing = z_dim, num_ws, style_mixing
+        self.augment, self.size = augment, size
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {epoch: torch.randperm(self.n_train, generator=step_generator(self.seed, epoch, 99))}
+        return self._perms[epoch]
+
+    def real_positions(self, step: int) -> list[int]:
+        """Positions in the training list of this worker's real cases at ``step`` (all rounds)."""
+        start = step * self.batch + self.rank * self.accum * self.micro
+        out = []
+        for g in range(start, start + self.accum * self.micro):
+            out.append(int(self._perm(g // self.n_train)[g % self.n_train]))
+        return out
+
+    def local_rows(self, round_: int) -> slice:
+        """Rows of the global draws this worker uses in accumulation round ``round_``."""
+        first = (self.rank * self.accum + round_) * self.micro
+        return slice(first, first + self.micro)
+
+    def draw(self, step: int, phase: str, p: float) -> PhaseDraws:
+        """The global draws of one phase (``"G"`` or ``"D"``) at ``step`` with augmentation ``p``."""
+        g = step_generator(self.seed, step, 0 if phase == "G" else 1)
+        b = self.batch
+        z = torch.randn(b, self.z_dim, generator=g)
+        rows = torch.randint(self.n_train, (b,), generator=g)
+        seeds = torch.randint(0, 2**62, (b,), generator=g)
+        mix_z = torch.randn(b, self.z_dim, generator=g)
+        cut = torch.randint(1, self.num_ws, (b,), generator=g)
+        mixed = torch.rand(b, generator=g) < self.style_mixing
+        cutoff = torch.where(mixed, cut, torch.full_like(cut, self.num_ws))
+        gp_alpha = torch.rand(b, generator=g)
+        aug_fake = aug_real = None
+        if self.augment is not None:
+            aug_fake = self.augment.sample_params(b, p, self.size, g)
+            aug_real = self.augment.sample_params(b, p, self.size, g)
+        use_mix = self.style_mixing > 0
+        return PhaseDraws(z, rows, seeds, aug_fake, aug_real, mix_z if use_mix else None, cutoff if use_mix else None, gp_alpha)
+
+
+def slice_params(params: dict[str, torch.Tensor] | None, rows: slice) -> dict[str, torch.Tensor] | None:
+    """Rows of augmentation parameters."""
+    return None if params is None else {k: v[rows] for k, v in params.items()}
+
+
+class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Store indices of this worker's real cases for steps ``start .. end-1`` (for a DataLoader)."""
+
+    def __init__(self, plan: StepPlan, train_index: np.ndarray, start: int, end: int) -> None:
+        self.plan, self.train_index, self.start, self.end = plan, train_index, start, end
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.end):
+            yield [int(self.train_index[i]) for i in self.plan.real_positions(step)]
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)

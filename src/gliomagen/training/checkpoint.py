@@ -1,0 +1,185 @@
+"""Checkpoints: atomic writes, the last K kept, safe loading, and rebuilding the generator.
+
+A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` accepts (tensors, numbers,
+strings, lists, dicts; no pickled classes, no code), so a checkpoint from a stranger cannot run
+code. Keys:
+
+    format_version  int (1)
+    step            int, optimiser steps done
+    images_seen     int
+    G, D, G_ema     state_dicts
+    opt_G, opt_D    optimiser state_dicts
+    aug_p           float, ADA probability
+    train_state     dict: ada_sign_sum, ada_count, nan_streak, elapsed_s
+    rng             dict: torch (uint8 tensor), numpy (dict), python (list), cuda (list of tensors)
+    config          resolved configuration (:func:`gliomagen.config.to_dict`)
+    schema          :meth:`ConditionSchema.to_dict` of the conditions the model uses
+    store_meta      size, modalities, spacing_mm, template_geometry of the training store
+    size            [D, H, W] output grid
+    n_modalities    int
+    w_avg           {"cat": long [K, n_cat], "cont": float [K, n_cont], "w": float [K, w_dim]}: mean
+                    ``w`` of G_ema per combination of categorical conditions (continuous at 0)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomagen.config import Config, from_dict
+from gliomagen.data.conditions import ConditionSchema
+from gliomagen.errors import GliomagenError
+
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step-(\d+)\.pt$")
+
+
+def checkpoint_path(run_dir: str | os.PathLike[str], step: int) -> Path:
+    """``RUN/checkpoints/step-000123.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:07d}.pt"
+
+
+def list_checkpoints(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoints of a run folder, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(state: dict[str, Any], run_dir: str | os.PathLike[str], keep: int = 3) -> Path:
+    """Write ``state`` atomically as ``RUN/checkpoints/step-<step>.pt`` and keep the last ``keep``.
+
+    Args:
+        state: the checkpoint dict (must hold ``step``).
+        run_dir: the run folder.
+        keep: how many checkpoints to keep (older ones are deleted after the new one is in place).
+
+    Returns:
+        The path written.
+    """
+    path = checkpoint_path(run_dir, int(state["step"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint file, or the newest checkpoint of a run folder."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        found = list_checkpoints(p.parent if p.name == CHECKPOINT_DIR else p)
+        if found:
+            return found[-1]
+        raise GliomagenError(f"{p}: no checkpoints (expected {CHECKPOINT_DIR}/step-*.pt in a run folder)")
+    raise GliomagenError(f"{p}: checkpoint or run folder not found")
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``torch.load(..., weights_only=True)``.
+
+    Args:
+        path: a ``.pt`` file or a run folder (its newest checkpoint).
+        map_location: where tensors go.
+
+    Returns:
+        The checkpoint dict (see the module docstring for its keys).
+    """
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle, ...
+        raise GliomagenError(f"{p}: not a readable gliomagen checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise GliomagenError(f"{p}: not a gliomagen checkpoint (no format_version)")
+    if int(ckpt["format_version"]) > FORMAT_VERSION:
+        raise GliomagenError(
+            f"{p}: checkpoint format {ckpt['format_version']} is newer than this gliomagen ({FORMAT_VERSION}); upgrade"
+        )
+    return ckpt
+
+
+def load_generator(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", ema: bool = True
+) -> tuple[torch.nn.Module, ConditionSchema, Config, dict[str, Any]]:
+    """Rebuild the trained generator from a checkpoint.
+
+    Args:
+        path: a checkpoint file or a run folder (its newest checkpoint).
+        device: where to put the generator.
+        ema: load ``G_ema`` (the averaged weights, the ones to sample from) instead of ``G``.
+
+    Returns:
+        ``(G, schema, config, store_meta)``: the generator in eval mode, the conditioning schema,
+        the resolved :class:`gliomagen.config.Config`, and the store's meta (size, modalities,
+        spacing_mm, template_geometry) plus ``w_avg`` (per-condition mean ``w``) when present.
+    """
+    from gliomagen.models import build_generator
+
+    ckpt = load_checkpoint(path)
+    config = from_dict(ckpt["config"], source=str(path))
+    schema = ConditionSchema.from_dict(ckpt["schema"])
+    G = build_generator(config, schema, [int(s) for s in ckpt["size"]], int(ckpt["n_modalities"]))
+    G.load_state_dict(ckpt["G_ema" if ema else "G"])
+    G.to(device).eval().requires_grad_(False)
+    meta = dict(ckpt.get("store_meta", {}))
+    if ckpt.get("w_avg") is not None:
+        meta["w_avg"] = ckpt["w_avg"]
+    return G, schema, config, meta
+
+
+# -- RNG states as weights_only-safe values -------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """The torch, numpy, python (and CUDA) RNG states as tensors/lists/numbers."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x: Any) -> Any:
+    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuples(x: Any) -> Any:
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x

@@ -1,0 +1,119 @@
+"""The run folder's outputs while training: text log, TensorBoard scalars, sample montages.
+
+Only the main worker writes. Montages show, for every combination of the categorical conditions,
+a few samples of G_ema from fixed latents: the middle axial slice (last axis) of each modality and
+of the mask (argmax of the logits).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomagen import MODALITIES
+from gliomagen.data.conditions import ConditionSchema
+
+MAX_SAMPLE_CONDITIONS = 8
+
+
+def condition_grid(schema: ConditionSchema, limit: int = MAX_SAMPLE_CONDITIONS) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every combination of the categorical conditions (first ``limit``), continuous ones at the mean.
+
+    Returns:
+        ``(cat [K, n_cat] long, cont [K, n_cont] float, labels)``.
+    """
+    fields = schema.categorical
+    combos = list(itertools.islice(itertools.product(*[range(len(f.categories)) for f in fields]), limit))
+    cat = torch.tensor(combos, dtype=torch.long).reshape(len(combos), len(fields))
+    cont = torch.zeros(len(combos), len(schema.continuous))
+    labels = [", ".join(f"{f.name}={f.categories[i]}" for f, i in zip(fields, combo, strict=True)) or "unconditional" for combo in combos]
+    return cat, cont, labels
+
+
+class RunMonitor:
+    """Log lines, TensorBoard scalars and sample montages of one run.
+
+    Args:
+        run_dir: the run folder.
+        enabled: False on non-main workers (every method is then a no-op).
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool = True) -> None:
+        self.run_dir, self.enabled = Path(run_dir), enabled
+        self.writer: Any = None
+        if enabled:
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def log(self, message: str) -> None:
+        """Append a time-stamped line to ``RUN/log.txt``."""
+        if not self.enabled:
+            return
+        with open(self.run_dir / "log.txt", "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Write TensorBoard scalars."""
+        if self.writer is None:
+            return
+        for k, v in values.items():
+            self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def montage(self, step: int, images: torch.Tensor, logits: torch.Tensor, labels: list[str]) -> Path | None:
+        """Save ``RUN/samples/step-<step>.png`` (atomically).
+
+        Args:
+            step: training step.
+            images: ``[K, C, *S]`` in [-1, 1].
+            logits: ``[K, 4, *S]`` mask logits.
+            labels: one row title per sample.
+        """
+        if not self.enabled:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        def mid(x: torch.Tensor) -> np.ndarray:
+            x = x[..., x.shape[-1] // 2] if x.ndim == 3 else x  # [H, W] slice of a [D, H, W] volume
+            return np.rot90(x.detach().float().cpu().numpy())
+
+        n, c = images.shape[:2]
+        mask = logits.argmax(1)  # [K, *S]
+        fig, axes = plt.subplots(n, c + 1, figsize=(1.6 * (c + 1), 1.6 * n + 0.3), squeeze=False)
+        for i in range(n):
+            for j in range(c):
+                axes[i, j].imshow(mid(images[i, j]), cmap="gray", vmin=-1, vmax=1)
+                if i == 0:
+                    axes[i, j].set_title(MODALITIES[j] if j < len(MODALITIES) else f"ch{j}", fontsize=8)
+            axes[i, c].imshow(mid(mask[i].float()), cmap="viridis", vmin=0, vmax=3, interpolation="nearest")
+            axes[i, 0].set_ylabel(labels[i], fontsize=6)
+            if i == 0:
+                axes[i, c].set_title("mask", fontsize=8)
+            for ax in axes[i]:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        fig.suptitle(f"step {step}", fontsize=9)
+        fig.tight_layout()
+        out = self.run_dir / "samples" / f"step-{step:07d}.png"
+        fd, tmp = tempfile.mkstemp(prefix=".montage.", suffix=".png", dir=out.parent)
+        os.close(fd)
+        fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        os.replace(tmp, out)
+        return out
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

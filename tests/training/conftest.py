@@ -1,0 +1,132 @@
+"""An in-memory stand-in for ``gliomagen.data.store.StoreDataset`` (same attributes, same items).
+
+Cases are ellipsoid "brains" with one spherical tumour whose structure depends on the ``grade``
+condition: HGG = necrotic core (1) inside an enhancing shell (3, bright on T1Gd) inside edema (2);
+LGG = non-enhancing core (1) inside edema (2), no label 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gliomagen import MODALITIES
+from gliomagen.config import Config, preset
+from gliomagen.data.conditions import ConditionField, ConditionSchema
+
+# mean intensity per class (bg-brain, ncr, ed, et) and modality (t1n, t1c, t2w, t2f), in [-1, 1]
+_CLASS_INTENSITY = np.array(
+    [
+        [0.0, 0.0, -0.2, -0.1],  # normal brain
+        [-0.6, -0.5, 0.7, 0.2],  # core
+        [-0.2, -0.2, 0.5, 0.7],  # edema
+        [-0.1, 0.8, 0.2, 0.3],  # enhancing
+    ],
+    dtype=np.float32,
+)
+
+
+def make_case(size: tuple[int, ...], grade: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One case: ``(images float32 [4, *S] in [-1, 1], mask uint8 [*S])``."""
+    grids = np.meshgrid(*[np.linspace(-1, 1, s) for s in size], indexing="ij")
+    brain = sum(g**2 / 0.8**2 for g in grids) <= 1.0
+    centre = rng.uniform(-0.3, 0.3, len(size))
+    r = np.sqrt(sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)))
+    r_tumour = rng.uniform(0.3, 0.4)
+    mask = np.zeros(size, np.uint8)
+    mask[(r < r_tumour) & brain] = 2
+    if grade == "HGG":
+        mask[(r < 0.7 * r_tumour) & brain] = 3
+        mask[(r < 0.4 * r_tumour) & brain] = 1
+    else:
+        mask[(r < 0.6 * r_tumour) & brain] = 1
+    images = np.full((4, *size), -1.0, np.float32)
+    for m in range(4):
+        vals = _CLASS_INTENSITY[mask, m] + 0.05 * rng.standard_normal(size).astype(np.float32)
+        images[m][brain] = np.clip(vals[brain], -1, 1)
+    mask[~brain] = 0
+    return images, mask
+
+
+class FakeStore(torch.utils.data.Dataset):
+    """Mimics ``StoreDataset``: ``.meta .schema .modalities .size .spacing_mm .case_ids .rows
+    .has_mask .cond_cat .cond_cont``, items ``(image f32 [C, *S], mask i64 [*S], cond, case_id)``."""
+
+    def __init__(self, n: int = 8, size: tuple[int, ...] = (16, 16, 16), seed: int = 0, n_without_mask: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.schema = ConditionSchema(
+            [
+                ConditionField("cohort", "categorical", categories=["GLI", "SSA"], source="id"),
+                ConditionField("grade", "categorical", categories=["HGG", "LGG"], source="labels-csv"),
+                ConditionField("wt_volume_ml", "continuous", mean=20.0, std=5.0, source="mask"),
+            ]
+        )
+        self.size = tuple(size)
+        self.modalities = list(MODALITIES)
+        self.spacing_mm = [240.0 / size[0]] * len(size)
+        self.case_ids = [f"FAKE-{i:03d}" for i in range(n)]
+        self.rows = [
+            {"case_id": c, "cohort": ["GLI", "SSA"][i % 2], "grade": ["HGG", "LGG"][(i // 2) % 2], "wt_volume_ml": 15.0 + i}
+            for i, c in enumerate(self.case_ids)
+        ]
+        self.cond_cat, self.cond_cont = self.schema.encode_many(
+            [{k: r[k] for k in ("cohort", "grade", "wt_volume_ml")} for r in self.rows]
+        )
+        cases = [make_case(self.size, r["grade"], rng) for r in self.rows]
+        self.images = np.stack([c[0] for c in cases]).astype(np.float16)
+        self.masks = np.stack([c[1] for c in cases])
+        self.has_mask = np.ones(n, bool)
+        for i in range(n_without_mask):
+            self.masks[i] = 255
+            self.has_mask[i] = False
+        self.meta = {
+            "format_version": 1,
+            "size": list(self.size),
+            "modalities": self.modalities,
+            "schema": self.schema.to_dict(),
+            "spacing_mm": self.spacing_mm,
+            "template_geometry": {"reference_shape": [240, 240, 155], "reference_affine": np.eye(4).tolist()},
+            "n_cases": n,
+        }
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], str]:
+        return (
+            torch.from_numpy(self.images[i].astype(np.float32)),
+            torch.from_numpy(self.masks[i].astype(np.int64)),
+            {"cat": torch.from_numpy(self.cond_cat[i]), "cont": torch.from_numpy(self.cond_cont[i])},
+            self.case_ids[i],
+        )
+
+
+@pytest.fixture
+def fake_store() -> Callable[..., FakeStore]:
+    """Factory of in-memory stores: ``fake_store(n=8, size=(16, 16, 16))``."""
+    return FakeStore
+
+
+def tiny_config(**sections: dict[str, Any]) -> Config:
+    """A ~50k-parameter demo-cpu configuration for 16^3 tests (1 thread, no files but checkpoints)."""
+    cfg = preset("demo-cpu")
+    cfg.data.size = None
+    cfg.model.z_dim, cfg.model.w_dim, cfg.model.mapping_layers, cfg.model.cond_embed_dim = 8, 16, 2, 8
+    cfg.model.g_channels, cfg.model.g_max_channels, cfg.model.d_channels, cfg.model.d_max_channels = 4, 8, 4, 8
+    cfg.train.batch_size, cfg.train.steps, cfg.train.threads = 4, 4, 1
+    cfg.train.checkpoint_every, cfg.train.sample_every, cfg.train.log_every = 1000, 1000, 1
+    cfg.train.w_avg_samples, cfg.train.samples_per_condition = 16, 1
+    for section, values in sections.items():
+        for k, v in values.items():
+            setattr(getattr(cfg, section), k, v)
+    return cfg.validate()
+
+
+@pytest.fixture
+def tiny_cfg() -> Callable[..., Config]:
+    """Factory of tiny configurations: ``tiny_cfg(loss={"kind": "hinge"})``."""
+    return tiny_config
