@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real" / "brats2021" / "BraTS2021_07294"
 NAMES_2021 = {"t1n": "t1", "t1c": "t1ce", "t2w": "t2", "t2f": "flair"}
 TITLES = {"t1n": "T1", "t1c": "T1Gd", "t2w": "T2", "t2f": "FLAIR"}
-MASK_CMAP = ListedColormap([(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.6), (0.1, 0.8, 0.2, 0.45), (1.0, 0.9, 0.0, 0.7)])
+MASK_CMAP = ListedColormap(
+    [(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.6), (0.1, 0.8, 0.2, 0.45), (1.0, 0.9, 0.0, 0.7)]
+)
 
 
 def _canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -53,12 +55,16 @@ def load_real(folder: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return images, seg
 
 
-def load_phantom(cohort: str, grade: str, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+def load_phantom(
+    cohort: str, grade: str, seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     """The first phantom of ``cohort`` with ``grade`` (1 mm), as RAS arrays."""
     for index in range(100):
         case = make_case(cohort, index, seed=seed, resolution=1)
         if case.grade == grade:
-            images = {m: _canonical(case.images[m].astype(np.float32), case.affine) for m in MODALITIES}
+            images = {
+                m: _canonical(case.images[m].astype(np.float32), case.affine) for m in MODALITIES
+            }
             return images, _canonical(case.seg, case.affine), case.case_id
     raise SystemExit(f"no {grade} case in the first 100 {cohort} phantoms")
 
@@ -71,7 +77,9 @@ def _planes(vol: np.ndarray, c: tuple[int, int, int]) -> list[np.ndarray]:
     return [ax, co, sa]
 
 
-def _crop(images: dict[str, np.ndarray], seg: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _crop(
+    images: dict[str, np.ndarray], seg: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Crop every volume of a case to the brain's bounding box plus a margin of 4 voxels."""
     brain = np.any([v > 0 for v in images.values()], axis=0)
     idx = np.argwhere(brain)
@@ -84,7 +92,11 @@ def montage(rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]], out: Path
     """Draw the montage: one block of three rows (planes) per case, five columns."""
     n = len(rows) * 3
     fig, axes = plt.subplots(
-        n, 5, figsize=(5 * 2.4, n * 2.4), facecolor="black", gridspec_kw={"hspace": 0.02, "wspace": 0.02}
+        n,
+        5,
+        figsize=(5 * 2.4, n * 2.4),
+        facecolor="black",
+        gridspec_kw={"hspace": 0.02, "wspace": 0.02},
     )
     for r, (label, full_images, full_seg) in enumerate(rows):
         images, seg = _crop(full_images, full_seg)
@@ -93,7 +105,9 @@ def montage(rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]], out: Path
         for col, m in enumerate([*MODALITIES, "mask"]):
             vol = images["t1c" if m == "mask" else m]
             lo, hi = np.percentile(vol[brain], [0.5, 99.5])
-            for p, (sl, msl) in enumerate(zip(_planes(vol, centre), _planes(seg, centre), strict=True)):
+            for p, (sl, msl) in enumerate(
+                zip(_planes(vol, centre), _planes(seg, centre), strict=True)
+            ):
                 a = axes[3 * r + p, col]
                 a.imshow(sl, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest", aspect="equal")
                 if m == "mask":
@@ -102,7 +116,9 @@ def montage(rows: list[tuple[str, dict[str, np.ndarray], np.ndarray]], out: Path
                 a.set_yticks([])
                 a.set_facecolor("black")
                 if r == 0 and p == 0:
-                    a.set_title("mask on T1Gd" if m == "mask" else TITLES[m], color="white", fontsize=11)
+                    a.set_title(
+                        "mask on T1Gd" if m == "mask" else TITLES[m], color="white", fontsize=11
+                    )
                 if col == 0 and p == 1:
                     a.set_ylabel(label, color="white", fontsize=9)
     fig.subplots_adjust(left=0.04, right=0.995, top=0.97, bottom=0.005)
@@ -119,11 +135,11 @@ def main() -> None:
     args = parser.parse_args()
     real_images, real_seg = load_real(args.real)
     lgg_images, lgg_seg, lgg_id = load_phantom("GLI", "LGG", args.seed)
-    hgg_images, hgg_seg, hgg_id = load_phantom("GLI", "HGG", args.seed)
+    hgg_images, hgg_seg, hgg_id = load_phantom("SSA", "HGG", args.seed)
     rows = [
         (f"real {args.real.name}\n(TCGA-LGG)", real_images, real_seg),
         (f"phantom {lgg_id}\n(LGG)", lgg_images, lgg_seg),
-        (f"phantom {hgg_id}\n(HGG)", hgg_images, hgg_seg),
+        (f"phantom {hgg_id}\n(HGG, 1.5 T-like)", hgg_images, hgg_seg),
     ]
     montage(rows, args.out)
     print(f"wrote {args.out}")

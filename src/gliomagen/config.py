@@ -58,6 +58,7 @@ class ModelConfig:
     aux_classifier: bool = True
     mbstd_group: int = 4
     spectral_norm: bool = False
+    d_stem: Literal["conv", "space_to_depth"] = "conv"
 
 
 @dataclass
@@ -178,12 +179,13 @@ def _demo_cpu() -> Config:
             w_dim=64,
             mapping_layers=2,
             cond_embed_dim=16,
-            g_channels=16,
+            g_channels=8,
             g_max_channels=64,
-            d_channels=16,
+            d_channels=8,
             d_max_channels=64,
             fused_modconv=False,
             mbstd_group=2,
+            d_stem="space_to_depth",
         ),
         loss=LossConfig(kind="lsgan", r1_gamma=0.0, aux_weight=1.0),
         augment=AugmentConfig(ada=False, p=0.0),
@@ -209,7 +211,9 @@ PRESETS: tuple[str, ...] = tuple(_PRESETS)
 def preset(name: str) -> Config:
     """A fresh copy of a named preset (``origin``, ``small-data``, ``demo-cpu``)."""
     if name not in _PRESETS:
-        raise GliomagenError(f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}")
+        raise GliomagenError(
+            f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}"
+        )
     return _PRESETS[name]()
 
 
@@ -304,7 +308,9 @@ def apply_overrides(cfg: Config, items: list[str]) -> Config:
     """Apply ``--set section.key=value`` strings (values parsed as YAML scalars/lists)."""
     for item in items:
         if "=" not in item:
-            raise GliomagenError(f"--set {item!r}: expected section.key=value, e.g. train.lr_g=0.001")
+            raise GliomagenError(
+                f"--set {item!r}: expected section.key=value, e.g. train.lr_g=0.001"
+            )
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
@@ -322,7 +328,9 @@ def merge_dict(cfg: Config, data: dict[str, Any], source: str = "config") -> Con
         if section == "preset":
             continue
         if section not in SECTIONS:
-            raise GliomagenError(f"{source}: {_unknown('config section', str(section), list(SECTIONS))}")
+            raise GliomagenError(
+                f"{source}: {_unknown('config section', str(section), list(SECTIONS))}"
+            )
         if not isinstance(values, dict):
             raise GliomagenError(f"{source}: section {section!r} must be a mapping")
         for key, value in values.items():
@@ -364,7 +372,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         first = str(exc).splitlines()[0] if str(exc) else "parse error"
         raise GliomagenError(f"{p}: not valid YAML ({first})") from None
     if not isinstance(data, dict):
-        raise GliomagenError(f"{p}: expected a mapping of sections (model, loss, augment, train, data)")
+        raise GliomagenError(
+            f"{p}: expected a mapping of sections (model, loss, augment, train, data)"
+        )
     return data
 
 
@@ -404,15 +414,45 @@ def _validate(cfg: Config) -> None:
             raise GliomagenError(f"{key}={_get(cfg, key)!r}: {what}")
 
     a, t, d = cfg.augment, cfg.train, cfg.data
-    for key in ("model.z_dim", "model.w_dim", "model.mapping_layers", "model.cond_embed_dim", "model.g_channels",
-                "model.g_max_channels", "model.d_channels", "model.d_max_channels", "train.steps",
-                "train.batch_size", "train.grad_accum", "train.checkpoint_every", "train.keep_checkpoints",
-                "train.sample_every", "train.log_every", "train.nan_patience", "loss.r1_interval", "augment.interval"):
+    for key in (
+        "model.z_dim",
+        "model.w_dim",
+        "model.mapping_layers",
+        "model.cond_embed_dim",
+        "model.g_channels",
+        "model.g_max_channels",
+        "model.d_channels",
+        "model.d_max_channels",
+        "train.steps",
+        "train.batch_size",
+        "train.grad_accum",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.sample_every",
+        "train.log_every",
+        "train.nan_patience",
+        "loss.r1_interval",
+        "augment.interval",
+    ):
         need(_get(cfg, key) >= 1, key, "must be >= 1")
-    for key in ("model.mbstd_group", "train.threads", "train.num_workers", "train.samples_per_condition",
-                "train.w_avg_samples", "loss.r1_gamma", "loss.gp_weight", "loss.wgan_drift", "loss.aux_weight",
-                "train.ema_half_life_images", "train.ema_rampup", "augment.translate", "augment.rotate_deg",
-                "augment.scale_std", "augment.brightness", "augment.contrast"):
+    for key in (
+        "model.mbstd_group",
+        "train.threads",
+        "train.num_workers",
+        "train.samples_per_condition",
+        "train.w_avg_samples",
+        "loss.r1_gamma",
+        "loss.gp_weight",
+        "loss.wgan_drift",
+        "loss.aux_weight",
+        "train.ema_half_life_images",
+        "train.ema_rampup",
+        "augment.translate",
+        "augment.rotate_deg",
+        "augment.scale_std",
+        "augment.brightness",
+        "augment.contrast",
+    ):
         need(_get(cfg, key) >= 0, key, "must be >= 0")
     for key in ("train.lr_g", "train.lr_d", "model.mapping_lr_mul", "augment.speed_images"):
         need(_get(cfg, key) > 0, key, "must be > 0")
@@ -421,8 +461,14 @@ def _validate(cfg: Config) -> None:
     need(0.0 <= a.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
     for key in ("train.betas_g", "train.betas_d"):
         need(all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
-    need(t.batch_size % t.grad_accum == 0, "train.batch_size", f"must be divisible by train.grad_accum={t.grad_accum}")
-    need(d.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all")
+    need(
+        t.batch_size % t.grad_accum == 0,
+        "train.batch_size",
+        f"must be divisible by train.grad_accum={t.grad_accum}",
+    )
+    need(
+        d.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all"
+    )
     if d.size is not None:
         from gliomagen.models.generator import plan_grid
 

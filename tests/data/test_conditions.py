@@ -153,3 +153,24 @@ def test_normalise_keeps_schema_fields_only() -> None:
         "age": 61.0,
     }
     assert schema.normalise({}) == {"grade": None, "age": None}
+
+
+def test_encode_ignores_missing_values_of_unknown_fields_only() -> None:
+    schema = build_schema([{"cohort": "GLI"}, {"cohort": "SSA"}], {"cohort": "id"})
+    cat, _ = schema.encode({"cohort": "SSA", "grade": None, "idh": ""})
+    assert cat.tolist() == [1]
+    with pytest.raises(GliomagenError, match="condition 'grade' is not in the model"):
+        schema.encode({"cohort": "SSA", "grade": "HGG"})
+
+
+def test_encode_many_with_no_continuous_or_no_categorical_fields() -> None:
+    from gliomagen.data.conditions import ConditionField, ConditionSchema
+
+    only_cat = ConditionSchema([ConditionField("grade", "categorical", categories=["HGG", "LGG"])])
+    cat, cont = only_cat.encode_many([{"grade": "LGG"}, {"grade": None}])
+    assert cat.tolist() == [[1], [2]]
+    assert cont.shape == (2, 0)
+    only_cont = ConditionSchema([ConditionField("age", "continuous", mean=50.0, std=10.0)])
+    cat, cont = only_cont.encode_many([{"age": 70}])
+    assert cat.shape == (1, 0)
+    assert cont.tolist() == [[2.0]]

@@ -77,6 +77,15 @@ def test_non_nifti_modality_file_is_named(tmp_path: Path, synth: Synth) -> None:
     assert "missing modality t1n (BraTS2021_00002_t1.mha: not a NIfTI file" in case.problem
 
 
+def test_hidden_files_and_folders_are_ignored(tmp_path: Path, synth: Synth) -> None:
+    d = synth.case(tmp_path, "BraTS-GLI-00004-000")
+    (d / "._BraTS-GLI-00004-000-t1n.nii.gz").write_bytes(b"\x00\x05\x16\x07")  # macOS AppleDouble
+    synth.case(tmp_path / ".trash", "BraTS-GLI-00005-000")
+    assert [(c.case_id, c.problem) for c in find_cases([tmp_path])] == [
+        ("BraTS-GLI-00004-000", None)
+    ]
+
+
 def test_two_files_for_one_modality(tmp_path: Path, synth: Synth) -> None:
     d = synth.case(tmp_path, "BraTS-GLI-00003-000")
     (d / "BraTS-GLI-00003-000-t1n.nii").write_bytes(b"")

@@ -17,6 +17,11 @@ from gliomagen.data.preprocess import to_original_space
 from gliomagen.data.store import open_store
 
 
+def no_store_left(parent: Path, name: str = "S") -> bool:
+    """Neither the store nor a temporary or old copy of it is in ``parent``."""
+    return not (parent / name).exists() and not list(parent.glob(f".{name}.*"))
+
+
 def run(*args: str | Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, [str(a) for a in args])
     return result.exit_code, result.stdout, result.stderr
@@ -158,7 +163,8 @@ def test_bad_case_fails_cleanly_or_is_skipped(tmp_path: Path, synth: Synth, kind
     assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
     for part in expected:
         assert part in stderr, (part, stderr)
-    assert not out.exists() and list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # not even the parent folder it would have created
+    assert no_store_left(tmp_path)
 
     code, stdout, stderr = run(
         "prepare", src, "--out", out, "--size", "8", "--qc", "0", "--skip-bad"
@@ -181,7 +187,7 @@ def test_duplicate_case_ids(tmp_path: Path, synth: Synth) -> None:
         and "duplicate case id 'BraTS-GLI-00001-000'" in stderr
         and stderr.count("\n") == 1
     )
-    assert not (tmp_path / "S").exists()
+    assert no_store_left(tmp_path)
 
 
 def test_label_rows_for_unknown_cases(tmp_path: Path, synth: Synth) -> None:
@@ -191,7 +197,7 @@ def test_label_rows_for_unknown_cases(tmp_path: Path, synth: Synth) -> None:
     code, _, stderr = run("prepare", tmp_path / "a", "--labels", labels, "--out", tmp_path / "S")
     assert code == 2 and stderr.count("\n") == 1
     assert f"--labels {labels}: 1 row(s) for unknown cases, e.g. 'BraTS-GLI-00042-000'" in stderr
-    assert not (tmp_path / "S").exists()
+    assert no_store_left(tmp_path)
 
 
 def test_unwritable_output(tmp_path: Path, synth: Synth) -> None:
@@ -200,14 +206,24 @@ def test_unwritable_output(tmp_path: Path, synth: Synth) -> None:
     blocker.write_text("")
     code, _, stderr = run("prepare", tmp_path / "a", "--out", blocker / "S")
     assert code == 2 and stderr.startswith(
-        f"error: --out {blocker / 'S'}: cannot create its parent folder"
+        f"error: --out {blocker / 'S'}: cannot create it, {blocker} is a file"
     )
+    assert stderr.count("\n") == 1 and not (blocker.parent / ".S.tmp").exists()
     other = tmp_path / "notastore"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
     code, _, stderr = run("prepare", tmp_path / "a", "--out", other)
     assert code == 2 and "is not a gliomagen store; not overwriting it" in stderr
-    assert (other / "keep.txt").read_text() == "mine"
+    assert (other / "keep.txt").read_text() == "mine" and not list(tmp_path.glob(".notastore.*"))
+
+
+def test_reserved_label_column(tmp_path: Path, synth: Synth) -> None:
+    synth.case(tmp_path / "a", "BraTS-GLI-00001-000")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("case_id,split\nBraTS-GLI-00001-000,train\n")
+    code, _, stderr = run("prepare", tmp_path / "a", "--labels", labels, "--out", tmp_path / "S")
+    assert code == 2 and "label column 'split' is reserved by the store index" in stderr
+    assert stderr.count("\n") == 1 and no_store_left(tmp_path)
 
 
 def test_bad_options(tmp_path: Path, synth: Synth) -> None:

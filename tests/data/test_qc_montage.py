@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from gliomagen.data.qc import MASK_COLOURS, montage, montage_rgb, save_montage
 
@@ -56,5 +57,8 @@ def test_montage_figure_and_png(tmp_path: Path) -> None:
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), montage_rgb(image, mask))
     assert fig._suptitle.get_text() == "case"
     path = save_montage(image, mask, tmp_path / "qc" / "c1.png", title="c1")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in (tmp_path / "qc").iterdir()] == ["c1.png"]
+    png = np.asarray(Image.open(path).convert("RGB"))
+    assert png.shape == (36 + 4 * 140, 40 + 3 * 140, 3)  # 14-voxel panels enlarged 10x, margins
+    expect = montage_rgb(image, mask).repeat(10, axis=0).repeat(10, axis=1)
+    np.testing.assert_array_equal(png[36:, 40:], expect)

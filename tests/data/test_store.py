@@ -6,6 +6,10 @@ import csv
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +252,12 @@ def test_skip_bad_stores_good_cases_and_reports(tree: dict[str, Path], synth: Sy
     out = build_store(
         [src], tree["root"] / "S", size=SIZE, skip_bad=True, progress=False, qc_cases=0
     )
-    assert open_store(out).case_ids == ["BraTS-GLI-00001-000"]
+    ds = open_store(out)
+    assert ds.case_ids == ["BraTS-GLI-00001-000"]
+    assert "grade" not in ds.schema and ds.rows[0]["grade"] is None  # always there, None if unknown
+    cat, cont = ds.schema.encode(ds.rows[0])
+    np.testing.assert_array_equal(cat, ds.cond_cat[0])
+    np.testing.assert_array_equal(cont, ds.cond_cont[0])
     with open(out / "skipped.csv", newline="") as fh:
         report = list(csv.DictReader(fh))
     assert [r["case_id"] for r in report] == ["BraTS-GLI-00002-000", "BraTS-GLI-00003-000"]
@@ -277,3 +286,38 @@ def test_npy_writer_shrinks_to_the_written_count(tmp_path: Path) -> None:
     assert arr.shape == (2, 2, 3) and arr.dtype == np.float16
     np.testing.assert_array_equal(arr[:, 0, 0], [1.0, 2.0])
     assert (tmp_path / "a.npy").stat().st_size == 128 + 2 * 2 * 3 * 2
+
+
+def test_sigterm_with_workers_leaves_no_store_and_no_processes(tree: dict[str, Path]) -> None:
+    marker = "gliomagen-sigterm-test"
+    code = f"""
+import sys, time
+import gliomagen.data.build as b
+real = b.prepare_case
+def slow(record, size):
+    time.sleep(0.5)
+    return real(record, size)
+b.prepare_case = slow
+b.build_store([{str(tree["brats2023"])!r}, {str(tree["brats2018"])!r}], {str(tree["root"] / "S")!r},
+              size=8, workers=2, progress=False, qc_cases=0)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", code, marker])
+    deadline = time.time() + 60
+    while not any(p.name.startswith(".S.tmp-") for p in tree["root"].iterdir()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) != 0
+    assert not (tree["root"] / "S").exists() and _leftovers(tree["root"]) == []
+    time.sleep(0.5)
+    alive = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            alive.append(pid)
+    assert alive == []

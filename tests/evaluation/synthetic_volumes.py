@@ -25,9 +25,13 @@ CONTRAST = {
 }
 
 
-def make_case(rng: np.random.Generator, size: int, cohort: str, grade: str) -> tuple[np.ndarray, np.ndarray]:
+def make_case(
+    rng: np.random.Generator, size: int, cohort: str, grade: str
+) -> tuple[np.ndarray, np.ndarray]:
     """One case: images ``[4, S, S, S]`` float32 and mask ``[S, S, S]`` uint8."""
-    g = (np.indices((size, size, size)).astype(np.float32) + 0.5) / size * 2 - 1  # [3, S, S, S] in [-1, 1]
+    g = (
+        np.indices((size, size, size)).astype(np.float32) + 0.5
+    ) / size * 2 - 1  # [3, S, S, S] in [-1, 1]
     centre = rng.normal(0, 0.03, 3)
     radii = np.array([0.72, 0.85, 0.75]) * rng.uniform(0.88, 1.08, 3)
     r = np.sqrt((((g - centre[:, None, None, None]) / radii[:, None, None, None]) ** 2).sum(0))
@@ -37,7 +41,9 @@ def make_case(rng: np.random.Generator, size: int, cohort: str, grade: str) -> t
     for side in (-1, 1):
         vc = centre + np.array([side * 0.12, 0.05, 0.1])
         vr = np.array([0.07, 0.25, 0.12]) * rng.uniform(0.8, 1.3)
-        tissue[np.sqrt((((g - vc[:, None, None, None]) / vr[:, None, None, None]) ** 2).sum(0)) < 1] = "csf"
+        tissue[
+            np.sqrt((((g - vc[:, None, None, None]) / vr[:, None, None, None]) ** 2).sum(0)) < 1
+        ] = "csf"
     mask = np.zeros(brain.shape, np.uint8)
     tc = centre + rng.uniform(-0.3, 0.3, 3) * np.array([1, 1, 0.6])
     dist = np.sqrt(((g - tc[:, None, None, None]) ** 2).sum(0))
@@ -72,7 +78,12 @@ def make_case(rng: np.random.Generator, size: int, cohort: str, grade: str) -> t
 
 
 def make_cohort(
-    n: int, size: int = 24, seed: int = 0, p_ssa: float = 0.5, p_hgg: float = 0.5, prefix: str = "CASE"
+    n: int,
+    size: int = 24,
+    seed: int = 0,
+    p_ssa: float = 0.5,
+    p_hgg: float = 0.5,
+    prefix: str = "CASE",
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[dict[str, Any]]]:
     """``n`` cases: images ``[N, 4, S, S, S]``, masks ``[N, S, S, S]``, ids and labels."""
     rng = np.random.default_rng(seed)
@@ -98,7 +109,9 @@ def degrade(images: np.ndarray, kind: str, level: float, seed: int = 0) -> np.nd
     if kind == "noise":
         out = out + rng.normal(0, level, out.shape).astype(np.float32)
     elif kind == "blur":
-        out = np.stack([[ndimage.gaussian_filter(ch, level) for ch in case] for case in out]).astype(np.float32)
+        out = np.stack(
+            [[ndimage.gaussian_filter(ch, level) for ch in case] for case in out]
+        ).astype(np.float32)
     elif kind == "swap":
         k = int(round(level * len(out)))
         for i in rng.choice(len(out), k, replace=False):

@@ -14,6 +14,7 @@ from gliomagen.generation import generate_cohort
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_brats_space_matches_a_real_brats_case(real_data: Path, tmp_path: Path) -> None:
     from monai.transforms import LoadImage
 

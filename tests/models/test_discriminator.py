@@ -24,7 +24,9 @@ def test_minibatch_std_groups_are_contiguous() -> None:
     y = minibatch_std(x, group_size=2)
     assert y.shape == (4, 2, 1, 1)
     # groups {0, 1} (std 1) and {2, 3} (std 0)
-    torch.testing.assert_close(y[:, 1].flatten(), torch.tensor([1.0, 1.0, 0.0, 0.0]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        y[:, 1].flatten(), torch.tensor([1.0, 1.0, 0.0, 0.0]), atol=1e-3, rtol=0
+    )
     # a batch of 3 with group 2 falls back to the largest divisor (1): std 0
     assert float(minibatch_std(x[:3], 2)[:, 1].abs().max()) < 1e-3
 
@@ -38,7 +40,10 @@ def test_forward_outputs(schema, size: tuple[int, ...], aux: bool) -> None:  # n
     out = D(img, mask, cat, cont)
     assert out.score.shape == (4,)
     if aux:
-        assert [t.shape for t in out.cat_logits] == [(4, 2), (4, 3)] and out.cont_pred.shape == (4, 1)
+        assert [t.shape for t in out.cat_logits] == [(4, 2), (4, 3)] and out.cont_pred.shape == (
+            4,
+            1,
+        )
     else:
         assert out.cat_logits == () and out.cont_pred is None
     with pytest.raises(ValueError, match="D expects"):

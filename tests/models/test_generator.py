@@ -12,14 +12,22 @@ from gliomagen.models.generator import Generator, plan_grid
 
 @pytest.mark.parametrize(
     ("size", "start", "k"),
-    [((32, 32, 32), (4, 4, 4), 3), ((128, 128, 128), (4, 4, 4), 5), ((256, 256, 256), (4, 4, 4), 6),
-     ((96, 112, 96), (6, 7, 6), 4), ((16, 16), (4, 4), 2), ((80, 96, 112), (5, 6, 7), 4)],
+    [
+        ((32, 32, 32), (4, 4, 4), 3),
+        ((128, 128, 128), (4, 4, 4), 5),
+        ((256, 256, 256), (4, 4, 4), 6),
+        ((96, 112, 96), (6, 7, 6), 4),
+        ((16, 16), (4, 4), 2),
+        ((80, 96, 112), (5, 6, 7), 4),
+    ],
 )
 def test_plan_grid(size: tuple[int, ...], start: tuple[int, ...], k: int) -> None:
     assert plan_grid(size) == (start, k)
 
 
-@pytest.mark.parametrize("size", [(100, 100, 100), (8, 8, 8), (512, 512, 512), (32, 32, 32, 32), (18, 18, 18)])
+@pytest.mark.parametrize(
+    "size", [(100, 100, 100), (8, 8, 8), (512, 512, 512), (32, 32, 32, 32), (18, 18, 18)]
+)
 def test_plan_grid_rejects(size: tuple[int, ...]) -> None:
     with pytest.raises(ValueError):
         plan_grid(size)
@@ -94,9 +102,15 @@ def test_noise_seeds_make_samples_independent_of_batch(schema) -> None:  # noqa:
 def test_mask_first_image_head_reads_the_mask(schema) -> None:  # noqa: ANN001
     G = tiny(schema, mask_first=True)
     head = G.synthesis.heads[-1]
-    assert head.to_img.weight.shape[1] == head.to_mask.weight.shape[0] + G.synthesis.layers[-1].conv.weight.shape[0]
+    assert (
+        head.to_img.weight.shape[1]
+        == head.to_mask.weight.shape[0] + G.synthesis.layers[-1].conv.weight.shape[0]
+    )
     G2 = tiny(schema, mask_first=False)
-    assert G2.synthesis.heads[-1].to_img.weight.shape[1] == G2.synthesis.layers[-1].conv.weight.shape[0]
+    assert (
+        G2.synthesis.heads[-1].to_img.weight.shape[1]
+        == G2.synthesis.layers[-1].conv.weight.shape[0]
+    )
 
 
 def test_demo_cpu_generator_is_small(schema) -> None:  # noqa: ANN001

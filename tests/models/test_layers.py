@@ -27,7 +27,9 @@ def _conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("demodulate", [True, False])
-def test_modulated_conv_equals_explicit_per_sample_conv(spatial_dims: int, fused: bool, demodulate: bool) -> None:
+def test_modulated_conv_equals_explicit_per_sample_conv(
+    spatial_dims: int, fused: bool, demodulate: bool
+) -> None:
     torch.manual_seed(0)
     n, i, o, s = 3, 5, 4, 6
     x = torch.randn(n, i, *(s,) * spatial_dims, dtype=torch.float64)
@@ -66,7 +68,9 @@ def test_equal_linear_and_conv_use_runtime_gain() -> None:
     torch.testing.assert_close(lin.bias * lin.bias_gain, torch.full((3,), 0.5))
     conv = EqualConv(2, 3, 3, spatial_dims=2)
     x2 = torch.randn(1, 2, 5, 5)
-    torch.testing.assert_close(conv(x2), F.conv2d(x2, conv.weight / math.sqrt(18), conv.bias, padding=1))
+    torch.testing.assert_close(
+        conv(x2), F.conv2d(x2, conv.weight / math.sqrt(18), conv.bias, padding=1)
+    )
     with pytest.raises(ValueError, match="EqualConv expects"):
         conv(torch.randn(1, 3, 5, 5))
 
@@ -81,7 +85,9 @@ def test_adain_sets_channel_statistics_from_style(spatial_dims: int) -> None:
     scale, shift = layer.affine(w).chunk(2, dim=1)
     dims = tuple(range(2, y.ndim))
     torch.testing.assert_close(y.mean(dim=dims), shift, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(y.std(dim=dims, unbiased=False), (1 + scale).abs(), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(
+        y.std(dim=dims, unbiased=False), (1 + scale).abs(), atol=1e-3, rtol=1e-3
+    )
 
 
 def test_noise_injection_modes() -> None:

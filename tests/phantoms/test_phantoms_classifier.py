@@ -26,8 +26,12 @@ def _dataset(out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.slow
 def test_logistic_regression_separates_cohort_and_grade(tmp_path: Path) -> None:
-    train = generate_cohort(tmp_path / "train", {"GLI": 16, "SSA": 16}, seed=101, workers=2, progress=False)
-    test = generate_cohort(tmp_path / "test", {"GLI": 12, "SSA": 12}, seed=202, workers=2, progress=False)
+    train = generate_cohort(
+        tmp_path / "train", {"GLI": 16, "SSA": 16}, seed=101, workers=2, progress=False
+    )
+    test = generate_cohort(
+        tmp_path / "test", {"GLI": 12, "SSA": 12}, seed=202, workers=2, progress=False
+    )
     x_tr, c_tr, g_tr = _dataset(train)
     x_te, c_te, g_te = _dataset(test)
     assert 0 < g_tr.sum() < len(g_tr) and 0 < g_te.sum() < len(g_te)  # both grades on both sides

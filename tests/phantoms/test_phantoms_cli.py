@@ -15,7 +15,20 @@ runner = CliRunner()
 
 def test_phantoms_command_writes_a_cohort(tmp_path: Path) -> None:
     out = tmp_path / "ph"
-    result = runner.invoke(app, ["phantoms", "--out", str(out), "--cohorts", "GLI=2,SSA=1", "--seed", "4", "--workers", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "phantoms",
+            "--out",
+            str(out),
+            "--cohorts",
+            "GLI=2,SSA=1",
+            "--seed",
+            "4",
+            "--workers",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 3 phantom cases" in result.stdout
     with open(out / "clinical.csv", newline="") as f:
@@ -48,4 +61,6 @@ def test_unwritable_out_exits_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["phantoms", "--out", str(blocker / "ph"), "--cohorts", "GLI=1"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"--out {blocker / 'ph'}: cannot write there" in lines[0], result.stderr
+    assert len(lines) == 1 and f"--out {blocker / 'ph'}: cannot write there" in lines[0], (
+        result.stderr
+    )

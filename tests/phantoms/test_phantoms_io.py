@@ -8,13 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomagen.data.phantoms import CLINICAL_COLUMNS, case_id, generate_cohort, make_case, parse_cohorts
+from gliomagen.data.phantoms import (
+    CLINICAL_COLUMNS,
+    case_id,
+    generate_cohort,
+    make_case,
+    parse_cohorts,
+)
 from gliomagen.data.phantoms import case as case_module
 from gliomagen.errors import GliomagenError
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_same_seed_identical_files_for_any_workers(tmp_path: Path) -> None:
@@ -56,7 +64,9 @@ def test_clinical_csv(tmp_path: Path) -> None:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert tuple(reader.fieldnames or ()) == CLINICAL_COLUMNS
-    assert [r["case_id"] for r in rows] == [case_id("GLI", i) for i in range(3)] + [case_id("SSA", i) for i in range(2)]
+    assert [r["case_id"] for r in rows] == [case_id("GLI", i) for i in range(3)] + [
+        case_id("SSA", i) for i in range(2)
+    ]
     assert [r["cohort"] for r in rows] == ["GLI"] * 3 + ["SSA"] * 2
     for r in rows:
         assert r["grade"] in ("HGG", "LGG") and r["sex"] in ("M", "F") and 18 <= int(r["age"]) <= 88
@@ -65,7 +75,9 @@ def test_clinical_csv(tmp_path: Path) -> None:
     assert case.clinical() == {**rows[-1], "age": int(rows[-1]["age"])}
 
 
-def test_failed_write_leaves_no_case_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_leaves_no_case_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = {"n": 0}
     real = case_module._nifti
 
@@ -82,7 +94,9 @@ def test_failed_write_leaves_no_case_folder(tmp_path: Path, monkeypatch: pytest.
     assert list(tmp_path.iterdir()) == []  # neither the case folder nor its temporary folder
 
 
-def test_existing_case_is_kept_when_rewrite_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_case_is_kept_when_rewrite_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     case = make_case("SSA", 0, seed=0)
     folder = case_module.write_case(case, tmp_path)
     before = _tree(folder)
@@ -99,7 +113,11 @@ def test_existing_case_is_kept_when_rewrite_fails(tmp_path: Path, monkeypatch: p
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("GLI=200,SSA=24", {"GLI": 200, "SSA": 24}), (" SSA=3 ", {"SSA": 3}), ("GLI=0,SSA=1", {"GLI": 0, "SSA": 1})],
+    [
+        ("GLI=200,SSA=24", {"GLI": 200, "SSA": 24}),
+        (" SSA=3 ", {"SSA": 3}),
+        ("GLI=0,SSA=1", {"GLI": 0, "SSA": 1}),
+    ],
 )
 def test_parse_cohorts(text: str, expected: dict[str, int]) -> None:
     assert parse_cohorts(text) == expected
@@ -148,7 +166,9 @@ def test_refuses_a_folder_with_other_cases(tmp_path: Path) -> None:
 def test_one_mm_grid() -> None:
     case = make_case("GLI", 0, seed=0, resolution=1)
     assert case.images["t1n"].shape == (240, 240, 155) and case.seg.shape == (240, 240, 155)
-    np.testing.assert_array_equal(case.affine, [[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(
+        case.affine, [[-1, 0, 0, 0], [0, -1, 0, 239], [0, 0, 1, 0], [0, 0, 0, 1]]
+    )
     low = make_case("GLI", 0, seed=0, resolution=2)
     # Same subject at both resolutions: brain volumes agree within 3 %.
     v1 = (case.images["t1n"] > 0).sum() * 1.0

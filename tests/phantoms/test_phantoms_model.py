@@ -9,7 +9,12 @@ import pytest
 
 from gliomagen import MODALITIES
 from gliomagen.data.phantoms import PhantomParams
-from gliomagen.data.phantoms.anatomy import load_template, sample_geometry, template_files, warp_tissues
+from gliomagen.data.phantoms.anatomy import (
+    load_template,
+    sample_geometry,
+    template_files,
+    warp_tissues,
+)
 from gliomagen.data.phantoms.case import case_rngs
 from gliomagen.data.phantoms.contrast import sample_contrast
 from gliomagen.data.phantoms.fields import smooth_field
@@ -40,7 +45,8 @@ def test_tissue_contrast_rules(cohort: str) -> None:
         assert t1["wm"] > t1["gm"] > t1["csf"]
         assert t2["csf"] > t2["gm"] > t2["wm"]
         assert fl["csf"] < 0.5 * min(fl["gm"], fl["wm"])  # CSF suppressed
-        assert fl["ed"] > max(fl["gm"], fl["wm"]) and t2["ed"] > t2["gm"]  # edema bright on T2/FLAIR
+        # edema bright on T2/FLAIR
+        assert fl["ed"] > max(fl["gm"], fl["wm"]) and t2["ed"] > t2["gm"]
         assert t1["ncr"] < t1["gm"] and t2["ncr"] > t2["gm"]  # necrosis dark T1, bright T2
         assert t2["net"] > t2["gm"] and fl["net"] > fl["gm"]  # LGG core bright on T2/FLAIR
         # T1Gd is T1 plus enhancement: the rim gains far more than normal tissue
@@ -51,10 +57,17 @@ def test_tissue_contrast_rules(cohort: str) -> None:
 
 def test_ssa_contrast_balance_differs() -> None:
     """Same draws, two cohorts: SSA has a stronger T1 GM/WM contrast and weaker enhancement."""
-    gli = sample_contrast(np.random.default_rng(0), PARAMS.contrast, PARAMS.cohorts["GLI"].acquisition).intensity
-    ssa = sample_contrast(np.random.default_rng(0), PARAMS.contrast, PARAMS.cohorts["SSA"].acquisition).intensity
+    gli = sample_contrast(
+        np.random.default_rng(0), PARAMS.contrast, PARAMS.cohorts["GLI"].acquisition
+    ).intensity
+    ssa = sample_contrast(
+        np.random.default_rng(0), PARAMS.contrast, PARAMS.cohorts["SSA"].acquisition
+    ).intensity
     assert ssa["t1n"]["gm"] / ssa["t1n"]["wm"] < gli["t1n"]["gm"] / gli["t1n"]["wm"]
-    enh = {k: v["t1c"]["et"] / v["t1c"]["wm"] / (v["t1n"]["et"] / v["t1n"]["wm"]) for k, v in (("gli", gli), ("ssa", ssa))}
+    enh = {
+        k: v["t1c"]["et"] / v["t1c"]["wm"] / (v["t1n"]["et"] / v["t1n"]["wm"])
+        for k, v in (("gli", gli), ("ssa", ssa))
+    }
     assert enh["ssa"] < enh["gli"]
 
 
@@ -78,12 +91,15 @@ def _subject(seed: int, grade: str):
 def test_mass_effect_pushes_tissue_away_without_folding() -> None:
     t, geo, spec, _ = _subject(0, "HGG")
     d = np.linspace(0.0, 6 * spec.reach_mm, 400, dtype=np.float32)
-    ray = tuple(np.float32(spec.centre[k]) + d * np.float32(v) for k, v in enumerate((0.6, 0.8, 0.0)))
+    ray = tuple(
+        np.float32(spec.centre[k]) + d * np.float32(v) for k, v in enumerate((0.6, 0.8, 0.0))
+    )
     pulled = mass_effect(spec, ray)
     src = np.sqrt(sum((pulled[k] - spec.centre[k]) ** 2 for k in range(3)))
     assert (np.diff(src) > 0).all()  # monotone: no folding
     inner = (d > 0) & (d < 2 * spec.reach_mm)
-    assert (src[inner] < d[inner]).all()  # points show tissue from nearer the centre: pushed outward
+    # points show tissue from nearer the centre: the tissue was pushed outward
+    assert (src[inner] < d[inner]).all()
     assert (src <= d + 1e-3).all()
     assert abs(src[-1] - d[-1]) < 1e-3 * d[-1]  # no effect far away
     np.testing.assert_allclose(src[1] / d[1], 1 - spec.mass_effect, rtol=1e-3)

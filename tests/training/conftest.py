@@ -30,7 +30,9 @@ _CLASS_INTENSITY = np.array(
 )
 
 
-def make_case(size: tuple[int, ...], grade: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def make_case(
+    size: tuple[int, ...], grade: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One case: ``(images float32 [4, *S] in [-1, 1], mask uint8 [*S])``."""
     grids = np.meshgrid(*[np.linspace(-1, 1, s) for s in size], indexing="ij")
     brain = sum(g**2 / 0.8**2 for g in grids) <= 1.0
@@ -56,12 +58,20 @@ class FakeStore(torch.utils.data.Dataset):
     """Mimics ``StoreDataset``: ``.meta .schema .modalities .size .spacing_mm .case_ids .rows
     .has_mask .cond_cat .cond_cont``, items ``(image f32 [C, *S], mask i64 [*S], cond, case_id)``."""
 
-    def __init__(self, n: int = 8, size: tuple[int, ...] = (16, 16, 16), seed: int = 0, n_without_mask: int = 0) -> None:
+    def __init__(
+        self,
+        n: int = 8,
+        size: tuple[int, ...] = (16, 16, 16),
+        seed: int = 0,
+        n_without_mask: int = 0,
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.schema = ConditionSchema(
             [
                 ConditionField("cohort", "categorical", categories=["GLI", "SSA"], source="id"),
-                ConditionField("grade", "categorical", categories=["HGG", "LGG"], source="labels-csv"),
+                ConditionField(
+                    "grade", "categorical", categories=["HGG", "LGG"], source="labels-csv"
+                ),
                 ConditionField("wt_volume_ml", "continuous", mean=20.0, std=5.0, source="mask"),
             ]
         )
@@ -70,7 +80,12 @@ class FakeStore(torch.utils.data.Dataset):
         self.spacing_mm = [240.0 / size[0]] * len(size)
         self.case_ids = [f"FAKE-{i:03d}" for i in range(n)]
         self.rows = [
-            {"case_id": c, "cohort": ["GLI", "SSA"][i % 2], "grade": ["HGG", "LGG"][(i // 2) % 2], "wt_volume_ml": 15.0 + i}
+            {
+                "case_id": c,
+                "cohort": ["GLI", "SSA"][i % 2],
+                "grade": ["HGG", "LGG"][(i // 2) % 2],
+                "wt_volume_ml": 15.0 + i,
+            }
             for i, c in enumerate(self.case_ids)
         ]
         self.cond_cat, self.cond_cont = self.schema.encode_many(
@@ -89,18 +104,26 @@ class FakeStore(torch.utils.data.Dataset):
             "modalities": self.modalities,
             "schema": self.schema.to_dict(),
             "spacing_mm": self.spacing_mm,
-            "template_geometry": {"reference_shape": [240, 240, 155], "reference_affine": np.eye(4).tolist()},
+            "template_geometry": {
+                "reference_shape": [240, 240, 155],
+                "reference_affine": np.eye(4).tolist(),
+            },
             "n_cases": n,
         }
 
     def __len__(self) -> int:
         return len(self.case_ids)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], str]:
+    def __getitem__(
+        self, i: int
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], str]:
         return (
             torch.from_numpy(self.images[i].astype(np.float32)),
             torch.from_numpy(self.masks[i].astype(np.int64)),
-            {"cat": torch.from_numpy(self.cond_cat[i]), "cont": torch.from_numpy(self.cond_cont[i])},
+            {
+                "cat": torch.from_numpy(self.cond_cat[i]),
+                "cont": torch.from_numpy(self.cond_cont[i]),
+            },
             self.case_ids[i],
         )
 
@@ -115,8 +138,18 @@ def tiny_config(**sections: dict[str, Any]) -> Config:
     """A ~50k-parameter demo-cpu configuration for 16^3 tests (1 thread, no files but checkpoints)."""
     cfg = preset("demo-cpu")
     cfg.data.size = None
-    cfg.model.z_dim, cfg.model.w_dim, cfg.model.mapping_layers, cfg.model.cond_embed_dim = 8, 16, 2, 8
-    cfg.model.g_channels, cfg.model.g_max_channels, cfg.model.d_channels, cfg.model.d_max_channels = 4, 8, 4, 8
+    cfg.model.z_dim, cfg.model.w_dim, cfg.model.mapping_layers, cfg.model.cond_embed_dim = (
+        8,
+        16,
+        2,
+        8,
+    )
+    (
+        cfg.model.g_channels,
+        cfg.model.g_max_channels,
+        cfg.model.d_channels,
+        cfg.model.d_max_channels,
+    ) = 4, 8, 4, 8
     cfg.train.batch_size, cfg.train.steps, cfg.train.threads = 4, 4, 1
     cfg.train.checkpoint_every, cfg.train.sample_every, cfg.train.log_every = 1000, 1000, 1
     cfg.train.w_avg_samples, cfg.train.samples_per_condition = 16, 1

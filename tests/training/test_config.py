@@ -8,21 +8,44 @@ import pytest
 from typer.testing import CliRunner
 
 from gliomagen.cli import app
-from gliomagen.config import PRESETS, dump_yaml, from_dict, load_yaml, preset, resolve_config, to_dict
+from gliomagen.config import (
+    PRESETS,
+    dump_yaml,
+    from_dict,
+    load_yaml,
+    preset,
+    resolve_config,
+    to_dict,
+)
 from gliomagen.errors import GliomagenError
 from gliomagen.training import train
 
 
 def test_origin_preset_is_the_origin_recipe() -> None:
     c = preset("origin")
-    assert (c.loss.kind, c.model.style, c.train.batch_size, c.data.size) == ("lsgan", "adain", 4, [128, 128, 128])
-    assert (c.train.lr_g, c.train.lr_d, c.train.betas_g, c.train.betas_d) == (4e-4, 1e-4, (0.5, 0.999), (0.5, 0.999))
+    assert (c.loss.kind, c.model.style, c.train.batch_size, c.data.size) == (
+        "lsgan",
+        "adain",
+        4,
+        [128, 128, 128],
+    )
+    assert (c.train.lr_g, c.train.lr_d, c.train.betas_g, c.train.betas_d) == (
+        4e-4,
+        1e-4,
+        (0.5, 0.999),
+        (0.5, 0.999),
+    )
     assert c.augment.ada is False and c.train.ema_half_life_images == 0.0
 
 
 def test_small_data_and_demo_presets() -> None:
     s = preset("small-data")
-    assert (s.model.style, s.loss.kind, s.augment.ada, s.model.aux_classifier) == ("modulated", "nonsaturating", True, True)
+    assert (s.model.style, s.loss.kind, s.augment.ada, s.model.aux_classifier) == (
+        "modulated",
+        "nonsaturating",
+        True,
+        True,
+    )
     assert s.loss.r1_gamma > 0 and s.loss.r1_interval == 16 and s.train.ema_half_life_images > 0
     d = preset("demo-cpu")
     assert d.data.size == [32, 32, 32] and d.model.aux_classifier
@@ -30,10 +53,22 @@ def test_small_data_and_demo_presets() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    c = resolve_config("demo-cpu", overrides=["train.lr_g=1e-3", "train.betas_d=[0.1, 0.9]", "model.noise=false",
-                                                "data.conditions=[grade]", "loss.r1_gamma=2"])
+    c = resolve_config(
+        "demo-cpu",
+        overrides=[
+            "train.lr_g=1e-3",
+            "train.betas_d=[0.1, 0.9]",
+            "model.noise=false",
+            "data.conditions=[grade]",
+            "loss.r1_gamma=2",
+        ],
+    )
     assert c.train.lr_g == 1e-3 and c.train.betas_d == (0.1, 0.9) and c.model.noise is False
-    assert c.data.conditions == ["grade"] and c.loss.r1_gamma == 2.0 and isinstance(c.loss.r1_gamma, float)
+    assert (
+        c.data.conditions == ["grade"]
+        and c.loss.r1_gamma == 2.0
+        and isinstance(c.loss.r1_gamma, float)
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,9 +111,16 @@ def test_yaml_round_trip_and_file_errors(tmp_path: Path) -> None:
 
 def test_condition_and_size_not_in_the_store(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
     store = fake_store(n=4)
-    with pytest.raises(GliomagenError, match="data.conditions: 'age' is not a condition of store; it has: cohort, grade"):
-        train(tiny_cfg(data={"conditions": ["grade", "age"]}), store, tmp_path / "a", progress=False)
-    with pytest.raises(GliomagenError, match=r"data.size=32x32x32 but store holds 16x16x16 volumes"):
+    with pytest.raises(
+        GliomagenError,
+        match="data.conditions: 'age' is not a condition of store; it has: cohort, grade",
+    ):
+        train(
+            tiny_cfg(data={"conditions": ["grade", "age"]}), store, tmp_path / "a", progress=False
+        )
+    with pytest.raises(
+        GliomagenError, match=r"data.size=32x32x32 but store holds 16x16x16 volumes"
+    ):
         train(tiny_cfg(data={"size": [32, 32, 32]}), store, tmp_path / "b", progress=False)
     no_masks = fake_store(n=2, n_without_mask=2)
     with pytest.raises(GliomagenError, match="no case of this split has a tumour mask"):
@@ -96,7 +138,9 @@ def test_condition_and_size_not_in_the_store(tmp_path: Path, fake_store, tiny_cf
     ],
 )
 def test_cli_config_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
-    result = CliRunner().invoke(app, ["train", str(tmp_path), "--run", str(tmp_path / "run"), *args])
+    result = CliRunner().invoke(
+        app, ["train", str(tmp_path), "--run", str(tmp_path / "run"), *args]
+    )
     assert result.exit_code == 2
     err = result.stderr if hasattr(result, "stderr") else result.output
     assert message in err and len(err.strip().splitlines()) == 1

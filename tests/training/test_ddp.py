@@ -39,7 +39,9 @@ def _store():  # noqa: ANN202
 
 def _worker(rank: int, world: int, port: int, run_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
     try:
         train(_cfg(), _store(), run_dir, progress=False)
     finally:
@@ -61,4 +63,8 @@ def test_two_gloo_workers_equal_one(tmp_path: Path) -> None:
     for net in ("G", "D", "G_ema"):
         for k, v in one[net].items():
             torch.testing.assert_close(two[net][k], v, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")
-    assert all(float(v["exp_avg"].abs().max()) > 0 for v in one["opt_G"]["state"].values() if v["exp_avg"].numel() > 4)
+    assert all(
+        float(v["exp_avg"].abs().max()) > 0
+        for v in one["opt_G"]["state"].values()
+        if v["exp_avg"].numel() > 4
+    )

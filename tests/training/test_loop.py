@@ -13,27 +13,63 @@ from gliomagen.training.checkpoint import list_checkpoints
 
 
 def test_run_folder_and_generator_round_trip(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
-    cfg = tiny_cfg(train={"steps": 4, "checkpoint_every": 1, "keep_checkpoints": 2, "sample_every": 2})
+    cfg = tiny_cfg(
+        train={"steps": 4, "checkpoint_every": 1, "keep_checkpoints": 2, "sample_every": 2}
+    )
     ckpt = train(cfg, fake_store(n=4), tmp_path, progress=False)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000003.pt", "step-0000004.pt"] and ckpt.name == "step-0000004.pt"
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-0000003.pt",
+        "step-0000004.pt",
+    ] and ckpt.name == "step-0000004.pt"
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no temp files left
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["steps"] == 4
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == [
+        "step-0000002.png",
+        "step-0000004.png",
+    ]
     assert list((tmp_path / "tensorboard").glob("events.*"))
     log = (tmp_path / "log.txt").read_text()
     assert "step 4 G/adv=" in log and "finished at step 4" in log
     c = load_checkpoint(tmp_path)
-    expected = {"format_version", "step", "images_seen", "G", "D", "G_ema", "opt_G", "opt_D", "aug_p", "train_state",
-                "rng", "config", "schema", "store_meta", "size", "n_modalities", "w_avg"}
+    expected = {
+        "format_version",
+        "step",
+        "images_seen",
+        "G",
+        "D",
+        "G_ema",
+        "opt_G",
+        "opt_D",
+        "aug_p",
+        "train_state",
+        "rng",
+        "config",
+        "schema",
+        "store_meta",
+        "size",
+        "n_modalities",
+        "w_avg",
+    }
     assert set(c) == expected and c["images_seen"] == 16
-    assert c["store_meta"]["size"] == [16, 16, 16] and c["store_meta"]["template_geometry"]["reference_shape"]
-    assert c["w_avg"]["cat"].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and c["w_avg"]["w"].shape == (4, 16)
+    assert (
+        c["store_meta"]["size"] == [16, 16, 16]
+        and c["store_meta"]["template_geometry"]["reference_shape"]
+    )
+    assert c["w_avg"]["cat"].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]] and c["w_avg"][
+        "w"
+    ].shape == (4, 16)
     G, schema, config, meta = load_generator(tmp_path)
-    assert schema.names == ["cohort", "grade", "wt_volume_ml"] and config.train.steps == 4 and "w_avg" in meta
+    assert (
+        schema.names == ["cohort", "grade", "wt_volume_ml"]
+        and config.train.steps == 4
+        and "w_avg" in meta
+    )
     for k, v in c["G_ema"].items():
         assert torch.equal(G.state_dict()[k], v)
     with torch.no_grad():
-        img, logits = G(torch.randn(2, 8), torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 1), noise_mode="const")
+        img, logits = G(
+            torch.randn(2, 8), torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 1), noise_mode="const"
+        )
     assert img.shape == (2, 4, 16, 16, 16) and logits.shape == (2, 4, 16, 16, 16)
 
 
@@ -46,7 +82,9 @@ def test_run_folder_and_generator_round_trip(tmp_path: Path, fake_store, tiny_cf
         {"loss": {"kind": "wgan-gp"}, "model": {"aux_classifier": False}},
     ],
 )
-def test_every_loss_trains_and_logs_its_terms(tmp_path: Path, fake_store, tiny_cfg, sections) -> None:  # noqa: ANN001
+def test_every_loss_trains_and_logs_its_terms(
+    tmp_path: Path, fake_store, tiny_cfg, sections
+) -> None:  # noqa: ANN001
     train(tiny_cfg(train={"steps": 2}, **sections), fake_store(n=4), tmp_path, progress=False)
     c = load_checkpoint(tmp_path)
     assert all(bool(torch.isfinite(v).all()) for v in c["D"].values())
@@ -61,9 +99,21 @@ def test_every_loss_trains_and_logs_its_terms(tmp_path: Path, fake_store, tiny_c
 
 def test_grad_accumulation_matches_one_big_batch(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
     store = fake_store(n=6)
-    base = {"model": {"mbstd_group": 2}, "loss": {"kind": "nonsaturating", "r1_gamma": 1.0, "r1_interval": 1}}
-    a = load_checkpoint(train(tiny_cfg(train={"steps": 2}, **base), store, tmp_path / "a", progress=False))
-    b = load_checkpoint(train(tiny_cfg(train={"steps": 2, "grad_accum": 2}, **base), store, tmp_path / "b", progress=False))
+    base = {
+        "model": {"mbstd_group": 2},
+        "loss": {"kind": "nonsaturating", "r1_gamma": 1.0, "r1_interval": 1},
+    }
+    a = load_checkpoint(
+        train(tiny_cfg(train={"steps": 2}, **base), store, tmp_path / "a", progress=False)
+    )
+    b = load_checkpoint(
+        train(
+            tiny_cfg(train={"steps": 2, "grad_accum": 2}, **base),
+            store,
+            tmp_path / "b",
+            progress=False,
+        )
+    )
     for net in ("G", "D"):
         for k, v in a[net].items():
             torch.testing.assert_close(b[net][k], v, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")
@@ -71,23 +121,34 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path: Path, fake_store, tin
 
 @pytest.mark.parametrize(("offset", "up"), [(-1e9, True), (1e9, False)])
 def test_ada_p_moves_with_the_overfitting_signal(
-    tmp_path: Path, fake_store, tiny_cfg, monkeypatch, offset: float, up: bool  # noqa: ANN001
+    tmp_path: Path,
+    fake_store,
+    tiny_cfg,
+    monkeypatch,
+    offset: float,
+    up: bool,  # noqa: ANN001
 ) -> None:
     # moving the real/fake threshold makes every real score read as 'real' (D overfits: p must rise)
     # or as 'fake' (p must fall); target 0.6 as in StyleGAN2-ADA
     monkeypatch.setitem(losses.REAL_SIGN_OFFSET, "lsgan", offset)
-    cfg = tiny_cfg(augment={"ada": True, "p": 0.5, "interval": 1, "speed_images": 40.0}, train={"steps": 3})
+    cfg = tiny_cfg(
+        augment={"ada": True, "p": 0.5, "interval": 1, "speed_images": 40.0}, train={"steps": 3}
+    )
     train(cfg, fake_store(n=4), tmp_path, progress=False)
     p = load_checkpoint(tmp_path)["aug_p"]
     assert p == pytest.approx(0.5 + (0.3 if up else -0.3))  # 3 steps x 4 images / 40
 
 
 def test_max_minutes_stops_and_checkpoints(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
-    ckpt = train(tiny_cfg(train={"steps": 1000}), fake_store(n=4), tmp_path, max_minutes=1e-6, progress=False)
+    ckpt = train(
+        tiny_cfg(train={"steps": 1000}), fake_store(n=4), tmp_path, max_minutes=1e-6, progress=False
+    )
     c = load_checkpoint(ckpt)
     assert c["step"] == 1 and c["train_state"]["elapsed_s"] > 0
     assert "--max-minutes" in (tmp_path / "log.txt").read_text()
-    resumed = load_checkpoint(train(tiny_cfg(train={"steps": 2}), fake_store(n=4), tmp_path, resume=True, progress=False))
+    resumed = load_checkpoint(
+        train(tiny_cfg(train={"steps": 2}), fake_store(n=4), tmp_path, resume=True, progress=False)
+    )
     assert resumed["step"] == 2
 
 

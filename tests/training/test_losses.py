@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from gliomagen.models.discriminator import DOutput
-from gliomagen.training.losses import REAL_SIGN_OFFSET, aux_loss, d_adv_loss, g_adv_loss, gradient_penalty, r1_penalty
+from gliomagen.training.losses import (
+    REAL_SIGN_OFFSET,
+    aux_loss,
+    d_adv_loss,
+    g_adv_loss,
+    gradient_penalty,
+    r1_penalty,
+)
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
@@ -27,7 +34,9 @@ def sp(x: float) -> float:
         ("wgan-gp", [-2.0 + 1e-3 * 4, 1.0 + 1e-3], [0.5, -3.0], [-0.5, 3.0]),
     ],
 )
-def test_adversarial_terms(kind: str, d_real: list[float], d_fake: list[float], g: list[float]) -> None:
+def test_adversarial_terms(
+    kind: str, d_real: list[float], d_fake: list[float], g: list[float]
+) -> None:
     r, f = d_adv_loss(kind, REAL, FAKE, wgan_drift=1e-3)
     torch.testing.assert_close(r, torch.tensor(d_real))
     torch.testing.assert_close(f, torch.tensor(d_fake))

@@ -33,7 +33,9 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path: Path, fake_store, tin
 
     with pytest.raises(Killed):
         train(_cfg(tiny_cfg), store, tmp_path / "cut", callback=kill_at_5, progress=False)
-    resumed = load_checkpoint(train(_cfg(tiny_cfg), store, tmp_path / "cut", resume=True, progress=False))
+    resumed = load_checkpoint(
+        train(_cfg(tiny_cfg), store, tmp_path / "cut", resume=True, progress=False)
+    )
 
     assert resumed["step"] == full["step"] == 6
     assert resumed["aug_p"] == full["aug_p"] and full["aug_p"] != 0.3
@@ -50,7 +52,13 @@ def test_resume_refuses_a_changed_model(tmp_path: Path, fake_store, tiny_cfg) ->
     store = fake_store(n=4)
     train(tiny_cfg(train={"steps": 1}), store, tmp_path / "r", progress=False)
     with pytest.raises(GliomagenError, match="model.g_channels differs"):
-        train(tiny_cfg(train={"steps": 2}, model={"g_channels": 2}), store, tmp_path / "r", resume=True, progress=False)
+        train(
+            tiny_cfg(train={"steps": 2}, model={"g_channels": 2}),
+            store,
+            tmp_path / "r",
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(GliomagenError, match="already holds checkpoints"):
         train(tiny_cfg(train={"steps": 2}), store, tmp_path / "r", progress=False)
     with pytest.raises(GliomagenError, match="no checkpoints to resume"):

@@ -38,7 +38,11 @@ def generate(
         help="psi: pull w toward the mean w of each case's condition (1 = none, 0 = the mean).",
     ),
     seed: int = typer.Option(0, "--seed", help="Case i uses seed SEED + i."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases)."),
+    batch_size: int = typer.Option(
+        4,
+        "--batch-size",
+        help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases).",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     space: str = typer.Option(
         "brats",
@@ -76,7 +80,7 @@ def generate(
         device=device,
         space=space,
         fmt=fmt,
-        mix=None if mix_seed is None else (mix_seed, mix_layer),
+        mix=None if mix_seed is None or mix_layer is None else (mix_seed, mix_layer),
         progress=not quiet,
         noise_mode=noise,
         command_line=_command_line(),

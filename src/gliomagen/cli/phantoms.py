@@ -11,9 +11,15 @@ from gliomagen.cli._common import user_errors
 
 @user_errors
 def phantoms(
-    out: Path = typer.Option(..., "--out", help="Output folder (BraTS 2023 layout + clinical.csv)."),
-    cohorts: str = typer.Option("GLI=200,SSA=24", "--cohorts", help="Cases per cohort, NAME=COUNT[,NAME=COUNT]."),
-    resolution: int = typer.Option(2, "--resolution", help="Voxel size in mm: 2 (120x120x78, fast) or 1 (240x240x155)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (BraTS 2023 layout + clinical.csv)."
+    ),
+    cohorts: str = typer.Option(
+        "GLI=200,SSA=24", "--cohorts", help="Cases per cohort, NAME=COUNT[,NAME=COUNT]."
+    ),
+    resolution: int = typer.Option(
+        2, "--resolution", help="Voxel size in mm: 2 (120x120x78, fast) or 1 (240x240x155)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Cohort seed; the same seed gives identical files."),
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
 ) -> None:

@@ -107,20 +107,21 @@ def _summary(path: Path, show_cases: int | None) -> None:
         return
     echo("cases")
     names = [f.name for f in ds.schema.fields]
-    echo("  " + "  ".join(["case_id", "split", "mask", *names]))
     shown = ds.index_rows if show_cases is None else ds.index_rows[:show_cases]
+    table = [["case_id", "split", "mask", *names]]
     for row, raw in zip(shown, ds.rows, strict=False):
-        vals = [
-            "-"
-            if raw[n] is None
-            else (f"{raw[n]:.4g}" if isinstance(raw[n], float) else str(raw[n]))
-            for n in names
-        ]
-        echo(
-            "  "
-            + "  ".join(
-                [row["case_id"], row["split"], "yes" if row["has_mask"] == "1" else "no", *vals]
-            )
+        vals = [_cell(raw[n]) for n in names]
+        table.append(
+            [row["case_id"], row["split"], "yes" if row["has_mask"] == "1" else "no", *vals]
         )
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
+    for r in table:
+        echo("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     if show_cases is not None and len(ds) > show_cases:
         echo(f"  ... {len(ds) - show_cases} more (use --all)")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

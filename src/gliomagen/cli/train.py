@@ -1,6 +1,8 @@
 """``gliomagen train STORE --run RUN``: train the conditional StyleGAN on a prepared store.
 
-Also runs under ``torchrun --nproc_per_node N -m gliomagen train ...`` (data-parallel).
+Also runs under ``torchrun --nproc_per_node N -m gliomagen train STORE --run-dir RUN ...``
+(data-parallel; ``--run-dir`` because torchrun's argument parser reads ``--run`` as an abbreviation
+of its own ``--run-path``).
 """
 
 from __future__ import annotations
@@ -18,20 +20,39 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @user_errors
     def train_cmd(
-        store: Path = typer.Argument(..., help="Store folder written by `gliomagen prepare` or `gliomagen phantoms`."),
-        run: Path = typer.Option(..., "--run", help="Run folder (config, log, TensorBoard, samples, checkpoints)."),
-        preset: str = typer.Option(
-            None, "--preset", help="origin | small-data | demo-cpu (default: small-data, or the run's own on --resume)."
+        store: Path = typer.Argument(
+            ..., help="Store folder written by `gliomagen prepare` or `gliomagen phantoms`."
         ),
-        config: Path = typer.Option(None, "--config", help="YAML file of overrides ({section: {key: value}})."),
+        run: Path = typer.Option(
+            ...,
+            "--run",
+            "--run-dir",
+            help="Run folder (config, log, TensorBoard, samples, checkpoints). Under torchrun write "
+            "--run-dir (torchrun's own parser takes --run for its --run-path).",
+        ),
+        preset: str = typer.Option(
+            None,
+            "--preset",
+            help="origin | small-data | demo-cpu (default: small-data, or the run's own on --resume).",
+        ),
+        config: Path = typer.Option(
+            None, "--config", help="YAML file of overrides ({section: {key: value}})."
+        ),
         set_: list[str] = typer.Option(
             [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
         ),
-        resume: bool = typer.Option(False, "--resume", help="Continue from the run's newest checkpoint."),
-        max_minutes: float = typer.Option(
-            None, "--max-minutes", min=0.0, help="Wall-clock budget; checkpoints and stops when spent."
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue from the run's newest checkpoint."
         ),
-        device: str = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available)."),
+        max_minutes: float = typer.Option(
+            None,
+            "--max-minutes",
+            min=0.0,
+            help="Wall-clock budget; checkpoints and stops when spent.",
+        ),
+        device: str = typer.Option(
+            None, "--device", help="cpu | cuda (default: cuda when available)."
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`)."""

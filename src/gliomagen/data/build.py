@@ -14,7 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +31,7 @@ from gliomagen.data.conditions import COVARIATES, build_schema, parse_label_type
 from gliomagen.data.layouts import CaseRecord, find_cases
 from gliomagen.data.nifti import sha256
 from gliomagen.data.preprocess import PERCENTILES, PreparedCase, prepare_case, template_geometry
-from gliomagen.data.qc import write_store_qc
+from gliomagen.data.qc import save_montage
 from gliomagen.data.store import (
     FORMAT_VERSION,
     NO_MASK,
@@ -39,6 +41,9 @@ from gliomagen.data.store import (
     parse_size,
 )
 from gliomagen.errors import GliomagenError
+
+RESERVED_COLUMNS = frozenset({"case_id", "split", "has_mask", "layout", "intensity", "geometry"})
+"""Index columns a label may not be named (nor ``*_path``)."""
 
 
 # -- building ----------------------------------------------------------------------------------
@@ -83,6 +88,9 @@ def build_store(
     _check_output(out)
     cases = find_cases(sources)
     label_cols, label_rows = read_label_table(Path(labels_csv)) if labels_csv else ([], {})
+    for name in [*label_cols, *(k for c in cases for k in c.labels)]:
+        if name in RESERVED_COLUMNS or name.endswith("_path"):
+            raise GliomagenError(f"label column {name!r} is reserved by the store index; rename it")
     known = {c.case_id for c in cases}
     stray = [cid for cid in label_rows if cid not in known]
     if stray:
@@ -102,12 +110,16 @@ def build_store(
         bad = next((c for c in cases if c.problem), None)
         if bad is not None:
             raise GliomagenError(f"{bad.case_id}: {bad.problem}")
-    _remove_stale_temps(out)
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(out)
         tmp.mkdir()
     except OSError as exc:
+        _remove_empty(created)
         raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    previous = _sigterm_as_interrupt()
     try:
         _build(
             tmp,
@@ -130,7 +142,11 @@ def build_store(
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return out
 
 
@@ -153,7 +169,10 @@ def _build(
     masks = _NpyWriter(tmp / "masks.npy", np.uint8, size, len(todo))
     kept: list[tuple[CaseRecord, PreparedCase]] = []
     try:
-        for record, result in _run(todo, size, workers, progress):
+        rng = np.random.default_rng(seed)
+        sample = set(rng.choice(len(todo), size=min(qc_cases, len(todo)), replace=False).tolist())
+        qc_dirs = [tmp / "qc" if i in sample else None for i in range(len(todo))]
+        for record, result in _run(todo, size, workers, progress, qc_dirs):
             if isinstance(result, GliomagenError):
                 if not skip_bad:
                     raise result
@@ -221,59 +240,87 @@ def _build(
         "gliomagen_version": __version__,
     }
     _write_json(tmp / "meta.json", meta)
-    write_store_qc(tmp, [r.case_id for r, _ in kept], qc_cases, seed)
+
+
+def _prepare_task(
+    record: CaseRecord, size: tuple[int, int, int], qc_dir: Path | None
+) -> PreparedCase:
+    """One worker job: prepare a case and, when it is in the QC sample, draw its montage."""
+    result = prepare_case(record, size)
+    if qc_dir is not None:
+        image = result.image.astype(np.float32)  # [C, D, H, W]
+        save_montage(image, result.mask, qc_dir / f"{record.case_id}.png", title=record.case_id)
+    return result
 
 
 def _run(
-    todo: list[CaseRecord], size: tuple[int, int, int], workers: int, progress: bool
+    todo: list[CaseRecord],
+    size: tuple[int, int, int],
+    workers: int,
+    progress: bool,
+    qc_dirs: list[Path | None],
 ) -> Iterator[tuple[CaseRecord, PreparedCase | GliomagenError]]:
     """Prepare cases in order, streaming: at most ``2 * workers`` results are held at once."""
     from tqdm.auto import tqdm  # disable=None: no bar when stderr is not a terminal
 
+    bar = tqdm(total=len(todo), unit="case", desc="prepare", disable=None if progress else True)
     if workers == 1 or len(todo) <= 1:
-        with tqdm(
-            total=len(todo), unit="case", desc="prepare", disable=None if progress else True
-        ) as bar:
-            for record in todo:
+        with bar:
+            for record, qc_dir in zip(todo, qc_dirs, strict=True):
                 try:
-                    result: PreparedCase | GliomagenError = prepare_case(record, size)
+                    result: PreparedCase | GliomagenError = _prepare_task(record, size, qc_dir)
                 except GliomagenError as exc:
                     result = exc
                 bar.update()
                 yield record, result
         return
-    method = (
-        "fork" if sys.platform.startswith("linux") else "spawn"
-    )  # workers import numpy/nibabel only
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(method)) as pool:
+    method = "fork" if sys.platform.startswith("linux") else "spawn"  # workers need no torch
+    with ProcessPoolExecutor(workers, get_context(method), initializer=_ignore_sigint) as pool, bar:
+        jobs = iter(zip(todo, qc_dirs, strict=True))
         pending: list[tuple[CaseRecord, Future[PreparedCase]]] = []
-        queue = iter(todo)
-        for record in queue:
-            pending.append((record, pool.submit(prepare_case, record, size)))
-            if len(pending) >= 2 * workers:
-                break
+
+        def submit() -> None:
+            job = next(jobs, None)
+            if job is not None:
+                pending.append((job[0], pool.submit(_prepare_task, job[0], size, job[1])))
+
+        for _ in range(2 * workers):
+            submit()
         try:
-            with tqdm(
-                total=len(todo), unit="case", desc="prepare", disable=None if progress else True
-            ) as bar:
-                while pending:
-                    record, future = pending.pop(0)
-                    try:
-                        result = future.result()
-                    except GliomagenError as exc:
-                        result = exc
-                    except BrokenProcessPool:
-                        raise GliomagenError(
-                            f"{record.case_id}: a worker process died (out of memory?); try fewer --workers"
-                        ) from None
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending.append((nxt, pool.submit(prepare_case, nxt, size)))
-                    bar.update()
-                    yield record, result
+            while pending:
+                record, future = pending.pop(0)
+                try:
+                    result = future.result()
+                except GliomagenError as exc:
+                    result = exc
+                except BrokenProcessPool:
+                    raise GliomagenError(
+                        f"{record.case_id}: a worker process died (out of memory?); try fewer --workers"
+                    ) from None
+                submit()
+                bar.update()
+                yield record, result
         finally:
             for _, future in pending:
                 future.cancel()
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C and SIGTERM to the parent, which stops them and removes the temp store."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Turn SIGTERM (e.g. a batch-job time limit) into KeyboardInterrupt, so the temp store is
+    removed and the workers stopped; returns the previous handler (``None`` off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _label_rows(
@@ -358,7 +405,7 @@ class _NpyWriter:
         if arr.shape != self.item_shape:
             raise ValueError(f"item shape {arr.shape} != {self.item_shape}")
         self.fh.seek(self.offset + i * self.item_bytes)
-        self.fh.write(memoryview(arr).cast("B"))
+        self.fh.write(arr.tobytes())  # one item: ~17 MB at 128^3
 
     def close(self, n: int) -> None:
         if self.fh.closed:
@@ -386,20 +433,29 @@ def _fingerprint(
 
 
 def _check_output(out: Path) -> None:
+    """Fail early when ``out`` cannot become a store (creates nothing)."""
     if out.exists() and not out.is_dir():
         raise GliomagenError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "meta.json").is_file():
         raise GliomagenError(
             f"--out {out}: folder exists, is not empty and is not a gliomagen store; not overwriting it"
         )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise GliomagenError(
-            f"--out {out}: cannot create its parent folder ({exc.strerror or exc})"
-        ) from None
-    if not os.access(out.parent, os.W_OK):
-        raise GliomagenError(f"--out {out}: {out.parent} is not writable")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise GliomagenError(f"--out {out}: cannot create it, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK):
+        raise GliomagenError(f"--out {out}: {ancestor} is not writable")
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this run created (deepest first) if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _remove_stale_temps(out: Path) -> None:

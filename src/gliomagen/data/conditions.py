@@ -155,12 +155,13 @@ class ConditionSchema:
         """Encode one case's raw labels.
 
         Args:
-            values: raw values by field name; absent or empty values count as missing.
+            values: raw values by field name; absent or empty values count as missing (a missing
+                value of a field the schema does not have is ignored).
 
         Returns:
             ``(cat [n_cat] int64, cont [n_cont] float32)``.
         """
-        unknown = [k for k in values if k not in self]
+        unknown = [k for k in values if k not in self and not _is_missing(values[k])]
         if unknown:
             raise GliomagenError(
                 f"condition {unknown[0]!r} is not in the model; known conditions: {', '.join(self.names) or 'none'}"
@@ -173,9 +174,11 @@ class ConditionSchema:
         """Encode several cases: ``(cat [N, n_cat] int64, cont [N, n_cont] float32)``."""
         pairs = [self.encode(r) for r in rows]
         n_cat, n_cont = len(self.categorical), len(self.continuous)
-        cat = np.stack([p[0] for p in pairs]) if pairs else np.zeros((0, n_cat), np.int64)
-        cont = np.stack([p[1] for p in pairs]) if pairs else np.zeros((0, n_cont), np.float32)
-        return cat.reshape(-1, n_cat), cont.reshape(-1, n_cont)
+        cat = np.zeros((len(pairs), n_cat), np.int64)
+        cont = np.zeros((len(pairs), n_cont), np.float32)
+        for i, (c, x) in enumerate(pairs):
+            cat[i], cont[i] = c, x
+        return cat, cont
 
     def decode(self, cat: np.ndarray, cont: np.ndarray) -> dict[str, Any]:
         """Inverse of :meth:`encode` for one case."""

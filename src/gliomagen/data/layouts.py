@@ -150,7 +150,8 @@ def cohort_from(case_id: str, folders: Sequence[str] = ()) -> str | None:
 def _scan_folder(src: Path) -> list[CaseRecord]:
     cases: list[CaseRecord] = []
     for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .git, .Trash, ...
+        filenames = [f for f in filenames if not f.startswith(".")]  # macOS ._ files, temp files
         groups: dict[str, dict[str, list[str]]] = {}
         for name in sorted(filenames):
             m = _FILE_RE.match(name)

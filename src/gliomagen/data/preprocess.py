@@ -40,6 +40,9 @@ from gliomagen.data.nifti import (
 )
 from gliomagen.errors import GliomagenError
 
+Vector = Sequence[float] | np.ndarray
+"""Per-axis numbers: a sequence or a ``[3]`` array."""
+
 PERCENTILES = (0.5, 99.5)
 """Robust intensity range inside the brain, mapped to [-1, 1]."""
 
@@ -98,16 +101,19 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
         check_same_space(vols[0], seg, what=cid)
         raw_mask = remap_labels(seg.data, record.label_convention, where=f"{cid}: {record.seg}")
 
+    # Whole-volume work happens in file voxel order (NIfTI arrays are Fortran-ordered, and
+    # mixing memory layouts is slow); the canonical arrays below are views.
+    backgrounds = [_background_value(v.data) for v in vols]
+    brain_file = vols[0].data != backgrounds[0]  # [X, Y, Z] bool, file order
+    for vol, bg in zip(vols[1:], backgrounds[1:], strict=True):
+        brain_file |= vol.data != bg
+    if raw_mask is not None:
+        brain_file |= raw_mask > 0
     canon = [to_canonical(v.data, v.affine) for v in vols]
     affine_c, ornt = canon[0][1], canon[0][2]
-    images_c = [c[0] for c in canon]  # 4 x [X, Y, Z], file dtype
+    images_c = [c[0] for c in canon]  # 4 x [X, Y, Z] canonical views, file dtype
+    brain = to_canonical(brain_file, vols[0].affine)[0]
     mask_c = to_canonical(raw_mask, vols[0].affine)[0] if raw_mask is not None else None
-    backgrounds = [_background_value(x) for x in images_c]
-    brain = np.zeros(images_c[0].shape, dtype=bool)  # [X, Y, Z]
-    for x, bg in zip(images_c, backgrounds, strict=True):
-        brain |= x != bg
-    if mask_c is not None:
-        brain |= mask_c > 0
     if not brain.any():
         raise GliomagenError(
             f"{cid}: {record.images['t1n'].parent}: empty brain (every voxel is background)"
@@ -124,7 +130,7 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
     a0 = np.maximum(lo - 1, 0)
     a1 = np.minimum(hi + 2, np.array(brain.shape))
     crop = tuple(slice(int(p), int(q)) for p, q in zip(a0, a1, strict=True))
-    brain_crop = brain[crop]
+    brain_crop = np.ascontiguousarray(brain[crop])  # [x, y, z], C order from here on
     rel = start - a0
     brain_out = (
         resample_linear(brain_crop[None], rel, step, size_arr, fill=0.0)[0] >= 0.5
@@ -133,7 +139,9 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
     image = np.empty((len(MODALITIES), *size_arr.tolist()), dtype=np.float16)  # [C, D, H, W]
     intensity: dict[str, dict[str, float]] = {}
     for c, (m, x, bg) in enumerate(zip(MODALITIES, images_c, backgrounds, strict=True)):
-        xc = np.asarray(x[crop], dtype=np.float32)  # one channel at a time keeps memory small
+        xc = np.ascontiguousarray(
+            x[crop], dtype=np.float32
+        )  # one channel at a time keeps memory small
         p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
         if not p_hi > p_lo:
             raise GliomagenError(
@@ -149,16 +157,16 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
         np.clip(out, -1.0, 1.0, out=out)
         image[c] = out
         intensity[m] = {"background": float(bg), "p_lo": p_lo, "p_hi": p_hi}
-    mask = None
+    mask: np.ndarray | None = None
     if mask_c is not None:
         mask = resample_nearest(mask_c[crop][None], rel, step, size_arr, fill=0)[0].astype(np.uint8)
 
     centre_world = (affine_c @ np.append(centre, 1.0))[:3]
     geometry = {
-        "shape": [int(s) for s in vols[0].shape],
+        "shape": list(map(int, vols[0].shape)),
         "affine": vols[0].affine.tolist(),
         "ornt": ornt.tolist(),
-        "canonical_shape": [int(s) for s in brain.shape],
+        "canonical_shape": list(map(int, brain.shape)),
         "canonical_affine": affine_c.tolist(),
         "size": size_arr.tolist(),
         "start": start.tolist(),
@@ -167,8 +175,10 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
         "brain_box": [lo.tolist(), hi.tolist()],
         "centre_world": centre_world.tolist(),
     }
+    shift = np.eye(4)
+    shift[:3, 3] = a0  # the crop's voxel (0, 0, 0) is canonical voxel a0; the tumour is inside it
     covariates = (
-        derive_covariates(mask_c, affine_c, midline_x=float(centre_world[0]))
+        derive_covariates(mask_c[crop], affine_c @ shift, midline_x=float(centre_world[0]))
         if mask_c is not None
         else {"wt_volume_ml": None, "enhancing_fraction": None, "hemisphere": None}
     )
@@ -208,12 +218,10 @@ def remap_labels(data: np.ndarray, convention: str = "auto", *, where: str = "ma
             raise GliomagenError(f"{where}: non-integer label values {vals}")
     allowed = set(LABEL_SETS.get(convention, (0, 1, 2, 3, 4)))
     lo, hi = (int(v) for v in (data.min(), data.max())) if data.size else (0, 0)
-    if lo < 0 or hi > 255:
+    if lo < 0 or hi > 16:  # not a BraTS mask; a full sort is fine on this error path
         present = sorted(int(v) for v in np.unique(data))
     else:
-        present = np.flatnonzero(
-            np.bincount(data.astype(np.uint8, copy=False).ravel(), minlength=1)
-        ).tolist()
+        present = [v for v in range(lo, hi + 1) if v in (lo, hi) or (data == v).any()]
     bad = sorted(set(present) - allowed)
     if convention == "auto" and {3, 4} <= set(present):
         bad = [3, 4]
@@ -231,9 +239,9 @@ def remap_labels(data: np.ndarray, convention: str = "auto", *, where: str = "ma
 # -- separable resampling --------------------------------------------------------------------
 def resample_linear(
     x: np.ndarray,
-    start: Sequence[float],
-    step: Sequence[float],
-    size: Sequence[int],
+    start: Vector,
+    step: Vector,
+    size: Vector,
     *,
     fill: Any = 0.0,
 ) -> np.ndarray:
@@ -261,9 +269,9 @@ def resample_linear(
             part = np.take(out, np.clip(idx, 0, n - 1), axis=axis + 1)
             outside = np.flatnonzero((idx < 0) | (idx >= n))
             if outside.size:
-                sl: list[Any] = [slice(None)] * 4
-                sl[axis + 1] = outside
-                part[tuple(sl)] = fill_c
+                cut: list[Any] = [slice(None)] * 4
+                cut[axis + 1] = outside
+                part[tuple(cut)] = fill_c
             parts.append(part)
         a, b = parts
         b -= a
@@ -275,9 +283,9 @@ def resample_linear(
 
 def resample_nearest(
     x: np.ndarray,
-    start: Sequence[float],
-    step: Sequence[float],
-    size: Sequence[int],
+    start: Vector,
+    step: Vector,
+    size: Vector,
     *,
     fill: Any = 0,
 ) -> np.ndarray:

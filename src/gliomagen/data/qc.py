@@ -7,7 +7,8 @@ of mass (the volume centre without a tumour).
 
 :func:`montage_rgb` composes the panels into one RGB array with numpy (cheap, and ready for
 TensorBoard's ``add_image``); :func:`montage` wraps it in a labelled matplotlib figure (a single
-axes, so drawing stays fast); :func:`save_montage` writes a PNG.
+axes, so drawing stays fast) for reports and notebooks; :func:`save_montage` writes the same
+labelled montage as a PNG quickly (Pillow, no matplotlib import).
 
 Example:
     >>> import numpy as np
@@ -36,7 +37,7 @@ def _numpy(x: Any) -> np.ndarray:
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
 
 
-def plane_slices(volume: np.ndarray, centre: Sequence[int]) -> list[np.ndarray]:
+def plane_slices(volume: np.ndarray, centre: Sequence[int] | np.ndarray) -> list[np.ndarray]:
     """Axial, coronal and sagittal slices of ``volume [D, H, W]``, oriented for display
     (row 0 at the top: anterior for axial, superior for coronal and sagittal)."""
     x, y, z = (int(c) for c in centre)
@@ -136,13 +137,39 @@ def save_montage(
     path: Path | str,
     title: str = "",
     modalities: Sequence[str] = MODALITIES,
+    *,
+    min_panel: int = 128,
 ) -> Path:
-    """Draw :func:`montage` and write it as a PNG (written to a temp name, then renamed)."""
+    """Write the montage as a PNG (to a temp name, then renamed).
+
+    The PNG is drawn with Pillow (matplotlib's own dependency) from :func:`montage_rgb`, with the
+    same labels as :func:`montage`: importing matplotlib's figure machinery alone costs about a
+    CPU-second per process, more than ``prepare`` spends on a case. Panels smaller than
+    ``min_panel`` pixels are enlarged by an integer factor (nearest neighbour).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig = montage(image, mask, title=title, modalities=modalities)
+    rgb = montage_rgb(image, mask)  # [rows * S, 3 * S, 3]
+    side = rgb.shape[1] // 3
+    zoom = max(1, -(-min_panel // side))
+    rgb = rgb.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    side *= zoom
+    left, top = 40, 36 if title else 20
+    canvas = Image.new("RGB", (left + rgb.shape[1], top + rgb.shape[0]), "black")
+    canvas.paste(Image.fromarray(rgb), (left, top))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    if title:
+        draw.text((left + rgb.shape[1] // 2, 4), title, fill="white", font=font, anchor="mt")
+    for c, plane in enumerate(PLANES):
+        draw.text((left + (c + 0.5) * side, top - 4), plane, fill="white", font=font, anchor="md")
+    for r in range(rgb.shape[0] // side):
+        label = modalities[r] if r < len(modalities) else f"ch{r}"
+        draw.text((left - 4, top + (r + 0.5) * side), label, fill="white", font=font, anchor="rm")
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", facecolor=fig.get_facecolor())
+    canvas.save(tmp, format="PNG")
     os.replace(tmp, path)
     return path
 

@@ -62,7 +62,7 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int, int]:
         raise GliomagenError(
             f"--size {value!r}: expected one number or three (e.g. 128 or 96,112,96), each 4..1024"
         )
-    return size  # type: ignore[return-value]
+    return size
 
 
 def assign_splits(
@@ -127,7 +127,8 @@ class StoreDataset(Dataset):
     Attributes:
         path, split, meta, schema, modalities, size, spacing_mm: the store's description.
         case_ids: ids in dataset order; ``indices``: their rows in the store arrays.
-        rows: raw label values per case, the schema's fields only (``schema.encode(row)`` works).
+        rows: raw label values per case: the schema's fields plus ``cohort`` and ``grade`` (``None``
+            when unknown); ``schema.encode(row)`` accepts them.
         index_rows: the full ``index.csv`` rows (strings).
         has_mask: ``[n]`` bool; cond_cat ``[n, n_cat]`` int64; cond_cont ``[n, n_cont]`` float32.
     """
@@ -156,7 +157,10 @@ class StoreDataset(Dataset):
         self.indices = np.array([i for i, _ in picked], dtype=np.int64)
         self.index_rows: list[dict[str, str]] = [r for _, r in picked]
         self.case_ids: list[str] = [r["case_id"] for r in self.index_rows]
-        self.rows: list[dict[str, Any]] = [self.schema.normalise(r) for r in self.index_rows]
+        self.rows: list[dict[str, Any]] = [
+            {k: r.get(k) or None for k in ("cohort", "grade")} | self.schema.normalise(r)
+            for r in self.index_rows
+        ]  # cohort and grade always present (None when unknown); schema.encode(row) accepts it
         self.has_mask = np.array([r["has_mask"] == "1" for r in self.index_rows], dtype=bool)
         self.cond_cat, self.cond_cont = self.schema.encode_many(self.rows)
         self._images: np.ndarray | None = None

@@ -67,8 +67,12 @@ class CaseSet:
         if self.images is not None:
             total = self.images.shape[0]
             if self.images.ndim != 5 or tuple(self.images.shape[1:]) != tuple(self.shape):
-                raise GliomagenError(f"{self.name}: images must be [N, C, D, H, W], got {tuple(self.images.shape)}")
-            if self.masks is not None and (self.masks.shape[0] != total or self.masks.shape[1:] != self.images.shape[2:]):
+                raise GliomagenError(
+                    f"{self.name}: images must be [N, C, D, H, W], got {tuple(self.images.shape)}"
+                )
+            if self.masks is not None and (
+                self.masks.shape[0] != total or self.masks.shape[1:] != self.images.shape[2:]
+            ):
                 raise GliomagenError(
                     f"{self.name}: masks {tuple(self.masks.shape)} do not match images {tuple(self.images.shape)}"
                 )
@@ -90,15 +94,25 @@ class CaseSet:
     ) -> CaseSet:
         """Wrap in-memory arrays (images ``[N, C, D, H, W]`` in [-1, 1], masks ``[N, D, H, W]``)."""
         imgs = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        msk = None if masks is None else (masks.numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks))
+        msk = (
+            None
+            if masks is None
+            else (masks.numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks))
+        )
         n = imgs.shape[0]
         ids = list(case_ids) if case_ids is not None else [f"{name}-{i:05d}" for i in range(n)]
         rows = [dict(r) for r in labels] if labels is not None else [{} for _ in range(n)]
         if categorical is None:
             categorical = sorted({k for r in rows for k, v in r.items() if isinstance(v, str)})
         return cls(
-            name=name, case_ids=ids, labels=rows, shape=tuple(imgs.shape[1:]),  # type: ignore[arg-type]
-            images=imgs, masks=msk, spacing_mm=tuple(spacing_mm), categorical=list(categorical),  # type: ignore[arg-type]
+            name=name,
+            case_ids=ids,
+            labels=rows,
+            shape=tuple(imgs.shape[1:]),  # type: ignore[arg-type]
+            images=imgs,
+            masks=msk,
+            spacing_mm=tuple(spacing_mm),
+            categorical=list(categorical),  # type: ignore[arg-type]
         )
 
     # -- access ---------------------------------------------------------------------------
@@ -148,13 +162,18 @@ class CaseSet:
         """Raw value of label ``name`` per case (``None`` where missing)."""
         return [None if _is_missing(r.get(name)) else r.get(name) for r in self.labels]
 
-    def groups(self, fields: Sequence[str] | None = None, min_cases: int = 1) -> dict[str, np.ndarray]:
+    def groups(
+        self, fields: Sequence[str] | None = None, min_cases: int = 1
+    ) -> dict[str, np.ndarray]:
         """Positions of the cases of each condition, e.g. ``{"cohort=GLI": [0, 3], "grade=LGG": [1]}``."""
         out: dict[str, np.ndarray] = {}
         for name in fields if fields is not None else self.categorical:
             values = self.label_values(name)
             for value in sorted({str(v) for v in values if v is not None}):
-                pos = np.array([i for i, v in enumerate(values) if v is not None and str(v) == value], dtype=np.int64)
+                pos = np.array(
+                    [i for i, v in enumerate(values) if v is not None and str(v) == value],
+                    dtype=np.int64,
+                )
                 if len(pos) >= min_cases:
                     out[f"{name}={value}"] = pos
         return out

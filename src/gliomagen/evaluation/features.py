@@ -69,16 +69,25 @@ class ProbeExtractor(Extractor):
     ) -> None:
         self.options = options or ProbeOptions()
         if len(train) < 2:
-            raise GliomagenError(f"{train.name}: the probe needs at least 2 training cases, got {len(train)}")
-        chunks = [to_probe_input(imgs, self.options.size).half() for _, imgs, _ in train.batches(batch_size)]
+            raise GliomagenError(
+                f"{train.name}: the probe needs at least 2 training cases, got {len(train)}"
+            )
+        chunks = [
+            to_probe_input(imgs, self.options.size).half()
+            for _, imgs, _ in train.batches(batch_size)
+        ]
         inputs = torch.cat(chunks)  # [N, C, d, h, w] float16
         labels: dict[str, torch.Tensor] = {}
         for name in train.categorical:
             values = train.label_values(name)
             cats = sorted({str(v) for v in values if v is not None})
             if len(cats) >= 2:
-                labels[name] = torch.tensor([cats.index(str(v)) if v is not None else -1 for v in values])
-        self.net, self._info = load_or_train_probe(inputs, labels, self.options, cache_dir, progress)
+                labels[name] = torch.tensor(
+                    [cats.index(str(v)) if v is not None else -1 for v in values]
+                )
+        self.net, self._info = load_or_train_probe(
+            inputs, labels, self.options, cache_dir, progress
+        )
         self.dim = self.net.feature_dim
         self._info["labels"] = sorted(labels)
 
@@ -121,12 +130,16 @@ def build_medicalnet(state: Mapping[str, torch.Tensor], source: str = "--weights
 
     keys = [k for k in state if not k.startswith(("conv_seg.", "fc."))]
     if "conv1.weight" not in state or state["conv1.weight"].ndim != 5:
-        raise GliomagenError(f"{source}: not a MedicalNet 3D ResNet state_dict (no 5D conv1.weight)")
+        raise GliomagenError(
+            f"{source}: not a MedicalNet 3D ResNet state_dict (no 5D conv1.weight)"
+        )
     layers = []
     for i in range(1, 5):
         blocks = {int(m.group(1)) for k in keys if (m := re.match(rf"layer{i}\.(\d+)\.", k))}
         if not blocks:
-            raise GliomagenError(f"{source}: not a MedicalNet 3D ResNet state_dict (no layer{i} weights)")
+            raise GliomagenError(
+                f"{source}: not a MedicalNet 3D ResNet state_dict (no layer{i} weights)"
+            )
         layers.append(max(blocks) + 1)
     block = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"
     shortcut = "B" if any(".downsample." in k for k in keys) else "A"
@@ -146,7 +159,9 @@ def build_medicalnet(state: Mapping[str, torch.Tensor], source: str = "--weights
         with torch.no_grad():
             net(torch.zeros(1, net.conv1.in_channels, 16, 16, 16))
     except (RuntimeError, ValueError) as exc:
-        raise GliomagenError(f"{source}: the network does not run with these weights ({exc})") from None
+        raise GliomagenError(
+            f"{source}: the network does not run with these weights ({exc})"
+        ) from None
     return net
 
 
@@ -157,14 +172,20 @@ class MedicalNetExtractor(Extractor):
 
     def __init__(self, weights: Path | str | None) -> None:
         if weights is None:
-            raise GliomagenError("--extractor medicalnet needs --weights PATH (a MedicalNet .pth state_dict); nothing is downloaded")
+            raise GliomagenError(
+                "--extractor medicalnet needs --weights PATH (a MedicalNet .pth state_dict); nothing is downloaded"
+            )
         self.weights = Path(weights)
         state = _load_state_dict(self.weights, "--weights")
         self.net = build_medicalnet(state, f"--weights {self.weights}")
         self.in_channels = int(self.net.conv1.in_channels)
         if self.in_channels not in (1, 4):
-            raise GliomagenError(f"--weights {self.weights}: network takes {self.in_channels} channels; need 1 or 4")
-        width = int(state["layer4.0.conv1.weight"].shape[0]) * (4 if "layer4.0.conv3.weight" in state else 1)
+            raise GliomagenError(
+                f"--weights {self.weights}: network takes {self.in_channels} channels; need 1 or 4"
+            )
+        width = int(state["layer4.0.conv1.weight"].shape[0]) * (
+            4 if "layer4.0.conv3.weight" in state else 1
+        )
         self.dim = width * (4 if self.in_channels == 1 else 1)
         self.layers = [len(getattr(self.net, f"layer{i}")) for i in range(1, 5)]
 
@@ -178,7 +199,12 @@ class MedicalNetExtractor(Extractor):
         return feats.reshape(b, -1)  # [B, C*W], modality order kept
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "weights": str(self.weights), "layers": self.layers}
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "weights": str(self.weights),
+            "layers": self.layers,
+        }
 
 
 class SlicesExtractor(Extractor):
@@ -186,23 +212,31 @@ class SlicesExtractor(Extractor):
 
     name = "slices"
 
-    def __init__(self, weights: Path | str | None, n_slices: int = 8, slice_size: int | None = None) -> None:
+    def __init__(
+        self, weights: Path | str | None, n_slices: int = 8, slice_size: int | None = None
+    ) -> None:
         if weights is None:
-            raise GliomagenError("--extractor slices needs --weights PATH (a TorchScript 2D network); nothing is downloaded")
+            raise GliomagenError(
+                "--extractor slices needs --weights PATH (a TorchScript 2D network); nothing is downloaded"
+            )
         self.weights = Path(weights)
         if not self.weights.is_file():
             raise GliomagenError(f"--weights {self.weights}: file not found")
         try:
             self.net = torch.jit.load(str(self.weights), map_location="cpu").eval()
         except Exception as exc:
-            raise GliomagenError(f"--weights {self.weights}: not a TorchScript file ({type(exc).__name__})") from None
+            raise GliomagenError(
+                f"--weights {self.weights}: not a TorchScript file ({type(exc).__name__})"
+            ) from None
         self.n_slices, self.slice_size = int(n_slices), slice_size
         if self.n_slices < 1:
             raise GliomagenError(f"slices: n_slices must be >= 1, got {n_slices}")
         try:
             probe = self._embed(torch.zeros(1, 1, 32, 32))
         except Exception as exc:
-            raise GliomagenError(f"--weights {self.weights}: the network fails on [1, 3, H, W] slices ({exc})") from None
+            raise GliomagenError(
+                f"--weights {self.weights}: the network fails on [1, 3, H, W] slices ({exc})"
+            ) from None
         self.per_modality = int(probe.shape[1])
         self.dim = 0  # set on first call (depends on the number of modalities)
 
@@ -210,7 +244,9 @@ class SlicesExtractor(Extractor):
         """Slices ``[n, 1, h, w]`` in [-1, 1] -> features ``[n, F]``."""
         x = ((slices + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
         if self.slice_size:
-            x = F.interpolate(x, size=(self.slice_size, self.slice_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(self.slice_size, self.slice_size), mode="bilinear", align_corners=False
+            )
         out = self.net(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
@@ -225,7 +261,11 @@ class SlicesExtractor(Extractor):
             planes = []
             for axis in (1, 2, 3):
                 length = vol.shape[axis]
-                idx = np.unique(np.linspace(0.2 * (length - 1), 0.8 * (length - 1), self.n_slices).round().astype(int))
+                idx = np.unique(
+                    np.linspace(0.2 * (length - 1), 0.8 * (length - 1), self.n_slices)
+                    .round()
+                    .astype(int)
+                )
                 sl = vol.index_select(axis, torch.as_tensor(idx)).movedim(axis, 1)  # [B, n, h, w]
                 feats = self._embed(sl.reshape(-1, 1, *sl.shape[2:]))  # [B*n, F]
                 planes.append(feats.reshape(b, len(idx), -1).mean(1))
@@ -266,9 +306,13 @@ def build_extractor(
     """
     if name == "probe":
         if train is None:
-            raise GliomagenError("--extractor probe needs real training cases (--train STORE:train)")
+            raise GliomagenError(
+                "--extractor probe needs real training cases (--train STORE:train)"
+            )
         if weights is not None:
-            raise GliomagenError("--weights is for --extractor medicalnet or slices; the probe trains its own")
+            raise GliomagenError(
+                "--weights is for --extractor medicalnet or slices; the probe trains its own"
+            )
         return ProbeExtractor(train, probe_options, cache_dir, progress=progress)
     if name == "medicalnet":
         return MedicalNetExtractor(weights)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import math
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -43,7 +43,12 @@ from gliomagen.errors import GliomagenError
 
 PROBE_FORMAT = 2
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
-FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))  # dims of [B, C, D, H, W]: A-P (H), I-S (W)
+FLIPS: tuple[tuple[int, ...], ...] = (
+    (),
+    (3,),
+    (4,),
+    (3, 4),
+)  # dims of [B, C, D, H, W]: A-P (H), I-S (W)
 CORRUPTIONS: tuple[str, ...] = ("none", "noise", "blur")
 BRAIN_THRESHOLD = -0.98
 
@@ -86,7 +91,11 @@ def to_probe_input(images: torch.Tensor, size: int) -> torch.Tensor:
     target = probe_shape(tuple(images.shape[2:]), size)
     if tuple(images.shape[2:]) == target:
         return images.float()
-    mode = "area" if all(t <= s for t, s in zip(target, images.shape[2:], strict=True)) else "trilinear"
+    mode = (
+        "area"
+        if all(t <= s for t, s in zip(target, images.shape[2:], strict=True))
+        else "trilinear"
+    )
     return F.interpolate(images.float(), size=target, mode=mode)
 
 
@@ -118,7 +127,9 @@ class ProbeNet(nn.Module):
         chans = [in_channels, width, 2 * width, 4 * width, 8 * width]
         self.stages = nn.ModuleList([_Stage(a, b) for a, b in itertools.pairwise(chans)])
         self.feature_dim = 2 * sum(chans[1:])
-        self.heads = nn.ModuleDict({name: nn.Linear(self.feature_dim, n) for name, n in heads.items()})
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(self.feature_dim, n) for name, n in heads.items()}
+        )
         # z-scoring of the features, fitted on the training cases after training (see standardise)
         self.register_buffer("feat_mean", torch.zeros(self.feature_dim))
         self.register_buffer("feat_std", torch.ones(self.feature_dim))
@@ -137,7 +148,12 @@ class ProbeNet(nn.Module):
     @torch.no_grad()
     def standardise(self, inputs: torch.Tensor, batch_size: int = 8) -> None:
         """Fit the feature z-scoring on probe inputs ``[N, C, d, h, w]`` (the training cases)."""
-        feats = torch.cat([self.raw_features(inputs[i : i + batch_size].float()) for i in range(0, len(inputs), batch_size)])
+        feats = torch.cat(
+            [
+                self.raw_features(inputs[i : i + batch_size].float())
+                for i in range(0, len(inputs), batch_size)
+            ]
+        )
         self.feat_mean.copy_(feats.mean(0))
         self.feat_std.copy_(feats.std(0).clamp_min(1e-6))
 
@@ -150,10 +166,14 @@ class ProbeNet(nn.Module):
         return {name: head(f) for name, head in self.heads.items()}
 
 
-def probe_key(inputs: torch.Tensor, labels: Mapping[str, torch.Tensor], options: ProbeOptions) -> str:
+def probe_key(
+    inputs: torch.Tensor, labels: Mapping[str, torch.Tensor], options: ProbeOptions
+) -> str:
     """SHA-256 of the probe inputs (as float16 bytes), the labels and the options."""
     h = hashlib.sha256()
-    h.update(json.dumps({"format": PROBE_FORMAT, "options": asdict(options)}, sort_keys=True).encode())
+    h.update(
+        json.dumps({"format": PROBE_FORMAT, "options": asdict(options)}, sort_keys=True).encode()
+    )
     h.update(str(tuple(inputs.shape)).encode())
     h.update(inputs.to(torch.float16).contiguous().numpy().tobytes())
     for name in sorted(labels):
@@ -180,11 +200,15 @@ def _blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
         shape[dim] = k.numel()
         pad = [0, 0, 0, 0, 0, 0]
         pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = radius
-        v = F.conv3d(F.pad(v, pad, mode="replicate"), k.view(1, 1, *shape).expand(c, 1, *shape), groups=c)
+        v = F.conv3d(
+            F.pad(v, pad, mode="replicate"), k.view(1, 1, *shape).expand(c, 1, *shape), groups=c
+        )
     return v
 
 
-def _augment(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _augment(
+    x: torch.Tensor, rng: np.random.Generator
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Apply random self-supervised transforms to ``x [B, C, d, h, w]``; return them as targets."""
     b = x.shape[0]
     perm = rng.integers(0, len(PERMUTATIONS), b)
@@ -197,13 +221,19 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, d
             v = torch.flip(v, FLIPS[flip[i]])
         brain = (v > BRAIN_THRESHOLD).any(dim=1, keepdim=True)
         if CORRUPTIONS[corrupt[i]] == "noise":
-            noisy = v + float(rng.uniform(0.03, 0.3)) * torch.from_numpy(rng.standard_normal(v.shape).astype(np.float32))
+            noisy = v + float(rng.uniform(0.03, 0.3)) * torch.from_numpy(
+                rng.standard_normal(v.shape).astype(np.float32)
+            )
             v = torch.where(brain, noisy.clamp(-1, 1), v)
         elif CORRUPTIONS[corrupt[i]] == "blur":
             v = torch.where(brain, _blur(v, float(rng.uniform(0.6, 2.0))), v)
         out.append(v)
     slots = torch.tensor([PERMUTATIONS[p] for p in perm.tolist()])  # [B, 4]: modality in each slot
-    targets = {"modality": slots, "flip": torch.from_numpy(flip), "corruption": torch.from_numpy(corrupt)}
+    targets = {
+        "modality": slots,
+        "flip": torch.from_numpy(flip),
+        "corruption": torch.from_numpy(corrupt),
+    }
     return torch.cat(out), targets
 
 
@@ -213,7 +243,11 @@ def _heads(labels: Mapping[str, torch.Tensor]) -> dict[str, int]:
     return heads
 
 
-def _loss(out: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def _loss(
+    out: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+) -> torch.Tensor:
     loss = F.cross_entropy(out["modality"].view(-1, 4, 4).transpose(1, 2), targets["modality"])
     loss = loss + F.cross_entropy(out["flip"], targets["flip"])
     loss = loss + F.cross_entropy(out["corruption"], targets["corruption"])
@@ -241,7 +275,9 @@ def train_probe(
         ``(net in eval mode, loss per step)``.
     """
     if inputs.ndim != 5 or inputs.shape[1] != 4:
-        raise GliomagenError(f"probe: expected training inputs [N, 4, D, H, W], got {tuple(inputs.shape)}")
+        raise GliomagenError(
+            f"probe: expected training inputs [N, 4, D, H, W], got {tuple(inputs.shape)}"
+        )
     if inputs.shape[0] < 2:
         raise GliomagenError(f"probe: needs at least 2 training cases, got {inputs.shape[0]}")
     heads = _heads(labels)
@@ -253,7 +289,9 @@ def train_probe(
         opt = torch.optim.Adam(net.parameters(), lr=options.lr)
         net.train()
         for step in range(options.steps):
-            idx = rng.choice(inputs.shape[0], min(options.batch_size, inputs.shape[0]), replace=False)
+            idx = rng.choice(
+                inputs.shape[0], min(options.batch_size, inputs.shape[0]), replace=False
+            )
             x, targets = _augment(inputs[idx].float(), rng)
             loss = _loss(net(x), targets, {k: v[idx] for k, v in labels.items()})
             opt.zero_grad(set_to_none=True)
@@ -300,16 +338,36 @@ def load_or_train_probe(
             net = ProbeNet(inputs.shape[1], options.width, blob["heads"])
             net.load_state_dict(blob["state_dict"])
             net.eval()
-            return net, {"key": key, "path": str(path), "cached": True, "final_loss": blob["final_loss"], "options": asdict(options)}
+            return net, {
+                "key": key,
+                "path": str(path),
+                "cached": True,
+                "final_loss": blob["final_loss"],
+                "options": asdict(options),
+            }
         except Exception:  # a damaged cache entry is retrained and replaced
             pass
     net, losses = train_probe(inputs, labels, options, progress)
     final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
     try:
         _save_atomic(
-            {"format": PROBE_FORMAT, "heads": heads, "state_dict": net.state_dict(), "final_loss": final, "losses": losses},
+            {
+                "format": PROBE_FORMAT,
+                "heads": heads,
+                "state_dict": net.state_dict(),
+                "final_loss": final,
+                "losses": losses,
+            },
             path,
         )
     except OSError as exc:
-        raise GliomagenError(f"probe cache {path.parent}: cannot write ({exc.strerror}); set GLIOMAGEN_CACHE") from None
-    return net, {"key": key, "path": str(path), "cached": False, "final_loss": final, "options": asdict(options)}
+        raise GliomagenError(
+            f"probe cache {path.parent}: cannot write ({exc.strerror}); set GLIOMAGEN_CACHE"
+        ) from None
+    return net, {
+        "key": key,
+        "path": str(path),
+        "cached": False,
+        "final_loss": final,
+        "options": asdict(options),
+    }

@@ -83,9 +83,13 @@ def ssim_and_cs_maps(
         ``(ssim, cs)``, each ``[B, C, D - win + 1, H - win + 1, W - win + 1]``.
     """
     if x.shape != y.shape or x.ndim != 5:
-        raise ValueError(f"SSIM: expected two [B, C, D, H, W] tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"SSIM: expected two [B, C, D, H, W] tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     if min(x.shape[2:]) < win_size:
-        raise ValueError(f"SSIM: volume {tuple(x.shape[2:])} is smaller than the {win_size}-voxel window")
+        raise ValueError(
+            f"SSIM: volume {tuple(x.shape[2:])} is smaller than the {win_size}-voxel window"
+        )
     x, y = x.float(), y.float()
     window = gaussian_window(win_size, sigma)
     mu_x, mu_y = _filter3d(x, window), _filter3d(y, window)
@@ -104,7 +108,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, win_size: int)
         return values.flatten(1).mean(1)
     pad = (win_size - 1) // 2
     d, h, w = values.shape[2:]
-    m = mask[:, pad : pad + d, pad : pad + h, pad : pad + w].unsqueeze(1).to(values.dtype)  # [B, 1, d, h, w]
+    m = (
+        mask[:, pad : pad + d, pad : pad + h, pad : pad + w].unsqueeze(1).to(values.dtype)
+    )  # [B, 1, d, h, w]
     m = m.expand_as(values)
     count = m.flatten(1).sum(1)
     total = (values * m).flatten(1).sum(1)
@@ -112,7 +118,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, win_size: int)
     return torch.where(count > 0, total / count.clamp_min(1), full)
 
 
-def _pair_mask(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | bool | None) -> torch.Tensor | None:
+def _pair_mask(
+    x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | bool | None
+) -> torch.Tensor | None:
     if mask is None or mask is False:
         return None
     if mask is True:
@@ -152,7 +160,9 @@ def ms_ssim_scales(shape: tuple[int, ...], win_size: int = 7, max_scales: int = 
     """Number of MS-SSIM scales that keep the coarsest image at least ``win_size`` voxels wide."""
     smallest = min(shape)
     if smallest < win_size:
-        raise ValueError(f"MS-SSIM: volume {tuple(shape)} is smaller than the {win_size}-voxel window")
+        raise ValueError(
+            f"MS-SSIM: volume {tuple(shape)} is smaller than the {win_size}-voxel window"
+        )
     return max(1, min(max_scales, int(math.floor(math.log2(smallest / win_size))) + 1))
 
 
@@ -213,12 +223,18 @@ def mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | bool | None = Tru
         return sq.flatten(1).mean(1)
     mm = m.unsqueeze(1).expand_as(sq).float()
     count = mm.flatten(1).sum(1)
-    return torch.where(count > 0, (sq * mm).flatten(1).sum(1) / count.clamp_min(1), sq.flatten(1).mean(1))
+    return torch.where(
+        count > 0, (sq * mm).flatten(1).sum(1) / count.clamp_min(1), sq.flatten(1).mean(1)
+    )
 
 
 @torch.no_grad()
 def psnr(
-    x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | bool | None = True, *, data_range: float = DATA_RANGE
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | bool | None = True,
+    *,
+    data_range: float = DATA_RANGE,
 ) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per case ``[B]``, from :func:`mse` inside the brain."""
     err = mse(x, y, mask).clamp_min(1e-12)

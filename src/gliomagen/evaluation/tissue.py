@@ -74,11 +74,21 @@ def _summary(x: np.ndarray) -> dict[str, Any]:
 
 def compare_distributions(real: np.ndarray, synthetic: np.ndarray) -> dict[str, Any]:
     """Summaries of two samples (NaNs dropped), KS statistic and p-value, Wasserstein-1 distance."""
-    out: dict[str, Any] = {"real": _summary(real), "synthetic": _summary(synthetic), "ks": None, "ks_p": None, "wasserstein": None}
+    out: dict[str, Any] = {
+        "real": _summary(real),
+        "synthetic": _summary(synthetic),
+        "ks": None,
+        "ks_p": None,
+        "wasserstein": None,
+    }
     r, s = real[np.isfinite(real)], synthetic[np.isfinite(synthetic)]
     if len(r) and len(s):
         ks = scipy.stats.ks_2samp(r, s)
-        out.update(ks=float(ks.statistic), ks_p=float(ks.pvalue), wasserstein=float(scipy.stats.wasserstein_distance(r, s)))
+        out.update(
+            ks=float(ks.statistic),
+            ks_p=float(ks.pvalue),
+            wasserstein=float(scipy.stats.wasserstein_distance(r, s)),
+        )
     return out
 
 
@@ -101,7 +111,13 @@ def histogram_comparison(
         ``{"bin_centres", "tissues", "real": {mod: {tissue: density}}, "synthetic": ..., "w1": {mod: {tissue: v}}}``.
     """
     r, s = real.sum(0), synthetic.sum(0)  # [C, T, N_BINS]
-    out: dict[str, Any] = {"bin_centres": [float(v) for v in BIN_CENTRES], "tissues": list(TISSUES), "real": {}, "synthetic": {}, "w1": {}}
+    out: dict[str, Any] = {
+        "bin_centres": [float(v) for v in BIN_CENTRES],
+        "tissues": list(TISSUES),
+        "real": {},
+        "synthetic": {},
+        "w1": {},
+    }
     for ch, mod in enumerate(modalities):
         out["real"][mod], out["synthetic"][mod], out["w1"][mod] = {}, {}, {}
         for t, tissue in enumerate(TISSUES):
@@ -109,7 +125,9 @@ def histogram_comparison(
             out["real"][mod][tissue] = [float(v) for v in hr / hr.sum()] if hr.sum() else None
             out["synthetic"][mod][tissue] = [float(v) for v in hs / hs.sum()] if hs.sum() else None
             if hr.sum() and hs.sum():
-                out["w1"][mod][tissue] = float(scipy.stats.wasserstein_distance(BIN_CENTRES, BIN_CENTRES, hr, hs))
+                out["w1"][mod][tissue] = float(
+                    scipy.stats.wasserstein_distance(BIN_CENTRES, BIN_CENTRES, hr, hs)
+                )
             else:
                 out["w1"][mod][tissue] = None
     return out

@@ -159,7 +159,7 @@ def _predict(
 
 
 # -- data -------------------------------------------------------------------------------------
-def _store_cases(ds: Any, cohorts: set[str] | None = None) -> list[CaseRef]:
+def store_cases(ds: Any, cohorts: set[str] | None = None) -> list[CaseRef]:
     """The cases of an opened store that have a mask (and belong to ``cohorts``, if given)."""
     has_mask = np.asarray(ds.has_mask, dtype=bool)
     rows = getattr(ds, "index_rows", ds.rows)  # every index.csv column, not only the schema's
@@ -275,9 +275,9 @@ def load_benchmark_data(
             raise GliomagenError(
                 f"--large-cohort {','.join(bad)}: not another cohort of {real_store} ({', '.join(cohorts)})"
             )
-    real = _store_cases(splits["train"], {cohort})
-    large_cases = _store_cases(splits["train"], set(large))
-    held = [c for s in HELDOUT[heldout] for c in _store_cases(splits[s], {cohort})]
+    real = store_cases(splits["train"], {cohort})
+    large_cases = store_cases(splits["train"], set(large))
+    held = [c for s in HELDOUT[heldout] for c in store_cases(splits[s], {cohort})]
     if not real:
         raise GliomagenError(f"--cohort {cohort}: no train cases with a mask in {real_store}")
     if not held:
@@ -292,7 +292,7 @@ def load_benchmark_data(
     syn_path = None
     if synthetic is not None:
         syn_path = synthetic_store(synthetic, size, cache_dir)
-        syn = _store_cases(open_store(syn_path, split=None))
+        syn = store_cases(open_store(syn_path, split=None))
         if not syn:
             raise GliomagenError(f"--synthetic {synthetic}: no synthetic cases with a mask")
     elif needs_synthetic:
@@ -508,5 +508,6 @@ __all__ = [
     "plan_arm",
     "run_arm",
     "run_utility",
+    "store_cases",
     "synthetic_store",
 ]

@@ -44,6 +44,7 @@ from gliomagen.generation.source import GeneratorSource, load_source
 from gliomagen.generation.space import OutputGrid, output_grid
 from gliomagen.generation.writer import (
     case_id,
+    file_sha256,
     prepare_out_dir,
     write_case,
     write_clinical,
@@ -295,7 +296,13 @@ def generate_cohort(
     finally:
         bar.close()
     write_clinical(out_dir, rows, source.schema.names)
-    requested: Any = {"csv": str(conditions_csv)} if conditions_csv else conditions
+    requested: Any = conditions
+    if conditions_csv:
+        requested = {
+            "csv": str(conditions_csv),
+            "csv_sha256": file_sha256(Path(conditions_csv)),
+            "fixed": conditions,
+        }
     cmd = (
         command_line
         if command_line is not None

@@ -234,7 +234,7 @@ def interpolate(
     scale = max(1, 192 // max(frames[0].shape[:2]))
     n = len(frames)
     fig, axes = plt.subplots(
-        1, n, figsize=(2.4 * n, 2.4 * frames[0].shape[0] / frames[0].shape[1] + 0.5), squeeze=False
+        1, n, figsize=(3.2 * n, 3.2 * frames[0].shape[0] / frames[0].shape[1] + 0.6), squeeze=False
     )
     for ax, frame, label in zip(axes[0], frames, labels, strict=True):
         ax.imshow(frame, interpolation="nearest")

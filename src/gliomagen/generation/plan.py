@@ -6,9 +6,9 @@ largest-remainder method, so the cohort holds exactly ``round``-consistent count
 70 and 30; ties go to the earlier row), and cases follow the row order (the first rows' cases
 first). A CSV of ``n`` rows without a weight column therefore gives one case per row, in order.
 
-A field a row does not set (absent, or an empty cell) is *unknown*: it is encoded as the model's
-'unknown' slot, exactly like a training case without that label, and left empty in
-``clinical.csv``.
+A field a row does not set (absent, or an empty cell) is *unknown*, encoded exactly like a
+training case without that label (:meth:`ConditionSchema.encode`): a categorical field takes the
+model's 'unknown' slot, a continuous one the training mean. It is left empty in ``clinical.csv``.
 
 CSV format (``--conditions-csv``): a header naming condition fields of the model and optionally
 ``weight``; e.g.::
@@ -181,7 +181,9 @@ def plan_conditions(
     return out
 
 
-def encode_plan(schema: ConditionSchema, plan: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def encode_plan(
+    schema: ConditionSchema, plan: Sequence[Mapping[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
     """``(cat [n, n_cat] int64, cont [n, n_cont] float32)`` of a plan (any field count, 0 included)."""
     pairs = [schema.encode(row) for row in plan]
     n_cat, n_cont = len(schema.categorical), len(schema.continuous)

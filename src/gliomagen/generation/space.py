@@ -53,7 +53,9 @@ class OutputGrid:
         value per channel, outside the field of view)."""
         if self.resample is None:
             return np.asarray(images, dtype=np.float32)
-        return np.asarray(self.resample(np.asarray(images, dtype=np.float32), 1, fill), dtype=np.float32)
+        return np.asarray(
+            self.resample(np.asarray(images, dtype=np.float32), 1, fill), dtype=np.float32
+        )
 
     def labels(self, labels: np.ndarray) -> np.ndarray:
         """``[D, H, W]`` integer labels -> ``[*shape]`` uint8 (nearest; 0 outside the field of view)."""

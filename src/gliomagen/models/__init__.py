@@ -28,7 +28,9 @@ def cat_sizes(schema: ConditionSchema) -> list[int]:
     return [f.num_embeddings for f in schema.categorical]
 
 
-def build_generator(cfg: Any, schema: ConditionSchema, size: Sequence[int], n_modalities: int = 4) -> Generator:
+def build_generator(
+    cfg: Any, schema: ConditionSchema, size: Sequence[int], n_modalities: int = 4
+) -> Generator:
     """Build the generator.
 
     Args:
@@ -61,7 +63,9 @@ def build_generator(cfg: Any, schema: ConditionSchema, size: Sequence[int], n_mo
     )
 
 
-def build_discriminator(cfg: Any, schema: ConditionSchema, size: Sequence[int], n_modalities: int = 4) -> Discriminator:
+def build_discriminator(
+    cfg: Any, schema: ConditionSchema, size: Sequence[int], n_modalities: int = 4
+) -> Discriminator:
     """Build the discriminator (same arguments as :func:`build_generator`)."""
     m = _model_cfg(cfg)
     return Discriminator(
@@ -75,6 +79,7 @@ def build_discriminator(cfg: Any, schema: ConditionSchema, size: Sequence[int], 
         mbstd_group=m.mbstd_group,
         aux_classifier=m.aux_classifier,
         spectral_norm=m.spectral_norm,
+        stem=m.d_stem,
     )
 
 

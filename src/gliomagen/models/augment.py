@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 
-def ada_adjust(p: float, sign_mean: float, n_images: int, target: float = 0.6, speed_images: float = 50_000) -> float:
+def ada_adjust(
+    p: float, sign_mean: float, n_images: int, target: float = 0.6, speed_images: float = 50_000
+) -> float:
     """One ADA update of the augmentation probability.
 
     Args:
@@ -49,7 +51,11 @@ def _rotation(angles: torch.Tensor) -> torch.Tensor:
     one, zero = torch.ones(n), torch.zeros(n)
 
     def rot(i: int, a: int, b: int) -> torch.Tensor:
-        m = torch.stack([one, zero, zero, zero, one, zero, zero, zero, one], 1).reshape(n, 3, 3).clone()
+        m = (
+            torch.stack([one, zero, zero, zero, one, zero, zero, zero, one], 1)
+            .reshape(n, 3, 3)
+            .clone()
+        )
         m[:, a, a], m[:, a, b], m[:, b, a], m[:, b, b] = c[:, i], -s[:, i], s[:, i], c[:, i]
         return m
 
@@ -85,9 +91,16 @@ class AugmentPipe:
     ) -> None:
         self.sd, self.n_img = spatial_dims, n_img
         self.flips, self.translate, self.rotate_deg = flips, translate, rotate_deg
-        self.scale_std, self.brightness, self.contrast, self.cutout = scale_std, brightness, contrast, cutout
+        self.scale_std, self.brightness, self.contrast, self.cutout = (
+            scale_std,
+            brightness,
+            contrast,
+            cutout,
+        )
 
-    def sample_params(self, n: int, p: float, size: tuple[int, ...], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    def sample_params(
+        self, n: int, p: float, size: tuple[int, ...], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         """Draw the parameters of ``n`` samples (on CPU). The number of draws does not depend on ``p``.
 
         Returns:
@@ -149,7 +162,9 @@ class AugmentPipe:
         contrast = params["contrast"].to(dev, img.dtype).reshape(n, self.n_img, *(1,) * sd)
         img = (img + 1.0) * contrast - 1.0 + bright
         if bool(params["cut_on"].any()):
-            keep = self._cutout_keep(params, tuple(images.shape[2:]), dev).to(img.dtype)  # [N, 1, *S]
+            keep = self._cutout_keep(params, tuple(images.shape[2:]), dev).to(
+                img.dtype
+            )  # [N, 1, *S]
             img, msk = img * keep, msk * keep
         return img, msk
 
@@ -157,7 +172,7 @@ class AugmentPipe:
         shift, angle, scale = params["shift"], params["angle"], params["scale"]
         if not (bool(shift.any()) or bool(angle.any()) or bool((scale != 1).any())):
             return x
-        n, sd = x.shape[0], self.sd
+        n = x.shape[0]
         sides = torch.tensor(x.shape[2:], dtype=torch.float32)
         # output voxel coordinates -> input voxel coordinates, axes in (D, H, W) order
         lin = _rotation(angle.float()) / scale.reshape(n, 1, 1)  # [N, sd, sd]
@@ -167,9 +182,13 @@ class AugmentPipe:
         a, b = a.flip(1, 2), b.flip(1)  # affine_grid wants (W, H, D) order
         theta = torch.cat([a, b.unsqueeze(2)], dim=2).to(x.device, torch.float32)  # [N, sd, sd + 1]
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
+        return F.grid_sample(
+            x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+        ).to(x.dtype)
 
-    def _cutout_keep(self, params: dict[str, torch.Tensor], size: tuple[int, ...], dev: torch.device) -> torch.Tensor:
+    def _cutout_keep(
+        self, params: dict[str, torch.Tensor], size: tuple[int, ...], dev: torch.device
+    ) -> torch.Tensor:
         n = params["cut_on"].shape[0]
         keep = torch.ones((n, 1, *size), device=dev)
         for i in range(n):

@@ -17,6 +17,7 @@ instance normalisation, the origin design); each layer has noise injection with 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,7 +53,9 @@ def plan_grid(size: Sequence[int]) -> tuple[tuple[int, ...], int]:
     size = tuple(int(s) for s in size)
     check_spatial_dims(len(size))
     if any(s < MIN_SIDE or s > MAX_SIDE for s in size):
-        raise ValueError(f"every side must be in [{MIN_SIDE}, {MAX_SIDE}], got {'x'.join(map(str, size))}")
+        raise ValueError(
+            f"every side must be in [{MIN_SIDE}, {MAX_SIDE}], got {'x'.join(map(str, size))}"
+        )
     k = 0
     while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= 4 for s in size):
         k += 1
@@ -90,7 +93,9 @@ class StyledLayer(nn.Module):
         sd = len(shape)
         self.style, self.up = style, up
         if style == "modulated":
-            self.conv: nn.Module = ModulatedConv(in_ch, out_ch, 3, w_dim, sd, demodulate=True, fused=fused)
+            self.conv: nn.Module = ModulatedConv(
+                in_ch, out_ch, 3, w_dim, sd, demodulate=True, fused=fused
+            )
         elif style == "adain":
             self.conv = EqualConv(in_ch, out_ch, 3, sd)
             self.adain = AdaIN(out_ch, w_dim, sd)
@@ -99,7 +104,11 @@ class StyledLayer(nn.Module):
         self.noise = NoiseInjection(out_ch, shape, seed=seed) if noise else None
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str, gens: Sequence[torch.Generator] | None
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str,
+        gens: Sequence[torch.Generator] | None,
     ) -> torch.Tensor:
         """``x [N, in, *S_in]``, ``w [N, w_dim]`` -> ``[N, out, *S]`` (``S = 2 S_in`` when ``up``)."""
         x = self.conv(x, w) if self.style == "modulated" else self.conv(x)
@@ -117,14 +126,27 @@ class OutputHeads(nn.Module):
     """1x1 heads of one resolution: mask logits, then images from features (+ mask softmax)."""
 
     def __init__(
-        self, in_ch: int, w_dim: int, sd: int, *, style: str, n_img: int, n_cls: int, mask_first: bool, fused: bool
+        self,
+        in_ch: int,
+        w_dim: int,
+        sd: int,
+        *,
+        style: str,
+        n_img: int,
+        n_cls: int,
+        mask_first: bool,
+        fused: bool,
     ) -> None:
         super().__init__()
         self.mask_first, self.modulated = mask_first, style == "modulated"
         img_in = in_ch + (n_cls if mask_first else 0)
         if self.modulated:
-            self.to_mask: nn.Module = ModulatedConv(in_ch, n_cls, 1, w_dim, sd, demodulate=False, fused=fused)
-            self.to_img: nn.Module = ModulatedConv(img_in, n_img, 1, w_dim, sd, demodulate=False, fused=fused)
+            self.to_mask: nn.Module = ModulatedConv(
+                in_ch, n_cls, 1, w_dim, sd, demodulate=False, fused=fused
+            )
+            self.to_img: nn.Module = ModulatedConv(
+                img_in, n_img, 1, w_dim, sd, demodulate=False, fused=fused
+            )
         else:
             self.to_mask = EqualConv(in_ch, n_cls, 1, sd)
             self.to_img = EqualConv(img_in, n_img, 1, sd)
@@ -133,12 +155,20 @@ class OutputHeads(nn.Module):
         return head(x, w) if self.modulated else head(x)
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, img: torch.Tensor | None, logits: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        img: torch.Tensor | None,
+        logits: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add this level's contribution to the upsampled running ``(img, logits)``."""
         m = self._run(self.to_mask, x, w)  # [N, n_cls, *S]
         logits = m if logits is None else upsample(logits) + m
-        feats = torch.cat([x, torch.softmax(logits.float(), dim=1).to(x.dtype)], dim=1) if self.mask_first else x
+        feats = (
+            torch.cat([x, torch.softmax(logits.float(), dim=1).to(x.dtype)], dim=1)
+            if self.mask_first
+            else x
+        )
         y = self._run(self.to_img, feats, w)  # [N, n_img, *S]
         img = y if img is None else upsample(img) + y
         return img, logits
@@ -185,18 +215,33 @@ class SynthesisNetwork(nn.Module):
         self.heads = nn.ModuleList()
         self.layer_w_index: list[int] = []
         self.head_w_index: list[int] = []
-        kw = {"style": style, "noise": noise, "fused": fused_modconv}
+        kw: dict[str, Any] = {"style": style, "noise": noise, "fused": fused_modconv}
         for i in range(n_levels):
             shape = tuple(s * 2**i for s in self.start)
             if i == 0:
-                self.layers.append(StyledLayer(chans[0], chans[0], w_dim, shape, up=False, seed=0, **kw))
+                self.layers.append(
+                    StyledLayer(chans[0], chans[0], w_dim, shape, up=False, seed=0, **kw)
+                )
                 self.layer_w_index.append(0)
             else:
-                self.layers.append(StyledLayer(chans[i - 1], chans[i], w_dim, shape, up=True, seed=2 * i - 1, **kw))
-                self.layers.append(StyledLayer(chans[i], chans[i], w_dim, shape, up=False, seed=2 * i, **kw))
+                self.layers.append(
+                    StyledLayer(chans[i - 1], chans[i], w_dim, shape, up=True, seed=2 * i - 1, **kw)
+                )
+                self.layers.append(
+                    StyledLayer(chans[i], chans[i], w_dim, shape, up=False, seed=2 * i, **kw)
+                )
                 self.layer_w_index += [2 * i - 1, 2 * i]
             self.heads.append(
-                OutputHeads(chans[i], w_dim, sd, style=style, n_img=n_img, n_cls=n_cls, mask_first=mask_first, fused=fused_modconv)
+                OutputHeads(
+                    chans[i],
+                    w_dim,
+                    sd,
+                    style=style,
+                    n_img=n_img,
+                    n_cls=n_cls,
+                    mask_first=mask_first,
+                    fused=fused_modconv,
+                )
             )
             self.head_w_index.append(2 * i + 1)
         self.num_ws = 2 * k + 2
@@ -223,7 +268,9 @@ class SynthesisNetwork(nn.Module):
             if len(noise_seeds) != ws.shape[0]:
                 raise ValueError(f"need {ws.shape[0]} noise seeds, got {len(noise_seeds)}")
             gens = [torch.Generator(device=ws.device).manual_seed(int(s)) for s in noise_seeds]
-        x = self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)  # [N, C0, *start]
+        x = (
+            self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
+        )  # [N, C0, *start]
         img: torch.Tensor | None = None
         logits: torch.Tensor | None = None
         li = 0
@@ -271,9 +318,20 @@ class Generator(nn.Module):
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
-        self.mapping = MappingNetwork(z_dim, w_dim, cat_sizes, n_cont, embed_dim, mapping_layers, mapping_lr_mul)
+        self.mapping = MappingNetwork(
+            z_dim, w_dim, cat_sizes, n_cont, embed_dim, mapping_layers, mapping_lr_mul
+        )
         self.synthesis = SynthesisNetwork(
-            size, w_dim, channels, max_channels, style, n_img, n_cls, noise, mask_first, fused_modconv
+            size,
+            w_dim,
+            channels,
+            max_channels,
+            style,
+            n_img,
+            n_cls,
+            noise,
+            mask_first,
+            fused_modconv,
         )
         self.num_ws = self.synthesis.num_ws
         self.size = self.synthesis.size

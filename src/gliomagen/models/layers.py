@@ -143,7 +143,12 @@ class EqualConv(nn.Module):
                 f"EqualConv expects [N, {self.in_channels}, {self.spatial_dims} spatial dims], got {list(x.shape)}"
             )
         w = self.weight * self.weight_gain
-        y = conv_nd(x, w.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype), padding=self.padding)
+        y = conv_nd(
+            x,
+            w.to(x.dtype),
+            None if self.bias is None else self.bias.to(x.dtype),
+            padding=self.padding,
+        )
         return lrelu(y) if self.activation == "lrelu" else y
 
 
@@ -222,7 +227,9 @@ class ModulatedConv(nn.Module):
         super().__init__()
         check_spatial_dims(spatial_dims)
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
-        self.weight = nn.Parameter(torch.randn((out_channels, in_channels) + (kernel_size,) * spatial_dims))
+        self.weight = nn.Parameter(
+            torch.randn((out_channels, in_channels) + (kernel_size,) * spatial_dims)
+        )
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size**spatial_dims)
         self.demodulate = demodulate
@@ -232,11 +239,13 @@ class ModulatedConv(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``x [N, in, *S]``, ``w [N, w_dim]`` -> ``[N, out, *S]`` (bias added, no activation)."""
         if x.ndim != self.spatial_dims + 2:
-            raise ValueError(f"ModulatedConv expects {self.spatial_dims + 2}-D input, got {list(x.shape)}")
+            raise ValueError(
+                f"ModulatedConv expects {self.spatial_dims + 2}-D input, got {list(x.shape)}"
+            )
         styles = self.affine(w)  # [N, in]
         if not self.demodulate:  # ToRGB-style heads: fold the gain into the styles
             styles = styles * self.weight_gain
-            weight = self.weight
+            weight: torch.Tensor = self.weight
         else:
             weight = self.weight * self.weight_gain
         y = modulated_conv(x, weight, styles, demodulate=self.demodulate, fused=self.fused)
@@ -285,6 +294,8 @@ class NoiseInjection(nn.Module):
         seed: seed of the constant noise buffer.
     """
 
+    noise_const: torch.Tensor
+
     def __init__(self, channels: int, shape: Sequence[int], seed: int = 0) -> None:
         super().__init__()
         self.strength = nn.Parameter(torch.zeros(channels))
@@ -308,7 +319,9 @@ class NoiseInjection(nn.Module):
                 noise = torch.randn(shape, device=x.device, dtype=x.dtype)
             else:
                 if len(generators) != x.shape[0]:
-                    raise ValueError(f"need one noise generator per sample ({x.shape[0]}), got {len(generators)}")
+                    raise ValueError(
+                        f"need one noise generator per sample ({x.shape[0]}), got {len(generators)}"
+                    )
                 noise = torch.cat(
                     [torch.randn((1, *shape[1:]), generator=g, device=x.device) for g in generators]
                 ).to(x.dtype)

@@ -29,9 +29,10 @@ class ConditionEmbedding(nn.Module):
         super().__init__()
         self.cat_sizes = [int(s) for s in cat_sizes]
         self.n_cont = int(n_cont)
-        self.tables = nn.ModuleList([nn.Embedding(s, out_dim) for s in self.cat_sizes])
-        for t in self.tables:
+        tables = [nn.Embedding(s, out_dim) for s in self.cat_sizes]
+        for t in tables:
             nn.init.normal_(t.weight)
+        self.tables = nn.ModuleList(tables)
         self.cont = EqualLinear(self.n_cont, out_dim) if self.n_cont else None
         n_parts = len(self.cat_sizes) + (1 if self.n_cont else 0)
         self.project = EqualLinear(out_dim * n_parts, out_dim) if n_parts else None
@@ -42,7 +43,9 @@ class ConditionEmbedding(nn.Module):
         if cat.ndim != 2 or cat.shape[1] != len(self.cat_sizes):
             raise ValueError(f"cat must be [N, {len(self.cat_sizes)}], got {list(cat.shape)}")
         if cont.ndim != 2 or cont.shape[1] != self.n_cont or cont.shape[0] != cat.shape[0]:
-            raise ValueError(f"cont must be [{cat.shape[0]}, {self.n_cont}], got {list(cont.shape)}")
+            raise ValueError(
+                f"cont must be [{cat.shape[0]}, {self.n_cont}], got {list(cont.shape)}"
+            )
 
     def forward(self, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """Return ``[N, out_dim]`` (zeros when the schema has no fields)."""
@@ -74,6 +77,8 @@ class MappingNetwork(nn.Module):
         torch.Size([2, 8])
     """
 
+    w_avg: torch.Tensor
+
     def __init__(
         self,
         z_dim: int,
@@ -91,7 +96,10 @@ class MappingNetwork(nn.Module):
         self.conditional = bool(len(cat_sizes) or n_cont)
         widths = [z_dim + (embed_dim if self.conditional else 0)] + [w_dim] * num_layers
         self.layers = nn.Sequential(
-            *[EqualLinear(a, b, lr_mul=lr_mul, activation="lrelu") for a, b in zip(widths[:-1], widths[1:], strict=True)]
+            *[
+                EqualLinear(a, b, lr_mul=lr_mul, activation="lrelu")
+                for a, b in zip(widths[:-1], widths[1:], strict=True)
+            ]
         )
         self.w_avg_beta = w_avg_beta
         self.register_buffer("w_avg", torch.zeros(w_dim))

@@ -61,10 +61,12 @@ class TrainingData:
         cont_names = [f.name for f in full.continuous]
         cat_cols = [cat_names.index(f.name) for f in self.schema.categorical]
         cont_cols = [cont_names.index(f.name) for f in self.schema.continuous]
-        self.cat = torch.as_tensor(np.asarray(store.cond_cat)[:, cat_cols], dtype=torch.long).reshape(len(store), len(cat_cols))
-        self.cont = torch.as_tensor(np.asarray(store.cond_cont)[:, cont_cols], dtype=torch.float32).reshape(
-            len(store), len(cont_cols)
-        )
+        self.cat = torch.as_tensor(
+            np.asarray(store.cond_cat)[:, cat_cols], dtype=torch.long
+        ).reshape(len(store), len(cat_cols))
+        self.cont = torch.as_tensor(
+            np.asarray(store.cond_cont)[:, cont_cols], dtype=torch.float32
+        ).reshape(len(store), len(cont_cols))
         self.size = tuple(int(s) for s in store.size)
         if cfg.data.size is not None and tuple(cfg.data.size) != self.size:
             raise GliomagenError(
@@ -78,7 +80,9 @@ class TrainingData:
         self.n_modalities = len(store.modalities)
         self.train_index = np.flatnonzero(np.asarray(store.has_mask, dtype=bool))
         if len(self.train_index) == 0:
-            raise GliomagenError(f"{name}: no case of this split has a tumour mask; training needs masks")
+            raise GliomagenError(
+                f"{name}: no case of this split has a tumour mask; training needs masks"
+            )
         self.n_skipped = len(store) - len(self.train_index)
 
     @property
@@ -88,21 +92,30 @@ class TrainingData:
         return {
             "size": list(self.size),
             "modalities": list(self.store.modalities),
-            "spacing_mm": [float(s) for s in meta.get("spacing_mm", getattr(self.store, "spacing_mm", []) or [])],
+            "spacing_mm": [
+                float(s)
+                for s in meta.get("spacing_mm", getattr(self.store, "spacing_mm", []) or [])
+            ],
             "template_geometry": meta.get("template_geometry", {}),
         }
 
-    def collate_real(self, batch: list[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def collate_real(
+        self, batch: list[Any], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Stack dataset items into ``(images [n, C, *S], one-hot masks [n, 4, *S])`` on ``device``."""
         img = torch.stack([b[0] for b in batch]).to(device, torch.float32)
         mask = torch.stack([b[1] for b in batch]).to(device)
-        onehot = F.one_hot(mask.clamp(0, N_CLASSES - 1), N_CLASSES).movedim(-1, 1).float()  # [n, 4, *S]
+        onehot = (
+            F.one_hot(mask.clamp(0, N_CLASSES - 1), N_CLASSES).movedim(-1, 1).float()
+        )  # [n, 4, *S]
         return img, onehot
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:
     """A CPU generator for ``(seed, step, stream)`` (independent streams via numpy's SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(2, dtype=np.uint32)
+    state = np.random.SeedSequence([int(seed), int(step), int(stream)]).generate_state(
+        2, dtype=np.uint32
+    )
     return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
 
@@ -137,14 +150,32 @@ class StepPlan:
     """
 
     def __init__(
-        self, *, seed: int, n_train: int, batch: int, accum: int, world: int, rank: int, z_dim: int,
-        num_ws: int, style_mixing: float, augment: AugmentPipe | None, size: tuple[int, ...],
+        self,
+        *,
+        seed: int,
+        n_train: int,
+        batch: int,
+        accum: int,
+        world: int,
+        rank: int,
+        z_dim: int,
+        num_ws: int,
+        style_mixing: float,
+        augment: AugmentPipe | None,
+        size: tuple[int, ...],
     ) -> None:
         if batch % (accum * world):
             raise GliomagenError(
                 f"train.batch_size={batch} must be divisible by grad_accum x workers = {accum} x {world}"
             )
-        self.seed, self.n_train, self.batch, self.accum, self.world, self.rank = seed, n_train, batch, accum, world, rank
+        self.seed, self.n_train, self.batch, self.accum, self.world, self.rank = (
+            seed,
+            n_train,
+            batch,
+            accum,
+            world,
+            rank,
+        )
         self.micro = batch // (accum * world)
         self.z_dim, self.num_ws, self.style_mixing = z_dim, num_ws, style_mixing
         self.augment, self.size = augment, size
@@ -152,7 +183,9 @@ class StepPlan:
 
     def _perm(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perms:
-            self._perms = {epoch: torch.randperm(self.n_train, generator=step_generator(self.seed, epoch, 99))}
+            self._perms = {
+                epoch: torch.randperm(self.n_train, generator=step_generator(self.seed, epoch, 99))
+            }
         return self._perms[epoch]
 
     def real_positions(self, step: int) -> list[int]:
@@ -185,10 +218,21 @@ class StepPlan:
             aug_fake = self.augment.sample_params(b, p, self.size, g)
             aug_real = self.augment.sample_params(b, p, self.size, g)
         use_mix = self.style_mixing > 0
-        return PhaseDraws(z, rows, seeds, aug_fake, aug_real, mix_z if use_mix else None, cutoff if use_mix else None, gp_alpha)
+        return PhaseDraws(
+            z,
+            rows,
+            seeds,
+            aug_fake,
+            aug_real,
+            mix_z if use_mix else None,
+            cutoff if use_mix else None,
+            gp_alpha,
+        )
 
 
-def slice_params(params: dict[str, torch.Tensor] | None, rows: slice) -> dict[str, torch.Tensor] | None:
+def slice_params(
+    params: dict[str, torch.Tensor] | None, rows: slice
+) -> dict[str, torch.Tensor] | None:
     """Rows of augmentation parameters."""
     return None if params is None else {k: v[rows] for k, v in params.items()}
 

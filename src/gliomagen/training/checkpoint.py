@@ -91,11 +91,15 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         found = list_checkpoints(p.parent if p.name == CHECKPOINT_DIR else p)
         if found:
             return found[-1]
-        raise GliomagenError(f"{p}: no checkpoints (expected {CHECKPOINT_DIR}/step-*.pt in a run folder)")
+        raise GliomagenError(
+            f"{p}: no checkpoints (expected {CHECKPOINT_DIR}/step-*.pt in a run folder)"
+        )
     raise GliomagenError(f"{p}: checkpoint or run folder not found")
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(..., weights_only=True)``.
 
     Args:
@@ -109,7 +113,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle, ...
-        raise GliomagenError(f"{p}: not a readable gliomagen checkpoint ({type(exc).__name__})") from None
+        raise GliomagenError(
+            f"{p}: not a readable gliomagen checkpoint ({type(exc).__name__})"
+        ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise GliomagenError(f"{p}: not a gliomagen checkpoint (no format_version)")
     if int(ckpt["format_version"]) > FORMAT_VERSION:
@@ -151,7 +157,7 @@ def load_generator(
 # -- RNG states as weights_only-safe values -------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     """The torch, numpy, python (and CUDA) RNG states as tensors/lists/numbers."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {
@@ -171,7 +177,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            n["key"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     random.setstate(_to_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

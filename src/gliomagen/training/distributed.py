@@ -39,6 +39,7 @@ class DistInfo:
     local_rank: int = 0
     local_world_size: int = 1
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -80,7 +81,13 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(rank, world, local, local_world, device)
+    return DistInfo(rank, world, local, local_world, device, owns_group=True)
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group if :func:`init_distributed` created it."""
+    if info.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_mean_grads(params: Iterable[torch.nn.Parameter], world_size: int) -> None:

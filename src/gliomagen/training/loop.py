@@ -28,7 +28,14 @@ from gliomagen.models import build_augment, build_discriminator, build_generator
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import StepBatchSampler, StepPlan, TrainingData, slice_params
-from gliomagen.training.checkpoint import FORMAT_VERSION, list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gliomagen.training.checkpoint import (
+    FORMAT_VERSION,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.monitor import RunMonitor, condition_grid
 
@@ -44,10 +51,14 @@ def _open(store: Any, cfg: Config) -> tuple[Any, str]:
     return store, str(getattr(store, "path", "store"))
 
 
-def _autocast_factory(cfg: Config, device: torch.device) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+def _autocast_factory(
+    cfg: Config, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     precision = cfg.train.precision
     if precision == "bf16" and device.type != "cuda":
-        raise GliomagenError("train.precision=bf16 needs a CUDA device; use auto (fp32 on CPU) or fp32")
+        raise GliomagenError(
+            "train.precision=bf16 needs a CUDA device; use auto (fp32 on CPU) or fp32"
+        )
     if device.type == "cuda" and precision in ("auto", "bf16"):
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -67,7 +78,10 @@ def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, t
     gen = torch.Generator().manual_seed(seed)
     dev = next(G.parameters()).device
     z = torch.randn(n_samples, G.z_dim, generator=gen).to(dev)
-    ws = [G.mapping(z, c.expand(n_samples, -1).to(dev), k.expand(n_samples, -1).to(dev)).mean(0) for c, k in zip(cat, cont, strict=True)]
+    ws = [
+        G.mapping(z, c.expand(n_samples, -1).to(dev), k.expand(n_samples, -1).to(dev)).mean(0)
+        for c, k in zip(cat, cont, strict=True)
+    ]
     return {"cat": cat, "cont": cont, "w": torch.stack(ws).cpu()}
 
 
@@ -75,11 +89,23 @@ class Trainer:
     """State and schedule of one run (see :func:`train`)."""
 
     def __init__(
-        self, cfg: Config, store: Any, run_dir: Path, *, resume: bool, max_minutes: float | None,
-        callback: Callable[[int], None] | None, progress: bool,
+        self,
+        cfg: Config,
+        store: Any,
+        run_dir: Path,
+        *,
+        resume: bool,
+        max_minutes: float | None,
+        callback: Callable[[int], None] | None,
+        progress: bool,
     ) -> None:
         cfg.validate()
-        self.cfg, self.run_dir, self.callback, self.progress = cfg, Path(run_dir), callback, progress
+        self.cfg, self.run_dir, self.callback, self.progress = (
+            cfg,
+            Path(run_dir),
+            callback,
+            progress,
+        )
         self.max_minutes = max_minutes
         t = cfg.train
         self.dist = dd.init_distributed(t.device)
@@ -93,8 +119,12 @@ class Trainer:
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
 
         torch.manual_seed(t.seed)
-        self.G = build_generator(cfg, self.data.schema, self.data.size, self.data.n_modalities).to(dev)
-        self.D = build_discriminator(cfg, self.data.schema, self.data.size, self.data.n_modalities).to(dev)
+        self.G = build_generator(cfg, self.data.schema, self.data.size, self.data.n_modalities).to(
+            dev
+        )
+        self.D = build_discriminator(
+            cfg, self.data.schema, self.data.size, self.data.n_modalities
+        ).to(dev)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         dd.broadcast_module(self.G, self.dist.world_size)
         dd.broadcast_module(self.D, self.dist.world_size)
@@ -103,16 +133,37 @@ class Trainer:
         ratio = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1) if lazy else 1.0
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=t.betas_g, eps=1e-8)
         self.opt_D = torch.optim.Adam(
-            self.D.parameters(), lr=t.lr_d * ratio, betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio), eps=1e-8
+            self.D.parameters(),
+            lr=t.lr_d * ratio,
+            betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio),
+            eps=1e-8,
         )
-        augment = build_augment(cfg, len(self.data.size), self.data.n_modalities) if (cfg.augment.ada or cfg.augment.p > 0) else None
-        G_run: Any = torch.compile(self.G) if t.compile else self.G
-        D_run: Any = torch.compile(self.D) if t.compile else self.D
-        self.loss = StyleGANLoss(G_run, D_run, self.D, cfg, augment, _autocast_factory(cfg, dev), cat_sizes(self.data.schema))
+        augment = (
+            build_augment(cfg, len(self.data.size), self.data.n_modalities)
+            if (cfg.augment.ada or cfg.augment.p > 0)
+            else None
+        )
+        self.loss = StyleGANLoss(
+            self.G,
+            self.D,
+            cfg,
+            augment,
+            _autocast_factory(cfg, dev),
+            cat_sizes(self.data.schema),
+            compile=t.compile,
+        )
         self.plan = StepPlan(
-            seed=t.seed, n_train=len(self.data.train_index), batch=t.batch_size, accum=t.grad_accum,
-            world=self.dist.world_size, rank=self.dist.rank, z_dim=cfg.model.z_dim, num_ws=self.G.num_ws,
-            style_mixing=t.style_mixing, augment=augment, size=self.data.size,
+            seed=t.seed,
+            n_train=len(self.data.train_index),
+            batch=t.batch_size,
+            accum=t.grad_accum,
+            world=self.dist.world_size,
+            rank=self.dist.rank,
+            z_dim=cfg.model.z_dim,
+            num_ws=self.G.num_ws,
+            style_mixing=t.style_mixing,
+            augment=augment,
+            size=self.data.size,
         )
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
@@ -128,7 +179,9 @@ class Trainer:
         if resume and not has:
             raise GliomagenError(f"--resume: {self.run_dir} has no checkpoints to resume from")
         if not resume and has:
-            raise GliomagenError(f"{self.run_dir} already holds checkpoints; pass --resume or choose another --run")
+            raise GliomagenError(
+                f"{self.run_dir} already holds checkpoints; pass --resume or choose another --run"
+            )
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -148,10 +201,17 @@ class Trainer:
         self.G_ema.load_state_dict(ckpt["G_ema"])
         self.opt_G.load_state_dict(ckpt["opt_G"])
         self.opt_D.load_state_dict(ckpt["opt_D"])
-        for opt in (self.opt_G, self.opt_D):  # the configured learning rates win over the saved ones
+        for opt in (
+            self.opt_G,
+            self.opt_D,
+        ):  # the configured learning rates win over the saved ones
             for group in opt.param_groups:
                 group["lr"] = opt.defaults["lr"]
-        self.step, self.images_seen, self.aug_p = int(ckpt["step"]), int(ckpt["images_seen"]), float(ckpt["aug_p"])
+        self.step, self.images_seen, self.aug_p = (
+            int(ckpt["step"]),
+            int(ckpt["images_seen"]),
+            float(ckpt["aug_p"]),
+        )
         st = ckpt["train_state"]
         self.ada_sign_sum, self.ada_count = float(st["ada_sign_sum"]), int(st["ada_count"])
         self.nan_streak, self.elapsed_s = int(st["nan_streak"]), float(st["elapsed_s"])
@@ -181,36 +241,59 @@ class Trainer:
             "store_meta": self.data.meta,
             "size": list(self.data.size),
             "n_modalities": self.data.n_modalities,
-            "w_avg": compute_w_avg(self.G_ema, self.data.schema, self.cfg.train.w_avg_samples, self.cfg.train.seed),
+            "w_avg": compute_w_avg(
+                self.G_ema, self.data.schema, self.cfg.train.w_avg_samples, self.cfg.train.seed
+            ),
         }
 
     def checkpoint(self) -> Path:
         """Save a checkpoint (main worker) and wait for everyone."""
-        path = save_checkpoint(self._state(), self.run_dir, self.cfg.train.keep_checkpoints) if self.dist.is_main else Path()
+        path = (
+            save_checkpoint(self._state(), self.run_dir, self.cfg.train.keep_checkpoints)
+            if self.dist.is_main
+            else Path()
+        )
         dd.barrier(self.dist.world_size)
         return path
 
     # -- one step --------------------------------------------------------------------------------
-    def _micro(self, draws: Any, round_: int, real: tuple[torch.Tensor, torch.Tensor] | None, real_rows: list[int]) -> MicroBatch:
+    def _micro(
+        self,
+        draws: Any,
+        round_: int,
+        real: tuple[torch.Tensor, torch.Tensor] | None,
+        real_rows: list[int],
+    ) -> MicroBatch:
         dev = self.dist.device
         rows = self.plan.local_rows(round_)
         gen_rows = self.data.train_index[draws.cond_rows[rows].numpy()]
         m = self.plan.micro
         img, mask = real if real is not None else (torch.empty(0), torch.empty(0))
-        r_img, r_mask = (img[round_ * m : (round_ + 1) * m], mask[round_ * m : (round_ + 1) * m]) if real is not None else (img, mask)
+        r_img, r_mask = (
+            (img[round_ * m : (round_ + 1) * m], mask[round_ * m : (round_ + 1) * m])
+            if real is not None
+            else (img, mask)
+        )
         real_idx = real_rows[round_ * m : (round_ + 1) * m]
         return MicroBatch(
-            real_img=r_img, real_mask=r_mask,
-            real_cat=self.data.cat[real_idx].to(dev), real_cont=self.data.cont[real_idx].to(dev),
-            z=draws.z[rows].to(dev), gen_cat=self.data.cat[gen_rows].to(dev), gen_cont=self.data.cont[gen_rows].to(dev),
+            real_img=r_img,
+            real_mask=r_mask,
+            real_cat=self.data.cat[real_idx].to(dev),
+            real_cont=self.data.cont[real_idx].to(dev),
+            z=draws.z[rows].to(dev),
+            gen_cat=self.data.cat[gen_rows].to(dev),
+            gen_cont=self.data.cont[gen_rows].to(dev),
             noise_seeds=[int(s) for s in draws.noise_seeds[rows]],
-            aug_real=slice_params(draws.aug_real, rows), aug_fake=slice_params(draws.aug_fake, rows),
+            aug_real=slice_params(draws.aug_real, rows),
+            aug_fake=slice_params(draws.aug_fake, rows),
             mix_z=None if draws.mix_z is None else draws.mix_z[rows].to(dev),
             mix_cutoff=None if draws.mix_cutoff is None else draws.mix_cutoff[rows],
             gp_alpha=draws.gp_alpha[rows],
         )
 
-    def _phase(self, phase: str, real: Any, real_rows: list[int], do_r1: bool) -> tuple[bool, dict[str, float]]:
+    def _phase(
+        self, phase: str, real: Any, real_rows: list[int], do_r1: bool
+    ) -> tuple[bool, dict[str, float]]:
         net, opt = (self.G, self.opt_G) if phase == "G" else (self.D, self.opt_D)
         self.G.requires_grad_(phase == "G")
         self.D.requires_grad_(phase == "D")
@@ -219,12 +302,16 @@ class Trainer:
         acc: dict[str, torch.Tensor] = {}
         for r in range(self.cfg.train.grad_accum):
             mb = self._micro(draws, r, real, real_rows)
-            for k, v in self.loss.accumulate_gradients(phase, mb, 1.0 / self.cfg.train.grad_accum, do_r1).items():
+            for k, v in self.loss.accumulate_gradients(
+                phase, mb, 1.0 / self.cfg.train.grad_accum, do_r1
+            ).items():
                 acc[k] = acc.get(k, 0) + v.detach().float().cpu()
         params = list(net.parameters())
         dd.all_reduce_mean_grads(params, self.dist.world_size)
         keys = sorted(acc)
-        flat = dd.all_reduce_sum(torch.cat([acc[k].reshape(-1) for k in keys]).to(self.dist.device), self.dist.world_size).cpu()
+        flat = dd.all_reduce_sum(
+            torch.cat([acc[k].reshape(-1) for k in keys]).to(self.dist.device), self.dist.world_size
+        ).cpu()
         stats, off = {}, 0
         for k in keys:
             n = acc[k].numel()
@@ -270,10 +357,17 @@ class Trainer:
         imgs, logits = [], []
         with torch.no_grad():
             for i in range(0, len(z), 4):
-                a, b = self.G_ema(z[i : i + 4].to(dev), cat[i : i + 4].to(dev), cont[i : i + 4].to(dev), noise_mode="const")
+                a, b = self.G_ema(
+                    z[i : i + 4].to(dev),
+                    cat[i : i + 4].to(dev),
+                    cont[i : i + 4].to(dev),
+                    noise_mode="const",
+                )
                 imgs.append(a.cpu())
                 logits.append(b.cpu())
-        self.monitor.montage(self.step, torch.cat(imgs), torch.cat(logits), [lab for lab in labels for _ in range(k)])
+        self.monitor.montage(
+            self.step, torch.cat(imgs), torch.cat(logits), [lab for lab in labels for _ in range(k)]
+        )
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> Path:
@@ -288,14 +382,18 @@ class Trainer:
             f"D {sum(p.numel() for p in self.D.parameters()) / 1e6:.2f}M parameters"
         )
         loader = torch.utils.data.DataLoader(
-            self.data.store, batch_sampler=StepBatchSampler(self.plan, self.data.train_index, start_step, t.steps),
-            num_workers=t.num_workers, collate_fn=list,
+            self.data.store,
+            batch_sampler=StepBatchSampler(self.plan, self.data.train_index, start_step, t.steps),
+            num_workers=t.num_workers,
+            collate_fn=list,
         )
         bar = None
         if self.dist.is_main and self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=t.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+            bar = tqdm(
+                total=t.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True
+            )
         sums: dict[str, float] = {}
         n_log, t_log = 0, time.time()
         last_ckpt: Path | None = None
@@ -316,8 +414,11 @@ class Trainer:
                 self.ada_count += t.batch_size
                 if self.step % self.cfg.augment.interval == 0:
                     self.aug_p = ada_adjust(
-                        self.aug_p, self.ada_sign_sum / max(self.ada_count, 1), self.ada_count,
-                        self.cfg.augment.target, self.cfg.augment.speed_images,
+                        self.aug_p,
+                        self.ada_sign_sum / max(self.ada_count, 1),
+                        self.ada_count,
+                        self.cfg.augment.target,
+                        self.cfg.augment.speed_images,
                     )
                     self.ada_sign_sum, self.ada_count = 0.0, 0
             if ok_g and ok_d:
@@ -325,7 +426,9 @@ class Trainer:
             else:
                 self.nan_streak += 1
                 bad = ", ".join(p for p, ok in (("G", ok_g), ("D", ok_d)) if not ok)
-                self.monitor.log(f"step {self.step}: non-finite {bad} loss or gradients; update skipped ({self.nan_streak} in a row)")
+                self.monitor.log(
+                    f"step {self.step}: non-finite {bad} loss or gradients; update skipped ({self.nan_streak} in a row)"
+                )
                 if self.nan_streak >= t.nan_patience:
                     self.monitor.close()
                     raise GliomagenError(
@@ -351,7 +454,9 @@ class Trainer:
                 self.callback(self.step)
             if stop:
                 stopped_early = True
-                self.monitor.log(f"stopped at step {self.step}: --max-minutes {self.max_minutes} reached")
+                self.monitor.log(
+                    f"stopped at step {self.step}: --max-minutes {self.max_minutes} reached"
+                )
                 break
         if bar is not None:
             bar.close()
@@ -373,10 +478,17 @@ class Trainer:
         if self.dist.device.type == "cuda":
             vals["perf/cuda_peak_mb"] = torch.cuda.max_memory_allocated(self.dist.device) / 2**20
         self.monitor.scalars(self.step, vals)
-        short = " ".join(f"{k.split('/', 1)[1]}={v:.4g}" for k, v in vals.items() if k.startswith("loss/"))
-        self.monitor.log(f"step {self.step} {short} p={self.aug_p:.3f} vol/s={vals['perf/volumes_per_s']:.2f}")
+        short = " ".join(
+            f"{k.split('/', 1)[1]}={v:.4g}" for k, v in vals.items() if k.startswith("loss/")
+        )
+        self.monitor.log(
+            f"step {self.step} {short} p={self.aug_p:.3f} vol/s={vals['perf/volumes_per_s']:.2f}"
+        )
         if bar is not None:
-            g, d = vals.get("loss/G/adv", float("nan")), vals.get("loss/D/real", float("nan")) + vals.get("loss/D/fake", float("nan"))
+            g, d = (
+                vals.get("loss/G/adv", float("nan")),
+                vals.get("loss/D/real", float("nan")) + vals.get("loss/D/fake", float("nan")),
+            )
             bar.set_postfix(G=f"{g:.3f}", D=f"{d:.3f}", p=f"{self.aug_p:.2f}", refresh=False)
 
 
@@ -408,8 +520,19 @@ def train(
         >>> from gliomagen.config import resolve_config
         >>> ckpt = train(resolve_config("demo-cpu"), "store/", "runs/demo", max_minutes=5)  # doctest: +SKIP
     """
-    trainer = Trainer(config, store, Path(run_dir), resume=resume, max_minutes=max_minutes, callback=callback, progress=progress)
-    return trainer.run()
+    trainer = Trainer(
+        config,
+        store,
+        Path(run_dir),
+        resume=resume,
+        max_minutes=max_minutes,
+        callback=callback,
+        progress=progress,
+    )
+    try:
+        return trainer.run()
+    finally:
+        dd.shutdown(trainer.dist)
 
 
 __all__ = ["Trainer", "compute_w_avg", "train"]

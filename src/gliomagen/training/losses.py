@@ -52,7 +52,9 @@ def g_adv_loss(kind: str, fake_score: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown loss kind {kind!r}; expected one of {LOSS_KINDS}")
 
 
-def d_adv_loss(kind: str, real_score: torch.Tensor, fake_score: torch.Tensor, wgan_drift: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+def d_adv_loss(
+    kind: str, real_score: torch.Tensor, fake_score: torch.Tensor, wgan_drift: float = 1e-3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample discriminator loss terms ``(real [N], fake [N])``."""
     r, f = real_score.float(), fake_score.float()
     if kind == "lsgan":
@@ -68,7 +70,9 @@ def d_adv_loss(kind: str, real_score: torch.Tensor, fake_score: torch.Tensor, wg
 
 def grad_sq_norm(score: torch.Tensor, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
     """Per-sample squared norm ``[N]`` of ``d score.sum() / d inputs`` (graph kept for backward)."""
-    grads = torch.autograd.grad(score.float().sum(), list(inputs), create_graph=True, only_inputs=True)
+    grads = torch.autograd.grad(
+        score.float().sum(), list(inputs), create_graph=True, only_inputs=True
+    )
     return sum(g.float().square().flatten(1).sum(1) for g in grads)  # type: ignore[return-value]
 
 
@@ -82,7 +86,9 @@ def gradient_penalty(score: torch.Tensor, inputs: Sequence[torch.Tensor]) -> tor
     return (grad_sq_norm(score, inputs) + 1e-12).sqrt().sub(1.0).square()
 
 
-def aux_loss(out: DOutput, cat: torch.Tensor, cont: torch.Tensor, cat_sizes: Sequence[int]) -> torch.Tensor:
+def aux_loss(
+    out: DOutput, cat: torch.Tensor, cont: torch.Tensor, cat_sizes: Sequence[int]
+) -> torch.Tensor:
     """AC-GAN loss: mean cross-entropy per categorical field + MSE of the continuous fields.
 
     Args:
@@ -140,26 +146,31 @@ class StyleGANLoss:
     """Runs G and D for one phase and accumulates gradients.
 
     Args:
-        G: the generator (possibly compiled) used for forward passes.
-        D: the discriminator (possibly compiled) used for the main terms.
-        D_reg: the plain discriminator used for R1 / GP (double backward).
+        G: the generator.
+        D: the discriminator.
         cfg: the run configuration (``loss`` section used).
         augment: the augmentation pipeline, or ``None``.
         autocast: a factory of the autocast context (``contextlib.nullcontext`` on CPU).
         cat_sizes: embedding sizes of the categorical conditions.
+        compile: run G's mapping and synthesis and D's main passes through ``torch.compile``
+            (the modules themselves, their state_dicts and the R1/GP passes stay plain).
     """
 
     def __init__(
         self,
         G: Any,
         D: Any,
-        D_reg: Any,
         cfg: Any,
         augment: AugmentPipe | None,
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         cat_sizes: Sequence[int],
+        compile: bool = False,
     ) -> None:
-        self.G, self.D, self.D_reg = G, D, D_reg
+        self.num_ws = G.num_ws
+        self.mapping: Any = torch.compile(G.mapping) if compile else G.mapping
+        self.synthesis: Any = torch.compile(G.synthesis) if compile else G.synthesis
+        self.D: Any = torch.compile(D) if compile else D
+        self.D_reg = D
         self.cfg = cfg.loss
         self.kind = cfg.loss.kind
         self.augment = augment
@@ -168,37 +179,47 @@ class StyleGANLoss:
         self.use_aux = bool(cfg.model.aux_classifier) and cfg.loss.aux_weight > 0
 
     # -- forward helpers ---------------------------------------------------------------------
-    def run_G(self, mb: MicroBatch, G: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def run_G(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate ``(images, mask probabilities, w)`` for a micro-batch (with style mixing)."""
-        G = G or self.G
-        gen = G.module if hasattr(G, "module") else G
         with self.autocast():
-            w = gen.mapping(mb.z, mb.gen_cat, mb.gen_cont)  # [n, w_dim]
-            ws = w.unsqueeze(1).repeat(1, gen.num_ws, 1)  # [n, num_ws, w_dim]
+            w = self.mapping(mb.z, mb.gen_cat, mb.gen_cont)  # [n, w_dim]
+            ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [n, num_ws, w_dim]
             if mb.mix_z is not None and mb.mix_cutoff is not None:
-                w2 = gen.mapping(mb.mix_z, mb.gen_cat, mb.gen_cont)
-                layer = torch.arange(gen.num_ws, device=w.device).reshape(1, -1)
-                take = (layer >= mb.mix_cutoff.to(w.device).reshape(-1, 1)).unsqueeze(2)  # [n, num_ws, 1]
+                w2 = self.mapping(mb.mix_z, mb.gen_cat, mb.gen_cont)
+                layer = torch.arange(self.num_ws, device=w.device).reshape(1, -1)
+                cutoff = mb.mix_cutoff.to(w.device).reshape(-1, 1)
+                take = (layer >= cutoff).unsqueeze(2)  # [n, num_ws, 1]
                 ws = torch.where(take, w2.unsqueeze(1), ws)
-            img, logits = gen.synthesis(ws, noise_mode="random", noise_seeds=mb.noise_seeds)
+            img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=mb.noise_seeds)
         return img.float(), torch.softmax(logits.float(), dim=1), w.float()
 
     def run_D(
-        self, img: torch.Tensor, mask: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor,
-        aug: dict[str, torch.Tensor] | None, D: Any = None, autocast: bool = True,
+        self,
+        img: torch.Tensor,
+        mask: torch.Tensor,
+        cat: torch.Tensor,
+        cont: torch.Tensor,
+        aug: dict[str, torch.Tensor] | None,
+        D: Any = None,
+        autocast: bool = True,
     ) -> DOutput:
         """Augment (when ``aug``) and judge."""
-        D = D or self.D
+        D = self.D if D is None else D
         if self.augment is not None and aug is not None:
             img, mask = self.augment.apply(img, mask, aug)
         ctx = self.autocast() if autocast else contextlib.nullcontext()
         with ctx:
             out = D(img, mask, cat, cont)
-        return DOutput(out.score.float(), tuple(c.float() for c in out.cat_logits),
-                       None if out.cont_pred is None else out.cont_pred.float())
+        return DOutput(
+            out.score.float(),
+            tuple(c.float() for c in out.cat_logits),
+            None if out.cont_pred is None else out.cont_pred.float(),
+        )
 
     # -- phases ------------------------------------------------------------------------------
-    def accumulate_gradients(self, phase: str, mb: MicroBatch, gain: float, do_r1: bool = False) -> dict[str, torch.Tensor]:
+    def accumulate_gradients(
+        self, phase: str, mb: MicroBatch, gain: float, do_r1: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Run one phase on one micro-batch and ``backward(gain * loss)``.
 
         Args:
@@ -233,13 +254,23 @@ class StyleGANLoss:
         real_img, real_mask = mb.real_img.detach(), mb.real_mask.detach()
         if do_r1:
             real_img, real_mask = real_img.requires_grad_(True), real_mask.requires_grad_(True)
-        out_r = self.run_D(real_img, real_mask, mb.real_cat, mb.real_cont, mb.aug_real,
-                           D=self.D_reg if do_r1 else None, autocast=not do_r1)
+        out_r = self.run_D(
+            real_img,
+            real_mask,
+            mb.real_cat,
+            mb.real_cont,
+            mb.aug_real,
+            D=self.D_reg if do_r1 else None,
+            autocast=not do_r1,
+        )
         l_real, l_fake = d_adv_loss(self.kind, out_r.score, out_f.score, c.wgan_drift)
         loss = (l_real + l_fake).mean()
         n = len(l_real)
         stats["D/real"], stats["D/fake"] = l_real.detach().sum(), l_fake.detach().sum()
-        stats["D/score_real"], stats["D/score_fake"] = out_r.score.detach().sum(), out_f.score.detach().sum()
+        stats["D/score_real"], stats["D/score_fake"] = (
+            out_r.score.detach().sum(),
+            out_f.score.detach().sum(),
+        )
         stats["ada_sign"] = torch.sign(out_r.score.detach() - REAL_SIGN_OFFSET[self.kind]).sum()
         if self.use_aux:
             aux = aux_loss(out_r, mb.real_cat, mb.real_cont, self.cat_sizes)
@@ -254,7 +285,9 @@ class StyleGANLoss:
             a = alpha.to(fake_img.device).reshape(n, *(1,) * (fake_img.ndim - 1))
             x_img = (a * mb.real_img + (1 - a) * fake_img).requires_grad_(True)
             x_mask = (a * mb.real_mask + (1 - a) * fake_mask).requires_grad_(True)
-            out_gp = self.run_D(x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False)
+            out_gp = self.run_D(
+                x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False
+            )
             gp = gradient_penalty(out_gp.score, [x_img, x_mask])
             loss = loss + c.gp_weight * gp.mean()
             stats["D/gp"] = gp.detach().sum()

@@ -23,17 +23,25 @@ from gliomagen.data.conditions import ConditionSchema
 MAX_SAMPLE_CONDITIONS = 8
 
 
-def condition_grid(schema: ConditionSchema, limit: int = MAX_SAMPLE_CONDITIONS) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def condition_grid(
+    schema: ConditionSchema, limit: int = MAX_SAMPLE_CONDITIONS
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every combination of the categorical conditions (first ``limit``), continuous ones at the mean.
 
     Returns:
         ``(cat [K, n_cat] long, cont [K, n_cont] float, labels)``.
     """
     fields = schema.categorical
-    combos = list(itertools.islice(itertools.product(*[range(len(f.categories)) for f in fields]), limit))
+    combos = list(
+        itertools.islice(itertools.product(*[range(len(f.categories)) for f in fields]), limit)
+    )
     cat = torch.tensor(combos, dtype=torch.long).reshape(len(combos), len(fields))
     cont = torch.zeros(len(combos), len(schema.continuous))
-    labels = [", ".join(f"{f.name}={f.categories[i]}" for f, i in zip(fields, combo, strict=True)) or "unconditional" for combo in combos]
+    labels = [
+        ", ".join(f"{f.name}={f.categories[i]}" for f, i in zip(fields, combo, strict=True))
+        or "unconditional"
+        for combo in combos
+    ]
     return cat, cont, labels
 
 
@@ -69,7 +77,9 @@ class RunMonitor:
             self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
-    def montage(self, step: int, images: torch.Tensor, logits: torch.Tensor, labels: list[str]) -> Path | None:
+    def montage(
+        self, step: int, images: torch.Tensor, logits: torch.Tensor, labels: list[str]
+    ) -> Path | None:
         """Save ``RUN/samples/step-<step>.png`` (atomically).
 
         Args:
@@ -96,8 +106,12 @@ class RunMonitor:
             for j in range(c):
                 axes[i, j].imshow(mid(images[i, j]), cmap="gray", vmin=-1, vmax=1)
                 if i == 0:
-                    axes[i, j].set_title(MODALITIES[j] if j < len(MODALITIES) else f"ch{j}", fontsize=8)
-            axes[i, c].imshow(mid(mask[i].float()), cmap="viridis", vmin=0, vmax=3, interpolation="nearest")
+                    axes[i, j].set_title(
+                        MODALITIES[j] if j < len(MODALITIES) else f"ch{j}", fontsize=8
+                    )
+            axes[i, c].imshow(
+                mid(mask[i].float()), cmap="viridis", vmin=0, vmax=3, interpolation="nearest"
+            )
             axes[i, 0].set_ylabel(labels[i], fontsize=6)
             if i == 0:
                 axes[i, c].set_title("mask", fontsize=8)

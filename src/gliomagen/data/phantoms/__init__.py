@@ -8,7 +8,7 @@ parameters are in :mod:`gliomagen.data.phantoms.params`.
 
 Example:
     >>> from gliomagen.data.phantoms import generate_cohort, make_case
-    >>> generate_cohort("phantoms", {"GLI": 20, "SSA": 4}, resolution=2, seed=0, workers=2)  # doctest: +SKIP
+    >>> generate_cohort("phantoms", {"GLI": 20, "SSA": 4}, workers=2)  # doctest: +SKIP
     >>> case = make_case("GLI", 0, seed=0)  # in memory: case.images["t1c"], case.seg, case.affine
 """
 

@@ -60,7 +60,7 @@ class Template:
     Attributes:
         maps: float32 [X+2, Y+2, Z+2, 3] grey matter, white matter and brain, in template RAS
             voxel order, with a one-voxel ring of zeros (so samples outside the template are 0).
-        reach: bool [X+2, Y+2, Z+2], the brain dilated by two voxels (where a sample can be > 0).
+        reach: bool [X+2, Y+2, Z+2], the brain dilated by one voxel (where a sample can be > 0).
         affine: template voxel (unpadded) -> MNI world (mm).
         centre_world: centre of the brain's bounding box, MNI world (mm) [3].
         half_extent_mm: half size of the brain's bounding box (mm) [3].
@@ -80,10 +80,9 @@ class Template:
 
 
 def _load_uint8(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    img = nib.load(str(path))
-    return np.asarray(img.dataobj, dtype=np.float32) / 255.0, np.asarray(
-        img.affine, dtype=np.float64
-    )
+    """A uint8 probability map as float32 in [0, 1], and its affine."""
+    img = nib.Nifti1Image.from_filename(str(path))
+    return np.asarray(img.dataobj, dtype=np.float32) / 255.0, np.asarray(img.affine, np.float64)
 
 
 def _block_mean(a: np.ndarray, r: int) -> np.ndarray:
@@ -130,7 +129,9 @@ def load_template(resolution: int, params: AnatomyParams | None = None) -> Templ
             [[r, 0, 0, (r - 1) / 2], [0, r, 0, (r - 1) / 2], [0, 0, r, (r - 1) / 2], [0, 0, 0, 1.0]]
         )
     maps = np.pad(np.stack([gm, wm, brain], axis=-1), [(1, 1)] * 3 + [(0, 0)])  # [X+2, Y+2, Z+2, 3]
-    reach = ndi.binary_dilation(maps[..., 2] > 0, iterations=2)
+    # Trilinear corners lie within one voxel (any direction) of the nearest voxel: a 3x3x3
+    # dilation marks exactly the nearest voxels whose samples can be non-zero.
+    reach = ndi.binary_dilation(maps[..., 2] > 0, structure=np.ones((3, 3, 3), bool))
 
     scale = np.asarray(params.template_to_brats_scale)
     extent = half_extent * scale * (1.0 + 3.0 * params.scale_sigma) + params.box_margin_mm

@@ -103,7 +103,8 @@ def _prepare_out(out: Path, wanted: set[str]) -> None:
     )
     if stale:
         raise GliomagenError(
-            f"--out {out}: already holds {len(stale)} case folder(s) that are not part of this cohort "
+            f"--out {out}: already holds {len(stale)} case folder(s) that are not part of this "
+            "cohort "
             f"(e.g. {stale[0]}); use an empty folder"
         )
 
@@ -129,8 +130,11 @@ def _run(
         return
     # fork shares the template the parent loaded; elsewhere each worker loads it once.
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx)
+    try:
         yield from pool.map(_one, tasks, chunksize=1)
+    finally:  # on an error or Ctrl-C, drop the cases not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def generate_cohort(

@@ -52,12 +52,14 @@ class Grid:
     @property
     def box_shape(self) -> tuple[int, int, int]:
         """Shape of the working box."""
-        return tuple(h - lo for lo, h in zip(self.box_lo, self.box_hi, strict=True))  # type: ignore[return-value]
+        x, y, z = (h - lo for lo, h in zip(self.box_lo, self.box_hi, strict=True))
+        return x, y, z
 
     @property
     def box_slices(self) -> tuple[slice, slice, slice]:
         """Slices of the working box in the full grid."""
-        return tuple(slice(lo, h) for lo, h in zip(self.box_lo, self.box_hi, strict=True))  # type: ignore[return-value]
+        x, y, z = (slice(lo, h) for lo, h in zip(self.box_lo, self.box_hi, strict=True))
+        return x, y, z
 
     def box_world(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RAS+ world coordinates (mm) of the box voxels as three broadcastable float32 arrays.
@@ -82,7 +84,7 @@ class Grid:
         return full
 
     def scatter(self, idx: np.ndarray, values: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
-        """Full-grid array of ``dtype``: ``values`` [K] at flat box indices ``idx`` [K], 0 elsewhere."""
+        """Full-grid array of ``dtype`` with ``values`` [K] at flat box indices ``idx`` [K]."""
         full = np.zeros(self.shape, dtype=dtype)
         sub = np.zeros(self.box_shape, dtype=dtype)
         sub.reshape(-1)[idx] = values
@@ -157,5 +159,6 @@ def smooth_field(
         noise = ndi.gaussian_filter(noise, sigma=1.0, mode="reflect")
         noise -= noise.mean()
         noise /= max(float(noise.std()), 1e-6)
-        out[i] = _upsample_linear(noise, shape)  # linear is enough: the lattice is already smooth
+        # linear is enough: the lattice is already smooth
+        out[i] = noise if noise.shape == tuple(shape) else _upsample_linear(noise, shape)
     return out[0] if n == 1 else out

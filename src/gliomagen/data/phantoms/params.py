@@ -166,8 +166,8 @@ class ContrastParams:
     class_jitter_sigma: float = 0.05
     global_scale_sigma: float = 0.25
     edema_tissue_mix: float = 0.3
-    texture: float = 0.03
-    texture_corr_mm: float = 3.0
+    texture: float = 0.04
+    texture_corr_mm: float = 6.0
     tumour_texture: float = 0.10
     tumour_texture_corr_mm: float = 4.0
 
@@ -234,7 +234,7 @@ def _gli() -> CohortParams:
         age_mean={"HGG": 61.0, "LGG": 43.0},
         age_sd={"HGG": 12.0, "LGG": 13.0},
         p_male=0.58,
-        acquisition=AcquisitionParams(field_strength_t=3.0, snr=(22.0, 35.0), bias_sigma=0.05),
+        acquisition=AcquisitionParams(field_strength_t=3.0, snr=(32.0, 48.0), bias_sigma=0.05),
     )
 
 
@@ -248,11 +248,11 @@ def _ssa() -> CohortParams:
         p_male=0.55,
         acquisition=AcquisitionParams(
             field_strength_t=1.5,
-            snr=(7.0, 11.0),
+            snr=(14.0, 20.0),
             bias_sigma=0.12,
             bias_corr_mm=60.0,
-            slice_thickness_mm={"t1n": 6.0, "t1c": 5.0, "t2w": 6.0, "t2f": 6.0},
-            inplane_blur_mm=0.6,
+            slice_thickness_mm={"t1n": 5.0, "t1c": 4.0, "t2w": 5.0, "t2f": 5.0},
+            inplane_blur_mm=0.8,
             contrast_gain={"t1n": 1.15, "t1c": 0.8, "t2w": 0.9, "t2f": 0.85},
         ),
     )

@@ -1,0 +1,273 @@
+"""Does grade conditioning work? Train on the phantom cohort at 32^3 and judge generated structure.
+
+Every generated sample is judged from its own mask (argmax of the logits) and images:
+
+* the tumour is the largest 26-connected component of labels {1, 2, 3}; it must hold between
+  ``MIN_TUMOUR_FRAC`` and ``MAX_TUMOUR_FRAC`` of the volume and ``MIN_MAIN_FRAC`` of all tumour
+  voxels (scattered specks, no tumour, or 'tumour' everywhere fail both grades);
+* faithful **HGG**: the component holds an enhancing region (label 3, at least ``MIN_ET`` voxels)
+  and a necrotic core (label 1, at least ``MIN_NCR`` voxels); the core's 6-neighbour shell is at
+  least ``MIN_RIM`` enhancing (the enhancing rim surrounds the core); the enhancing region is
+  bright on T1Gd: its mean T1Gd exceeds that of the normal brain and of the core by ``MIN_ET_CONTRAST``;
+* faithful **LGG**: the component exists and the volume holds no enhancing region (no 26-connected
+  group of label 3 with ``MIN_ET`` voxels or more).
+
+The judge is first applied to the real training cases (calibration), then to an untrained
+generator and to G_ema at checkpoints over training (``--evals`` evenly spaced in ``--minutes``);
+training runs in chunks through the public API (``train(..., max_minutes=chunk, resume=True)``,
+which resumes exactly). Rates over time go to stdout and ``--out`` (JSON).
+
+Usage:
+    python benchmarks/conditioning.py --minutes 90 --out conditioning.json
+    python benchmarks/conditioning.py --store STORE --minutes 8 --evals 4 --samples 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from gliomagen.config import resolve_config
+from gliomagen.data import open_store
+from gliomagen.models import build_generator
+from gliomagen.training import load_generator, train
+from gliomagen.training.batches import TrainingData
+
+MIN_TUMOUR_FRAC = 0.001  # ~33 voxels at 32^3
+MAX_TUMOUR_FRAC = 0.25  # phantom tumours stay under 13% of the grid; a "tumour" filling it is none
+MIN_MAIN_FRAC = 0.8
+MIN_ET = 4
+MIN_NCR = 2
+MIN_RIM = 0.5
+MIN_ET_CONTRAST = 0.1
+T1C = 1  # channel of t1c in MODALITIES
+FULL = np.ones((3, 3, 3), bool)
+
+
+def judge(images: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """Judge one sample: ``images [4, D, H, W]`` in [-1, 1], ``mask [D, H, W]`` labels 0..3.
+
+    Returns:
+        ``{"tumour": bool, "hgg": bool, "lgg": bool, ...measurements}``.
+    """
+    tumour = mask > 0
+    n_tumour = int(tumour.sum())
+    lab, n = ndimage.label(tumour, structure=FULL)
+    main = np.zeros_like(tumour)
+    if n:
+        sizes = np.bincount(lab.ravel())[1:]
+        main = lab == (int(np.argmax(sizes)) + 1)
+    n_main = int(main.sum())
+    has_tumour = n_main >= MIN_TUMOUR_FRAC * mask.size and n_main >= MIN_MAIN_FRAC * max(
+        n_tumour, 1
+    )
+    et, ncr = main & (mask == 3), main & (mask == 1)
+    shell = ndimage.binary_dilation(ncr) & ~ncr
+    rim = float((mask[shell] == 3).mean()) if shell.any() else 0.0
+    brain = (images[0] > -0.9) & (mask == 0)
+    t1c = images[T1C]
+    et_c = float(t1c[et].mean()) if et.any() else float("nan")
+    bright = bool(
+        et.any()
+        and brain.any()
+        and ncr.any()
+        and et_c > float(t1c[brain].mean()) + MIN_ET_CONTRAST
+        and et_c > float(t1c[ncr].mean()) + MIN_ET_CONTRAST
+    )
+    et_all, _ = ndimage.label(mask == 3, structure=FULL)
+    et_regions = np.bincount(et_all.ravel())[1:]
+    any_et_region = bool((et_regions >= MIN_ET).any())
+    hgg = bool(
+        has_tumour
+        and int(et.sum()) >= MIN_ET
+        and int(ncr.sum()) >= MIN_NCR
+        and rim >= MIN_RIM
+        and bright
+    )
+    lgg = bool(has_tumour and not any_et_region)
+    return {
+        "tumour": bool(has_tumour),
+        "hgg": hgg,
+        "lgg": lgg,
+        "n_tumour": n_tumour,
+        "n_et": int(et.sum()),
+        "n_ncr": int(ncr.sum()),
+        "rim": rim,
+    }
+
+
+def rates(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """Faithful-HGG rate among HGG samples, faithful-LGG among LGG samples, tumour rates."""
+    out = {}
+    for grade in ("HGG", "LGG"):
+        rs = results.get(grade, [])
+        out[f"faithful_{grade}"] = (
+            float(np.mean([r[grade.lower()] for r in rs])) if rs else float("nan")
+        )
+        out[f"tumour_{grade}"] = float(np.mean([r["tumour"] for r in rs])) if rs else float("nan")
+    return out
+
+
+@torch.no_grad()
+def judge_generator(
+    G: Any, schema: Any, n: int, seed: int, batch: int = 16
+) -> dict[str, list[dict[str, Any]]]:
+    """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them."""
+    grade = schema["grade"]
+    gi = [f.name for f in schema.categorical].index("grade")
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for code, name in enumerate(grade.categories):
+        if name not in ("HGG", "LGG"):
+            continue
+        res = []
+        for start in range(0, n, batch):
+            b = min(batch, n - start)
+            cat = torch.tensor([f.num_embeddings - 1 for f in schema.categorical]).repeat(
+                b, 1
+            )  # unknown
+            cat[:, gi] = code
+            cont = torch.zeros(b, len(schema.continuous))
+            img, logits = G(torch.randn(b, G.z_dim, generator=gen), cat, cont, noise_mode="random")
+            mask = logits.argmax(1).numpy()
+            res += [judge(img[i].numpy(), mask[i]) for i in range(b)]
+        out[name] = res
+    return out
+
+
+def make_store(out: Path, n_cases: int, seed: int) -> Path:
+    """Phantom cohort -> 32^3 store through the CLI."""
+    exe = [sys.executable, "-m", "gliomagen"]
+    subprocess.run(
+        [
+            *exe,
+            "phantoms",
+            "--out",
+            str(out / "phantoms"),
+            "--cohorts",
+            f"GLI={n_cases}",
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            *exe,
+            "prepare",
+            str(out / "phantoms"),
+            "--out",
+            str(out / "store"),
+            "--size",
+            "32",
+            "--labels",
+            str(out / "phantoms" / "clinical.csv"),
+            "--qc",
+            "2",
+        ],
+        check=True,
+    )
+    return out / "store"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--store", type=Path, help="an existing 32^3 phantom store (default: build one)"
+    )
+    ap.add_argument("--cases", type=int, default=80, help="phantom cases when building the store")
+    ap.add_argument("--preset", default="demo-cpu")
+    ap.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override (repeatable)"
+    )
+    ap.add_argument("--minutes", type=float, default=90.0, help="training budget")
+    ap.add_argument("--evals", type=int, default=6, help="checkpoints judged over the budget")
+    ap.add_argument("--samples", type=int, default=100, help="samples per grade and checkpoint")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workdir", type=Path, help="where the run goes (default: a temp folder)")
+    ap.add_argument("--out", type=Path, help="JSON output")
+    args = ap.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-cond-"))
+    work.mkdir(parents=True, exist_ok=True)
+    store_path = args.store or make_store(work, args.cases, args.seed)
+    store = open_store(store_path, split="train")
+    cfg = resolve_config(
+        args.preset,
+        overrides=[
+            "data.conditions=[grade]",
+            "data.size=null",
+            f"train.seed={args.seed}",
+            "train.steps=10000000",
+            *args.overrides,
+        ],
+    )
+    report: dict[str, Any] = {
+        "store": str(store_path),
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "minutes": args.minutes,
+        "samples_per_grade": args.samples,
+        "evals": [],
+    }
+
+    # calibration: the judge on the real training cases
+    real: dict[str, list[dict[str, Any]]] = {"HGG": [], "LGG": []}
+    for i in range(len(store)):
+        img, mask, _, _ = store[i]
+        grade = store.rows[i].get("grade")
+        if grade in real and bool(store.has_mask[i]):
+            real[grade].append(judge(img.numpy(), mask.numpy()))
+    report["real"] = {**rates(real), "n_HGG": len(real["HGG"]), "n_LGG": len(real["LGG"])}
+    print(f"real training cases: {report['real']}")
+
+    data = TrainingData(store, cfg, str(store_path))
+    torch.manual_seed(cfg.train.seed)
+    G0 = build_generator(cfg, data.schema, data.size, data.n_modalities).eval()
+    report["untrained"] = rates(judge_generator(G0, data.schema, args.samples, args.seed + 1))
+    print(f"untrained: {report['untrained']}")
+
+    run = work / "run"
+    chunk = args.minutes / args.evals
+    t_start = time.time()
+    for k in range(args.evals):
+        train(cfg, store, run, resume=k > 0, max_minutes=chunk, progress=False)
+        G, schema, _, _ = load_generator(run)
+        ck = torch.load(
+            sorted((run / "checkpoints").glob("step-*.pt"))[-1],
+            map_location="cpu",
+            weights_only=True,
+        )
+        r = rates(judge_generator(G, schema, args.samples, args.seed + 1))
+        entry = {
+            "train_minutes": ck["train_state"]["elapsed_s"] / 60,
+            "step": int(ck["step"]),
+            **r,
+            "wall_minutes": (time.time() - t_start) / 60,
+        }
+        report["evals"].append(entry)
+        print(
+            f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  faithful HGG {r['faithful_HGG']:.2f}  "
+            f"LGG {r['faithful_LGG']:.2f}  (tumour present HGG {r['tumour_HGG']:.2f}, LGG {r['tumour_LGG']:.2f})",
+            flush=True,
+        )
+    report["run"] = str(run)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

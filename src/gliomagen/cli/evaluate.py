@@ -1,0 +1,85 @@
+"""``gliomagen evaluate`` (metrics + HTML report of a synthetic cohort) and ``gliomagen report`` (rebuild it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gliomagen.cli._common import user_errors
+from gliomagen.errors import GliomagenError
+
+
+def evaluate(
+    real: str = typer.Option(
+        ..., "--real", help="Held-out real cases: STORE:split, or STORE (its test split, else val)."
+    ),
+    synthetic: str = typer.Option(
+        ..., "--synthetic", help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store."
+    ),
+    out: Path = typer.Option(..., "--out", help="Report folder: index.html, metrics.json, figures/."),
+    train: str | None = typer.Option(
+        None, "--train", help="Real training cases, STORE:train (default: the train split of --real's store)."
+    ),
+    extractor: str = typer.Option("probe", "--extractor", help="Feature extractor: probe, medicalnet or slices."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="medicalnet: a MedicalNet .pth state_dict; slices: a TorchScript 2D network."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
+    ),
+    run: Path | None = typer.Option(None, "--run", help="Run folder whose training curves go into the report."),
+    bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (pairs, bootstrap, probe)."),
+    pairs: int = typer.Option(100, "--pairs", help="MS-SSIM pairs per set and condition (diversity)."),
+    probe_steps: int = typer.Option(300, "--probe-steps", help="Training steps of the probe extractor."),
+    probe_size: int = typer.Option(32, "--probe-size", help="Longest side of the probe's input grid."),
+    reconstruct: int = typer.Option(8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Cases per batch when reading and extracting."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress messages."),
+) -> None:
+    """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
+    diversity, memorisation, conditional fidelity, mask and intensity realism; writes an HTML report."""
+    from gliomagen.evaluation import evaluate as run_evaluation
+    from gliomagen.evaluation.probe import ProbeOptions
+
+    if bootstrap < 0:
+        raise GliomagenError(f"--bootstrap {bootstrap}: must be >= 0")
+    if pairs < 1:
+        raise GliomagenError(f"--pairs {pairs}: must be >= 1")
+    if batch_size < 1:
+        raise GliomagenError(f"--batch-size {batch_size}: must be >= 1")
+    if probe_steps < 1:
+        raise GliomagenError(f"--probe-steps {probe_steps}: must be >= 1")
+    metrics = run_evaluation(
+        real, synthetic, out, train=train, extractor=extractor, weights=weights, checkpoint=checkpoint, run=run,
+        n_boot=bootstrap, seed=seed, n_pairs=pairs, batch_size=batch_size, n_reconstruct=reconstruct,
+        probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), progress=not quiet,
+    )  # fmt: skip
+    overall = metrics["distances"]["all"]
+    fd_syn = overall.get("synthetic", {}).get("fd", {}).get("value")
+    fd_floor = overall.get("floor", {}).get("fd", {}).get("value")
+    memo = metrics["memorisation"]
+    typer.echo(
+        f"FD {fd_syn:.4g} (floor {fd_floor:.4g}); {memo['n_flagged']} of {len(memo['cases'])} synthetic cases "
+        f"flagged for memorisation; report: {Path(out) / 'index.html'}"
+        if fd_syn is not None and fd_floor is not None
+        else f"report: {Path(out) / 'index.html'}"
+    )
+
+
+def report(
+    path: Path = typer.Argument(..., help="A report folder (with metrics.json) or a run folder."),
+    run: Path | None = typer.Option(None, "--run", help="Run folder whose current training curves to use."),
+) -> None:
+    """Rebuild index.html from metrics.json (and the run folder's training curves)."""
+    from gliomagen.report.html import rebuild
+
+    for page in rebuild(path, run=run):
+        typer.echo(str(page))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` and ``report`` to the ``gliomagen`` command."""
+    app.command("evaluate")(user_errors(evaluate))
+    app.command("report")(user_errors(report))

@@ -1,0 +1,146 @@
+"""Resolve the ``--real``, ``--train`` and ``--synthetic`` arguments into :class:`CaseSet` objects.
+
+* ``STORE`` or ``STORE:split`` (``train``, ``val``, ``test``): a prepared store, read through its
+  memory-mapped arrays.
+* A folder of NIfTI cases in a BraTS layout (e.g. the output of ``gliomagen generate``): prepared
+  with the real store's pipeline (:func:`gliomagen.data.store.build_store`: crop, resample,
+  normalise) at the real store's grid size into a cache folder, so both sets are on one grid and
+  one intensity scale. The cohort's ``clinical.csv`` (written by ``generate``), when present,
+  gives each case's *requested* conditions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cases import CaseSet
+from gliomagen.evaluation.probe import default_cache_dir
+
+SPLITS = ("train", "val", "test")
+MAX_BREAKDOWN_CATEGORIES = 12
+CLINICAL_CSV = "clinical.csv"
+IGNORED_CLINICAL = ("seed", "mix_seed")
+
+
+def split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """``"runs/store:test"`` -> ``(Path("runs/store"), "test")``; a path without a split -> ``(path, None)``."""
+    text = os.fspath(spec)
+    head, sep, tail = text.rpartition(":")
+    if sep and tail in SPLITS and head:
+        return Path(head), tail
+    return Path(text), None
+
+
+def breakdown_fields(schema: Any) -> list[str]:
+    """Categorical fields to break figures down by: not derived from the mask, at most 12 categories."""
+    return [
+        f.name for f in schema.categorical
+        if f.source != "mask" and 1 <= len(f.categories) <= MAX_BREAKDOWN_CATEGORIES
+    ]  # fmt: skip
+
+
+def from_store(path: Path, split: str | None, role: str) -> CaseSet:
+    """A store (or one split) as a CaseSet backed by its memory-mapped arrays."""
+    from gliomagen.data.store import open_store
+
+    ds = open_store(path, split=split)
+    if len(ds) == 0:
+        raise GliomagenError(f"{role} {path}{':' + split if split else ''}: no cases in this split")
+    images = np.load(path / "images.npy", mmap_mode="r")
+    masks = np.load(path / "masks.npy", mmap_mode="r")
+    name = f"{path.name}:{split}" if split else path.name
+    voxel = tuple(float(s) for s in ds.spacing_mm)
+    return CaseSet(
+        name=name, case_ids=list(ds.case_ids), labels=[dict(r) for r in ds.rows],
+        shape=(len(ds.modalities), *ds.size), images=images, masks=masks, indices=np.asarray(ds.indices),
+        spacing_mm=voxel, categorical=breakdown_fields(ds.schema),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def held_out_split(path: Path) -> str:
+    """The default held-out split of a store: ``test``, else ``val``."""
+    from gliomagen.data.store import open_store
+
+    ds = open_store(path)
+    counts = {s: int(n) for s, n in ds.meta.get("splits", {}).items()}
+    for split in ("test", "val"):
+        if counts.get(split, 0) > 0:
+            return split
+    raise GliomagenError(
+        f"--real {path}: the store has no test or val cases; give --real STORE:split"
+    )
+
+
+def ingest_folder(
+    folder: Path, size: Sequence[int], cache_dir: Path | None = None, progress: bool = False
+) -> Path:
+    """Prepare a folder of NIfTI cases into a cached store at ``size`` and return its path.
+
+    The cache folder is keyed by the folder's absolute path and the size; ``build_store`` itself
+    skips the work when the inputs are unchanged.
+    """
+    from gliomagen.data.store import build_store
+
+    if not folder.is_dir():
+        raise GliomagenError(f"--synthetic {folder}: not a folder or store")
+    key = hashlib.sha256(f"{folder.resolve()}|{list(size)}".encode()).hexdigest()[:16]
+    out = Path(cache_dir or default_cache_dir()) / "ingested" / f"{folder.name}-{key}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clinical = folder / CLINICAL_CSV
+    build_store(
+        [folder], out, labels_csv=clinical if clinical.is_file() else None, size=list(size),
+        progress=progress, qc_cases=0, label_types=[f"{c}=ignore" for c in IGNORED_CLINICAL if _has_column(clinical, c)],
+    )  # fmt: skip
+    return out
+
+
+def _has_column(csv_path: Path, column: str) -> bool:
+    if not csv_path.is_file():
+        return False
+    with open(csv_path, newline="") as fh:
+        header = fh.readline().strip().split(",")
+    return column in header
+
+
+def resolve(
+    spec: CaseSet | str | os.PathLike[str],
+    role: str,
+    *,
+    default_split: str | None = None,
+    size: Sequence[int] | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> CaseSet:
+    """Turn a CLI/API argument into a CaseSet.
+
+    Args:
+        spec: a CaseSet (returned as is), ``STORE[:split]`` or a NIfTI folder.
+        role: option name for messages (``--real``, ``--train``, ``--synthetic``).
+        default_split: split used when ``spec`` names a store without one.
+        size: grid of the real store, for ingesting a NIfTI folder.
+        cache_dir: where ingested folders are cached.
+        progress: show preparation progress.
+    """
+    if isinstance(spec, CaseSet):
+        return spec
+    path, split = split_spec(spec)
+    if (path / "meta.json").is_file():
+        return from_store(path, split or default_split, role)
+    if split is not None:
+        raise GliomagenError(f"{role} {spec}: {path} is not a gliomagen store (no meta.json)")
+    if not path.exists():
+        raise GliomagenError(f"{role} {path}: not found")
+    if size is None:
+        raise GliomagenError(
+            f"{role} {path}: not a gliomagen store (no meta.json); run gliomagen prepare"
+        )
+    cases = from_store(ingest_folder(path, size, cache_dir, progress), None, role)
+    cases.name = path.name
+    return cases
