@@ -68,9 +68,8 @@ def judge(images: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         sizes = np.bincount(lab.ravel())[1:]
         main = lab == (int(np.argmax(sizes)) + 1)
     n_main = int(main.sum())
-    has_tumour = n_main >= MIN_TUMOUR_FRAC * mask.size and n_main >= MIN_MAIN_FRAC * max(
-        n_tumour, 1
-    )
+    in_range = MIN_TUMOUR_FRAC * mask.size <= n_main <= MAX_TUMOUR_FRAC * mask.size
+    has_tumour = in_range and n_main >= MIN_MAIN_FRAC * max(n_tumour, 1)
     et, ncr = main & (mask == 3), main & (mask == 1)
     shell = ndimage.binary_dilation(ncr) & ~ncr
     rim = float((mask[shell] == 3).mean()) if shell.any() else 0.0

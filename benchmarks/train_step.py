@@ -117,7 +117,7 @@ def run_one(
             callback=tick,
             progress=False,
         )
-    timed = stamps[warmup:] if warmup else [t0, *stamps]
+    timed = stamps[warmup - 1 :] if warmup else [t0, *stamps]  # from the end of the warm-up
     dt = (timed[-1] - timed[0]) / max(len(timed) - 1, 1)
     out = {
         "preset": preset,
@@ -146,6 +146,7 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[32, 64])
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--big-steps", type=int, default=2, help="timed steps at 64^3 and more on CPU")
     ap.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override (repeatable)"
     )
@@ -175,7 +176,7 @@ def main() -> None:
             "--warmup",
             str(args.warmup),
             "--steps",
-            str(args.steps),
+            str(args.big_steps if (s >= 64 and d == "cpu") else args.steps),
         ]
         for o in args.overrides:
             cmd += ["--set", o]

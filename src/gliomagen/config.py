@@ -45,20 +45,20 @@ class ModelConfig:
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
-    mapping_lr_mul: float = 0.01
+    mapping_lr_mul: float = 0.01  # learning-rate multiplier of the mapping MLP
     cond_embed_dim: int = 32
-    style: StyleKind = "modulated"
-    g_channels: int = 16
+    style: StyleKind = "modulated"  # adain (origin) | modulated (StyleGAN2 demodulation)
+    g_channels: int = 16  # G channels at the output grid (x2 per halving, up to the cap)
     g_max_channels: int = 256
     d_channels: int = 16
     d_max_channels: int = 256
     noise: bool = True
-    mask_first: bool = True
-    fused_modconv: bool = True
-    aux_classifier: bool = True
-    mbstd_group: int = 4
-    spectral_norm: bool = False
-    d_stem: Literal["conv", "space_to_depth"] = "conv"
+    mask_first: bool = True  # image heads read the mask softmax (images drawn from the mask)
+    fused_modconv: bool = True  # grouped-conv modulation (False: scale activations; same maths)
+    aux_classifier: bool = True  # AC-GAN head in D (predicts the conditions)
+    mbstd_group: int = 4  # minibatch-std group (contiguous samples; 0 = off)
+    spectral_norm: bool = False  # spectral normalisation of D's weights
+    d_stem: Literal["conv", "space_to_depth"] = "conv"  # space_to_depth: D starts at half grid
 
 
 @dataclass
@@ -66,22 +66,22 @@ class LossConfig:
     """Adversarial loss and regularisation (see :mod:`gliomagen.training.losses`)."""
 
     kind: LossKind = "nonsaturating"
-    r1_gamma: float = 1.0
-    r1_interval: int = 16
-    gp_weight: float = 10.0
+    r1_gamma: float = 1.0  # R1 weight (0 = off); lazy: every r1_interval steps, weight x interval
+    r1_interval: int = 16  # with R1 on, D's Adam lr/betas are scaled by interval/(interval+1)
+    gp_weight: float = 10.0  # wgan-gp penalty weight
     wgan_drift: float = 1e-3
-    aux_weight: float = 1.0
+    aux_weight: float = 1.0  # AC-GAN loss weight (D on reals, G on fakes)
 
 
 @dataclass
 class AugmentConfig:
     """Discriminator augmentation (see :mod:`gliomagen.models.augment`)."""
 
-    ada: bool = True
-    p: float = 0.0
+    ada: bool = True  # adapt p from D's overfitting heuristic (False: fixed p)
+    p: float = 0.0  # initial (or fixed) probability of each augmentation
     target: float = 0.6
-    interval: int = 4
-    speed_images: float = 50_000.0
+    interval: int = 4  # steps between p updates
+    speed_images: float = 50_000.0  # real images for p to move by 1
     flips: bool = True
     translate: float = 0.125
     rotate_deg: float = 10.0
@@ -95,29 +95,29 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation, schedule, precision, logging. ``batch_size`` is the global batch of one step."""
 
-    steps: int = 50_000
+    steps: int = 50_000  # optimiser steps in total (--max-minutes may stop earlier)
     batch_size: int = 4
-    grad_accum: int = 1
+    grad_accum: int = 1  # micro-batches per step (per-worker micro-batch = batch / accum / workers)
     lr_g: float = 2e-3
     lr_d: float = 2e-3
     betas_g: tuple[float, float] = (0.0, 0.99)
     betas_d: tuple[float, float] = (0.0, 0.99)
-    ema_half_life_images: float = 2_000
-    ema_rampup: float = 0.05
-    style_mixing: float = 0.0
+    ema_half_life_images: float = 2_000.0  # G_ema half-life in images (0 = G_ema is G)
+    ema_rampup: float = 0.05  # half-life at most images_seen x rampup (0 = off)
+    style_mixing: float = 0.0  # probability of mixing two latents per generated sample
     seed: int = 0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 0
+    threads: int = 0  # CPU threads per worker (0 = cores / workers on this node)
     num_workers: int = 0
     checkpoint_every: int = 1_000
     keep_checkpoints: int = 3
     sample_every: int = 1_000
     samples_per_condition: int = 2
     log_every: int = 50
-    nan_patience: int = 20
-    w_avg_samples: int = 1_000
+    nan_patience: int = 20  # non-finite steps in a row before the run stops
+    w_avg_samples: int = 1_000  # latents per condition for the checkpoint's mean w
 
 
 @dataclass

@@ -6,7 +6,9 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,3 +38,35 @@ def _one_thread_and_cache(
 ) -> None:
     torch.set_num_threads(1)
     monkeypatch.setenv("GLIOMAGEN_CACHE", str(tmp_path_factory.getbasetemp() / "gliomagen-cache"))
+
+
+@pytest.fixture(scope="session")
+def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of 42 phantom cases (GLI 30, SSA 12; HGG/LGG) on a 24^3 grid, built once per session."""
+    phantoms = pytest.importorskip("gliomagen.data.phantoms")
+    from gliomagen.data.store import build_store
+
+    root = tmp_path_factory.mktemp("phantoms")
+    with torch.random.fork_rng(devices=[]):
+        phantoms.generate_cohort(
+            root / "cases", {"GLI": 30, "SSA": 12}, resolution=2, seed=0, progress=False
+        )
+    build_store(
+        [root / "cases"],
+        root / "store",
+        labels_csv=root / "cases" / "clinical.csv",
+        size=24,
+        progress=False,
+        qc_cases=0,
+    )
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def phantom_splits(phantom_store: Path) -> tuple[Any, Any]:
+    """``(train 28 cases, held-out 14 cases)`` of the phantom store, a seeded split stratified by nothing."""
+    from gliomagen.evaluation.inputs import from_store
+
+    cases = from_store(phantom_store, None, "phantoms")
+    order = np.random.default_rng(0).permutation(len(cases))
+    return cases.subset(order[:28], "phantoms:train"), cases.subset(order[28:], "phantoms:held-out")

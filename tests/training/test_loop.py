@@ -165,3 +165,13 @@ def test_weights_only_load_refuses_pickled_objects(tmp_path: Path) -> None:
     torch.save({"format_version": 99}, bad)
     with pytest.raises(GliomagenError, match="newer than this gliomagen"):
         load_checkpoint(bad)
+
+
+def test_a_2d_store_trains_through_the_same_loop(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    cfg = tiny_cfg(augment={"ada": True, "p": 0.5}, loss={"kind": "nonsaturating", "r1_gamma": 1.0})
+    train(cfg, fake_store(n=4, size=(32, 32)), tmp_path, progress=False)
+    G, _, _, meta = load_generator(tmp_path)
+    assert meta["size"] == [32, 32] and G.synthesis.spatial_dims == 2
+    with torch.no_grad():
+        img, logits = G(torch.randn(1, 8), torch.tensor([[0, 1]]), torch.zeros(1, 1))
+    assert img.shape == (1, 4, 32, 32) and logits.shape == (1, 4, 32, 32)

@@ -15,27 +15,53 @@ def evaluate(
         ..., "--real", help="Held-out real cases: STORE:split, or STORE (its test split, else val)."
     ),
     synthetic: str = typer.Option(
-        ..., "--synthetic", help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store."
+        ...,
+        "--synthetic",
+        help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store.",
     ),
-    out: Path = typer.Option(..., "--out", help="Report folder: index.html, metrics.json, figures/."),
+    out: Path = typer.Option(
+        ..., "--out", help="Report folder: index.html, metrics.json, figures/."
+    ),
     train: str | None = typer.Option(
-        None, "--train", help="Real training cases, STORE:train (default: the train split of --real's store)."
+        None,
+        "--train",
+        help="Real training cases, STORE:train (default: the train split of --real's store).",
     ),
-    extractor: str = typer.Option("probe", "--extractor", help="Feature extractor: probe, medicalnet or slices."),
+    extractor: str = typer.Option(
+        "probe", "--extractor", help="Feature extractor: probe, medicalnet or slices."
+    ),
     weights: Path | None = typer.Option(
-        None, "--weights", help="medicalnet: a MedicalNet .pth state_dict; slices: a TorchScript 2D network."
+        None,
+        "--weights",
+        help="medicalnet: a MedicalNet .pth state_dict; slices: a TorchScript 2D network.",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
     ),
-    run: Path | None = typer.Option(None, "--run", help="Run folder whose training curves go into the report."),
-    bootstrap: int = typer.Option(100, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random choice (pairs, bootstrap, probe)."),
-    pairs: int = typer.Option(100, "--pairs", help="MS-SSIM pairs per set and condition (diversity)."),
-    probe_steps: int = typer.Option(300, "--probe-steps", help="Training steps of the probe extractor."),
-    probe_size: int = typer.Option(32, "--probe-size", help="Longest side of the probe's input grid."),
-    reconstruct: int = typer.Option(8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Cases per batch when reading and extracting."),
+    run: Path | None = typer.Option(
+        None, "--run", help="Run folder whose training curves go into the report."
+    ),
+    bootstrap: int = typer.Option(
+        100, "--bootstrap", help="Bootstrap resamples for the confidence intervals."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of every random choice (pairs, bootstrap, probe)."
+    ),
+    pairs: int = typer.Option(
+        100, "--pairs", help="MS-SSIM pairs per set and condition (diversity)."
+    ),
+    probe_steps: int = typer.Option(
+        300, "--probe-steps", help="Training steps of the probe extractor."
+    ),
+    probe_size: int = typer.Option(
+        32, "--probe-size", help="Longest side of the probe's input grid."
+    ),
+    reconstruct: int = typer.Option(
+        8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."
+    ),
+    batch_size: int = typer.Option(
+        4, "--batch-size", help="Cases per batch when reading and extracting."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress messages."),
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
@@ -70,7 +96,9 @@ def evaluate(
 
 def report(
     path: Path = typer.Argument(..., help="A report folder (with metrics.json) or a run folder."),
-    run: Path | None = typer.Option(None, "--run", help="Run folder whose current training curves to use."),
+    run: Path | None = typer.Option(
+        None, "--run", help="Run folder whose current training curves to use."
+    ),
 ) -> None:
     """Rebuild index.html from metrics.json (and the run folder's training curves)."""
     from gliomagen.report.html import rebuild

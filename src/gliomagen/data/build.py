@@ -4,7 +4,11 @@
 hidden temporary name beside ``out`` and renames it at the end, so an interrupted run leaves no
 store; a re-run on unchanged inputs and options does no work (a fingerprint of every input's
 path, size and modification time, the labels table and the options is kept in ``meta.json``,
-with each file's SHA-256 under ``sources``).
+with each file's SHA-256 under ``sources``). Intensity options (``normalize``, ``bias_correction``,
+``denoise``, ``nyul_from``; see :class:`gliomagen.data.preprocess.PrepOptions`) are part of that
+fingerprint when they differ from the defaults, so changing them rebuilds. With ``nyul`` a second,
+in-place pass over ``images.npy`` applies the landmarks learnt on the training split (see
+:mod:`gliomagen.data.standardise`).
 """
 
 from __future__ import annotations
@@ -30,8 +34,22 @@ from gliomagen import MODALITIES, __version__
 from gliomagen.data.conditions import COVARIATES, build_schema, parse_label_types, read_label_table
 from gliomagen.data.layouts import CaseRecord, find_cases
 from gliomagen.data.nifti import sha256
-from gliomagen.data.preprocess import PERCENTILES, PreparedCase, prepare_case, template_geometry
+from gliomagen.data.preprocess import (
+    PERCENTILES,
+    PreparedCase,
+    PrepOptions,
+    prepare_case,
+    template_geometry,
+)
 from gliomagen.data.qc import save_montage
+from gliomagen.data.restoration import DenoiseOptions, N4Options
+from gliomagen.data.standardise import (
+    ZSCORE_CLIP_SD,
+    learn_landmarks,
+    load_nyul_standard,
+    nyul_meta,
+    rewrite_images,
+)
 from gliomagen.data.store import (
     FORMAT_VERSION,
     NO_MASK,
@@ -59,6 +77,10 @@ def build_store(
     progress: bool = True,
     label_types: Sequence[str] = (),
     qc_cases: int = 8,
+    normalize: str = "percentile",
+    bias_correction: bool | N4Options = False,
+    denoise: bool | DenoiseOptions = False,
+    nyul_from: Path | str | None = None,
 ) -> Path:
     """Prepare BraTS cases into a store (see the module docstring).
 
@@ -73,6 +95,11 @@ def build_store(
         progress: show a progress bar and messages on stderr.
         label_types: ``name=categorical|continuous|ignore`` overrides of inferred label types.
         qc_cases: how many cases get a QC montage.
+        normalize: ``percentile`` (default), ``zscore`` or ``nyul`` (learnt on the training split).
+        bias_correction: N4 bias-field correction: ``True`` (default :class:`N4Options`) or options.
+        denoise: non-local means: ``True`` (default :class:`DenoiseOptions`) or options.
+        nyul_from: a store prepared with ``normalize="nyul"`` whose landmarks are reused instead
+            of learning new ones (needs ``normalize="nyul"``).
 
     Returns:
         ``out``.
@@ -98,8 +125,14 @@ def build_store(
             f"--labels {labels_csv}: {len(stray)} row(s) for unknown cases, e.g. {', '.join(map(repr, stray[:3]))}"
         )
     kinds = parse_label_types(label_types)
+    prep, standard = _prep_options(normalize, bias_correction, denoise, nyul_from)
     options = {"size": list(size_t), "seed": seed, "skip_bad": skip_bad, "label_types": kinds,
                "qc_cases": qc_cases, "format_version": FORMAT_VERSION, "gliomagen_version": __version__}  # fmt: skip
+    if not prep.is_default:  # absent by default: stores built before these options stay valid
+        prep_options = prep.to_dict()
+        if standard is not None:
+            prep_options["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
+        options["preprocessing"] = prep_options
     stamp = _fingerprint(cases, labels_csv, options)
     if (out / "meta.json").is_file() and _read_json(out / "meta.json").get(
         "input_fingerprint"
@@ -133,6 +166,9 @@ def build_store(
             progress,
             kinds,
             qc_cases,
+            prep,
+            standard,
+            str(Path(nyul_from).resolve()) if nyul_from else None,
         )
         meta = _read_json(tmp / "meta.json")
         meta["input_fingerprint"] = stamp
@@ -162,6 +198,9 @@ def _build(
     progress: bool,
     kinds: dict[str, str],
     qc_cases: int,
+    prep: PrepOptions,
+    standard: dict[str, np.ndarray] | None,
+    nyul_from: str | None,
 ) -> None:
     skipped = [(c.case_id, c.problem or "") for c in cases if c.problem]
     todo = [c for c in cases if not c.problem]
@@ -172,13 +211,17 @@ def _build(
         rng = np.random.default_rng(seed)
         sample = set(rng.choice(len(todo), size=min(qc_cases, len(todo)), replace=False).tolist())
         qc_dirs = [tmp / "qc" if i in sample else None for i in range(len(todo))]
-        for record, result in _run(todo, size, workers, progress, qc_dirs):
+        nyul = prep.normalize == "nyul"  # montages after the second pass, of the final images
+        qc_later: list[int] = []  # rows of the stored cases to draw then
+        for record, result, qc_dir in _run(todo, size, workers, progress, qc_dirs, prep, nyul):
             if isinstance(result, GliomagenError):
                 if not skip_bad:
                     raise result
                 skipped.append((record.case_id, str(result)))
                 continue
             n = len(kept)
+            if nyul and qc_dir is not None:
+                qc_later.append(n)
             images.write(n, result.image)
             masks.write(
                 n, result.mask if result.mask is not None else np.full(size, NO_MASK, np.uint8)
@@ -205,6 +248,18 @@ def _build(
             csv.writer(fh).writerows([("case_id", "problem"), *skipped])
     geometries = [p.geometry for _, p in kept]
     train_int = [p.intensity for (_, p), s in zip(kept, splits, strict=True) if s == "train"]
+    prep_meta: dict[str, Any] = prep.to_dict()
+    if prep.normalize == "zscore":
+        prep_meta["zscore"] = {"clip_sd": ZSCORE_CLIP_SD, "mapping": f"z / {ZSCORE_CLIP_SD:g} clipped to [-1, 1], z over the brain voxels"}  # fmt: skip
+    if prep.normalize == "nyul":
+        if standard is None:
+            standard = {m: learn_landmarks([i[m]["nyul"] for i in train_int]) for m in MODALITIES}
+        case_lms = [{m: p.intensity[m]["nyul"] for m in MODALITIES} for _, p in kept]
+        rewrite_images(tmp / "images.npy", case_lms, standard)
+        prep_meta["nyul"] = nyul_meta(standard, len(train_int), nyul_from or "train split")
+        _draw_qc(tmp, [(kept[n][0].case_id, n) for n in qc_later])
+    if prep.bias_correction or prep.denoise:
+        prep_meta["restoration_order"] = "N4, then non-local means, per modality on the native-resolution brain box, before standardisation and resampling"  # fmt: skip
     meta = {
         "format_version": FORMAT_VERSION,
         "size": list(size),
@@ -231,6 +286,7 @@ def _build(
                 ]
                 for m in MODALITIES
             },
+            **prep_meta,
         },
         "sources": {r.case_id: p.checksums for r, p in kept},
         "splits": {s: splits.count(s) for s in SPLITS},
@@ -242,11 +298,50 @@ def _build(
     _write_json(tmp / "meta.json", meta)
 
 
+def _prep_options(
+    normalize: str,
+    bias_correction: bool | N4Options,
+    denoise: bool | DenoiseOptions,
+    nyul_from: Path | str | None,
+) -> tuple[PrepOptions, dict[str, np.ndarray] | None]:
+    """Check the intensity options; read ``nyul_from``'s landmarks (``None`` when not given)."""
+    n4 = N4Options() if bias_correction is True else (bias_correction or None)
+    nlm = DenoiseOptions() if denoise is True else (denoise or None)
+    if n4 is not None and not isinstance(n4, N4Options):
+        raise GliomagenError(f"--bias-correction {bias_correction!r}: expected on/off or N4Options")
+    if nlm is not None and not isinstance(nlm, DenoiseOptions):
+        raise GliomagenError(f"--denoise {denoise!r}: expected on/off or DenoiseOptions")
+    prep = PrepOptions(normalize, n4, nlm)
+    if nyul_from is None:
+        return prep, None
+    if normalize != "nyul":
+        raise GliomagenError(f"--nyul-from {nyul_from}: only with --normalize nyul")
+    return prep, load_nyul_standard(nyul_from)
+
+
+def _draw_qc(tmp: Path, cases: list[tuple[str, int]]) -> None:
+    """Montages of stored cases ``(case_id, row)`` from the final arrays."""
+    if not cases:
+        return
+    images = np.load(tmp / "images.npy", mmap_mode="r")  # [N, C, D, H, W]
+    masks = np.load(tmp / "masks.npy", mmap_mode="r")  # [N, D, H, W]
+    for cid, n in cases:
+        mask = np.asarray(masks[n])
+        save_montage(
+            np.asarray(images[n], dtype=np.float32),
+            None if (mask == NO_MASK).all() else mask,
+            tmp / "qc" / f"{cid}.png",
+            title=cid,
+        )
+    del images, masks
+
+
 def _prepare_task(
-    record: CaseRecord, size: tuple[int, int, int], qc_dir: Path | None
+    record: CaseRecord, size: tuple[int, int, int], qc_dir: Path | None, prep: PrepOptions
 ) -> PreparedCase:
     """One worker job: prepare a case and, when it is in the QC sample, draw its montage."""
-    result = prepare_case(record, size)
+    # the default pipeline keeps the two-argument call (tests stand in for it with that signature)
+    result = prepare_case(record, size) if prep.is_default else prepare_case(record, size, prep)
     if qc_dir is not None:
         image = result.image.astype(np.float32)  # [C, D, H, W]
         save_montage(image, result.mask, qc_dir / f"{record.case_id}.png", title=record.case_id)
@@ -259,8 +354,14 @@ def _run(
     workers: int,
     progress: bool,
     qc_dirs: list[Path | None],
-) -> Iterator[tuple[CaseRecord, PreparedCase | GliomagenError]]:
-    """Prepare cases in order, streaming: at most ``2 * workers`` results are held at once."""
+    prep: PrepOptions,
+    qc_later: bool = False,
+) -> Iterator[tuple[CaseRecord, PreparedCase | GliomagenError, Path | None]]:
+    """Prepare cases in order, streaming: at most ``2 * workers`` results are held at once.
+
+    Yields ``(record, result, qc_dir)``; with ``qc_later`` the workers draw no montage (the caller
+    draws the final images later).
+    """
     from tqdm.auto import tqdm  # disable=None: no bar when stderr is not a terminal
 
     bar = tqdm(total=len(todo), unit="case", desc="prepare", disable=None if progress else True)
@@ -268,27 +369,31 @@ def _run(
         with bar:
             for record, qc_dir in zip(todo, qc_dirs, strict=True):
                 try:
-                    result: PreparedCase | GliomagenError = _prepare_task(record, size, qc_dir)
+                    result: PreparedCase | GliomagenError = _prepare_task(
+                        record, size, None if qc_later else qc_dir, prep
+                    )
                 except GliomagenError as exc:
                     result = exc
                 bar.update()
-                yield record, result
+                yield record, result, qc_dir
         return
     method = "fork" if sys.platform.startswith("linux") else "spawn"  # workers need no torch
     with ProcessPoolExecutor(workers, get_context(method), initializer=_ignore_sigint) as pool, bar:
         jobs = iter(zip(todo, qc_dirs, strict=True))
-        pending: list[tuple[CaseRecord, Future[PreparedCase]]] = []
+        pending: list[tuple[CaseRecord, Path | None, Future[PreparedCase]]] = []
 
         def submit() -> None:
             job = next(jobs, None)
             if job is not None:
-                pending.append((job[0], pool.submit(_prepare_task, job[0], size, job[1])))
+                qc_dir = None if qc_later else job[1]
+                future = pool.submit(_prepare_task, job[0], size, qc_dir, prep)
+                pending.append((job[0], job[1], future))
 
         for _ in range(2 * workers):
             submit()
         try:
             while pending:
-                record, future = pending.pop(0)
+                record, qc_dir, future = pending.pop(0)
                 try:
                     result = future.result()
                 except GliomagenError as exc:
@@ -299,9 +404,9 @@ def _run(
                     ) from None
                 submit()
                 bar.update()
-                yield record, result
+                yield record, result, qc_dir
         finally:
-            for _, future in pending:
+            for _, _, future in pending:
                 future.cancel()
 
 

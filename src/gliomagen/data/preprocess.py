@@ -8,8 +8,11 @@ Forward (:func:`prepare_case`):
    modality, plus the tumour; crop to its bounding box, pad symmetrically to the target's aspect
    ratio (isotropic output voxels), resample to the target size: linear for images, nearest for
    masks, separable along each axis (fast, exact at the recorded coordinates);
-4. intensities: per modality, the 0.5 / 99.5 percentiles inside the brain map to [-1, 1];
-   background is exactly -1;
+4. intensities, per modality on the native-resolution brain box: optional N4 bias-field
+   correction and non-local means denoising (:mod:`gliomagen.data.restoration`, off by default),
+   then standardisation to [-1, 1] (:mod:`gliomagen.data.standardise`; by default the 0.5 / 99.5
+   percentiles inside the brain map to [-1, 1]); background is exactly -1; see
+   :class:`PrepOptions`;
 5. labels: BraTS 2021 {0,1,2,4} and 2023 {0,1,2,3} become {0 bg, 1 NCR, 2 ED, 3 ET}.
 
 The output grid is axis-aligned with the canonical voxel grid: stored voxel ``i`` along axis ``a``
@@ -38,16 +41,47 @@ from gliomagen.data.nifti import (
     to_canonical,
     voxel_sizes,
 )
+from gliomagen.data.restoration import DenoiseOptions, N4Options, restore
+from gliomagen.data.standardise import PERCENTILES, check_normalization, standardise
 from gliomagen.errors import GliomagenError
 
 Vector = Sequence[float] | np.ndarray
 """Per-axis numbers: a sequence or a ``[3]`` array."""
 
-PERCENTILES = (0.5, 99.5)
-"""Robust intensity range inside the brain, mapped to [-1, 1]."""
-
 LABEL_SETS: dict[str, tuple[int, ...]] = {"2023": (0, 1, 2, 3), "2021": (0, 1, 2, 4)}
 """Allowed mask values per label convention; ``auto`` accepts either (not 3 and 4 together)."""
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """How intensities are prepared (``prepare --normalize / --bias-correction / --denoise``).
+
+    Attributes:
+        normalize: ``percentile`` (default), ``zscore`` or ``nyul`` (see
+            :mod:`gliomagen.data.standardise`).
+        bias_correction: N4 options, or ``None`` (off).
+        denoise: non-local means options, or ``None`` (off).
+    """
+
+    normalize: str = "percentile"
+    bias_correction: N4Options | None = None
+    denoise: DenoiseOptions | None = None
+
+    def __post_init__(self) -> None:
+        check_normalization(self.normalize)
+
+    @property
+    def is_default(self) -> bool:
+        """True for the percentile scaling without restoration (the original pipeline)."""
+        return self.normalize == "percentile" and not (self.bias_correction or self.denoise)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record for ``meta.json`` and the store fingerprint."""
+        return {
+            "normalization": self.normalize,
+            "bias_correction": self.bias_correction.to_dict() if self.bias_correction else None,
+            "denoise": self.denoise.to_dict() if self.denoise else None,
+        }
 
 
 @dataclass
@@ -60,7 +94,9 @@ class PreparedCase:
         mask: ``[D, H, W]`` uint8 labels {0..3}, or ``None`` for a case without a mask.
         geometry: JSON-ready map between the stored grid and the original file grid.
         covariates: ``wt_volume_ml``, ``enhancing_fraction``, ``hemisphere`` (``None`` without a mask).
-        intensity: per modality ``{"background", "p_lo", "p_hi"}`` in the file's units.
+        intensity: per modality ``{"background", "p_lo", "p_hi"}`` in the file's units (after
+            restoration), plus what the options measured (``mean``/``sd`` for zscore, ``nyul``
+            landmarks, ``log_bias_sd``, ``noise_sigma``, ``h``).
         checksums: SHA-256 of each input file, by modality / ``seg``.
     """
 
@@ -69,16 +105,21 @@ class PreparedCase:
     mask: np.ndarray | None
     geometry: dict[str, Any]
     covariates: dict[str, Any] = field(default_factory=dict)
-    intensity: dict[str, dict[str, float]] = field(default_factory=dict)
+    intensity: dict[str, dict[str, Any]] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
 
 
-def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
+def prepare_case(
+    record: CaseRecord, size: Sequence[int], options: PrepOptions | None = None
+) -> PreparedCase:
     """Read, check and preprocess one case onto a ``size`` grid.
 
     Args:
         record: the case's files (from :func:`gliomagen.data.layouts.find_cases`).
         size: target grid ``(D, H, W)``.
+        options: intensity options (default: percentile scaling, no restoration). With
+            ``nyul`` the image is percentile-scaled and ``intensity[m]["nyul"]`` holds the case's
+            landmarks; the store builder applies the learnt map afterwards.
 
     Returns:
         The :class:`PreparedCase`.
@@ -87,6 +128,7 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
         GliomagenError: a message naming the case, the file and the problem.
     """
     cid = record.case_id
+    opts = options or PrepOptions()
     if record.problem:
         raise GliomagenError(f"{cid}: {record.problem}")
     size_arr = np.asarray(size, dtype=np.int64)
@@ -137,26 +179,28 @@ def prepare_case(record: CaseRecord, size: Sequence[int]) -> PreparedCase:
     )  # [D, H, W]
 
     image = np.empty((len(MODALITIES), *size_arr.tolist()), dtype=np.float16)  # [C, D, H, W]
-    intensity: dict[str, dict[str, float]] = {}
+    intensity: dict[str, dict[str, Any]] = {}
     for c, (m, x, bg) in enumerate(zip(MODALITIES, images_c, backgrounds, strict=True)):
         xc = np.ascontiguousarray(
             x[crop], dtype=np.float32
-        )  # one channel at a time keeps memory small
+        )  # [x, y, z]; one channel at a time keeps memory small
+        extra: dict[str, Any] = {}
+        if opts.bias_correction or opts.denoise:
+            try:
+                xc, extra = restore(xc, brain_crop, sp, opts.bias_correction, opts.denoise)
+            except GliomagenError as exc:
+                raise GliomagenError(f"{cid}: {record.images[m]}: {exc}") from None
         p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
         if not p_hi > p_lo:
             raise GliomagenError(
                 f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
             )
-        xc -= p_lo
-        xc *= 2.0 / (p_hi - p_lo)
-        xc -= 1.0
-        np.clip(xc, -1.0, 1.0, out=xc)
-        xc[~brain_crop] = -1.0
+        extra.update(standardise(xc, brain_crop, opts.normalize, p_lo, p_hi))  # in [-1, 1]
         out = resample_linear(xc[None], rel, step, size_arr, fill=-1.0)[0]  # [D, H, W]
         out[~brain_out] = -1.0
         np.clip(out, -1.0, 1.0, out=out)
         image[c] = out
-        intensity[m] = {"background": float(bg), "p_lo": p_lo, "p_hi": p_hi}
+        intensity[m] = {"background": float(bg), "p_lo": p_lo, "p_hi": p_hi, **extra}
     mask: np.ndarray | None = None
     if mask_c is not None:
         mask = resample_nearest(mask_c[crop][None], rel, step, size_arr, fill=0)[0].astype(np.uint8)

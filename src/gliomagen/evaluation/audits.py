@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,30 +55,35 @@ def pairwise_ms_ssim(
     n_pairs: int,
     seed: int,
     n_boot: int = 0,
+    batch: int = 8,
 ) -> dict[str, Any]:
-    """Mean MS-SSIM over pairs of distinct cases among ``positions``.
+    """Mean MS-SSIM over random pairs of distinct cases among ``positions``.
 
-    At most ``m`` cases with ``m (m - 1) / 2 >= n_pairs`` are drawn and loaded once; ``n_pairs``
-    of their pairs are used (all pairs when there are fewer).
+    ``n_pairs`` distinct pairs are drawn (all pairs when there are fewer) and loaded ``batch``
+    pairs at a time, so memory stays bounded for any cohort size.
 
     Returns:
-        ``{"mean", "ci", "n_pairs", "n_cases"}`` (``mean`` is ``None`` with fewer than 2 cases).
+        ``{"mean", "ci", "n_pairs", "n_cases"}`` (``mean`` is ``None`` with fewer than 2 cases);
+        ``ci`` is a bootstrap interval over the pairs.
     """
     pos = np.asarray(positions, dtype=np.int64)
     if len(pos) < 2 or n_pairs < 1:
         return {"mean": None, "ci": None, "n_pairs": 0, "n_cases": int(len(pos))}
     rng = np.random.default_rng(seed)
-    m = min(len(pos), int(math.ceil((1 + math.sqrt(1 + 8 * n_pairs)) / 2)))
-    chosen = np.sort(rng.choice(pos, m, replace=False))
-    images, _ = cases.load(chosen)  # [m, C, D, H, W]
-    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
-    if len(pairs) > n_pairs:
-        pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), n_pairs, replace=False))]
+    total = len(pos) * (len(pos) - 1) // 2
+    if total <= n_pairs:
+        pairs = [(int(pos[i]), int(pos[j])) for i in range(len(pos)) for j in range(i + 1, len(pos))]
+    else:
+        chosen: set[tuple[int, int]] = set()
+        while len(chosen) < n_pairs:
+            i, j = rng.choice(len(pos), 2, replace=False)
+            chosen.add((int(pos[min(i, j)]), int(pos[max(i, j)])))
+        pairs = sorted(chosen)
     values = []
-    for start in range(0, len(pairs), 8):
-        chunk = pairs[start : start + 8]
-        a = images[[p[0] for p in chunk]]
-        b = images[[p[1] for p in chunk]]
+    for start in range(0, len(pairs), batch):
+        chunk = pairs[start : start + batch]
+        a, _ = cases.load([p[0] for p in chunk])  # [b, C, D, H, W]
+        b, _ = cases.load([p[1] for p in chunk])
         values.append(ms_ssim(a, b).numpy())
     v = np.concatenate(values).astype(np.float64)
     return {
@@ -159,7 +163,7 @@ def memorisation_table(
     """
     thr_feat = float(np.percentile(heldout_nn["feature_distance"], percentile))
     thr_ssim = float(np.percentile(heldout_nn["ssim"], 100 - percentile))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, cid in enumerate(synthetic.case_ids):
         by_feat = bool(syn_nn["feature_distance"][i] < thr_feat)
         by_ssim = bool(syn_nn["ssim"][i] > thr_ssim)
@@ -174,8 +178,8 @@ def memorisation_table(
             "flag_feature": by_feat,
             "flagged": by_ssim and by_feat,
         })  # fmt: skip
-    rows.sort(key=lambda r: (-r["ssim"], r["feature_distance"]))
-    n_flag = sum(r["flagged"] for r in rows)
+    rows.sort(key=lambda r: (-float(r["ssim"]), float(r["feature_distance"])))
+    n_flag = sum(bool(r["flagged"]) for r in rows)
     held_flag = (heldout_nn["feature_distance"] < thr_feat) & (heldout_nn["ssim"] > thr_ssim)
     return {
         "percentile": percentile,

@@ -43,6 +43,9 @@ class CaseSet:
         dataset: a store dataset used instead of arrays.
         spacing_mm: voxel size of the grid (for tumour volumes in ml).
         categorical: names of the categorical labels to break figures down by.
+        derived: names of labels measured from the case's own mask (tumour volume, hemisphere...),
+            which are no condition anyone asked for.
+        indices: rows of ``images`` / ``dataset`` that hold the cases (default: all, in order).
     """
 
     name: str
@@ -54,6 +57,7 @@ class CaseSet:
     dataset: Any = None
     spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
     categorical: list[str] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)
     indices: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -108,11 +112,11 @@ class CaseSet:
             name=name,
             case_ids=ids,
             labels=rows,
-            shape=tuple(imgs.shape[1:]),  # type: ignore[arg-type]
+            shape=(int(imgs.shape[1]), int(imgs.shape[2]), int(imgs.shape[3]), int(imgs.shape[4])),
             images=imgs,
             masks=msk,
-            spacing_mm=tuple(spacing_mm),
-            categorical=list(categorical),  # type: ignore[arg-type]
+            spacing_mm=(float(spacing_mm[0]), float(spacing_mm[1]), float(spacing_mm[2])),
+            categorical=list(categorical),
         )
 
     # -- access ---------------------------------------------------------------------------
@@ -130,7 +134,8 @@ class CaseSet:
         return CaseSet(
             name=name or self.name, case_ids=[self.case_ids[i] for i in sel], labels=[self.labels[i] for i in sel],
             shape=self.shape, images=self.images, masks=self.masks, dataset=self.dataset,
-            spacing_mm=self.spacing_mm, categorical=list(self.categorical), indices=self.indices[sel],
+            spacing_mm=self.spacing_mm, categorical=list(self.categorical), derived=list(self.derived),
+            indices=self.indices[sel],
         )  # fmt: skip
 
     def load(self, which: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -291,15 +291,17 @@ def distance_summary(
                 draws["fd"].append(frechet_distance(r[ia], f[ib]))
                 distinct_a = ia[:, None] != ia[None, :]
                 distinct_b = ib[:, None] != ib[None, :]
-                kid = (
-                    krr[np.ix_(ia, ia)][distinct_a].mean() + kff[np.ix_(ib, ib)][distinct_b].mean()
-                )
-                draws["kid"].append(float(kid - 2 * krf[np.ix_(ia, ib)].mean()))
+                if distinct_a.any() and distinct_b.any():  # one repeated case has no pairs
+                    kxx = krr[np.ix_(ia, ia)][distinct_a].mean()
+                    kyy = kff[np.ix_(ib, ib)][distinct_b].mean()
+                    draws["kid"].append(float(kxx + kyy - 2 * krf[np.ix_(ia, ib)].mean()))
                 for key, val in _prdc_from_distances(
                     d_rf[np.ix_(ia, ib)], r_rad[ia], f_rad[ib], kk
                 ).items():
                     draws[key].append(val)
         for key, d in draws.items():
+            if not d:
+                continue
             lo, hi = _percentiles(np.asarray(d), level)
             if key == "fd":
                 shift = float(np.median(d)) - values["fd"]

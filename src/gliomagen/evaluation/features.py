@@ -22,7 +22,9 @@ downloaded.
 
 from __future__ import annotations
 
+import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -148,7 +150,15 @@ def build_medicalnet(state: Mapping[str, torch.Tensor], source: str = "--weights
         block, layers, get_inplanes(), spatial_dims=3, n_input_channels=int(state["conv1.weight"].shape[1]),
         conv1_t_size=7, conv1_t_stride=2, shortcut_type=shortcut, bias_downsample=bias_ds, feed_forward=False,
     )  # fmt: skip
-    missing, unexpected = net.load_state_dict({k: state[k] for k in keys}, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict({k: state[k] for k in keys}, strict=False)
+    except RuntimeError as exc:
+        first = next(
+            (line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc)
+        )
+        raise GliomagenError(
+            f"{source}: does not fit a MedicalNet ResNet (layers {layers}, {block}): {first}"
+        ) from None
     if missing or unexpected:
         raise GliomagenError(
             f"{source}: does not fit a MedicalNet ResNet (layers {layers}, {block}); "
@@ -170,7 +180,7 @@ class MedicalNetExtractor(Extractor):
 
     name = "medicalnet"
 
-    def __init__(self, weights: Path | str | None) -> None:
+    def __init__(self, weights: str | os.PathLike[str] | None) -> None:
         if weights is None:
             raise GliomagenError(
                 "--extractor medicalnet needs --weights PATH (a MedicalNet .pth state_dict); nothing is downloaded"
@@ -178,7 +188,7 @@ class MedicalNetExtractor(Extractor):
         self.weights = Path(weights)
         state = _load_state_dict(self.weights, "--weights")
         self.net = build_medicalnet(state, f"--weights {self.weights}")
-        self.in_channels = int(self.net.conv1.in_channels)
+        self.in_channels = int(state["conv1.weight"].shape[1])
         if self.in_channels not in (1, 4):
             raise GliomagenError(
                 f"--weights {self.weights}: network takes {self.in_channels} channels; need 1 or 4"
@@ -213,7 +223,10 @@ class SlicesExtractor(Extractor):
     name = "slices"
 
     def __init__(
-        self, weights: Path | str | None, n_slices: int = 8, slice_size: int | None = None
+        self,
+        weights: str | os.PathLike[str] | None,
+        n_slices: int = 8,
+        slice_size: int | None = None,
     ) -> None:
         if weights is None:
             raise GliomagenError(
@@ -223,7 +236,9 @@ class SlicesExtractor(Extractor):
         if not self.weights.is_file():
             raise GliomagenError(f"--weights {self.weights}: file not found")
         try:
-            self.net = torch.jit.load(str(self.weights), map_location="cpu").eval()
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still loads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(str(self.weights), map_location="cpu").eval()
         except Exception as exc:
             raise GliomagenError(
                 f"--weights {self.weights}: not a TorchScript file ({type(exc).__name__})"
@@ -285,7 +300,7 @@ def build_extractor(
     name: str,
     *,
     train: CaseSet | None = None,
-    weights: Path | str | None = None,
+    weights: str | os.PathLike[str] | None = None,
     probe_options: ProbeOptions | None = None,
     cache_dir: Path | None = None,
     n_slices: int = 8,

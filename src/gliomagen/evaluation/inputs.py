@@ -61,6 +61,7 @@ def from_store(path: Path, split: str | None, role: str) -> CaseSet:
         name=name, case_ids=list(ds.case_ids), labels=[dict(r) for r in ds.rows],
         shape=(len(ds.modalities), *ds.size), images=images, masks=masks, indices=np.asarray(ds.indices),
         spacing_mm=voxel, categorical=breakdown_fields(ds.schema),  # type: ignore[arg-type]
+        derived=[f.name for f in ds.schema.fields if f.source == "mask"],
     )  # fmt: skip
 
 

@@ -10,10 +10,8 @@ montages -> optional reconstruction -> ``REPORT/metrics.json`` and ``REPORT/inde
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from gliomagen.evaluation.distances import distance_summary
 from gliomagen.evaluation.features import build_extractor
 from gliomagen.evaluation.inputs import held_out_split, resolve, split_spec
 from gliomagen.evaluation.probe import ProbeOptions
+from gliomagen.report.files import clean_json, write_bytes, write_json
 
 METRICS_FORMAT = 1
 ALL = "all"
@@ -51,7 +50,7 @@ def scan(cases: CaseSet, extractor: Any, batch_size: int) -> dict[str, Any]:
         hists.append(tissue.tissue_histograms(imgs, masks))
         for key, value in tissue.mask_statistics(masks, voxel_ml).items():
             stats.setdefault(key, []).append(value)
-    out = {
+    out: dict[str, Any] = {
         "features": np.concatenate(feats),
         "coarse": np.concatenate(coarse),
         "hist": np.concatenate(hists),
@@ -124,7 +123,7 @@ def _montages(
                 for i, c in enumerate(chosen)
             ]
             name = f"montage-{_slug(key)}-{role}.png"
-            _write_bytes(out / "figures" / name, montage_png(items, modalities, f"{role}: {key}"))
+            write_bytes(out / "figures" / name, montage_png(items, modalities, f"{role}: {key}"))
             entry[role] = f"figures/{name}"
         result[key] = entry
     return result
@@ -134,47 +133,65 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def resolve_sets(
+    real: CaseSet | str | os.PathLike[str],
+    synthetic: CaseSet | str | os.PathLike[str],
+    train: CaseSet | str | os.PathLike[str] | None,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+) -> tuple[CaseSet, CaseSet, CaseSet]:
+    """``(held-out real, training, synthetic)`` sets on one grid, broken down by the real conditions.
 
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    _write_bytes(
-        path, (json.dumps(data, indent=1, allow_nan=False, default=_jsonable) + "\n").encode()
+    ``--real STORE`` without a split means its test split (else val); ``--train`` defaults to the
+    same store's train split; a synthetic NIfTI folder is prepared at the real grid.
+    """
+    real_default = None
+    if not isinstance(real, CaseSet):
+        path, split = split_spec(real)
+        if not path.exists():
+            raise GliomagenError(f"--real {path}: not found")
+        if not (path / "meta.json").is_file():
+            raise GliomagenError(
+                f"--real {path}: not a gliomagen store (no meta.json); run gliomagen prepare"
+            )
+        real_default = None if split else held_out_split(path)
+        if train is None:
+            if (split or real_default) == "train":
+                raise GliomagenError(
+                    f"--real {real}: the train split is not held out; give --train another store"
+                )
+            train = f"{path}:train"
+    if train is None:
+        raise GliomagenError("--train: needed when --real is not a store (real training cases)")
+    real_set = resolve(real, "--real", default_split=real_default)
+    train_set = resolve(train, "--train", default_split="train")
+    check_compatible(real_set, train_set)
+    syn_set = resolve(
+        synthetic, "--synthetic", size=real_set.spatial, cache_dir=cache_dir, progress=progress
     )
+    check_compatible(real_set, syn_set)
+    if len(syn_set) < 2 or len(real_set) < 2:
+        raise GliomagenError(
+            f"need at least 2 real and 2 synthetic cases, got {len(real_set)} and {len(syn_set)}"
+        )
+    syn_set.categorical = train_set.categorical = list(real_set.categorical)
+    return real_set, train_set, syn_set
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
-
-
-def _clean(x: Any) -> Any:
-    """Replace NaN/inf by None recursively (JSON has no NaN)."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    return x
+def _memorisation(
+    scans: dict[str, Any], real: CaseSet, train: CaseSet, syn: CaseSet, groups: dict[str, Any]
+) -> dict[str, Any]:
+    zt, zr, zs = audits.standardise(*(scans[r]["features"] for r in ("train", "real", "synthetic")))
+    tc = scans["train"]["coarse"]
+    nn_real = audits.nearest_training(real, zr, scans["real"]["coarse"], train, zt, tc)
+    nn_syn = audits.nearest_training(syn, zs, scans["synthetic"]["coarse"], train, zt, tc)
+    memo = audits.memorisation_table(syn, nn_syn, nn_real, train)
+    flagged = {row["case_id"] for row in memo["cases"] if row["flagged"]}
+    memo["by_condition"] = {
+        key: {"n": int(len(ps)), "n_flagged": sum(syn.case_ids[i] in flagged for i in ps)}
+        for key, (_, ps, _) in groups.items()
+    }
+    return memo
 
 
 def evaluate(
@@ -232,38 +249,12 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise GliomagenError(f"--out {out}: exists and is not a folder")
     cache = Path(cache_dir) if cache_dir else None
-    real_default = None
-    if not isinstance(real, CaseSet):
-        path, split = split_spec(real)
-        if (path / "meta.json").is_file() and split is None:
-            real_default = held_out_split(path)
-        if train is None and (path / "meta.json").is_file():
-            if (split or real_default) == "train":
-                raise GliomagenError(
-                    f"--real {real}: the train split is not held out; give --train another store"
-                )
-            train = f"{path}:train"
-    if train is None:
-        raise GliomagenError("--train: needed when --real is not a store (real training cases)")
-    real_set = resolve(real, "--real", default_split=real_default)
-    train_set = resolve(train, "--train", default_split="train")
-    check_compatible(real_set, train_set)
-    say(
-        f"real: {real_set.name} ({len(real_set)} cases); train: {train_set.name} ({len(train_set)})"
-    )
-    syn_set = resolve(
-        synthetic, "--synthetic", size=real_set.spatial, cache_dir=cache, progress=progress
-    )
-    check_compatible(real_set, syn_set)
-    syn_set.categorical = train_set.categorical = list(real_set.categorical)
-    if len(syn_set) < 2 or len(real_set) < 2:
-        raise GliomagenError(
-            f"need at least 2 real and 2 synthetic cases, got {len(real_set)} and {len(syn_set)}"
-        )
+    real_set, train_set, syn_set = resolve_sets(real, synthetic, train, cache, progress)
+    say(f"real: {real_set.name} ({len(real_set)} cases); train: {train_set.name} ({len(train_set)}); "
+        f"synthetic: {syn_set.name} ({len(syn_set)})")  # fmt: skip
+    n_ch = real_set.shape[0]
     modalities = (
-        list(MODALITIES)[: real_set.shape[0]]
-        if real_set.shape[0] <= 4
-        else [f"ch{i}" for i in range(real_set.shape[0])]
+        list(MODALITIES)[:n_ch] if n_ch <= len(MODALITIES) else [f"ch{i}" for i in range(n_ch)]
     )
 
     say(f"features: {extractor}")
@@ -277,12 +268,11 @@ def evaluate(
     ft, fr, fs = (scans[r]["features"] for r in ("train", "real", "synthetic"))
     groups = _groups(real_set, syn_set, train_set)
 
-    say("distances")
+    say("distances (FD, KID, PRDC) with bootstrap intervals")
     distances = {
         key: _distances(fr[pr], fs[ps], ft[pt], n_boot, seed)
         for key, (pr, ps, pt) in groups.items()
     }
-
     say("diversity (MS-SSIM)")
     diversity = {
         key: {
@@ -295,30 +285,16 @@ def evaluate(
         }
         for key, (pr, ps, _) in groups.items()
     }
-
     say("memorisation")
-    zt, zr, zs = audits.standardise(ft, fr, fs)
-    nn_real = audits.nearest_training(
-        real_set, zr, scans["real"]["coarse"], train_set, zt, scans["train"]["coarse"]
+    memo = _memorisation(scans, real_set, train_set, syn_set, groups)
+    say("conditional fidelity, masks, intensities, montages")
+    fidelity = audits.conditional_fidelity(
+        _fidelity_fields(train_set, syn_set), train_set, ft, real_set, fr, syn_set, fs
     )
-    nn_syn = audits.nearest_training(
-        syn_set, zs, scans["synthetic"]["coarse"], train_set, zt, scans["train"]["coarse"]
-    )
-    memo = audits.memorisation_table(syn_set, nn_syn, nn_real, train_set)
-    flagged = {row["case_id"] for row in memo["cases"] if row["flagged"]}
-    memo["by_condition"] = {
-        key: {"n": int(len(ps)), "n_flagged": sum(syn_set.case_ids[i] in flagged for i in ps)}
-        for key, (_, ps, _) in groups.items()
-    }
-
-    say("conditional fidelity")
-    fields = _fidelity_fields(real_set, train_set, syn_set)
-    fidelity = audits.conditional_fidelity(fields, train_set, ft, real_set, fr, syn_set, fs)
-
+    real_mask, syn_mask = scans["real"]["mask"], scans["synthetic"]["mask"]
     masks = {
         key: tissue.mask_realism(
-            {k: v[pr] for k, v in scans["real"]["mask"].items()},
-            {k: v[ps] for k, v in scans["synthetic"]["mask"].items()},
+            {k: v[pr] for k, v in real_mask.items()}, {k: v[ps] for k, v in syn_mask.items()}
         )
         for key, (pr, ps, _) in groups.items()
     }
@@ -328,10 +304,7 @@ def evaluate(
         )
         for key, (pr, ps, _) in groups.items()
     }
-
-    say("montages")
     montages = _montages(out, groups, real_set, syn_set, n_montage, seed, modalities)
-
     reconstruction = None
     if checkpoint is not None:
         from gliomagen.evaluation.reconstruction import reconstruct
@@ -340,14 +313,13 @@ def evaluate(
         reconstruction = reconstruct(
             checkpoint, real_set, n_cases=n_reconstruct, steps=reconstruct_steps, seed=seed
         )
-
     curves = None
     if run is not None:
         from gliomagen.report.curves import read_curves
 
         curves = read_curves(Path(run))
 
-    metrics = _clean({
+    metrics = clean_json({
         "format_version": METRICS_FORMAT,
         "gliomagen_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -361,18 +333,13 @@ def evaluate(
         },
         "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95},
         "extractor": ex.info(),
-        "groups": {key: {"n_real": int(len(pr)), "n_synthetic": int(len(ps)), "n_train": int(len(pt))} for key, (pr, ps, pt) in groups.items()},
-        "distances": distances,
-        "diversity": diversity,
-        "memorisation": memo,
-        "fidelity": fidelity,
-        "masks": masks,
-        "intensity": hists,
-        "montages": montages,
-        "reconstruction": reconstruction,
-        "curves": curves,
+        "groups": {
+            key: {"n_real": len(pr), "n_synthetic": len(ps), "n_train": len(pt)} for key, (pr, ps, pt) in groups.items()
+        },
+        "distances": distances, "diversity": diversity, "memorisation": memo, "fidelity": fidelity,
+        "masks": masks, "intensity": hists, "montages": montages, "reconstruction": reconstruction, "curves": curves,
     })  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
+    say("writing metrics.json and index.html")
     write_json(out / "metrics.json", metrics)
     from gliomagen.report.html import write_report
 
@@ -381,11 +348,11 @@ def evaluate(
     return metrics
 
 
-def _fidelity_fields(real: CaseSet, train: CaseSet, syn: CaseSet) -> list[tuple[str, str]]:
-    """Labels to score: every label of the synthetic cases that the training cases also have."""
+def _fidelity_fields(train: CaseSet, syn: CaseSet) -> list[tuple[str, str]]:
+    """Labels to score: every requested label of the synthetic cases that the training cases also have."""
     names: list[str] = []
     for row in syn.labels:
-        names += [k for k in row if k not in names]
+        names += [k for k in row if k not in names and k not in syn.derived]
     out = []
     for name in names:
         values = [v for v in train.label_values(name) if v is not None]

@@ -1,20 +1,27 @@
 """The ``probe`` feature network: a small 3D CNN trained on the real training split, cached on disk.
 
 No pretrained 3D network for four-channel glioma MRI is free to bundle, so gliomagen trains its
-own feature network on the user's real training cases. The tasks make the features describe what
-a realistic multi-parametric volume looks like:
+own feature network on the user's real training cases. Each step transforms a batch at random
+and the network names the transforms, so the features describe what a real multi-parametric
+volume looks like:
 
 * **modality order** (self-supervised): the four channels are shuffled by one of the 24
-  permutations and the network names the permutation, so it must know what each contrast looks
-  like (a generator that mixes up contrasts moves away in feature space);
+  permutations and the network names the modality in each channel slot (four 4-way answers), so
+  it must know each contrast (a generator that mixes contrasts up moves away in feature space);
 * **orientation** (self-supervised): the volume is flipped along none, one or both of the
-  anterior-posterior and inferior-superior axes (left-right is not used: brains are nearly
-  symmetric) and the network names the flip, so it must know the anatomy;
+  anterior-posterior and inferior-superior axes (not left-right: brains are nearly symmetric) and
+  the network names the flip, so it must know the anatomy;
+* **acquisition quality** (self-supervised): no change, added Gaussian noise (std 0.03-0.3) or a
+  Gaussian blur (sigma 0.6-2 voxels) inside the brain, and the network names which, so grainy or
+  over-smooth volumes (common generator failures) move away in feature space;
 * **labels** (supervised): every categorical condition with at least two categories among the
   training cases (cohort, grade, ...), unknown values ignored.
 
-Features are the channel means and standard deviations of every stage (``30 * width`` numbers), z-scored with the training cases' statistics so that every feature counts alike in FD and KID.
-Volumes are resized (area interpolation) so that their longest side is ``options.size`` voxels.
+The network is four stride-2 stages of two 3x3x3 convolutions with leaky ReLUs (no normalisation
+layers: they would remove the intensity levels that tell contrasts apart). Features are the channel
+means and standard deviations of every stage (``30 * width`` numbers), z-scored with the training
+cases' statistics so that every feature counts alike in FD and KID. Volumes are resized (area
+interpolation) so that their longest side is ``options.size`` voxels.
 
 The trained weights are cached under a SHA-256 of the exact probe inputs, labels and options, in
 ``cache_dir`` (default ``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``) ``/probe/<hash>.pt``, written
@@ -43,12 +50,8 @@ from gliomagen.errors import GliomagenError
 
 PROBE_FORMAT = 2
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
-FLIPS: tuple[tuple[int, ...], ...] = (
-    (),
-    (3,),
-    (4,),
-    (3, 4),
-)  # dims of [B, C, D, H, W]: A-P (H), I-S (W)
+# flipped dims of [B, C, D, H, W] in RAS order: none, A-P (H), I-S (W), both
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
 CORRUPTIONS: tuple[str, ...] = ("none", "noise", "blur")
 BRAIN_THRESHOLD = -0.98
 
@@ -108,7 +111,7 @@ class _Stage(nn.Sequential):
             nn.LeakyReLU(0.2),
         )
         for m in self:
-            if isinstance(m, nn.Conv3d):
+            if isinstance(m, nn.Conv3d) and m.bias is not None:
                 nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
 
@@ -131,6 +134,8 @@ class ProbeNet(nn.Module):
             {name: nn.Linear(self.feature_dim, n) for name, n in heads.items()}
         )
         # z-scoring of the features, fitted on the training cases after training (see standardise)
+        self.feat_mean: torch.Tensor
+        self.feat_std: torch.Tensor
         self.register_buffer("feat_mean", torch.zeros(self.feature_dim))
         self.register_buffer("feat_std", torch.ones(self.feature_dim))
 

@@ -68,6 +68,12 @@ def plan_grid(size: Sequence[int]) -> tuple[tuple[int, ...], int]:
     return start, k
 
 
+@torch.compiler.disable
+def _generators(seeds: Sequence[int] | torch.Tensor, device: torch.device) -> list[torch.Generator]:
+    """One generator per sample (outside torch.compile graphs: no guards on the seed values)."""
+    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
 def level_channels(level: int, n_levels: int, base: int, max_channels: int) -> int:
     """Channels at ``level`` (0 = coarsest): ``base`` at the finest, doubling per halving, capped."""
     return int(min(max_channels, base * 2 ** (n_levels - 1 - level)))
@@ -248,7 +254,10 @@ class SynthesisNetwork(nn.Module):
         self.level_of_layer = [0] + [i for i in range(1, n_levels) for _ in range(2)]
 
     def forward(
-        self, ws: torch.Tensor, noise_mode: str = "random", noise_seeds: Sequence[int] | None = None
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise_seeds: Sequence[int] | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Synthesise from per-layer latents.
 
@@ -267,7 +276,7 @@ class SynthesisNetwork(nn.Module):
         if noise_seeds is not None and noise_mode == "random":
             if len(noise_seeds) != ws.shape[0]:
                 raise ValueError(f"need {ws.shape[0]} noise seeds, got {len(noise_seeds)}")
-            gens = [torch.Generator(device=ws.device).manual_seed(int(s)) for s in noise_seeds]
+            gens = _generators(noise_seeds, ws.device)
         x = (
             self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
         )  # [N, C0, *start]
@@ -344,7 +353,7 @@ class Generator(nn.Module):
         truncation_psi: float = 1.0,
         w_avg: torch.Tensor | None = None,
         noise_mode: str = "random",
-        noise_seeds: Sequence[int] | None = None,
+        noise_seeds: Sequence[int] | torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate volumes.
 

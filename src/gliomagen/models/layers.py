@@ -281,6 +281,14 @@ class AdaIN(nn.Module):
         return (normed * (1.0 + scale.reshape(view)) + shift.reshape(view)).to(x.dtype)
 
 
+@torch.compiler.disable
+def _per_sample_randn(
+    shape: tuple[int, ...], generators: Sequence[torch.Generator], device: torch.device
+) -> torch.Tensor:
+    """``randn(shape)`` with row ``i`` drawn from ``generators[i]`` (kept out of compiled graphs)."""
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device) for g in generators])
+
+
 class NoiseInjection(nn.Module):
     """Add per-voxel Gaussian noise with a learned per-channel strength (initialised to 0).
 
@@ -322,9 +330,7 @@ class NoiseInjection(nn.Module):
                     raise ValueError(
                         f"need one noise generator per sample ({x.shape[0]}), got {len(generators)}"
                     )
-                noise = torch.cat(
-                    [torch.randn((1, *shape[1:]), generator=g, device=x.device) for g in generators]
-                ).to(x.dtype)
+                noise = _per_sample_randn(shape, generators, x.device).to(x.dtype)
         else:
             raise ValueError(f"noise_mode must be random, const or none, got {noise_mode!r}")
         view = (1, -1) + (1,) * (x.ndim - 2)

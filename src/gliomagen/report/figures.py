@@ -77,7 +77,7 @@ def histograms_png(hist: Mapping[str, Any], title: str = "") -> bytes:
 
     mods, tissues = list(hist["real"]), list(hist["tissues"])
     x = np.asarray(hist["bin_centres"])
-    colours = colormaps["tab10"].colors
+    colours = [colormaps["tab10"](i) for i in range(10)]
     fig = _figure(2.6 * len(mods), 2.4)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.8, wspace=0.25)
     if title:
@@ -88,7 +88,14 @@ def histograms_png(hist: Mapping[str, Any], title: str = "") -> bytes:
             for role, style in (("real", "-"), ("synthetic", "--")):
                 y = hist[role][mod][tissue]
                 if y is not None:
-                    ax.plot(x, y, style, color=colours[t % len(colours)], lw=1.1, label=tissue if role == "real" else None)
+                    ax.plot(
+                        x,
+                        y,
+                        style,
+                        color=colours[t % len(colours)],
+                        lw=1.1,
+                        label=tissue if role == "real" else None,
+                    )
         ax.set_title(mod, fontsize=8)
         ax.tick_params(labelsize=6)
     axes[0].legend(fontsize=6)

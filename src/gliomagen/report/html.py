@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import jinja2
 
 from gliomagen.errors import GliomagenError
 from gliomagen.report import figures
+from gliomagen.report.files import write_json, write_text
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -253,24 +252,11 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
     )  # fmt: skip
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(folder: Path | str, metrics: Mapping[str, Any]) -> Path:
     """Render ``folder/index.html`` (atomically) and return its path."""
     folder = Path(folder)
     path = folder / "index.html"
-    _write_text(path, render(metrics, folder))
+    write_text(path, render(metrics, folder))
     return path
 
 
@@ -297,19 +283,20 @@ def rebuild(path: Path | str, run: Path | str | None = None) -> list[Path]:
     Returns:
         The ``index.html`` paths written.
     """
-    from gliomagen.evaluation.pipeline import write_json
     from gliomagen.report.curves import read_curves
 
     path = Path(path)
     if not path.is_dir():
         raise GliomagenError(f"{path}: not a report or run folder")
+    run_dir: Path | None = Path(run) if run else None
     if (path / "metrics.json").is_file():
-        reports, run_dir = [path], Path(run) if run else None
+        reports = [path]
     else:
         reports = sorted(p.parent for p in path.glob("*/metrics.json"))
-        run_dir = Path(run) if run else path
+        run_dir = run_dir or path
     written = []
     if not reports:
+        assert run_dir is not None
         if not any(run_dir.rglob("events.out.tfevents.*")) and not any(run_dir.glob("*.jsonl")):
             raise GliomagenError(
                 f"{path}: no metrics.json, reports, TensorBoard events or .jsonl metrics found"

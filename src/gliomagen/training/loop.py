@@ -37,7 +37,7 @@ from gliomagen.training.checkpoint import (
     set_rng_state,
 )
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
-from gliomagen.training.monitor import RunMonitor, condition_grid
+from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
 
 MAX_W_AVG_CONDITIONS = 256
 
@@ -261,23 +261,18 @@ class Trainer:
         self,
         draws: Any,
         round_: int,
-        real: tuple[torch.Tensor, torch.Tensor] | None,
+        real: tuple[torch.Tensor, torch.Tensor],
         real_rows: list[int],
     ) -> MicroBatch:
+        """Micro-batch ``round_`` of this worker: its real cases and its rows of the draws."""
         dev = self.dist.device
-        rows = self.plan.local_rows(round_)
-        gen_rows = self.data.train_index[draws.cond_rows[rows].numpy()]
-        m = self.plan.micro
-        img, mask = real if real is not None else (torch.empty(0), torch.empty(0))
-        r_img, r_mask = (
-            (img[round_ * m : (round_ + 1) * m], mask[round_ * m : (round_ + 1) * m])
-            if real is not None
-            else (img, mask)
-        )
-        real_idx = real_rows[round_ * m : (round_ + 1) * m]
+        rows = self.plan.local_rows(round_)  # rows of the global draws
+        gen_rows = self.data.train_index[draws.cond_rows[rows].numpy()]  # conditions of the fakes
+        mine = slice(round_ * self.plan.micro, (round_ + 1) * self.plan.micro)  # of the local reals
+        real_idx = real_rows[mine]
         return MicroBatch(
-            real_img=r_img,
-            real_mask=r_mask,
+            real_img=real[0][mine],
+            real_mask=real[1][mine],
             real_cat=self.data.cat[real_idx].to(dev),
             real_cont=self.data.cont[real_idx].to(dev),
             z=draws.z[rows].to(dev),
@@ -346,7 +341,8 @@ class Trainer:
     def _samples(self) -> None:
         if not self.dist.is_main:
             return
-        cat, cont, labels = condition_grid(self.data.schema)
+        codes = self.data.cat[torch.as_tensor(self.data.train_index)]
+        cat, cont, labels = montage_conditions(self.data.schema, codes)
         k = self.cfg.train.samples_per_condition
         if k == 0 or len(cat) == 0:
             return
@@ -373,7 +369,7 @@ class Trainer:
     def run(self) -> Path:
         t, dev = self.cfg.train, self.dist.device
         start_step, t0 = self.step, time.time()
-        deadline = t0 + self.max_minutes * 60 if self.max_minutes else math.inf
+        deadline = t0 + self.max_minutes * 60 if self.max_minutes is not None else math.inf
         world = self.dist.world_size
         self.monitor.log(
             f"training {self.data.name}: {len(self.data.train_index)} cases ({self.data.n_skipped} without mask skipped), "
@@ -409,32 +405,9 @@ class Trainer:
             ok_d, st_d = self._phase("D", real, real_rows, do_r1)
             self.step += 1
             self.images_seen += t.batch_size
-            if ok_d and self.plan.augment is not None and self.cfg.augment.ada:
-                self.ada_sign_sum += st_d.get("ada_sign", 0.0) * t.batch_size
-                self.ada_count += t.batch_size
-                if self.step % self.cfg.augment.interval == 0:
-                    self.aug_p = ada_adjust(
-                        self.aug_p,
-                        self.ada_sign_sum / max(self.ada_count, 1),
-                        self.ada_count,
-                        self.cfg.augment.target,
-                        self.cfg.augment.speed_images,
-                    )
-                    self.ada_sign_sum, self.ada_count = 0.0, 0
-            if ok_g and ok_d:
-                self.nan_streak = 0
-            else:
-                self.nan_streak += 1
-                bad = ", ".join(p for p, ok in (("G", ok_g), ("D", ok_d)) if not ok)
-                self.monitor.log(
-                    f"step {self.step}: non-finite {bad} loss or gradients; update skipped ({self.nan_streak} in a row)"
-                )
-                if self.nan_streak >= t.nan_patience:
-                    self.monitor.close()
-                    raise GliomagenError(
-                        f"training stopped at step {self.step}: {self.nan_streak} steps in a row had non-finite losses "
-                        f"or gradients; lower train.lr_g/train.lr_d or check the store for bad values"
-                    )
+            if ok_d:
+                self._adapt_augment(st_d.get("ada_sign", 0.0))
+            self._guard(ok_g, ok_d)
             for k, v in {**st_g, **st_d}.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_log += 1
@@ -443,9 +416,9 @@ class Trainer:
                 sums, n_log, t_log = {}, 0, time.time()
             if bar is not None:
                 bar.update(1)
-            if self.step % t.sample_every == 0 or self.step == t.steps:
-                self._samples()
             stop = dd.any_worker(time.time() > deadline, world, dev)
+            if self.step % t.sample_every == 0 or self.step == t.steps or stop:
+                self._samples()
             if self.step % t.checkpoint_every == 0 or self.step == t.steps or stop:
                 self.elapsed_s += time.time() - t0
                 t0 = time.time()
@@ -466,6 +439,37 @@ class Trainer:
             self.monitor.log(f"finished at step {self.step}")
         self.monitor.close()
         return last_ckpt
+
+    def _adapt_augment(self, sign_mean: float) -> None:
+        """Accumulate ``E[sign(D(real) - offset)]`` and move ``p`` every ``augment.interval`` steps."""
+        a, b = self.cfg.augment, self.cfg.train.batch_size
+        if self.plan.augment is None or not a.ada:
+            return
+        self.ada_sign_sum += sign_mean * b
+        self.ada_count += b
+        if self.step % a.interval == 0:
+            mean = self.ada_sign_sum / max(self.ada_count, 1)
+            self.aug_p = ada_adjust(self.aug_p, mean, self.ada_count, a.target, a.speed_images)
+            self.ada_sign_sum, self.ada_count = 0.0, 0
+
+    def _guard(self, ok_g: bool, ok_d: bool) -> None:
+        """Count non-finite steps; ``train.nan_patience`` in a row stop the run."""
+        if ok_g and ok_d:
+            self.nan_streak = 0
+            return
+        self.nan_streak += 1
+        bad = ", ".join(p for p, ok in (("G", ok_g), ("D", ok_d)) if not ok)
+        self.monitor.log(
+            f"step {self.step}: non-finite {bad} loss or gradients; "
+            f"update skipped ({self.nan_streak} in a row)"
+        )
+        if self.nan_streak >= self.cfg.train.nan_patience:
+            self.monitor.close()
+            raise GliomagenError(
+                f"training stopped at step {self.step}: {self.nan_streak} steps in a row had "
+                f"non-finite losses or gradients; lower train.lr_g/train.lr_d or check the store "
+                f"for bad values"
+            )
 
     def _log(self, sums: dict[str, float], n: int, dt: float, bar: Any) -> None:
         t = self.cfg.train

@@ -190,7 +190,8 @@ class StyleGANLoss:
                 cutoff = mb.mix_cutoff.to(w.device).reshape(-1, 1)
                 take = (layer >= cutoff).unsqueeze(2)  # [n, num_ws, 1]
                 ws = torch.where(take, w2.unsqueeze(1), ws)
-            img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=mb.noise_seeds)
+            seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)  # a tensor: no per-value guards
+            img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
         return img.float(), torch.softmax(logits.float(), dim=1), w.float()
 
     def run_D(

@@ -1,8 +1,8 @@
 """The run folder's outputs while training: text log, TensorBoard scalars, sample montages.
 
-Only the main worker writes. Montages show, for every combination of the categorical conditions,
-a few samples of G_ema from fixed latents: the middle axial slice (last axis) of each modality and
-of the mask (argmax of the logits).
+Only the main worker writes. Montages show, for every category of every categorical condition
+(the other conditions at their most common value), a few samples of G_ema from fixed latents: the
+middle axial slice (last axis) of each modality and of the mask (argmax of the logits).
 """
 
 from __future__ import annotations
@@ -21,6 +21,41 @@ from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
 
 MAX_SAMPLE_CONDITIONS = 8
+
+
+def montage_conditions(
+    schema: ConditionSchema, codes: torch.Tensor, limit: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One row per category of every categorical condition, the other conditions at their mode.
+
+    Args:
+        schema: the model's conditions.
+        codes: ``[N, n_cat]`` categorical codes of the training cases (for the modes).
+        limit: most rows.
+
+    Returns:
+        ``(cat [K, n_cat] long, cont [K, n_cont] float, labels)``; an unconditional model gives one row.
+    """
+    fields = schema.categorical
+    mode = [int(torch.mode(codes[:, i]).values) if len(codes) else 0 for i in range(len(fields))]
+    rows: list[list[int]] = []
+    labels: list[str] = []
+    for i, f in enumerate(fields):
+        for c in range(len(f.categories)):
+            row = mode.copy()
+            row[i] = c
+            if row not in rows:
+                rows.append(row)
+                labels.append(
+                    " ".join(
+                        f"{g.name}={g.categories[v]}" for g, v in zip(fields, row, strict=True)
+                    )
+                )
+    if not rows:
+        rows, labels = [mode], ["unconditional"]
+    rows, labels = rows[:limit], labels[:limit]
+    cat = torch.tensor(rows, dtype=torch.long).reshape(len(rows), len(fields))
+    return cat, torch.zeros(len(rows), len(schema.continuous)), labels
 
 
 def condition_grid(

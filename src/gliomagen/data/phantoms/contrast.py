@@ -134,8 +134,11 @@ def synthesise(
         sigmas = _blur_sigmas(acq, m, resolution)
         img = _blur(img, local, crop_shape, sigmas)
         sigma = it["wm"] / np.float32(subject.snr[m])
-        n1, n2 = (_noise(rng, local, crop_shape, sigmas) for _ in range(2))
-        images[m] = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)  # Rician magnitude
+        # Rician magnitude of a complex signal. At SNR >= 10 the magnitude is ~ S + sigma n1, so
+        # only the in-phase channel carries the acquisition's correlation (half the filtering).
+        n1 = _noise(rng, local, crop_shape, sigmas)
+        n2 = rng.standard_normal(idx.size, dtype=np.float32)
+        images[m] = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
     return idx, images
 
 

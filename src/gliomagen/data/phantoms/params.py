@@ -137,7 +137,7 @@ class ContrastParams:
             "csf": 2000.0,
             "ncr": 1400.0,
             "et": 850.0,
-            "ed": 1100.0,
+            "ed": 1250.0,
             "net": 1050.0,
         }
     )
@@ -148,7 +148,7 @@ class ContrastParams:
             "csf": 70.0,
             "ncr": 430.0,
             "et": 560.0,
-            "ed": 650.0,
+            "ed": 700.0,
             "net": 560.0,
         }
     )
@@ -165,7 +165,7 @@ class ContrastParams:
     )
     class_jitter_sigma: float = 0.05
     global_scale_sigma: float = 0.25
-    edema_tissue_mix: float = 0.3
+    edema_tissue_mix: float = 0.25
     texture: float = 0.04
     texture_corr_mm: float = 6.0
     tumour_texture: float = 0.10
@@ -178,8 +178,10 @@ class AcquisitionParams:
 
     Attributes:
         field_strength_t: nominal field strength (documentation only).
-        snr: range of the per-subject SNR, defined as mean white-matter signal over the standard
-            deviation of the Gaussian noise of each channel before the magnitude (Rician noise).
+        snr: range of the per-subject SNR: white-matter signal over the standard deviation of
+            the Gaussian noise of each channel before the magnitude (Rician noise), per output
+            voxel (the same at 1 and 2 mm). The in-phase channel is correlated like the signal's
+            blur (thick slices resampled to the grid), then rescaled to that standard deviation.
         bias_sigma: log-amplitude (standard deviation) of the smooth multiplicative bias field.
         bias_corr_mm: correlation length of the bias field.
         slice_thickness_mm: per-modality slice thickness along the slice axis (0 = isotropic);
@@ -263,8 +265,8 @@ def _hgg() -> TumourParams:
         core_radius_median_mm=16.0,
         core_radius_sigma=0.25,
         core_radius_range_mm=(8.0, 28.0),
-        necrosis_fraction=(0.45, 0.8),
-        edema_ratio=(1.5, 2.2),
+        necrosis_fraction=(0.55, 0.85),
+        edema_ratio=(1.4, 2.0),
         irregularity=0.22,
         mass_effect=(0.3, 0.55),
     )
@@ -272,14 +274,14 @@ def _hgg() -> TumourParams:
 
 def _lgg() -> TumourParams:
     return TumourParams(
-        core_radius_median_mm=17.0,
+        core_radius_median_mm=20.0,
         core_radius_sigma=0.3,
         core_radius_range_mm=(8.0, 30.0),
         necrosis_fraction=(0.0, 0.0),
-        edema_ratio=(1.05, 1.25),
-        irregularity=0.22,
+        edema_ratio=(1.05, 1.2),
+        irregularity=0.15,
         axis_ratio=(0.65, 1.45),
-        edema_irregularity=0.2,
+        edema_irregularity=0.1,
         mass_effect=(0.15, 0.35),
     )
 

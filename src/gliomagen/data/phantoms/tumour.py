@@ -154,10 +154,13 @@ def tumour_maps(
         gm: warped grey matter [*box]; wm: white matter [*box]; brain: brain [*box].
         rng: random generator for the boundary noise.
     """
-    outer = (
-        spec.radius_mm * spec.edema_ratio * (1.0 + 2.0 * params.edema_irregularity)
-        + 3 * params.boundary_mm
+    # Reach of the tumour: its longest semi-axis times the largest radius the boundary noise
+    # (3 standard deviations) can push either the core or the edema to.
+    semi_axis = 1.0 / float(np.linalg.svd(spec.shape, compute_uv=False).min())
+    reach = max(
+        spec.edema_ratio * (1.0 + 3.0 * params.edema_irregularity), 1.0 + 3.0 * params.irregularity
     )
+    outer = spec.radius_mm * semi_axis * reach + 3 * params.boundary_mm
     where = []
     for ax in range(3):
         coords = world[ax].ravel()  # [box[ax]]
