@@ -4,9 +4,11 @@ The cases are synthetic arrays (ellipsoidal brains with tissue contrast, a tumou
 smooth bias and noise; background exactly -1) written as float16/uint8 memory maps, as a store
 holds them; a third set of 200 is the training split (the probe trains on it; the floor and the
 memorisation audit use it). The evaluation runs twice: cold (the probe is trained and cached) and
-warm (the probe comes from the cache). Stage times come from ``evaluate``'s progress messages;
-peak memory is the process's maximum resident set size (``getrusage``), which includes Python,
-torch and the memory-mapped pages touched.
+warm (the probe comes from the cache). Stage times come from ``evaluate``'s progress messages.
+Memory: a sampler thread reads ``/proc/self/status`` every 0.1 s during each run and keeps the
+peak of ``RssAnon`` (memory the evaluation allocated: arrays, tensors, Python) and of ``VmRSS``
+(which also counts the memory-mapped case files' pages, reclaimable page cache); ``getrusage``'s
+lifetime maximum is reported too.
 
 Usage:
     python benchmarks/evaluate.py --out evaluate.json
@@ -21,6 +23,7 @@ import platform
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,15 +36,25 @@ from gliomagen.evaluation import evaluate
 from gliomagen.evaluation.cases import CaseSet
 
 CONTRAST = torch.tensor(  # tissue (wm, gm, csf, tumour core, edema) x modality (t1n, t1c, t2w, t2f)
-    [[0.55, 0.5, -0.45, -0.2], [0.15, 0.1, 0.05, 0.15], [-0.7, -0.7, 0.85, -0.75], [0.1, 0.9, 0.2, 0.4], [-0.1, -0.15, 0.55, 0.75]]
+    [
+        [0.55, 0.5, -0.45, -0.2],
+        [0.15, 0.1, 0.05, 0.15],
+        [-0.7, -0.7, 0.85, -0.75],
+        [0.1, 0.9, 0.2, 0.4],
+        [-0.1, -0.15, 0.55, 0.75],
+    ]
 )
 
 
 def make_cases(n: int, size: int, seed: int, folder: Path, prefix: str) -> CaseSet:
     """``n`` synthetic cases as memory-mapped float16 images ``[n, 4, S, S, S]`` and uint8 masks."""
     g = torch.Generator().manual_seed(seed)
-    images = np.lib.format.open_memmap(folder / f"{prefix}-images.npy", "w+", np.float16, (n, 4, size, size, size))
-    masks = np.lib.format.open_memmap(folder / f"{prefix}-masks.npy", "w+", np.uint8, (n, size, size, size))
+    images = np.lib.format.open_memmap(
+        folder / f"{prefix}-images.npy", "w+", np.float16, (n, 4, size, size, size)
+    )
+    masks = np.lib.format.open_memmap(
+        folder / f"{prefix}-masks.npy", "w+", np.uint8, (n, size, size, size)
+    )
     axis = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"))  # [3, S, S, S]
     labels = []
@@ -59,10 +72,14 @@ def make_cases(n: int, size: int, seed: int, folder: Path, prefix: str) -> CaseS
         mask[(d < rad) & (r < 1)] = 3 if grade == "HGG" else 1
         tissue = torch.where(mask == 2, 4, torch.where(mask > 0, 3, tissue))
         img = CONTRAST[tissue].permute(3, 0, 1, 2)  # [4, S, S, S]
-        field = F.interpolate(torch.randn(1, 4, 4, 4, 4, generator=g), size=(size,) * 3, mode="trilinear")[0]
+        field = F.interpolate(
+            torch.randn(1, 4, 4, 4, 4, generator=g), size=(size,) * 3, mode="trilinear"
+        )[0]
         img = img * (1 + 0.05 * field) + 0.04 * torch.randn(img.shape, generator=g)
         brain = (r < 1).expand_as(img)
-        images[i] = torch.where(brain, img.clamp(-0.97, 1), torch.tensor(-1.0)).numpy().astype(np.float16)
+        images[i] = (
+            torch.where(brain, img.clamp(-0.97, 1), torch.tensor(-1.0)).numpy().astype(np.float16)
+        )
         mask[r >= 1] = 0
         masks[i] = mask.numpy()
         labels.append({"cohort": "GLI" if i % 3 else "SSA", "grade": grade})
@@ -71,7 +88,9 @@ def make_cases(n: int, size: int, seed: int, folder: Path, prefix: str) -> CaseS
     ids = [f"{prefix}-{i:05d}" for i in range(n)]
     mm_images = np.load(folder / f"{prefix}-images.npy", mmap_mode="r")
     mm_masks = np.load(folder / f"{prefix}-masks.npy", mmap_mode="r")
-    return CaseSet.from_arrays(mm_images, mm_masks, case_ids=ids, labels=labels, name=prefix, spacing_mm=(2.5, 2.5, 2.5))
+    return CaseSet.from_arrays(
+        mm_images, mm_masks, case_ids=ids, labels=labels, name=prefix, spacing_mm=(2.5, 2.5, 2.5)
+    )
 
 
 def peak_rss_mb() -> float:
@@ -80,7 +99,44 @@ def peak_rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
-def timed_run(real: CaseSet, syn: CaseSet, train: CaseSet, out: Path, cache: Path, args: argparse.Namespace) -> dict[str, Any]:
+def _status_kib(key: str) -> int:
+    """A ``/proc/self/status`` field in KiB (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class MemorySampler:
+    """Peak ``RssAnon`` and ``VmRSS`` of this process while the context is open."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval, self.peak_anon, self.peak_rss = interval, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_anon = max(self.peak_anon, _status_kib("RssAnon"))
+            self.peak_rss = max(self.peak_rss, _status_kib("VmRSS"))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed_run(
+    real: CaseSet, syn: CaseSet, train: CaseSet, out: Path, cache: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     stages: list[tuple[str, float]] = []
     t0 = time.perf_counter()
 
@@ -88,13 +144,21 @@ def timed_run(real: CaseSet, syn: CaseSet, train: CaseSet, out: Path, cache: Pat
         stages.append((message, time.perf_counter() - t0))
         print(f"  {time.perf_counter() - t0:8.1f} s  {message}", flush=True)
 
-    evaluate(real, syn, out, train=train, n_boot=args.bootstrap, n_pairs=args.pairs, seed=0, cache_dir=cache, log=log)
+    with MemorySampler() as mem:
+        evaluate(
+            real, syn, out, train=train, n_boot=args.bootstrap, n_pairs=args.pairs, seed=0,
+            cache_dir=cache, log=log,
+        )  # fmt: skip
     total = time.perf_counter() - t0
     ends = [t for _, t in stages[1:]] + [total]
     return {
         "total_s": round(total, 2),
-        "stages_s": {name: round(end - start, 2) for (name, start), end in zip(stages, ends, strict=True)},
-        "peak_rss_mib": round(peak_rss_mb(), 1),
+        "stages_s": {
+            name: round(end - start, 2) for (name, start), end in zip(stages, ends, strict=True)
+        },
+        "peak_anon_rss_mib": round(mem.peak_anon / 1024, 1),
+        "peak_rss_incl_mapped_files_mib": round(mem.peak_rss / 1024, 1),
+        "lifetime_max_rss_mib": round(peak_rss_mb(), 1),
     }
 
 
@@ -111,8 +175,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t = time.perf_counter()
-        real, syn, train = (make_cases(args.n, args.size, s, folder, p) for s, p in ((1, "real"), (2, "syn"), (3, "train")))
-        print(f"made 3 x {args.n} cases at {args.size}^3 in {time.perf_counter() - t:.1f} s; RSS {peak_rss_mb():.0f} MiB")
+        real, syn, train = (
+            make_cases(args.n, args.size, s, folder, p)
+            for s, p in ((1, "real"), (2, "syn"), (3, "train"))
+        )
+        print(
+            f"made 3 x {args.n} cases at {args.size}^3 in {time.perf_counter() - t:.1f} s; RSS {peak_rss_mb():.0f} MiB"
+        )
         base_rss = peak_rss_mb()
         print("cold run (probe trained):")
         cold = timed_run(real, syn, train, folder / "report-cold", folder / "cache", args)

@@ -64,9 +64,15 @@ def phantom_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def phantom_splits(phantom_store: Path) -> tuple[Any, Any]:
-    """``(train 28 cases, held-out 14 cases)`` of the phantom store, a seeded split stratified by nothing."""
+    """``(train 28 cases, held-out 14 cases)`` of the phantom store, stratified by cohort (every third
+    case of each cohort, in a seeded order, is held out)."""
     from gliomagen.evaluation.inputs import from_store
 
     cases = from_store(phantom_store, None, "phantoms")
-    order = np.random.default_rng(0).permutation(len(cases))
-    return cases.subset(order[:28], "phantoms:train"), cases.subset(order[28:], "phantoms:held-out")
+    shuffled = np.random.default_rng(0).permutation(len(cases))
+    order = sorted(
+        shuffled, key=lambda i: str(cases.labels[i]["cohort"])
+    )  # stable: shuffled within cohort
+    held = np.array(order[::3])
+    train = np.array(sorted(set(range(len(cases))) - set(held.tolist())))
+    return cases.subset(train, "phantoms:train"), cases.subset(held, "phantoms:held-out")

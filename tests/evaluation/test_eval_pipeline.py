@@ -96,6 +96,8 @@ def test_mismatched_grids_and_bad_options_are_user_errors(
         evaluate(real, real, tmp_path / "r")
     with pytest.raises(GliomagenError, match="--bootstrap -1"):
         evaluate(real, real, tmp_path / "r", train=train, n_boot=-1)
+    with pytest.raises(GliomagenError, match="--device .gpu0.: not a device"):
+        evaluate(real, real, tmp_path / "r", train=train, device="gpu0")
     assert not (tmp_path / "r").exists()
 
 

@@ -99,3 +99,14 @@ def test_masking_ignores_shared_background() -> None:
     inside, cube = float(ssim(x, y)), float(ssim(x, y, mask=None))
     assert inside < cube - 0.15  # the cube average is inflated by the identical background
     assert float(ms_ssim(x, y)) < float(ms_ssim(x, y, mask=None))
+
+
+def test_one_volume_against_many_equals_the_expanded_batch() -> None:
+    x, y = _pair(5)
+    one = x[:1]
+    np.testing.assert_allclose(ssim(one, y).numpy(), ssim(one.expand_as(y), y).numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        ms_ssim(one, y).numpy(), ms_ssim(one.expand_as(y), y).numpy(), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="one shape"):
+        ssim(x, y[:, :2])

@@ -26,7 +26,9 @@ def _volumes() -> ModuleType:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _one_thread_and_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.set_num_threads(1)
     monkeypatch.setenv("GLIOMAGEN_CACHE", str(tmp_path_factory.getbasetemp() / "gliomagen-cache"))
 
@@ -45,7 +47,9 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
 
     def make(n: int, seed: int, prefix: str) -> CaseSet:
         imgs, masks, ids, labels = vol.make_cohort(n, size=16, seed=seed, prefix=prefix)
-        return CaseSet.from_arrays(imgs, masks, case_ids=ids, labels=labels, name=prefix, spacing_mm=(10.0,) * 3)
+        return CaseSet.from_arrays(
+            imgs, masks, case_ids=ids, labels=labels, name=prefix, spacing_mm=(10.0,) * 3
+        )
 
     out = run / "report"
     metrics = evaluate(

@@ -17,6 +17,9 @@ def write_run(run: Path, steps: int = 30) -> Path:
     writer.close()
     with open(run / "metrics.jsonl", "w") as fh:
         for step in range(0, steps, 10):
-            fh.write(json.dumps({"step": step, "fd_probe": 100.0 - step, "note": "text is ignored"}) + "\n")
+            fh.write(
+                json.dumps({"step": step, "fd_probe": 100.0 - step, "note": "text is ignored"})
+                + "\n"
+            )
         fh.write("not json\n")
     return run

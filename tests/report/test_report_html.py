@@ -40,7 +40,9 @@ def _decode_png(uri: str) -> np.ndarray:
     return imread(io.BytesIO(raw), format="png")
 
 
-def test_report_is_self_contained_and_every_image_is_a_png(evaluated: tuple[Path, Path, dict[str, Any]]) -> None:
+def test_report_is_self_contained_and_every_image_is_a_png(
+    evaluated: tuple[Path, Path, dict[str, Any]],
+) -> None:
     out, _, metrics = evaluated
     html = (out / "index.html").read_text(encoding="utf-8")
     srcs = _images(html)
@@ -51,7 +53,16 @@ def test_report_is_self_contained_and_every_image_is_a_png(evaluated: tuple[Path
         assert pixels.shape[0] > 50 and pixels.shape[1] > 50 and float(np.std(pixels)) > 0.01
     assert not re.search(r"(?:href|src)=\"(?!data:|#)", html)  # no external resources
     assert "<script" not in html.lower() and "<link" not in html.lower()
-    for section in ("distances", "diversity", "memorisation", "fidelity", "masks", "intensity", "montages", "curves"):
+    for section in (
+        "distances",
+        "diversity",
+        "memorisation",
+        "fidelity",
+        "masks",
+        "intensity",
+        "montages",
+        "curves",
+    ):
         assert f'id="{section}"' in html
     fd = metrics["distances"]["all"]["synthetic"]["fd"]
     assert f"{fd['value']:.3f}" in html and f"{fd['ci'][0]:.3f}" in html
@@ -59,7 +70,9 @@ def test_report_is_self_contained_and_every_image_is_a_png(evaluated: tuple[Path
         assert case["case_id"] in html
 
 
-def test_report_command_rebuilds_the_same_page(evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_report_command_rebuilds_the_same_page(
+    evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
     out, _, _ = evaluated
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -71,7 +84,9 @@ def test_report_command_rebuilds_the_same_page(evaluated: tuple[Path, Path, dict
     assert (copy / "index.html").read_text(encoding="utf-8") == original
 
 
-def test_report_of_a_run_folder_picks_up_new_curves(evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_report_of_a_run_folder_picks_up_new_curves(
+    evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
     out, run, _ = evaluated
     new_run = tmp_path / "run"
     shutil.copytree(run, new_run)
@@ -111,7 +126,9 @@ CHECK = (
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium")
-def test_report_renders_in_headless_chromium(evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(
+    evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
     out, _, _ = evaluated
     html = (out / "index.html").read_text(encoding="utf-8")
     n_images = len(_images(html))

@@ -16,9 +16,22 @@ from gliomagen.training import load_checkpoint, train
 HERE = Path(__file__).resolve().parent
 
 
+def _training_conftest():  # noqa: ANN202
+    """This folder's conftest, by path: ``import conftest`` could find another folder's one."""
+    import importlib.util
+
+    name = "gliomagen_tests_training_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _cfg():  # noqa: ANN202
-    sys.path.insert(0, str(HERE))
-    from conftest import tiny_config
+    tiny_config = _training_conftest().tiny_config
 
     # mbstd groups of 2 = one worker's share; ADA and R1 on, so augmentation rows and the
     # double-backward penalty are split across workers too
@@ -31,8 +44,7 @@ def _cfg():  # noqa: ANN202
 
 
 def _store():  # noqa: ANN202
-    sys.path.insert(0, str(HERE))
-    from conftest import FakeStore
+    FakeStore = _training_conftest().FakeStore  # noqa: N806
 
     return FakeStore(n=6)
 

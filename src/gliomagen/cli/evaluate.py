@@ -62,6 +62,9 @@ def evaluate(
     batch_size: int = typer.Option(
         4, "--batch-size", help="Cases per batch when reading and extracting."
     ),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the networks run (features, probe, projection): cpu or cuda."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress messages."),
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
@@ -80,7 +83,8 @@ def evaluate(
     metrics = run_evaluation(
         real, synthetic, out, train=train, extractor=extractor, weights=weights, checkpoint=checkpoint, run=run,
         n_boot=bootstrap, seed=seed, n_pairs=pairs, batch_size=batch_size, n_reconstruct=reconstruct,
-        probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), progress=not quiet,
+        probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), device=device,
+        progress=not quiet,
     )  # fmt: skip
     overall = metrics["distances"]["all"]
     fd_syn = overall.get("synthetic", {}).get("fd", {}).get("value")

@@ -21,7 +21,8 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def train_cmd(
         store: Path = typer.Argument(
-            ..., help="Store folder written by `gliomagen prepare` or `gliomagen phantoms`."
+            ...,
+            help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`).",
         ),
         run: Path = typer.Option(
             ...,

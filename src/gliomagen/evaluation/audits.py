@@ -72,7 +72,9 @@ def pairwise_ms_ssim(
     rng = np.random.default_rng(seed)
     total = len(pos) * (len(pos) - 1) // 2
     if total <= n_pairs:
-        pairs = [(int(pos[i]), int(pos[j])) for i in range(len(pos)) for j in range(i + 1, len(pos))]
+        pairs = [
+            (int(pos[i]), int(pos[j])) for i in range(len(pos)) for j in range(i + 1, len(pos))
+        ]
     else:
         chosen: set[tuple[int, int]] = set()
         while len(chosen) < n_pairs:
@@ -136,7 +138,7 @@ def nearest_training(
         idx = np.unique(np.append(cand[q], feat_idx[q]))
         q_img, _ = queries.load([q])
         t_img, _ = train.load(idx)
-        values = ssim(q_img.expand(len(idx), *q_img.shape[1:]), t_img).numpy()
+        values = ssim(q_img, t_img).numpy()  # one query against its candidates
         j = int(values.argmax())
         best_ssim[q], best_idx[q] = values[j], idx[j]
     return {

@@ -10,7 +10,8 @@ downloaded.
   ResNet-18/34, B otherwise) from a state_dict the user gives (``--weights``: a MedicalNet
   ``.pth`` with or without its ``{"state_dict": ...}`` wrapper and ``module.`` prefixes; the
   segmentation head ``conv_seg.*`` is ignored). Depth, block type and shortcut are read from the
-  keys. A one-channel network sees each modality apart (z-scored inside the brain, as MedicalNet
+  keys. MONAI's ResNet strides layers 3 and 4 where MedicalNet's segmentation network dilates
+  them; the weights fit unchanged and the pooled features are the usual "MedicalNet FID" ones. A one-channel network sees each modality apart (z-scored inside the brain, as MedicalNet
   was trained) and the four 512/2048-long pooled features are concatenated in modality order, so
   swapped contrasts change the features.
 * ``slices`` (2.5D): a TorchScript 2D network the user exported (``--weights``, e.g. an
@@ -68,8 +69,10 @@ class ProbeExtractor(Extractor):
         cache_dir: Path | None = None,
         batch_size: int = 8,
         progress: Callable[[int, float], None] | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.options = options or ProbeOptions()
+        self.device = torch.device(device)
         if len(train) < 2:
             raise GliomagenError(
                 f"{train.name}: the probe needs at least 2 training cases, got {len(train)}"
@@ -88,14 +91,15 @@ class ProbeExtractor(Extractor):
                     [cats.index(str(v)) if v is not None else -1 for v in values]
                 )
         self.net, self._info = load_or_train_probe(
-            inputs, labels, self.options, cache_dir, progress
+            inputs, labels, self.options, cache_dir, progress, self.device
         )
         self.dim = self.net.feature_dim
         self._info["labels"] = sorted(labels)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.features(to_probe_input(images, self.options.size))
+        x = to_probe_input(images, self.options.size).to(self.device)
+        return self.net.features(x).cpu()
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, **self._info}
@@ -180,14 +184,17 @@ class MedicalNetExtractor(Extractor):
 
     name = "medicalnet"
 
-    def __init__(self, weights: str | os.PathLike[str] | None) -> None:
+    def __init__(
+        self, weights: str | os.PathLike[str] | None, device: torch.device | str = "cpu"
+    ) -> None:
+        self.device = torch.device(device)
         if weights is None:
             raise GliomagenError(
                 "--extractor medicalnet needs --weights PATH (a MedicalNet .pth state_dict); nothing is downloaded"
             )
         self.weights = Path(weights)
         state = _load_state_dict(self.weights, "--weights")
-        self.net = build_medicalnet(state, f"--weights {self.weights}")
+        self.net = build_medicalnet(state, f"--weights {self.weights}").to(self.device)
         self.in_channels = int(state["conv1.weight"].shape[1])
         if self.in_channels not in (1, 4):
             raise GliomagenError(
@@ -201,12 +208,12 @@ class MedicalNetExtractor(Extractor):
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        x = _zscore_in_brain(images.float())
+        x = _zscore_in_brain(images.float()).to(self.device)
         if self.in_channels == 4:
-            return self.net(x)
+            return self.net(x).cpu()
         b, c = x.shape[:2]
         feats = self.net(x.reshape(b * c, 1, *x.shape[2:]))  # [B*C, W]
-        return feats.reshape(b, -1)  # [B, C*W], modality order kept
+        return feats.reshape(b, -1).cpu()  # [B, C*W], modality order kept
 
     def info(self) -> dict[str, Any]:
         return {
@@ -227,7 +234,9 @@ class SlicesExtractor(Extractor):
         weights: str | os.PathLike[str] | None,
         n_slices: int = 8,
         slice_size: int | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
+        self.device = torch.device(device)
         if weights is None:
             raise GliomagenError(
                 "--extractor slices needs --weights PATH (a TorchScript 2D network); nothing is downloaded"
@@ -238,7 +247,7 @@ class SlicesExtractor(Extractor):
         try:
             with warnings.catch_warnings():  # TorchScript is deprecated upstream but still loads
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self.net = torch.jit.load(str(self.weights), map_location="cpu").eval()
+                self.net = torch.jit.load(str(self.weights), map_location=self.device).eval()
         except Exception as exc:
             raise GliomagenError(
                 f"--weights {self.weights}: not a TorchScript file ({type(exc).__name__})"
@@ -257,7 +266,7 @@ class SlicesExtractor(Extractor):
 
     def _embed(self, slices: torch.Tensor) -> torch.Tensor:
         """Slices ``[n, 1, h, w]`` in [-1, 1] -> features ``[n, F]``."""
-        x = ((slices + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
+        x = ((slices.to(self.device) + 1) / 2).clamp(0, 1).expand(-1, 3, -1, -1)
         if self.slice_size:
             x = F.interpolate(
                 x, size=(self.slice_size, self.slice_size), mode="bilinear", align_corners=False
@@ -265,7 +274,7 @@ class SlicesExtractor(Extractor):
         out = self.net(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
-        return out.flatten(2).mean(2) if out.ndim > 2 else out
+        return (out.flatten(2).mean(2) if out.ndim > 2 else out).float().cpu()
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -306,6 +315,7 @@ def build_extractor(
     n_slices: int = 8,
     slice_size: int | None = None,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Extractor:
     """Make the extractor called ``name`` (``probe`` | ``medicalnet`` | ``slices``).
 
@@ -318,6 +328,7 @@ def build_extractor(
         n_slices: slices per plane of ``slices``.
         slice_size: resize slices to this square size (``slices``).
         progress: probe training progress callback ``(step, loss)``.
+        device: where the network runs (inputs and features stay on the CPU).
     """
     if name == "probe":
         if train is None:
@@ -328,11 +339,11 @@ def build_extractor(
             raise GliomagenError(
                 "--weights is for --extractor medicalnet or slices; the probe trains its own"
             )
-        return ProbeExtractor(train, probe_options, cache_dir, progress=progress)
+        return ProbeExtractor(train, probe_options, cache_dir, progress=progress, device=device)
     if name == "medicalnet":
-        return MedicalNetExtractor(weights)
+        return MedicalNetExtractor(weights, device=device)
     if name == "slices":
-        return SlicesExtractor(weights, n_slices=n_slices, slice_size=slice_size)
+        return SlicesExtractor(weights, n_slices=n_slices, slice_size=slice_size, device=device)
     raise GliomagenError(f"--extractor {name!r}: unknown; choose one of {', '.join(EXTRACTORS)}")
 
 

@@ -213,6 +213,7 @@ def evaluate(
     cache_dir: str | os.PathLike[str] | None = None,
     n_reconstruct: int = 8,
     reconstruct_steps: int = 100,
+    device: str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -236,6 +237,8 @@ def evaluate(
         cache_dir: cache of the probe and of prepared NIfTI folders.
         n_reconstruct: held-out cases projected into ``w`` space (with ``checkpoint``).
         reconstruct_steps: optimisation steps per projection.
+        device: where networks run (``cpu`` or ``cuda``): feature extraction, probe training and
+            the projection; similarity measures and statistics run on the CPU.
         progress: print progress on stderr.
         log: alternative to ``progress``: called with each progress message.
 
@@ -249,6 +252,9 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise GliomagenError(f"--out {out}: exists and is not a folder")
     cache = Path(cache_dir) if cache_dir else None
+    from gliomagen.generation.source import resolve_device
+
+    dev = resolve_device(device)
     real_set, train_set, syn_set = resolve_sets(real, synthetic, train, cache, progress)
     say(f"real: {real_set.name} ({len(real_set)} cases); train: {train_set.name} ({len(train_set)}); "
         f"synthetic: {syn_set.name} ({len(syn_set)})")  # fmt: skip
@@ -259,8 +265,9 @@ def evaluate(
 
     say(f"features: {extractor}")
     ex = build_extractor(
-        extractor, train=train_set, weights=weights, probe_options=probe_options, cache_dir=cache
-    )
+        extractor, train=train_set, weights=weights, probe_options=probe_options, cache_dir=cache,
+        device=dev,
+    )  # fmt: skip
     scans = {}
     for role, cases in (("train", train_set), ("real", real_set), ("synthetic", syn_set)):
         say(f"scanning {role}: {cases.name}")
@@ -311,7 +318,12 @@ def evaluate(
 
         say("reconstruction")
         reconstruction = reconstruct(
-            checkpoint, real_set, n_cases=n_reconstruct, steps=reconstruct_steps, seed=seed
+            checkpoint,
+            real_set,
+            n_cases=n_reconstruct,
+            steps=reconstruct_steps,
+            seed=seed,
+            device=dev,
         )
     curves = None
     if run is not None:
@@ -331,7 +343,7 @@ def evaluate(
             "conditions": list(real_set.categorical), "checkpoint": str(checkpoint) if checkpoint else None,
             "run": str(Path(run).resolve()) if run else None,
         },
-        "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95},
+        "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95, "device": str(dev)},
         "extractor": ex.info(),
         "groups": {
             key: {"n_real": len(pr), "n_synthetic": len(ps), "n_train": len(pt)} for key, (pr, ps, pt) in groups.items()

@@ -153,9 +153,10 @@ class ProbeNet(nn.Module):
     @torch.no_grad()
     def standardise(self, inputs: torch.Tensor, batch_size: int = 8) -> None:
         """Fit the feature z-scoring on probe inputs ``[N, C, d, h, w]`` (the training cases)."""
+        dev = self.feat_mean.device
         feats = torch.cat(
             [
-                self.raw_features(inputs[i : i + batch_size].float())
+                self.raw_features(inputs[i : i + batch_size].float().to(dev))
                 for i in range(0, len(inputs), batch_size)
             ]
         )
@@ -267,17 +268,19 @@ def train_probe(
     labels: Mapping[str, torch.Tensor],
     options: ProbeOptions,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[ProbeNet, list[float]]:
     """Train a probe on its inputs.
 
     Args:
-        inputs: probe inputs ``[N, 4, d, h, w]`` (see :func:`to_probe_input`).
+        inputs: probe inputs ``[N, 4, d, h, w]`` on the CPU (see :func:`to_probe_input`).
         labels: label name -> class index per case ``[N]`` (``-1`` = unknown, ignored).
         options: network and training options.
         progress: called with ``(step, loss)`` after every step.
+        device: where the network trains (batches are drawn and transformed on the CPU).
 
     Returns:
-        ``(net in eval mode, loss per step)``.
+        ``(net in eval mode on device, loss per step)``.
     """
     if inputs.ndim != 5 or inputs.shape[1] != 4:
         raise GliomagenError(
@@ -290,7 +293,7 @@ def train_probe(
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        net = ProbeNet(inputs.shape[1], options.width, heads)
+        net = ProbeNet(inputs.shape[1], options.width, heads).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=options.lr)
         net.train()
         for step in range(options.steps):
@@ -298,7 +301,11 @@ def train_probe(
                 inputs.shape[0], min(options.batch_size, inputs.shape[0]), replace=False
             )
             x, targets = _augment(inputs[idx].float(), rng)
-            loss = _loss(net(x), targets, {k: v[idx] for k, v in labels.items()})
+            loss = _loss(
+                net(x.to(device)),
+                {k: v.to(device) for k, v in targets.items()},
+                {k: v[idx].to(device) for k, v in labels.items()},
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -328,8 +335,11 @@ def load_or_train_probe(
     options: ProbeOptions,
     cache_dir: Path | None = None,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[ProbeNet, dict[str, Any]]:
     """Load the cached probe for these inputs, labels and options, or train and cache it.
+
+    The cache key does not include the device: a probe trained on a GPU serves CPU runs too.
 
     Returns:
         ``(net, info)`` with ``info = {"key", "path", "cached", "final_loss", "options"}``.
@@ -342,7 +352,7 @@ def load_or_train_probe(
             blob = torch.load(path, map_location="cpu", weights_only=True)
             net = ProbeNet(inputs.shape[1], options.width, blob["heads"])
             net.load_state_dict(blob["state_dict"])
-            net.eval()
+            net.to(device).eval()
             return net, {
                 "key": key,
                 "path": str(path),
@@ -352,14 +362,14 @@ def load_or_train_probe(
             }
         except Exception:  # a damaged cache entry is retrained and replaced
             pass
-    net, losses = train_probe(inputs, labels, options, progress)
+    net, losses = train_probe(inputs, labels, options, progress, device)
     final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
     try:
         _save_atomic(
             {
                 "format": PROBE_FORMAT,
                 "heads": heads,
-                "state_dict": net.state_dict(),
+                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                 "final_loss": final,
                 "losses": losses,
             },

@@ -26,14 +26,14 @@ MASK_WEIGHT = 0.1
 W_MEAN_SAMPLES = 64
 
 
-def _load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
+def _load(checkpoint: str | os.PathLike[str], device: torch.device) -> tuple[Any, Any]:
     try:
         from gliomagen.training.checkpoint import load_generator
     except ImportError as exc:
         raise GliomagenError(
             f"--checkpoint {checkpoint}: generator code is not available ({exc})"
         ) from None
-    G, schema, _config, _meta = load_generator(checkpoint)
+    G, schema, _config, _meta = load_generator(checkpoint, device=device)
     for attr in ("mapping", "synthesis", "num_ws", "w_dim", "z_dim"):
         if not hasattr(G, attr):
             raise GliomagenError(
@@ -44,7 +44,7 @@ def _load(checkpoint: str | os.PathLike[str]) -> tuple[Any, Any]:
 
 def _mean_w(G: Any, cat: torch.Tensor, cont: torch.Tensor, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(W_MEAN_SAMPLES, G.z_dim, generator=gen)
+    z = torch.randn(W_MEAN_SAMPLES, G.z_dim, generator=gen).to(cat.device)
     with torch.no_grad():
         w = G.mapping(
             z, cat.expand(W_MEAN_SAMPLES, -1), cont.expand(W_MEAN_SAMPLES, -1)
@@ -110,13 +110,17 @@ def reconstruct(
     steps: int = 100,
     lr: float = 0.05,
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
     """Project ``n_cases`` held-out cases into the generator's W+ space and score the reconstructions.
+
+    The projection runs on ``device``; the scores are computed on the CPU.
 
     Returns:
         ``{"n", "steps", "cases": [{case_id, ssim, ms_ssim, psnr, mse, dice_wt, loss}], "mean": {...}}``.
     """
-    G, schema = _load(checkpoint)
+    dev = torch.device(device)
+    G, schema = _load(checkpoint, dev)
     size = tuple(int(s) for s in G.synthesis.size)
     if size != tuple(real.spatial) or int(G.synthesis.n_img) != real.shape[0]:
         raise GliomagenError(
@@ -134,10 +138,20 @@ def reconstruct(
         image, mask = real.load([pos])
         known = {k: v for k, v in real.labels[pos].items() if k in schema}
         cat_np, cont_np = schema.encode(known)
-        cat = torch.from_numpy(cat_np).view(1, -1)
-        cont = torch.from_numpy(cont_np).view(1, -1)
+        cat = torch.from_numpy(cat_np).view(1, -1).to(dev)
+        cont = torch.from_numpy(cont_np).view(1, -1).to(dev)
         m = None if bool((mask == NO_MASK).all()) else mask
-        rec, rec_mask, loss = project(G, image, m, cat, cont, steps=steps, lr=lr, seed=seed)
+        rec, rec_mask, loss = project(
+            G,
+            image.to(dev),
+            None if m is None else m.to(dev),
+            cat,
+            cont,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+        )
+        rec, rec_mask = rec.cpu(), rec_mask.cpu()
         rows.append({
             "case_id": real.case_ids[pos],
             "ssim": float(ssim(rec, image)[0]), "ms_ssim": float(ms_ssim(rec, image)[0]),

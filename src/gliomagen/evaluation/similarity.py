@@ -79,12 +79,15 @@ def ssim_and_cs_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SSIM and contrast-sensitivity maps of ``x`` and ``y`` ``[B, C, D, H, W]`` (MONAI's formulas).
 
+    ``x`` may also be a single volume ``[1, C, D, H, W]`` compared with every volume of ``y``: its
+    local statistics are then filtered once, not ``B`` times.
+
     Returns:
         ``(ssim, cs)``, each ``[B, C, D - win + 1, H - win + 1, W - win + 1]``.
     """
-    if x.shape != y.shape or x.ndim != 5:
+    if x.ndim != 5 or x.shape[1:] != y.shape[1:] or x.shape[0] not in (1, y.shape[0]):
         raise ValueError(
-            f"SSIM: expected two [B, C, D, H, W] tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+            f"SSIM: expected [B, C, D, H, W] tensors of one shape (or x with B = 1), got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     if min(x.shape[2:]) < win_size:
         raise ValueError(

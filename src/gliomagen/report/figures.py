@@ -26,6 +26,15 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), dpi=DPI)
 
 
+def _bins(values: np.ndarray, n: int) -> np.ndarray | int:
+    """``n`` equal histogram bins over the values' range (widened when every value is the same)."""
+    if not len(values):
+        return n
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.05 * max(abs(lo), abs(hi), 1.0) if hi - lo < 1e-9 else 0.0
+    return np.linspace(lo - pad, hi + pad, n)
+
+
 def png_bytes(fig: Any) -> bytes:
     """Render a matplotlib figure to PNG bytes."""
     buf = io.BytesIO()
@@ -50,8 +59,9 @@ def montage_png(
         montage_rgb(img, mask if mask is not None and (mask != 255).any() else None)
         for img, mask, _ in items
     ]
-    fig = _figure(2.6 * n + 0.4, 0.65 * len(modalities) * 1.3 + 0.8)
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01, top=0.85, wspace=0.08)
+    width = 2.6 * n + 0.5
+    fig = _figure(width, 0.65 * len(modalities) * 1.3 + 0.8)
+    fig.subplots_adjust(left=0.4 / width, right=0.99, bottom=0.01, top=0.85, wspace=0.05)
     fig.set_facecolor("black")
     fig.suptitle(title, color="white", fontsize=10)
     for i, (rgb, (_, _, cid)) in enumerate(zip(rgbs, items, strict=True)):
@@ -60,12 +70,9 @@ def montage_png(
         ax.set_title(cid, color="white", fontsize=8)
         ax.set_xticks([])
         side = rgb.shape[1] // 3
-        ax.set_yticks(
-            [(r + 0.5) * side for r in range(len(modalities))],
-            list(modalities),
-            color="white",
-            fontsize=7,
-        )
+        rows = [(r + 0.5) * side for r in range(len(modalities))]
+        ax.set_yticks(rows, list(modalities) if i == 0 else [], color="white", fontsize=7)
+        ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
     return png_bytes(fig)
@@ -120,7 +127,7 @@ def distributions_png(
         values = [np.asarray(entry[role]["values"], dtype=float) for role in ("real", "synthetic")]
         both = np.concatenate(values) if any(len(v) for v in values) else np.zeros(0)
         if len(both):
-            bins = np.linspace(both.min(), both.max() + 1e-9, 16)
+            bins = _bins(both, 16)
             for v, role, colour in zip(
                 values, ("real", "synthetic"), (REAL_COLOUR, SYN_COLOUR), strict=True
             ):
@@ -236,7 +243,7 @@ def memorisation_png(memo: Mapping[str, Any]) -> bytes:
         real = np.asarray(memo["heldout"][key], dtype=float)
         syn = np.asarray(memo["synthetic"][key], dtype=float)
         both = np.concatenate([real, syn])
-        bins = np.linspace(both.min(), both.max() + 1e-9, 20) if len(both) else 10
+        bins = _bins(both, 20)
         ax.hist(
             real,
             bins=bins,

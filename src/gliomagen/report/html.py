@@ -27,7 +27,7 @@ TEMPLATE = r"""<!DOCTYPE html>
 <style>
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}
 th,td{border:1px solid #ddd;padding:.25em .55em;text-align:right}th{background:#f3f3f3}
 td.l,th.l{text-align:left}.flag{background:#fde0dc}.note{color:#555;font-size:.85em;max-width:60em}
 img{max-width:100%;height:auto;display:block;margin:.4em 0}
@@ -41,7 +41,7 @@ img{max-width:100%;height:auto;display:block;margin:.4em 0}
 <tr><th class="l">synthetic</th><td class="l">{{ inputs.synthetic.name }} ({{ inputs.synthetic.n }} cases)</td></tr>
 <tr><th class="l">grid</th><td class="l">{{ inputs.grid | join(" x ") }} voxels, {{ inputs.spacing_mm | map("round", 2) | join(" x ") }} mm</td></tr>
 <tr><th class="l">features</th><td class="l">{{ extractor.name }} ({{ extractor.dim }} dims){% if extractor.weights %}, weights {{ extractor.weights }}{% endif %}</td></tr>
-<tr><th class="l">settings</th><td class="l">{{ settings.bootstrap }} bootstrap resamples ({{ (settings.ci_level * 100) | round | int }}% intervals), seed {{ settings.seed }}</td></tr>
+<tr><th class="l">settings</th><td class="l">{{ settings.bootstrap }} bootstrap resamples ({{ (settings.ci_level * 100) | round | int }}% intervals), seed {{ settings.seed }}{% if settings.device %}, networks on {{ settings.device }}{% endif %}</td></tr>
 <tr><th class="l">created</th><td class="l">{{ created }} by gliomagen {{ version }}</td></tr>
 </table>
 {% endif %}
