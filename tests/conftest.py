@@ -18,7 +18,8 @@ def real_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def _seed_torch() -> None:
+    """Every test starts from torch seed 0, whatever ran before it."""
     import torch
 
     torch.manual_seed(0)
