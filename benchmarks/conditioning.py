@@ -40,7 +40,7 @@ from scipy import ndimage
 from gliomagen.config import resolve_config
 from gliomagen.data import open_store
 from gliomagen.models import build_generator
-from gliomagen.training import load_generator, train
+from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import TrainingData
 
 MIN_TUMOUR_FRAC = 0.001  # ~33 voxels at 32^3
@@ -244,11 +244,7 @@ def main() -> None:
     for k in range(args.evals):
         train(cfg, store, run, resume=k > 0, max_minutes=chunk, progress=False)
         G, schema, _, _ = load_generator(run)
-        ck = torch.load(
-            sorted((run / "checkpoints").glob("step-*.pt"))[-1],
-            map_location="cpu",
-            weights_only=True,
-        )
+        ck = load_checkpoint(sorted((run / "checkpoints").glob("step-*.pt"))[-1])
         r = rates(judge_generator(G, schema, args.samples, args.seed + 1))
         entry = {
             "train_minutes": ck["train_state"]["elapsed_s"] / 60,

@@ -33,7 +33,7 @@ def evaluate(
     weights: Path | None = typer.Option(
         None,
         "--weights",
-        help="medicalnet: a MedicalNet .pth state_dict; slices: a TorchScript 2D network.",
+        help="medicalnet: a MedicalNet .pth state_dict (loaded weights_only); slices: a TorchScript 2D network (TorchScript runs code: use only files you trust).",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
