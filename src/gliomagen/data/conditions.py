@@ -42,7 +42,8 @@ from gliomagen.errors import GliomagenError
 Kind = Literal["categorical", "continuous"]
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """True for None, NaN and the empty/NA strings a CSV uses for a missing label."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -88,7 +89,7 @@ class ConditionField:
     def encode(self, value: Any) -> float | int:
         """Encode one raw value; raises GliomagenError for a category the schema does not know."""
         if self.kind == "categorical":
-            if _is_missing(value):
+            if is_missing(value):
                 return len(self.categories)
             key = str(value).strip()
             if key not in self.categories:
@@ -96,7 +97,7 @@ class ConditionField:
                     f"condition {self.name}={key!r} is not in the model; known values: {', '.join(self.categories)}"
                 )
             return self.categories.index(key)
-        if _is_missing(value):
+        if is_missing(value):
             return 0.0
         try:
             x = float(value)
@@ -161,7 +162,7 @@ class ConditionSchema:
         Returns:
             ``(cat [n_cat] int64, cont [n_cont] float32)``.
         """
-        unknown = [k for k in values if k not in self and not _is_missing(values[k])]
+        unknown = [k for k in values if k not in self and not is_missing(values[k])]
         if unknown:
             raise GliomagenError(
                 f"condition {unknown[0]!r} is not in the model; known conditions: {', '.join(self.names) or 'none'}"
@@ -207,7 +208,7 @@ class ConditionSchema:
         out: dict[str, Any] = {}
         for f in self.fields:
             value = values.get(f.name)
-            if _is_missing(value):
+            if is_missing(value):
                 out[f.name] = None
             elif f.kind == "categorical":
                 out[f.name] = str(value).strip()
@@ -265,7 +266,7 @@ def infer_kind(values: Iterable[Any]) -> Kind:
     """
     numbers: set[float] = set()
     for v in values:
-        if _is_missing(v):
+        if is_missing(v):
             continue
         try:
             x = float(v)
@@ -396,7 +397,7 @@ def build_schema(
     fields: list[ConditionField] = []
     for name, source in sources.items():
         values = [r.get(name) for r in rows]
-        present = [v for v in values if not _is_missing(v)]
+        present = [v for v in values if not is_missing(v)]
         kind = kinds.get(name) or FIXED_KINDS.get(name) or infer_kind(present)
         if kind == "ignore" or not present:
             continue
@@ -408,7 +409,7 @@ def build_schema(
         train_nums = [
             _to_float(v, name)
             for v, t in zip(values, in_train, strict=True)
-            if t and not _is_missing(v)
+            if t and not is_missing(v)
         ]
         ref = np.asarray(train_nums or nums, dtype=np.float64)
         fields.append(

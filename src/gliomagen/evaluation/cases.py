@@ -15,17 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from gliomagen.data.conditions import is_missing
 from gliomagen.errors import GliomagenError
 
 NO_MASK = 255
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return isinstance(value, str) and value.strip() in ("", "nan", "NaN", "NA", "None")
 
 
 @dataclass
@@ -165,7 +158,7 @@ class CaseSet:
     # -- labels ---------------------------------------------------------------------------
     def label_values(self, name: str) -> list[Any]:
         """Raw value of label ``name`` per case (``None`` where missing)."""
-        return [None if _is_missing(r.get(name)) else r.get(name) for r in self.labels]
+        return [None if is_missing(r.get(name)) else r.get(name) for r in self.labels]
 
     def groups(
         self, fields: Sequence[str] | None = None, min_cases: int = 1

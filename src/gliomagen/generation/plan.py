@@ -28,19 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.conditions import ConditionSchema, is_missing
 from gliomagen.errors import GliomagenError
 
 WEIGHT = "weight"
-
-
-def _is_missing(value: Any) -> bool:
-    """Empty, None, NaN or an NA spelling: the field is unknown for this row."""
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and value.strip() in ("", "nan", "NaN", "NA", "None")
 
 
 def _clean_row(
@@ -53,7 +44,7 @@ def _clean_row(
         name = str(key).strip()
         if name == WEIGHT:
             try:
-                weight = float(value) if not _is_missing(value) else 1.0
+                weight = float(value) if not is_missing(value) else 1.0
             except (TypeError, ValueError):
                 raise GliomagenError(f"{where}: weight {value!r} is not a number") from None
             if not math.isfinite(weight) or weight < 0:
@@ -65,7 +56,7 @@ def _clean_row(
                 f"{where}: condition {name!r} is not in the model; known conditions: {known}"
             )
         fld = schema[name]
-        if _is_missing(value):
+        if is_missing(value):
             values[name] = None
             continue
         try:
