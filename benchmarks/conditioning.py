@@ -117,11 +117,36 @@ def rates(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
     return out
 
 
+def _condition_centre(
+    w_avg: dict[str, torch.Tensor] | None, cat: torch.Tensor
+) -> torch.Tensor | None:
+    """Per-sample truncation centres: the checkpoint's mean ``w`` of each sample's condition."""
+    if w_avg is None:
+        return None
+    rows = []
+    for c in cat:
+        hit = (w_avg["cat"] == c).all(1).nonzero()
+        if len(hit) == 0:
+            return None
+        rows.append(w_avg["w"][int(hit[0])])
+    return torch.stack(rows)
+
+
 @torch.no_grad()
 def judge_generator(
-    G: Any, schema: Any, n: int, seed: int, batch: int = 16
+    G: Any,
+    schema: Any,
+    n: int,
+    seed: int,
+    batch: int = 16,
+    psi: float = 1.0,
+    w_avg: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them."""
+    """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them.
+
+    ``psi < 1`` truncates each ``w`` toward its condition's mean ``w`` (``w_avg`` from the
+    checkpoint, as ``gliomagen generate --truncation`` does), or toward the global mean without it.
+    """
     grade = schema["grade"]
     gi = [f.name for f in schema.categorical].index("grade")
     gen = torch.Generator().manual_seed(seed)
@@ -137,7 +162,14 @@ def judge_generator(
             )  # unknown
             cat[:, gi] = code
             cont = torch.zeros(b, len(schema.continuous))
-            img, logits = G(torch.randn(b, G.z_dim, generator=gen), cat, cont, noise_mode="random")
+            img, logits = G(
+                torch.randn(b, G.z_dim, generator=gen),
+                cat,
+                cont,
+                truncation_psi=psi,
+                w_avg=_condition_centre(w_avg, cat) if psi != 1.0 else None,
+                noise_mode="random",
+            )
             mask = logits.argmax(1).numpy()
             res += [judge(img[i].numpy(), mask[i]) for i in range(b)]
         out[name] = res
@@ -195,6 +227,13 @@ def main() -> None:
     ap.add_argument("--evals", type=int, default=6, help="checkpoints judged over the budget")
     ap.add_argument("--samples", type=int, default=100, help="samples per grade and checkpoint")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--psi",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.7],
+        help="truncation values judged at every checkpoint (1 = none; the first is the headline)",
+    )
     ap.add_argument("--workdir", type=Path, help="where the run goes (default: a temp folder)")
     ap.add_argument("--out", type=Path, help="JSON output")
     args = ap.parse_args()
@@ -243,21 +282,33 @@ def main() -> None:
     t_start = time.time()
     for k in range(args.evals):
         train(cfg, store, run, resume=k > 0, max_minutes=chunk, progress=False)
-        G, schema, _, _ = load_generator(run)
+        G, schema, _, meta = load_generator(run)
         ck = load_checkpoint(sorted((run / "checkpoints").glob("step-*.pt"))[-1])
-        r = rates(judge_generator(G, schema, args.samples, args.seed + 1))
+        by_psi = {
+            str(psi): rates(
+                judge_generator(
+                    G, schema, args.samples, args.seed + 1, psi=psi, w_avg=meta.get("w_avg")
+                )
+            )
+            for psi in args.psi
+        }
+        r = by_psi[str(args.psi[0])]
         entry = {
             "train_minutes": ck["train_state"]["elapsed_s"] / 60,
             "step": int(ck["step"]),
+            "psi": args.psi[0],
             **r,
+            "by_psi": by_psi,
             "wall_minutes": (time.time() - t_start) / 60,
         }
         report["evals"].append(entry)
-        print(
-            f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  faithful HGG {r['faithful_HGG']:.2f}  "
-            f"LGG {r['faithful_LGG']:.2f}  (tumour present HGG {r['tumour_HGG']:.2f}, LGG {r['tumour_LGG']:.2f})",
-            flush=True,
-        )
+        for psi, rp in by_psi.items():
+            print(
+                f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  psi {psi}  "
+                f"faithful HGG {rp['faithful_HGG']:.2f}  LGG {rp['faithful_LGG']:.2f}  "
+                f"(tumour present HGG {rp['tumour_HGG']:.2f}, LGG {rp['tumour_LGG']:.2f})",
+                flush=True,
+            )
     report["run"] = str(run)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

@@ -7,10 +7,17 @@ checkpoint. Problems are :class:`gliomagen.errors.GliomagenError` one-liners nam
 
 Presets:
     ``origin``: the origin design: AdaIN, LSGAN, Adam G 4e-4 / D 1e-4 with betas (0.5, 0.999),
-    batch 4, 128^3 grid, no EMA, no augmentation.
+    batch 4, 128^3 grid, no EMA, no augmentation; with the report's planned mitigations against
+    overfitting: dropout 0.2 in D, weight decay 0.01 on G and D, validation every 2000 steps with
+    early stopping.
     ``small-data``: StyleGAN2-ADA style for 60-150 cases: modulated convolutions, non-saturating loss
-    with lazy R1, ADA, EMA of G, auxiliary classifier in D.
-    ``demo-cpu``: a tiny (~1M-parameter) model at 32^3 that learns something in minutes on 2 cores.
+    with lazy R1, ADA, EMA of G, auxiliary classifier in D; validation every 2000 steps.
+    ``demo-cpu``: a tiny (~1M-parameter) model at 32^3 that learns something in minutes on 2 cores;
+    no validation unless asked (``--set train.val_every=N``).
+    ``origin-2d``: the origin proposal's 2D recipe (before it moved to 3D): ``origin`` on 256x256
+    slices of a slice store (``prepare --slices``), conditioned on the view (and position).
+    ``small-data-2d``: ``small-data`` for slice stores of any size (``data.spatial_dims=2``),
+    batch 16 (slices are cheap).
 
 Example:
     >>> cfg = resolve_config("demo-cpu", overrides=["train.lr_g=0.001"])
@@ -58,7 +65,13 @@ class ModelConfig:
     aux_classifier: bool = True  # AC-GAN head in D (predicts the conditions)
     mbstd_group: int = 4  # minibatch-std group (contiguous samples; 0 = off)
     spectral_norm: bool = False  # spectral normalisation of D's weights
+    d_dropout: float = 0.0  # dropout probability on D's dense features (train mode only; 0 = off)
     d_stem: Literal["conv", "space_to_depth"] = "conv"  # space_to_depth: D starts at half grid
+    start: Literal["const", "latent"] = "const"  # latent: + dense(w) at the start grid
+    encoder: bool = False  # VAE-GAN: G carries an encoder q(z|x) for the reconstruction terms
+    tumour_crop: int = 0  # side of the tumour-centred crop a second D judges (0 = off; >= 16)
+    d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
+    # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
 
 
 @dataclass
@@ -71,6 +84,9 @@ class LossConfig:
     gp_weight: float = 10.0  # wgan-gp penalty weight
     wgan_drift: float = 1e-3
     aux_weight: float = 1.0  # AC-GAN loss weight (D on reals, G on fakes)
+    recon_weight: float = 0.0  # VAE-GAN (needs model.encoder): mask cross-entropy of encoded reals
+    recon_img_weight: float = 0.0  # VAE-GAN: L1 of the reconstructed images
+    kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
 
 
 @dataclass
@@ -118,6 +134,20 @@ class TrainConfig:
     log_every: int = 50
     nan_patience: int = 20  # non-finite steps in a row before the run stops
     w_avg_samples: int = 1_000  # latents per condition for the checkpoint's mean w
+    # decoupled weight decay (AdamW): every step p -= lr * weight_decay * p, apart from Adam's step
+    weight_decay_g: float = 0.0
+    weight_decay_d: float = 0.0
+    # validation on the store's val split (gliomagen.training.validation); 0 = off
+    val_every: int = 0  # steps between evaluations
+    val_metric: Literal["fd", "kid", "fidelity", "diversity"] = "fd"  # best.pt and plateau stop
+    val_patience: int = 10  # evaluations without improvement before stopping (0 = never)
+    val_min_delta: float = 0.0  # an improvement must exceed this
+    val_samples: int = 64  # G_ema samples per evaluation
+    val_batch_size: int = 8  # volumes per batch when sampling and extracting features
+    val_pairs: int = 64  # sample pairs of the diversity (MS-SSIM) estimate
+    val_probe_steps: int = 100  # training steps of the validation probe network (once per run)
+    stop_on_memorisation: bool = True  # stop when memorisation_threshold samples are flagged
+    memorisation_threshold: int = 8  # flagged samples that stop the run (chance: <~5% of samples)
 
 
 @dataclass
@@ -127,6 +157,7 @@ class DataConfig:
     split: str = "train"
     size: list[int] | None = None
     conditions: list[str] | None = None
+    spatial_dims: int | None = None  # 2: a slice store, 3: a volume store, None: either
 
 
 @dataclass
@@ -152,7 +183,7 @@ SECTIONS = ("model", "loss", "augment", "train", "data")
 def _origin() -> Config:
     return Config(
         preset="origin",
-        model=ModelConfig(style="adain", aux_classifier=False),
+        model=ModelConfig(style="adain", aux_classifier=False, d_dropout=0.2),
         loss=LossConfig(kind="lsgan", r1_gamma=0.0),
         augment=AugmentConfig(ada=False, p=0.0),
         train=TrainConfig(
@@ -162,13 +193,16 @@ def _origin() -> Config:
             betas_g=(0.5, 0.999),
             betas_d=(0.5, 0.999),
             ema_half_life_images=0.0,
+            weight_decay_g=0.01,  # the origin report's mitigations: L2 and dropout, early stopping
+            weight_decay_d=0.01,
+            val_every=2_000,
         ),
         data=DataConfig(size=[128, 128, 128]),
     )
 
 
 def _small_data() -> Config:
-    return Config(preset="small-data")
+    return Config(preset="small-data", train=TrainConfig(val_every=2_000))
 
 
 def _demo_cpu() -> Config:
@@ -200,17 +234,41 @@ def _demo_cpu() -> Config:
             log_every=25,
             w_avg_samples=256,
             threads=1,  # measured: on 2 shared cores, 2 OpenMP threads ran up to 6x slower than 1
+            val_samples=16,  # validation is off (val_every=0); these keep it cheap when asked
+            val_batch_size=4,
+            val_pairs=24,
+            val_probe_steps=60,
+            memorisation_threshold=4,
         ),
         data=DataConfig(size=[32, 32, 32]),
     )
 
 
-_PRESETS = {"origin": _origin, "small-data": _small_data, "demo-cpu": _demo_cpu}
+def _origin_2d() -> Config:
+    cfg = _origin()
+    cfg.preset = "origin-2d"
+    cfg.data = DataConfig(size=[256, 256], spatial_dims=2)
+    cfg.train.val_every = 0  # validation (training.validation) measures 3D volumes only
+    return cfg
+
+
+def _small_data_2d() -> Config:
+    cfg = _small_data()
+    cfg.preset = "small-data-2d"
+    cfg.train.batch_size = 16
+    cfg.data = DataConfig(spatial_dims=2)
+    cfg.train.val_every = 0  # validation (training.validation) measures 3D volumes only
+    return cfg
+
+
+_PRESETS = {"origin": _origin, "small-data": _small_data, "demo-cpu": _demo_cpu,
+            "origin-2d": _origin_2d, "small-data-2d": _small_data_2d}  # fmt: skip
 PRESETS: tuple[str, ...] = tuple(_PRESETS)
 
 
 def preset(name: str) -> Config:
-    """A fresh copy of a named preset (``origin``, ``small-data``, ``demo-cpu``)."""
+    """A fresh copy of a named preset (``origin``, ``small-data``, ``demo-cpu``, ``origin-2d``,
+    ``small-data-2d``)."""
     if name not in _PRESETS:
         raise GliomagenError(
             f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}"
@@ -432,6 +490,10 @@ def _validate(cfg: Config) -> None:
         "train.sample_every",
         "train.log_every",
         "train.nan_patience",
+        "train.val_batch_size",
+        "train.val_pairs",
+        "train.val_probe_steps",
+        "train.memorisation_threshold",
         "loss.r1_interval",
         "augment.interval",
     ):
@@ -442,10 +504,18 @@ def _validate(cfg: Config) -> None:
         "train.num_workers",
         "train.samples_per_condition",
         "train.w_avg_samples",
+        "train.val_every",
+        "train.val_patience",
+        "train.val_min_delta",
+        "train.weight_decay_g",
+        "train.weight_decay_d",
         "loss.r1_gamma",
         "loss.gp_weight",
         "loss.wgan_drift",
         "loss.aux_weight",
+        "loss.recon_weight",
+        "loss.recon_img_weight",
+        "loss.kl_weight",
         "train.ema_half_life_images",
         "train.ema_rampup",
         "augment.translate",
@@ -460,6 +530,14 @@ def _validate(cfg: Config) -> None:
     for key in ("augment.p", "augment.target", "train.style_mixing"):
         need(0.0 <= _get(cfg, key) <= 1.0, key, "must be in [0, 1]")
     need(0.0 <= a.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
+    need(0.0 <= cfg.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)")
+    need(t.val_samples >= 2, "train.val_samples", "must be >= 2 (FD, KID and diversity need pairs)")
+    if t.val_every > 0 and t.stop_on_memorisation:
+        need(
+            t.memorisation_threshold <= t.val_samples,
+            "train.memorisation_threshold",
+            f"must be <= train.val_samples={t.val_samples}",
+        )
     for key in ("train.betas_g", "train.betas_d"):
         need(all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
     need(
@@ -470,6 +548,22 @@ def _validate(cfg: Config) -> None:
     need(
         d.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all"
     )
+    recon = cfg.loss.recon_weight > 0 or cfg.loss.recon_img_weight > 0
+    need(
+        not recon or cfg.model.encoder,
+        "loss.recon_weight",
+        "reconstruction terms need model.encoder=true",
+    )
+    need(
+        not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
+        "model.encoder",
+        "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",
+    )
+    crop = cfg.model.tumour_crop
+    need(crop == 0 or crop >= 16, "model.tumour_crop", "must be 0 (off) or at least 16")
+    if crop and d.size is not None:
+        need(crop <= min(d.size), "model.tumour_crop", f"must not exceed the grid {d.size}")
+    need(d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
     if d.size is not None:
         from gliomagen.models.generator import plan_grid
 
@@ -477,6 +571,42 @@ def _validate(cfg: Config) -> None:
             plan_grid(d.size)
         except ValueError as exc:
             raise GliomagenError(f"data.size={d.size}: unsupported size: {exc}") from None
+        need(
+            d.spatial_dims is None or len(d.size) == d.spatial_dims,
+            "data.size",
+            f"has {len(d.size)} sides but data.spatial_dims={d.spatial_dims}",
+        )
+
+
+def check_store_size(cfg: Config, size: typing.Sequence[int], name: str = "store") -> None:
+    """Refuse a store whose grid does not suit ``cfg``, with one line naming the mismatch.
+
+    A 3D configuration (``data.size`` with three sides, or ``data.spatial_dims=3``) on a 2D slice
+    store, or a 2D one on a volume store, is named as such, with the presets that fit the store;
+    otherwise a ``data.size`` must equal the store's grid.
+
+    Raises:
+        GliomagenError: e.g. ``preset origin: data.size=128x128x128 is for 3D volumes but STORE is
+            a 2D slice store (64x64); use --preset origin-2d or small-data-2d, or --set data.size=null``.
+    """
+    dims = len(size)
+    d = cfg.data
+    want = d.spatial_dims or (len(d.size) if d.size is not None else None)
+    grid = "x".join(str(int(s)) for s in size)
+    if want is not None and want != dims:
+        key = f"data.size={'x'.join(map(str, d.size))}" if d.size is not None else f"data.spatial_dims={d.spatial_dims}"
+        kind = {2: "2D slices", 3: "3D volumes"}.get(want, f"{want}-D items")
+        store = {2: "a 2D slice store", 3: "a 3D volume store"}.get(dims, f"a {dims}-D store")
+        fits = "origin-2d or small-data-2d" if dims == 2 else "origin, small-data or demo-cpu"
+        raise GliomagenError(
+            f"preset {cfg.preset}: {key} is for {kind} but {name} is {store} ({grid}); "
+            f"use --preset {fits}, or --set data.size=null --set data.spatial_dims=null"
+        )
+    if d.size is not None and tuple(int(s) for s in d.size) != tuple(int(s) for s in size):
+        raise GliomagenError(
+            f"data.size={'x'.join(map(str, d.size))} but {name} holds {grid} items; "
+            f"prepare a store at that size or --set data.size=null"
+        )
 
 
 def _get(cfg: Config, key: str) -> Any:

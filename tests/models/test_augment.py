@@ -35,23 +35,27 @@ def test_geometry_moves_images_and_mask_together(sd: int) -> None:
     torch.testing.assert_close((a[:, 0] + 1) / 2, b[:, 0], atol=1e-5, rtol=0)
 
 
-def test_integer_translation_is_exact() -> None:
-    pipe = AugmentPipe(3)
-    img, mask = _inputs(3, n=1, s=10)
-    zero = pipe.sample_params(1, 0.0, (10, 10, 10), torch.Generator().manual_seed(0))
-    params = dict(zero, shift=torch.tensor([[2, -1, 0]]))
+@pytest.mark.parametrize("sd", [2, 3])
+def test_integer_translation_is_exact(sd: int) -> None:
+    pipe = AugmentPipe(sd)
+    img, mask = _inputs(sd, n=1, s=10)
+    zero = pipe.sample_params(1, 0.0, (10,) * sd, torch.Generator().manual_seed(0))
+    params = dict(zero, shift=torch.tensor([[2, -1, 0][:sd]]))
     a, b = pipe.apply(img, mask, params)
-    torch.testing.assert_close(a[0, :, 2:, :-1, :], img[0, :, :-2, 1:, :], atol=1e-5, rtol=0)
-    torch.testing.assert_close(b[0, :, 2:, :-1, :], mask[0, :, :-2, 1:, :], atol=1e-5, rtol=0)
-    flip = dict(zero, flip=torch.tensor([[False, False, True]]))
+    moved = (slice(None), slice(2, None), slice(None, -1))  # +2 along the first axis, -1 along the second
+    source = (slice(None), slice(None, -2), slice(1, None))
+    torch.testing.assert_close(a[0][moved], img[0][source], atol=1e-5, rtol=0)
+    torch.testing.assert_close(b[0][moved], mask[0][source], atol=1e-5, rtol=0)
+    flip = dict(zero, flip=torch.tensor([[False] * (sd - 1) + [True]]))
     a, _ = pipe.apply(img, mask, flip)
-    assert torch.equal(a, img.flip(4))
+    assert torch.equal(a, img.flip(1 + sd))
 
 
-def test_intensity_touches_only_images_and_keeps_background() -> None:
-    pipe = AugmentPipe(3)
-    img, mask = _inputs(3, n=1)
-    zero = pipe.sample_params(1, 0.0, (8, 8, 8), torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("sd", [2, 3])
+def test_intensity_touches_only_images_and_keeps_background(sd: int) -> None:
+    pipe = AugmentPipe(sd)
+    img, mask = _inputs(sd, n=1)
+    zero = pipe.sample_params(1, 0.0, (8,) * sd, torch.Generator().manual_seed(0))
     params = dict(zero, contrast=torch.full((1, 4), 2.0))
     a, b = pipe.apply(torch.full_like(img, -1.0), mask, params)
     assert torch.equal(b, mask) and torch.equal(a, torch.full_like(img, -1.0))
@@ -59,11 +63,12 @@ def test_intensity_touches_only_images_and_keeps_background() -> None:
     torch.testing.assert_close(a, (img + 1) * 2 - 1)
 
 
-def test_draw_count_does_not_depend_on_p() -> None:
-    pipe = AugmentPipe(3)
+@pytest.mark.parametrize("sd", [2, 3])
+def test_draw_count_does_not_depend_on_p(sd: int) -> None:
+    pipe = AugmentPipe(sd)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    pipe.sample_params(4, 0.1, (8, 8, 8), g1)
-    pipe.sample_params(4, 0.9, (8, 8, 8), g2)
+    pipe.sample_params(4, 0.1, (8,) * sd, g1)
+    pipe.sample_params(4, 0.9, (8,) * sd, g2)
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
 
 

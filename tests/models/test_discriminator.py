@@ -50,18 +50,20 @@ def test_forward_outputs(schema, size: tuple[int, ...], aux: bool) -> None:  # n
         D(img[:, :3], mask, cat, cont)
 
 
-def test_projection_makes_the_score_depend_on_conditions(schema) -> None:  # noqa: ANN001
-    D = tiny(schema)
-    img, mask = torch.randn(1, 4, 16, 16, 16), torch.softmax(torch.randn(1, 4, 16, 16, 16), 1)
+@pytest.mark.parametrize("size", [(16, 16, 16), (16, 16)])
+def test_projection_makes_the_score_depend_on_conditions(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    D = tiny(schema, size)
+    img, mask = torch.randn(1, 4, *size), torch.softmax(torch.randn(1, 4, *size), 1)
     with torch.no_grad():
         a = D(img, mask, torch.tensor([[0, 0]]), torch.zeros(1, 1)).score
         b = D(img, mask, torch.tensor([[1, 0]]), torch.zeros(1, 1)).score
     assert abs(float(a - b)) > 1e-4
 
 
-def test_spectral_norm_bounds_weights(schema) -> None:  # noqa: ANN001
-    D = tiny(schema, spectral_norm=True)
-    img, mask = torch.randn(2, 4, 16, 16, 16), torch.softmax(torch.randn(2, 4, 16, 16, 16), 1)
+@pytest.mark.parametrize("size", [(16, 16, 16), (16, 16)])
+def test_spectral_norm_bounds_weights(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    D = tiny(schema, size, spectral_norm=True)
+    img, mask = torch.randn(2, 4, *size), torch.softmax(torch.randn(2, 4, *size), 1)
     for _ in range(20):  # power iterations run in training-mode forwards
         D(img, mask, torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 1))
     w = D.fc.weight.detach()

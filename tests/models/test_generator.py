@@ -57,8 +57,14 @@ def test_forward_shapes_and_range(schema, style: str, size: tuple[int, ...]) -> 
     assert G.num_ws == 2 * k + 2
 
 
-def test_mapping_synthesis_split_and_truncation(schema) -> None:  # noqa: ANN001
-    G = tiny(schema)
+SIZES = [(16, 16, 16), (16, 16)]
+"""One 3D and one 2D grid: every module test below runs in both."""
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_mapping_synthesis_split_and_truncation(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    G = tiny(schema, size)
+    assert G.synthesis.spatial_dims == len(size)
     z = torch.randn(3, 8)
     cat, cont = torch.tensor([[0, 0]] * 3), torch.zeros(3, 1)
     with torch.no_grad():
@@ -74,8 +80,9 @@ def test_mapping_synthesis_split_and_truncation(schema) -> None:  # noqa: ANN001
         torch.testing.assert_close(img[:1], ref)
 
 
-def test_conditions_change_w_and_bad_inputs_fail(schema) -> None:  # noqa: ANN001
-    G = tiny(schema)
+@pytest.mark.parametrize("size", SIZES)
+def test_conditions_change_w_and_bad_inputs_fail(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    G = tiny(schema, size)
     z = torch.randn(1, 8).repeat(2, 1)
     with torch.no_grad():
         w = G.mapping(z, torch.tensor([[0, 0], [1, 0]]), torch.zeros(2, 1))
@@ -86,8 +93,9 @@ def test_conditions_change_w_and_bad_inputs_fail(schema) -> None:  # noqa: ANN00
         G.synthesis(torch.randn(1, G.num_ws + 1, 8))
 
 
-def test_noise_seeds_make_samples_independent_of_batch(schema) -> None:  # noqa: ANN001
-    G = tiny(schema)
+@pytest.mark.parametrize("size", SIZES)
+def test_noise_seeds_make_samples_independent_of_batch(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    G = tiny(schema, size)
     with torch.no_grad():
         for layer in G.synthesis.layers:
             layer.noise.strength.fill_(0.5)
@@ -99,14 +107,15 @@ def test_noise_seeds_make_samples_independent_of_batch(schema) -> None:  # noqa:
     assert (one - other).abs().max() > 1e-4
 
 
-def test_mask_first_image_head_reads_the_mask(schema) -> None:  # noqa: ANN001
-    G = tiny(schema, mask_first=True)
+@pytest.mark.parametrize("size", SIZES)
+def test_mask_first_image_head_reads_the_mask(schema, size: tuple[int, ...]) -> None:  # noqa: ANN001
+    G = tiny(schema, size, mask_first=True)
     head = G.synthesis.heads[-1]
     assert (
         head.to_img.weight.shape[1]
         == head.to_mask.weight.shape[0] + G.synthesis.layers[-1].conv.weight.shape[0]
     )
-    G2 = tiny(schema, mask_first=False)
+    G2 = tiny(schema, size, mask_first=False)
     assert (
         G2.synthesis.heads[-1].to_img.weight.shape[1]
         == G2.synthesis.layers[-1].conv.weight.shape[0]

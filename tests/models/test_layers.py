@@ -44,18 +44,20 @@ def test_modulated_conv_equals_explicit_per_sample_conv(
         torch.testing.assert_close(got[k : k + 1], ref, rtol=1e-10, atol=1e-10)
 
 
-def test_modulated_conv_module_fused_and_unfused_agree() -> None:
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_modulated_conv_module_fused_and_unfused_agree(spatial_dims: int) -> None:
     torch.manual_seed(1)
-    a = ModulatedConv(4, 6, 3, w_dim=8, spatial_dims=3, fused=True)
-    b = ModulatedConv(4, 6, 3, w_dim=8, spatial_dims=3, fused=False)
+    sd = spatial_dims
+    a = ModulatedConv(4, 6, 3, w_dim=8, spatial_dims=sd, fused=True)
+    b = ModulatedConv(4, 6, 3, w_dim=8, spatial_dims=sd, fused=False)
     b.load_state_dict(a.state_dict())
-    x, w = torch.randn(2, 4, 5, 5, 5), torch.randn(2, 8)
+    x, w = torch.randn(2, 4, *(5,) * sd), torch.randn(2, 8)
     torch.testing.assert_close(a(x, w), b(x, w), rtol=1e-5, atol=1e-5)
     # demodulated output has unit-variance filters: for unit-variance white input, output var ~ 1
-    x = torch.randn(8, 4, 12, 12, 12)
+    x = torch.randn(8, 4, *(12 if sd == 3 else 40,) * sd)
     with torch.no_grad():
-        y = a(x, torch.randn(8, 8)) - a.bias.reshape(1, -1, 1, 1, 1)
-    inner = y[:, :, 1:-1, 1:-1, 1:-1]
+        y = a(x, torch.randn(8, 8)) - a.bias.reshape(1, -1, *(1,) * sd)
+    inner = y[(slice(None), slice(None), *(slice(1, -1),) * sd)]
     assert 0.8 < float(inner.var()) < 1.2
 
 
@@ -66,13 +68,14 @@ def test_equal_linear_and_conv_use_runtime_gain() -> None:
     expected = x @ (lin.weight * 0.1 / 4.0).t() + lin.bias * 0.1
     torch.testing.assert_close(lin(x), expected)
     torch.testing.assert_close(lin.bias * lin.bias_gain, torch.full((3,), 0.5))
-    conv = EqualConv(2, 3, 3, spatial_dims=2)
-    x2 = torch.randn(1, 2, 5, 5)
-    torch.testing.assert_close(
-        conv(x2), F.conv2d(x2, conv.weight / math.sqrt(18), conv.bias, padding=1)
-    )
-    with pytest.raises(ValueError, match="EqualConv expects"):
-        conv(torch.randn(1, 3, 5, 5))
+    for sd in (2, 3):
+        conv = EqualConv(2, 3, 3, spatial_dims=sd)
+        x2 = torch.randn(1, 2, *(5,) * sd)
+        torch.testing.assert_close(  # fan-in 2 x 3^sd
+            conv(x2), _conv(x2, conv.weight / math.sqrt(2 * 3**sd)) + conv.bias.reshape(1, -1, *(1,) * sd)
+        )
+        with pytest.raises(ValueError, match="EqualConv expects"):
+            conv(torch.randn(1, 3, *(5,) * sd))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -90,9 +93,10 @@ def test_adain_sets_channel_statistics_from_style(spatial_dims: int) -> None:
     )
 
 
-def test_noise_injection_modes() -> None:
-    layer = NoiseInjection(2, (4, 4, 4), seed=3)
-    x = torch.zeros(3, 2, 4, 4, 4)
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_noise_injection_modes(spatial_dims: int) -> None:
+    layer = NoiseInjection(2, (4,) * spatial_dims, seed=3)
+    x = torch.zeros(3, 2, *(4,) * spatial_dims)
     assert torch.equal(layer(x, "random"), x)  # strength starts at 0
     with torch.no_grad():
         layer.strength.copy_(torch.tensor([1.0, 2.0]))

@@ -49,7 +49,7 @@ def test_small_data_and_demo_presets() -> None:
     assert s.loss.r1_gamma > 0 and s.loss.r1_interval == 16 and s.train.ema_half_life_images > 0
     d = preset("demo-cpu")
     assert d.data.size == [32, 32, 32] and d.model.aux_classifier
-    assert set(PRESETS) == {"origin", "small-data", "demo-cpu"}
+    assert set(PRESETS) == {"origin", "small-data", "demo-cpu", "origin-2d", "small-data-2d"}
 
 
 def test_overrides_are_typed() -> None:

@@ -33,7 +33,12 @@ def evaluate(
     weights: Path | None = typer.Option(
         None,
         "--weights",
-        help="medicalnet: a MedicalNet .pth state_dict (loaded weights_only); slices: a TorchScript 2D network (TorchScript runs code: use only files you trust).",
+        help="medicalnet: a MedicalNet .pth state_dict (loaded weights_only); slices: a TorchScript 2D network, e.g. an InceptionV3 for 2D FID/KID on slice stores (TorchScript runs code: use only files you trust).",
+    ),
+    slice_size: int | None = typer.Option(
+        None,
+        "--slice-size",
+        help="--extractor slices: resize slices to this square side first (e.g. 299 for InceptionV3).",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
@@ -80,11 +85,13 @@ def evaluate(
         raise GliomagenError(f"--batch-size {batch_size}: must be >= 1")
     if probe_steps < 1:
         raise GliomagenError(f"--probe-steps {probe_steps}: must be >= 1")
+    if slice_size is not None and not 16 <= slice_size <= 1024:
+        raise GliomagenError(f"--slice-size {slice_size}: must be in 16..1024")
     metrics = run_evaluation(
         real, synthetic, out, train=train, extractor=extractor, weights=weights, checkpoint=checkpoint, run=run,
         n_boot=bootstrap, seed=seed, n_pairs=pairs, batch_size=batch_size, n_reconstruct=reconstruct,
         probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), device=device,
-        progress=not quiet,
+        progress=not quiet, slice_size=slice_size,
     )  # fmt: skip
     overall = metrics["distances"]["all"]
     fd_syn = overall.get("synthetic", {}).get("fd", {}).get("value")

@@ -44,10 +44,11 @@ def generate(
         help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    space: str = typer.Option(
-        "brats",
+    space: str | None = typer.Option(
+        None,
         "--space",
-        help="brats: 1 mm 240x240x155 grid of the training data; native: the generator's grid.",
+        help="brats: 1 mm 240x240x155 grid of the training data (the default in 3D); native: the "
+        "generator's grid (a 2D model writes its slices there).",
     ),
     fmt: str = typer.Option("float32", "--format", help="Image voxel type: float32 or int16."),
     mix_seed: int | None = typer.Option(
@@ -61,7 +62,12 @@ def generate(
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Generate a synthetic cohort: SYN-xxxxx/SYN-xxxxx-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json."""
+    """Generate a synthetic cohort: SYN-xxxxx/SYN-xxxxx-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
+
+    A 2D model (trained on a `prepare --slices` store) writes slices: 2-D NIfTI and PNG per
+    modality, the mask and an overlay PNG per slice, and overview.png; --condition view=axial
+    picks the view (unset: the views in turn) and position=0..1 the slice (unset: drawn).
+    """
     from gliomagen.generation import generate_cohort
     from gliomagen.generation.plan import split_assignments
 
@@ -85,7 +91,7 @@ def generate(
         noise_mode=noise,
         command_line=_command_line(),
     )
-    typer.echo(f"wrote {n} cases to {path}")
+    typer.echo(f"wrote {n} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
 
 
 def _seed_pair(text: str) -> list[int]:

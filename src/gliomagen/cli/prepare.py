@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.errors import GliomagenError
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,30 @@ def prepare(
     labels: Path | None = typer.Option(
         None, "--labels", help="CSV with case_id and label columns, joined by case id."
     ),
-    size: str = typer.Option(
-        "128", "--size", help="Grid: one number (cube) or three, e.g. 96,112,96."
+    size: str | None = typer.Option(
+        None,
+        "--size",
+        help="Grid: one number (cube) or three, e.g. 96,112,96 (default 128). With --slices: the "
+        "side of the square slices (default 256).",
+    ),
+    slices: bool = typer.Option(
+        False,
+        "--slices",
+        help="Make a 2D slice store: the cases on a cubic grid of side --size, cut into axial, "
+        "coronal and sagittal slices (every modality and the mask); the conditions gain view and "
+        "position (0..1 along the view's axis); the split is by case.",
+    ),
+    views: str | None = typer.Option(
+        None, "--views", help="With --slices: views to cut, e.g. axial,sagittal (default: all three)."
+    ),
+    min_brain_fraction: float | None = typer.Option(
+        None,
+        "--min-brain-fraction",
+        help="With --slices: leave out slices whose brain covers less than this fraction of the "
+        "slice (default 0.1; slices without brain are always left out).",
+    ),
+    slice_step: int | None = typer.Option(
+        None, "--slice-step", help="With --slices: keep every N-th slice of each view (default 1)."
     ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
@@ -94,11 +117,32 @@ def prepare(
     nlm_options = DenoiseOptions(strength=denoise_strength)
     n4 = n4_options if bias_correction else False
     nlm = nlm_options if denoise else False
+    slice_options = {"--views": views, "--min-brain-fraction": min_brain_fraction, "--slice-step": slice_step}
+    if slices:
+        from gliomagen.data.slices import (
+            DEFAULT_MIN_BRAIN_FRACTION,
+            DEFAULT_SLICE_SIZE,
+            VIEWS,
+            build_slice_store,
+        )
+
+        path = build_slice_store(
+            sources, out, size=size or DEFAULT_SLICE_SIZE, views=views or VIEWS,
+            min_brain_fraction=DEFAULT_MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction,
+            slice_step=1 if slice_step is None else slice_step, labels_csv=labels,
+            skip_bad=skip_bad, workers=workers, seed=seed, label_types=label_type, qc_cases=qc,
+            normalize=normalize, bias_correction=n4, denoise=nlm, nyul_from=nyul_from,
+        )  # fmt: skip
+        _summary(path, show_cases=0)
+        return
+    given = [name for name, value in slice_options.items() if value is not None]
+    if given:
+        raise GliomagenError(f"{given[0]}: only with --slices")
     path = build_store(
         sources,
         out,
         labels_csv=labels,
-        size=size,
+        size=size or "128",
         skip_bad=skip_bad,
         workers=workers,
         seed=seed,
@@ -128,11 +172,18 @@ def _summary(path: Path, show_cases: int | None) -> None:
     meta = ds.meta
     echo = typer.echo
     echo(f"store      {path}")
-    echo(f"cases      {len(ds)} ({int(ds.has_mask.sum())} with a tumour mask)")
-    echo(
-        f"grid       {' x '.join(map(str, ds.size))}, {ds.spacing_mm[0]:.3g} mm voxels, RAS; modalities {' '.join(ds.modalities)}"
-    )
-    echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
+    if ds.spatial_dims == 2:  # a slice store (gliomagen.data.slices)
+        per_view = ", ".join(f"{v} {n}" for v, n in meta["slices"]["per_view"].items())
+        echo(f"slices     {len(ds)} from {meta['n_cases']} cases ({int(ds.has_mask.sum())} with a tumour mask); {per_view}")
+        echo(f"grid       {' x '.join(map(str, ds.size))} slices of a {ds.size[0]}^3 grid, {ds.spacing_mm[0]:.3g} mm pixels, RAS; modalities {' '.join(ds.modalities)}")
+        cases = ", ".join(f"{k} {v}" for k, v in meta["case_splits"].items())
+        echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()) + f" slices (by case: {cases})")
+    else:
+        echo(f"cases      {len(ds)} ({int(ds.has_mask.sum())} with a tumour mask)")
+        echo(
+            f"grid       {' x '.join(map(str, ds.size))}, {ds.spacing_mm[0]:.3g} mm voxels, RAS; modalities {' '.join(ds.modalities)}"
+        )
+        echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
     if meta.get("skipped"):
         echo(f"skipped    {len(meta['skipped'])} case(s), see {Path(path) / 'skipped.csv'}")
     echo("labels")

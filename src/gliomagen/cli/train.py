@@ -34,7 +34,8 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(
             None,
             "--preset",
-            help="origin | small-data | demo-cpu (default: small-data, or the run's own on --resume).",
+            help="origin | small-data | demo-cpu | origin-2d | small-data-2d (2D slice stores) "
+            "(default: small-data, or the run's own on --resume).",
         ),
         config: Path = typer.Option(
             None, "--config", help="YAML file of overrides ({section: {key: value}})."
@@ -56,7 +57,12 @@ def register(app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
-        """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`)."""
+        """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`).
+
+        With validation on (train.val_every > 0; on in the origin and small-data presets) it also
+        writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
+        memorisation); the reason is printed at the end.
+        """
         from gliomagen.config import apply_overrides, from_dict, load_yaml, resolve_config
         from gliomagen.errors import GliomagenError
         from gliomagen.training import train
@@ -78,3 +84,26 @@ def register(app: typer.Typer) -> None:
         ckpt = train(cfg, store, run, resume=resume, max_minutes=max_minutes, progress=not quiet)
         if str(ckpt) not in ("", "."):
             typer.echo(f"checkpoint: {ckpt}")
+            _report_validation(run, ckpt)
+
+
+def _report_validation(run: Path, ckpt: Path) -> None:
+    """Print the best checkpoint and, when validation stopped the run, why."""
+    from gliomagen.training.checkpoint import BEST_NAME, CHECKPOINT_DIR
+    from gliomagen.training.validation import read_records
+
+    records = read_records(run)
+    if not records:
+        return
+    last = records[-1]
+    best = run / CHECKPOINT_DIR / BEST_NAME
+    if best.is_file() and last["best"]["step"] is not None:
+        typer.echo(
+            f"best: {best} (val {last['metric']}={last['best']['value']:.4g} at step "
+            f"{last['best']['step']}; {len(records)} evaluations in {run / 'validation.jsonl'})"
+        )
+    if last.get("stop") and ckpt.name == f"step-{int(last['step']):07d}.pt":
+        typer.echo(
+            f"stopped early at step {last['step']} ({last['stop']['reason']}): "
+            f"{last['stop']['detail']}"
+        )

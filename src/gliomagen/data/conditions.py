@@ -236,8 +236,14 @@ FIXED_KINDS: dict[str, Kind] = {
     "hemisphere": "categorical",
     "wt_volume_ml": "continuous",
     "enhancing_fraction": "continuous",
+    "view": "categorical",
+    "position": "continuous",
 }
 """Fields whose kind is known without looking at the values (``--label-type`` still overrides)."""
+
+SLICE_CONDITIONS = ("view", "position")
+"""Conditions every slice of a 2D slice store has (:mod:`gliomagen.data.slices`): its view
+(axial, coronal, sagittal) and its position along the view's axis (0..1)."""
 
 COVARIATES = ("wt_volume_ml", "enhancing_fraction", "hemisphere")
 """Covariates derived from a case's tumour mask by :func:`derive_covariates`."""

@@ -11,6 +11,10 @@ Layout (format version 1)::
       qc/          montage PNGs of a sample of cases
       skipped.csv  cases left out by --skip-bad, and why (only when there are any)
 
+A 2D *slice store* (``prepare --slices``, :mod:`gliomagen.data.slices`) has the same layout with
+2-D items (images ``[N, C, H, W]``, masks ``[N, H, W]``, one index row per slice, ``spatial_dims``
+2 in meta.json) and is read by the same :class:`StoreDataset`.
+
 :func:`build_store` (implemented in :mod:`gliomagen.data.build`) writes a store;
 :func:`open_store` gives a torch Dataset of ``(image [C, D, H, W], mask [D, H, W],
 cond {"cat", "cont"}, case_id)``.
@@ -121,7 +125,8 @@ class StoreDataset(Dataset):
     """A prepared store (or one split of it) as a torch Dataset.
 
     ``ds[i] -> (image float32 [C, D, H, W], mask int64 [D, H, W], cond {"cat": int64 [n_cat],
-    "cont": float32 [n_cont]}, case_id)``; a case without a mask has 255 everywhere (see
+    "cont": float32 [n_cont]}, case_id)`` (``[C, H, W]`` / ``[H, W]`` slices in a slice store);
+    a case without a mask has 255 everywhere (see
     :attr:`has_mask`). Arrays are memory-mapped and opened lazily in each DataLoader worker.
 
     Attributes:
@@ -149,7 +154,7 @@ class StoreDataset(Dataset):
         self.split = split
         self.schema = ConditionSchema.from_dict(self.meta["schema"])
         self.modalities: list[str] = list(self.meta["modalities"])
-        self.size: tuple[int, int, int] = tuple(int(s) for s in self.meta["size"])  # type: ignore[assignment]
+        self.size: tuple[int, ...] = tuple(int(s) for s in self.meta["size"])  # (D, H, W) or (H, W)
         self.spacing_mm: list[float] = list(self.meta["spacing_mm"])
         with open(self.path / "index.csv", newline="") as fh:
             everything = list(csv.DictReader(fh))
@@ -168,6 +173,11 @@ class StoreDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.case_ids)
+
+    @property
+    def spatial_dims(self) -> int:
+        """3 for a volume store, 2 for a slice store (whose items are slices, ids ``<case>-<view>-<i>``)."""
+        return len(self.size)
 
     def __getitem__(
         self, i: int
@@ -189,6 +199,10 @@ class StoreDataset(Dataset):
 
     def geometry(self, i: int) -> dict[str, Any]:
         """Case ``i``'s geometry, for :func:`gliomagen.data.preprocess.to_original_space`."""
+        if "geometry" not in self.index_rows[i]:
+            raise GliomagenError(
+                f"{self.path}: a slice store keeps the geometry per case, in cases.csv"
+            )
         return json.loads(self.index_rows[i]["geometry"])
 
     def __getstate__(self) -> dict[str, Any]:

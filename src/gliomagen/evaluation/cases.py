@@ -3,7 +3,9 @@
 :class:`CaseSet` is what every metric of :mod:`gliomagen.evaluation` reads. It wraps either arrays
 (``numpy`` arrays or memory maps, e.g. a store's ``images.npy``) or a store dataset
 (:class:`gliomagen.data.store.StoreDataset`: ``ds[i] -> (image, mask, cond, case_id)``), so a
-cohort of 128^3 volumes is never held in memory at once: metrics walk it in batches.
+cohort of 128^3 volumes is never held in memory at once: metrics walk it in batches. The cases
+may also be 2-D slices (a slice store, ``prepare --slices``): images ``[N, C, H, W]``, masks
+``[N, H, W]``; every metric takes either.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ class CaseSet:
         name: where the cases come from (shown in the report), e.g. ``store:test``.
         case_ids: one id per case.
         labels: raw label values per case (``cohort``, ``grade``, ...; missing = ``None``).
-        shape: ``(C, D, H, W)`` of every image.
-        images: ``[N, C, D, H, W]`` array in [-1, 1] (float16/float32, may be a memory map), or
-            ``None`` when ``dataset`` is given.
-        masks: ``[N, D, H, W]`` uint8 labels 0..3, 255 where a case has no mask; ``None`` = no masks.
+        shape: ``(C, D, H, W)`` of every image (``(C, H, W)`` for slices).
+        images: ``[N, C, D, H, W]`` (``[N, C, H, W]``) array in [-1, 1] (float16/float32, may be a
+            memory map), or ``None`` when ``dataset`` is given.
+        masks: ``[N, D, H, W]`` (``[N, H, W]``) uint8 labels 0..3, 255 where a case has no mask;
+            ``None`` = no masks.
         dataset: a store dataset used instead of arrays.
-        spacing_mm: voxel size of the grid (for tumour volumes in ml).
+        spacing_mm: voxel size of the grid (for tumour volumes in ml; for slices, the pixel
+            size and the slab thickness, one voxel of the cubic grid they were cut from).
         categorical: names of the categorical labels to break figures down by.
         derived: names of labels measured from the case's own mask (tumour volume, hemisphere...),
             which are no condition anyone asked for.
@@ -44,7 +48,7 @@ class CaseSet:
     name: str
     case_ids: list[str]
     labels: list[dict[str, Any]]
-    shape: tuple[int, int, int, int]
+    shape: tuple[int, ...]
     images: np.ndarray | None = None
     masks: np.ndarray | None = None
     dataset: Any = None
@@ -63,9 +67,9 @@ class CaseSet:
             self.indices = np.arange(n)
         if self.images is not None:
             total = self.images.shape[0]
-            if self.images.ndim != 5 or tuple(self.images.shape[1:]) != tuple(self.shape):
+            if self.images.ndim not in (4, 5) or tuple(self.images.shape[1:]) != tuple(self.shape):
                 raise GliomagenError(
-                    f"{self.name}: images must be [N, C, D, H, W], got {tuple(self.images.shape)}"
+                    f"{self.name}: images must be [N, C, D, H, W] or [N, C, H, W], got {tuple(self.images.shape)}"
                 )
             if self.masks is not None and (
                 self.masks.shape[0] != total or self.masks.shape[1:] != self.images.shape[2:]
@@ -89,7 +93,8 @@ class CaseSet:
         spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0),
         categorical: Sequence[str] | None = None,
     ) -> CaseSet:
-        """Wrap in-memory arrays (images ``[N, C, D, H, W]`` in [-1, 1], masks ``[N, D, H, W]``)."""
+        """Wrap in-memory arrays (images ``[N, C, D, H, W]`` or ``[N, C, H, W]`` in [-1, 1], masks
+        ``[N, D, H, W]`` or ``[N, H, W]``)."""
         imgs = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
         msk = (
             None
@@ -105,7 +110,7 @@ class CaseSet:
             name=name,
             case_ids=ids,
             labels=rows,
-            shape=(int(imgs.shape[1]), int(imgs.shape[2]), int(imgs.shape[3]), int(imgs.shape[4])),
+            shape=tuple(int(s) for s in imgs.shape[1:]),
             images=imgs,
             masks=msk,
             spacing_mm=(float(spacing_mm[0]), float(spacing_mm[1]), float(spacing_mm[2])),
@@ -117,8 +122,9 @@ class CaseSet:
         return len(self.case_ids)
 
     @property
-    def spatial(self) -> tuple[int, int, int]:
-        return tuple(self.shape[1:])  # type: ignore[return-value]
+    def spatial(self) -> tuple[int, ...]:
+        """The grid: ``(D, H, W)``, or ``(H, W)`` for slices."""
+        return tuple(self.shape[1:])
 
     def subset(self, which: Sequence[int] | np.ndarray, name: str | None = None) -> CaseSet:
         """The cases at positions ``which`` (a view; nothing is loaded)."""
@@ -132,7 +138,7 @@ class CaseSet:
         )  # fmt: skip
 
     def load(self, which: Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images ``[B, C, D, H, W]`` float32 and masks ``[B, D, H, W]`` int64 (255 = no mask)."""
+        """Images ``[B, C, *S]`` float32 and masks ``[B, *S]`` int64 (255 = no mask)."""
         assert self.indices is not None
         rows = self.indices[np.asarray(which, dtype=np.int64).reshape(-1)]
         if self.images is not None:
@@ -180,7 +186,9 @@ class CaseSet:
 def check_compatible(reference: CaseSet, other: CaseSet) -> None:
     """Raise a GliomagenError when two sets do not share channels and grid size."""
     if tuple(reference.shape) != tuple(other.shape):
+        what = "volumes are" if len(other.shape) == 4 else "slices are"
+        axes = "D, H, W" if len(other.shape) == 4 else "H, W"
         raise GliomagenError(
-            f"{other.name}: volumes are {list(other.shape)} (channels, D, H, W) but {reference.name} has "
+            f"{other.name}: {what} {list(other.shape)} (channels, {axes}) but {reference.name} has "
             f"{list(reference.shape)}; evaluate cases on one grid"
         )

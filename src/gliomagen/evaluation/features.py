@@ -1,7 +1,10 @@
 """Feature extractors for FD, KID and PRDC: ``probe``, ``medicalnet`` and ``slices``.
 
 Every extractor maps images ``[B, 4, D, H, W]`` in [-1, 1] to features ``[B, F]``; nothing is
-downloaded.
+downloaded. On 2-D slices (a slice store, images ``[B, 4, H, W]``) the probe is a 2-D network
+and ``slices`` embeds each slice itself (each modality apart, features concatenated), which is
+the usual 2-D FID/KID when ``--weights`` is an InceptionV3 exported to TorchScript (its pooled
+2048 features; ``slice_size`` 299 resizes the slices to its input size); ``medicalnet`` is 3D only.
 
 * ``probe`` (default): a small 3D CNN trained on the real training split and cached
   (:mod:`gliomagen.evaluation.probe`). Needs no weights file.
@@ -279,6 +282,11 @@ class SlicesExtractor(Extractor):
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         b, c = images.shape[:2]
+        if images.ndim == 4:  # 2-D slices [B, C, H, W]: each modality of each slice, embedded once
+            feats = self._embed(images.float().reshape(b * c, 1, *images.shape[2:]))  # [B*C, F]
+            out2d = feats.reshape(b, -1)  # [B, C*F], modality order kept
+            self.dim = out2d.shape[1]
+            return out2d
         per_mod = []
         for ch in range(c):
             vol = images[:, ch].float()  # [B, D, H, W]
@@ -341,6 +349,10 @@ def build_extractor(
             )
         return ProbeExtractor(train, probe_options, cache_dir, progress=progress, device=device)
     if name == "medicalnet":
+        if train is not None and len(train.spatial) == 2:
+            raise GliomagenError(
+                "--extractor medicalnet: a 3D network; on 2D slices use probe or slices (a TorchScript 2D network)"
+            )
         return MedicalNetExtractor(weights, device=device)
     if name == "slices":
         return SlicesExtractor(weights, n_slices=n_slices, slice_size=slice_size, device=device)

@@ -7,6 +7,10 @@
   normalise) at the real store's grid size into a cache folder, so both sets are on one grid and
   one intensity scale. The cohort's ``clinical.csv`` (written by ``generate``), when present,
   gives each case's *requested* conditions.
+* With 2-D real slices (a slice store): a folder of 2-D slices written by ``gliomagen generate``
+  from a 2D model, read back onto the network's scale with the intensity ranges of its
+  manifest (:func:`gliomagen.generation.slices2d.read_slice_cohort`), its ``clinical.csv`` giving
+  the requested conditions (view and position included).
 """
 
 from __future__ import annotations
@@ -102,6 +106,27 @@ def ingest_folder(
     return out
 
 
+def _is_2d_cohort(folder: Path) -> bool:
+    import json
+
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("spatial_dims") == 2
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def from_slice_folder(folder: Path, side: int, role: str) -> CaseSet:
+    """A 2D cohort folder of ``gliomagen generate`` as a CaseSet of ``side x side`` slices (in memory)."""
+    from gliomagen.generation.slices2d import read_slice_cohort
+
+    if not folder.is_dir():
+        raise GliomagenError(f"{role} {folder}: not a folder or store")
+    images, masks, ids, labels, spacing = read_slice_cohort(folder, side)
+    return CaseSet.from_arrays(
+        images, masks, case_ids=ids, labels=labels, name=folder.name, spacing_mm=spacing
+    )
+
+
 def _has_column(csv_path: Path, column: str) -> bool:
     if not csv_path.is_file():
         return False
@@ -142,6 +167,10 @@ def resolve(
         raise GliomagenError(
             f"{role} {path}: not a gliomagen store (no meta.json); run gliomagen prepare"
         )
+    if len(size) == 2:
+        return from_slice_folder(path, int(size[0]), role)
+    if _is_2d_cohort(path):
+        raise GliomagenError(f"{role} {path}: holds 2D slices but the real cases are 3D volumes")
     cases = from_store(ingest_folder(path, size, cache_dir, progress), None, role)
     cases.name = path.name
     return cases

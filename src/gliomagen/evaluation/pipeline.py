@@ -107,8 +107,11 @@ def _montages(
     seed: int,
     modalities: list[str],
 ) -> dict[str, Any]:
+    from gliomagen.data.slices import slices_montage_png
     from gliomagen.report.figures import montage_png
 
+    # slices: one row per slice (every modality, then the mask); volumes: three planes per case
+    draw = slices_montage_png if len(real.spatial) == 2 else montage_png
     result: dict[str, Any] = {}
     rng = np.random.default_rng(seed)
     for key, (pr, ps, _) in groups.items():
@@ -123,7 +126,7 @@ def _montages(
                 for i, c in enumerate(chosen)
             ]
             name = f"montage-{_slug(key)}-{role}.png"
-            write_bytes(out / "figures" / name, montage_png(items, modalities, f"{role}: {key}"))
+            write_bytes(out / "figures" / name, draw(items, modalities, f"{role}: {key}"))
             entry[role] = f"figures/{name}"
         result[key] = entry
     return result
@@ -216,16 +219,21 @@ def evaluate(
     device: str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    slice_size: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a synthetic cohort against held-out real cases and write ``out/`` (report + metrics).
+
+    Volumes and 2-D slices (a slice store with a 2D cohort or store) go through the same steps.
 
     Args:
         real: held-out real cases: a CaseSet, ``STORE:split`` or ``STORE`` (its test split, else val).
         synthetic: a CaseSet, a store, or a folder of NIfTI cases (prepared at the real grid).
         out: report folder (``index.html``, ``metrics.json``, ``figures/``).
         train: real training cases (default: the ``train`` split of the real store).
-        extractor: ``probe`` | ``medicalnet`` | ``slices``.
+        extractor: ``probe`` | ``medicalnet`` | ``slices`` (2-D slices: ``probe`` or ``slices``).
         weights: weights file of ``medicalnet`` / ``slices``.
+        slice_size: ``slices``: resize every slice to this square side first (e.g. 299 for an
+            InceptionV3); ``None`` keeps the grid's size.
         checkpoint: generator checkpoint for the reconstruction audit.
         run: run folder whose training curves go into the report.
         n_boot: bootstrap resamples of the intervals.
@@ -266,7 +274,7 @@ def evaluate(
     say(f"features: {extractor}")
     ex = build_extractor(
         extractor, train=train_set, weights=weights, probe_options=probe_options, cache_dir=cache,
-        device=dev,
+        device=dev, slice_size=slice_size,
     )  # fmt: skip
     scans = {}
     for role, cases in (("train", train_set), ("real", real_set), ("synthetic", syn_set)):

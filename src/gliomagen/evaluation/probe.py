@@ -17,6 +17,10 @@ volume looks like:
 * **labels** (supervised): every categorical condition with at least two categories among the
   training cases (cohort, grade, ...), unknown values ignored.
 
+On 2-D slices (a slice store) the same probe runs with 2-D convolutions (``spatial_dims`` 2)
+and the orientation task flips the slice's second axis or not (the anterior-posterior axis of an
+axial slice, the inferior-superior one of coronal and sagittal slices).
+
 The network is four stride-2 stages of two 3x3x3 convolutions with leaky ReLUs (no normalisation
 layers: they would remove the intensity levels that tell contrasts apart). Features are the channel
 means and standard deviations of every stage (``30 * width`` numbers), z-scored with the training
@@ -52,6 +56,7 @@ PROBE_FORMAT = 2
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
 # flipped dims of [B, C, D, H, W] in RAS order: none, A-P (H), I-S (W), both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
+FLIPS_2D: tuple[tuple[int, ...], ...] = ((), (3,))  # [B, C, a, b]: none, the slice's second axis
 CORRUPTIONS: tuple[str, ...] = ("none", "noise", "blur")
 BRAIN_THRESHOLD = -0.98
 
@@ -83,35 +88,37 @@ class ProbeOptions:
             raise GliomagenError(f"probe options must be positive, got {asdict(self)}")
 
 
-def probe_shape(shape: tuple[int, ...], size: int) -> tuple[int, int, int]:
-    """Probe input shape of a volume ``(D, H, W)``: longest side ``size``, aspect kept."""
+def probe_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """Probe input shape of a volume ``(D, H, W)`` (or a slice ``(H, W)``): longest side ``size``, aspect kept."""
     scale = size / max(shape)
-    return tuple(max(8, round(s * scale)) for s in shape)  # type: ignore[return-value]
+    return tuple(max(8, round(s * scale)) for s in shape)
 
 
 def to_probe_input(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize images ``[B, C, D, H, W]`` to the probe grid (area interpolation down, trilinear up)."""
+    """Resize images ``[B, C, D, H, W]`` or ``[B, C, H, W]`` to the probe grid (area
+    interpolation down, trilinear / bilinear up)."""
     target = probe_shape(tuple(images.shape[2:]), size)
     if tuple(images.shape[2:]) == target:
         return images.float()
     mode = (
         "area"
         if all(t <= s for t, s in zip(target, images.shape[2:], strict=True))
-        else "trilinear"
+        else ("trilinear" if images.ndim == 5 else "bilinear")
     )
     return F.interpolate(images.float(), size=target, mode=mode)
 
 
 class _Stage(nn.Sequential):
-    def __init__(self, cin: int, cout: int) -> None:
+    def __init__(self, cin: int, cout: int, spatial_dims: int = 3) -> None:
+        conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
         super().__init__(
-            nn.Conv3d(cin, cout, 3, stride=2, padding=1),
+            conv(cin, cout, 3, stride=2, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Conv3d(cout, cout, 3, padding=1),
+            conv(cout, cout, 3, padding=1),
             nn.LeakyReLU(0.2),
         )
         for m in self:
-            if isinstance(m, nn.Conv3d) and m.bias is not None:
+            if isinstance(m, nn.Conv3d | nn.Conv2d) and m.bias is not None:
                 nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
 
@@ -123,12 +130,20 @@ class ProbeNet(nn.Module):
         in_channels: number of modalities.
         width: channels of the first stage.
         heads: task name -> number of classes.
+        spatial_dims: 3 for volumes, 2 for slices.
     """
 
-    def __init__(self, in_channels: int, width: int, heads: Mapping[str, int]) -> None:
+    def __init__(
+        self, in_channels: int, width: int, heads: Mapping[str, int], spatial_dims: int = 3
+    ) -> None:
         super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"ProbeNet: spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.spatial_dims = spatial_dims
         chans = [in_channels, width, 2 * width, 4 * width, 8 * width]
-        self.stages = nn.ModuleList([_Stage(a, b) for a, b in itertools.pairwise(chans)])
+        self.stages = nn.ModuleList(
+            [_Stage(a, b, spatial_dims) for a, b in itertools.pairwise(chans)]
+        )
         self.feature_dim = 2 * sum(chans[1:])
         self.heads = nn.ModuleDict(
             {name: nn.Linear(self.feature_dim, n) for name, n in heads.items()}
@@ -140,9 +155,11 @@ class ProbeNet(nn.Module):
         self.register_buffer("feat_std", torch.ones(self.feature_dim))
 
     def raw_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, d, h, w]`` probe input -> ``[B, 30 * width]``: channel means and stds of every stage."""
-        if x.ndim != 5:
-            raise ValueError(f"ProbeNet expects [B, C, D, H, W], got {tuple(x.shape)}")
+        """``[B, C, d, h, w]`` (2D: ``[B, C, h, w]``) probe input -> ``[B, 30 * width]``: channel
+        means and stds of every stage."""
+        if x.ndim != 2 + self.spatial_dims:
+            grid = "D, H, W" if self.spatial_dims == 3 else "H, W"
+            raise ValueError(f"ProbeNet expects [B, C, {grid}], got {tuple(x.shape)}")
         pooled = []
         for stage in self.stages:
             x = stage(x)
@@ -195,18 +212,19 @@ def default_cache_dir() -> Path:
 
 
 def _blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of ``[1, C, d, h, w]`` (replicate padding), three 1D passes."""
+    """Gaussian blur of ``[1, C, d, h, w]`` or ``[1, C, h, w]`` (replicate padding), one 1D pass per axis."""
     radius = max(1, int(math.ceil(2.5 * sigma)))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = (k / k.sum()).to(v.dtype)
-    c = v.shape[1]
-    for dim in range(3):
-        shape = [1, 1, 1]
+    c, sd = v.shape[1], v.ndim - 2
+    conv = F.conv3d if sd == 3 else F.conv2d
+    for dim in range(sd):
+        shape = [1] * sd
         shape[dim] = k.numel()
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = radius
-        v = F.conv3d(
+        pad = [0] * (2 * sd)
+        pad[2 * (sd - 1 - dim)] = pad[2 * (sd - 1 - dim) + 1] = radius
+        v = conv(
             F.pad(v, pad, mode="replicate"), k.view(1, 1, *shape).expand(c, 1, *shape), groups=c
         )
     return v
@@ -215,16 +233,18 @@ def _blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
 def _augment(
     x: torch.Tensor, rng: np.random.Generator
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Apply random self-supervised transforms to ``x [B, C, d, h, w]``; return them as targets."""
+    """Apply random self-supervised transforms to ``x [B, C, d, h, w]`` (or ``[B, C, h, w]``);
+    return them as targets."""
     b = x.shape[0]
+    flips = FLIPS if x.ndim == 5 else FLIPS_2D
     perm = rng.integers(0, len(PERMUTATIONS), b)
-    flip = rng.integers(0, len(FLIPS), b)
+    flip = rng.integers(0, len(flips), b)
     corrupt = rng.integers(0, len(CORRUPTIONS), b)
     out = []
     for i in range(b):
         v = x[i : i + 1, list(PERMUTATIONS[perm[i]])]
-        if FLIPS[flip[i]]:
-            v = torch.flip(v, FLIPS[flip[i]])
+        if flips[flip[i]]:
+            v = torch.flip(v, flips[flip[i]])
         brain = (v > BRAIN_THRESHOLD).any(dim=1, keepdim=True)
         if CORRUPTIONS[corrupt[i]] == "noise":
             noisy = v + float(rng.uniform(0.03, 0.3)) * torch.from_numpy(
@@ -243,8 +263,9 @@ def _augment(
     return torch.cat(out), targets
 
 
-def _heads(labels: Mapping[str, torch.Tensor]) -> dict[str, int]:
-    heads = {"modality": 4 * 4, "flip": len(FLIPS), "corruption": len(CORRUPTIONS)}
+def _heads(labels: Mapping[str, torch.Tensor], spatial_dims: int = 3) -> dict[str, int]:
+    n_flips = len(FLIPS if spatial_dims == 3 else FLIPS_2D)
+    heads = {"modality": 4 * 4, "flip": n_flips, "corruption": len(CORRUPTIONS)}
     heads.update({f"label_{k}": int(v.max()) + 1 for k, v in labels.items()})
     return heads
 
@@ -273,7 +294,8 @@ def train_probe(
     """Train a probe on its inputs.
 
     Args:
-        inputs: probe inputs ``[N, 4, d, h, w]`` on the CPU (see :func:`to_probe_input`).
+        inputs: probe inputs ``[N, 4, d, h, w]`` (slices: ``[N, 4, h, w]``) on the CPU (see
+            :func:`to_probe_input`).
         labels: label name -> class index per case ``[N]`` (``-1`` = unknown, ignored).
         options: network and training options.
         progress: called with ``(step, loss)`` after every step.
@@ -282,18 +304,19 @@ def train_probe(
     Returns:
         ``(net in eval mode on device, loss per step)``.
     """
-    if inputs.ndim != 5 or inputs.shape[1] != 4:
+    if inputs.ndim not in (4, 5) or inputs.shape[1] != 4:
         raise GliomagenError(
-            f"probe: expected training inputs [N, 4, D, H, W], got {tuple(inputs.shape)}"
+            f"probe: expected training inputs [N, 4, D, H, W] or [N, 4, H, W], got {tuple(inputs.shape)}"
         )
     if inputs.shape[0] < 2:
         raise GliomagenError(f"probe: needs at least 2 training cases, got {inputs.shape[0]}")
-    heads = _heads(labels)
+    spatial_dims = inputs.ndim - 2
+    heads = _heads(labels, spatial_dims)
     rng = np.random.default_rng(options.seed)
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        net = ProbeNet(inputs.shape[1], options.width, heads).to(device)
+        net = ProbeNet(inputs.shape[1], options.width, heads, spatial_dims).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=options.lr)
         net.train()
         for step in range(options.steps):
@@ -346,11 +369,11 @@ def load_or_train_probe(
     """
     key = probe_key(inputs, labels, options)
     path = Path(cache_dir or default_cache_dir()) / "probe" / f"{key}.pt"
-    heads = _heads(labels)
+    heads = _heads(labels, inputs.ndim - 2)
     if path.is_file():
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
-            net = ProbeNet(inputs.shape[1], options.width, blob["heads"])
+            net = ProbeNet(inputs.shape[1], options.width, blob["heads"], inputs.ndim - 2)
             net.load_state_dict(blob["state_dict"])
             net.to(device).eval()
             return net, {

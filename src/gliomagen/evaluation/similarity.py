@@ -15,6 +15,11 @@ many scales as keep the coarsest image at least one window wide, at most 5: 2 sc
 ``(0.0448, 0.2856, 0.3001, 0.2363, 0.1333)``, renormalised to sum to 1. Values computed at
 different sizes are therefore not comparable with each other; within one evaluation they are.
 
+2-D slices (``[B, C, H, W]``, a slice store) go straight through MONAI's
+``compute_ssim_and_cs`` with ``spatial_dims=2`` (the same formulas and window), with the same
+brain masking; MS-SSIM pools with 2-D average pooling and picks its scales the same way
+(2 scales at 16^2, 3 at 32^2, 4 at 64^2, 5 from 128^2).
+
 Images are expected in the store's range [-1, 1] (``data_range = 2``).
 """
 
@@ -32,7 +37,7 @@ BACKGROUND_THRESHOLD = -0.98
 
 
 def brain_mask(images: torch.Tensor, threshold: float = BACKGROUND_THRESHOLD) -> torch.Tensor:
-    """Brain voxels of images ``[B, C, D, H, W]``: any channel above ``threshold`` -> ``[B, D, H, W]`` bool."""
+    """Brain voxels of images ``[B, C, *S]``: any channel above ``threshold`` -> ``[B, *S]`` bool."""
     return images.amax(dim=1) > threshold
 
 
@@ -77,23 +82,31 @@ def ssim_and_cs_maps(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """SSIM and contrast-sensitivity maps of ``x`` and ``y`` ``[B, C, D, H, W]`` (MONAI's formulas).
+    """SSIM and contrast-sensitivity maps of ``x`` and ``y`` ``[B, C, D, H, W]`` (MONAI's formulas),
+    or of 2-D slices ``[B, C, H, W]`` (MONAI's ``compute_ssim_and_cs``, ``spatial_dims=2``).
 
     ``x`` may also be a single volume ``[1, C, D, H, W]`` compared with every volume of ``y``: its
     local statistics are then filtered once, not ``B`` times.
 
     Returns:
-        ``(ssim, cs)``, each ``[B, C, D - win + 1, H - win + 1, W - win + 1]``.
+        ``(ssim, cs)``, each ``[B, C, D - win + 1, H - win + 1, W - win + 1]`` (2-D: ``[B, C, H - win + 1, W - win + 1]``).
     """
-    if x.ndim != 5 or x.shape[1:] != y.shape[1:] or x.shape[0] not in (1, y.shape[0]):
+    if x.ndim not in (4, 5) or x.shape[1:] != y.shape[1:] or x.shape[0] not in (1, y.shape[0]):
         raise ValueError(
-            f"SSIM: expected [B, C, D, H, W] tensors of one shape (or x with B = 1), got {tuple(x.shape)} and {tuple(y.shape)}"
+            f"SSIM: expected [B, C, D, H, W] or [B, C, H, W] tensors of one shape (or x with B = 1), got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     if min(x.shape[2:]) < win_size:
         raise ValueError(
             f"SSIM: volume {tuple(x.shape[2:])} is smaller than the {win_size}-voxel window"
         )
     x, y = x.float(), y.float()
+    if x.ndim == 4:
+        from monai.metrics.regression import compute_ssim_and_cs
+
+        return compute_ssim_and_cs(
+            x.expand_as(y), y, spatial_dims=2, kernel_size=[win_size] * 2,
+            kernel_sigma=[sigma] * 2, data_range=data_range, k1=k1, k2=k2,
+        )  # fmt: skip
     window = gaussian_window(win_size, sigma)
     mu_x, mu_y = _filter3d(x, window), _filter3d(y, window)
     sigma_x = _filter3d(x * x, window) - mu_x * mu_x
@@ -106,14 +119,12 @@ def ssim_and_cs_maps(
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, win_size: int) -> torch.Tensor:
-    """Per-case mean of a valid-filtered map ``[B, C, d, h, w]`` over the window centres inside ``mask``."""
+    """Per-case mean of a valid-filtered map ``[B, C, *s]`` over the window centres inside ``mask``."""
     if mask is None:
         return values.flatten(1).mean(1)
     pad = (win_size - 1) // 2
-    d, h, w = values.shape[2:]
-    m = (
-        mask[:, pad : pad + d, pad : pad + h, pad : pad + w].unsqueeze(1).to(values.dtype)
-    )  # [B, 1, d, h, w]
+    inner = tuple(slice(pad, pad + n) for n in values.shape[2:])
+    m = mask[(slice(None), *inner)].unsqueeze(1).to(values.dtype)  # [B, 1, *s]
     m = m.expand_as(values)
     count = m.flatten(1).sum(1)
     total = (values * m).flatten(1).sum(1)
@@ -141,11 +152,11 @@ def ssim(
     sigma: float = 1.5,
     data_range: float = DATA_RANGE,
 ) -> torch.Tensor:
-    """3D SSIM per case, averaged over channels and over the brain.
+    """3D (or 2D) SSIM per case, averaged over channels and over the brain.
 
     Args:
-        x: images ``[B, C, D, H, W]``.
-        y: images ``[B, C, D, H, W]``.
+        x: images ``[B, C, D, H, W]`` (or slices ``[B, C, H, W]``).
+        y: images of the same shape.
         mask: ``True`` = union of both brains (default), ``None``/``False`` = the whole cube (MONAI's
             ``SSIMMetric``), or an explicit ``[B, D, H, W]`` bool tensor.
         win_size: Gaussian window size.
@@ -180,11 +191,11 @@ def ms_ssim(
     weights: tuple[float, ...] | None = None,
     data_range: float = DATA_RANGE,
 ) -> torch.Tensor:
-    """3D multi-scale SSIM per case inside the brain (see the module notes on scales).
+    """3D (or 2D) multi-scale SSIM per case inside the brain (see the module notes on scales).
 
     Args:
-        x: images ``[B, C, D, H, W]``.
-        y: images ``[B, C, D, H, W]``.
+        x: images ``[B, C, D, H, W]`` (or slices ``[B, C, H, W]``).
+        y: images of the same shape.
         mask: as in :func:`ssim`; the mask is halved with the images (a coarse voxel is brain when
             at least half of its children are).
         win_size: Gaussian window size at every scale.
@@ -204,15 +215,16 @@ def ms_ssim(
         w = torch.tensor(weights, dtype=torch.float64)
     m = _pair_mask(x, y, mask)
     x, y = x.float(), y.float()
+    pool = F.avg_pool3d if x.ndim == 5 else F.avg_pool2d
     factors = []
     for level in range(len(w)):
         s, cs = ssim_and_cs_maps(x, y, win_size=win_size, sigma=sigma, data_range=data_range)
         value = s if level == len(w) - 1 else cs
         factors.append(torch.relu(_masked_mean(value, m, win_size)).double())
         if level < len(w) - 1:
-            x, y = F.avg_pool3d(x, 2), F.avg_pool3d(y, 2)
+            x, y = pool(x, 2), pool(y, 2)
             if m is not None:
-                m = F.avg_pool3d(m.unsqueeze(1).float(), 2).squeeze(1) >= 0.5
+                m = pool(m.unsqueeze(1).float(), 2).squeeze(1) >= 0.5
     stacked = torch.stack(factors)  # [S, B]
     return torch.prod(stacked ** w.view(-1, 1), dim=0).float()
 
@@ -220,7 +232,7 @@ def ms_ssim(
 @torch.no_grad()
 def mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | bool | None = True) -> torch.Tensor:
     """Mean squared error per case ``[B]`` over channels and brain voxels (or the whole cube)."""
-    sq = (x.float() - y.float()) ** 2  # [B, C, D, H, W]
+    sq = (x.float() - y.float()) ** 2  # [B, C, *S]
     m = _pair_mask(x, y, mask)
     if m is None:
         return sq.flatten(1).mean(1)

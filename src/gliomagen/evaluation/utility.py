@@ -254,6 +254,10 @@ def load_benchmark_data(
 
     splits = {s: open_store(real_store, split=s) for s in ("train", "val", "test")}
     size = tuple(int(s) for s in splits["train"].size)
+    if len(size) == 2:
+        raise GliomagenError(
+            f"--real {real_store}: a 2D slice store; the downstream benchmark segments 3D volumes (prepare without --slices)"
+        )
     seg.check_size(size, str(real_store))
     cohorts = sorted(
         {

@@ -215,14 +215,15 @@ def generate_cohort(
     seed: int = 0,
     batch_size: int = 4,
     device: str = "cpu",
-    space: str = "brats",
+    space: str | None = None,
     fmt: str = "float32",
     mix: Mapping[str, int] | Sequence[int] | None = None,
     progress: bool = True,
     noise_mode: str = "random",
     command_line: str | None = None,
 ) -> Path:
-    """Generate ``n`` synthetic cases and write them as a BraTS 2023-layout cohort.
+    """Generate ``n`` synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
+    slices, see :func:`gliomagen.generation.slices2d.generate_slices`).
 
     Args:
         checkpoint: a gliomagen training checkpoint.
@@ -235,8 +236,8 @@ def generate_cohort(
         seed: case ``i`` uses seed ``seed + i``.
         batch_size: cases per generator call.
         device: ``cpu`` or ``cuda``.
-        space: ``brats`` (1 mm 240x240x155 grid of the training data) or ``native`` (the
-            generator's grid with its true spacing).
+        space: ``brats`` (1 mm 240x240x155 grid of the training data; the default for 3D) or
+            ``native`` (the generator's grid with its true spacing; the only one for 2D).
         fmt: ``float32`` or ``int16`` image files (the mask is always uint8).
         mix: style mixing ``{"seed": S, "layer": L}`` or ``(S, L)``: styles from layer ``L`` on
             come from seed ``S + i``.
@@ -251,8 +252,19 @@ def generate_cohort(
     Raises:
         GliomagenError: bad options, checkpoint, conditions or output folder; nothing is written then.
     """
-    check_options(n, truncation, seed, batch_size, space, fmt, noise_mode)
+    check_options(n, truncation, seed, batch_size, space or "native", fmt, noise_mode)
     source = load_source(checkpoint, device)
+    cmd = command_line if command_line is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    from gliomagen.generation.slices2d import generate_slices, is_slice_source
+
+    if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (gliomagen.generation.slices2d)
+        if space == "brats":
+            raise GliomagenError("--space brats: a 2D model writes slices on its own grid; use --space native")
+        return generate_slices(
+            source, out, int(n), conditions, conditions_csv, truncation, seed, batch_size, fmt,
+            check_mix(mix, source.G.num_ws), progress, noise_mode, cmd,
+        )  # fmt: skip
+    space = space or "brats"
     plan = plan_conditions(
         source.schema, int(n), conditions, Path(conditions_csv) if conditions_csv else None
     )
@@ -303,11 +315,6 @@ def generate_cohort(
             "csv_sha256": file_sha256(Path(conditions_csv)),
             "fixed": conditions,
         }
-    cmd = (
-        command_line
-        if command_line is not None
-        else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    )
     write_manifest(
         out_dir,
         _manifest(

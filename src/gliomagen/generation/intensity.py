@@ -91,19 +91,20 @@ def brain_mask(
     """The brain of one generated case.
 
     Args:
-        images: ``[C, D, H, W]`` network output in [-1, 1].
+        images: ``[C, D, H, W]`` network output in [-1, 1] (or a slice ``[C, H, W]``).
         threshold: brain where the smoothed channel mean is above this.
         sigma: Gaussian smoothing in voxels.
 
     Returns:
-        ``[D, H, W]`` bool (all False if nothing is above the threshold).
+        ``[D, H, W]`` (``[H, W]``) bool (all False if nothing is above the threshold); components
+        are 26-connected (8-connected in 2D).
     """
     mean = np.asarray(images, dtype=np.float32).mean(axis=0)  # [D, H, W]
     raw = mean > threshold
     smooth = (
         ndimage.gaussian_filter(mean, sigma=sigma, mode="nearest") > threshold if sigma > 0 else raw
     )
-    labels, n = ndimage.label(smooth, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n = ndimage.label(smooth, structure=np.ones((3,) * smooth.ndim, dtype=bool))
     if n == 0:
         return smooth
     sizes = np.bincount(labels.ravel())

@@ -54,18 +54,23 @@ def _outline(seg: np.ndarray) -> np.ndarray:
 
 
 def render_frame(image: np.ndarray, seg: np.ndarray, scale: int = 1) -> np.ndarray:
-    """One frame: three planes side by side.
+    """One frame: three planes side by side (a 2D model's slice: the slice itself).
 
     Args:
-        image: ``[X, Y, Z]`` one modality in [-1, 1].
-        seg: ``[X, Y, Z]`` labels {0..3}.
+        image: ``[X, Y, Z]`` one modality in [-1, 1] (or a slice ``[a, b]``).
+        seg: ``[X, Y, Z]`` labels {0..3} (or ``[a, b]``).
         scale: integer upscaling (nearest) for small grids.
 
     Returns:
         ``[h, w, 3]`` uint8 RGB.
     """
+    from gliomagen.data.slices import to_display
+
+    def planes(v: np.ndarray) -> list[np.ndarray]:
+        return _planes(v) if v.ndim == 3 else [to_display(v)]
+
     panels = []
-    for im, lab in zip(_planes(image), _planes(seg), strict=True):
+    for im, lab in zip(planes(image), planes(seg), strict=True):
         grey = np.clip((im + 1.0) * 127.5, 0, 255).astype(np.uint8)
         rgb = np.repeat(grey[..., None], 3, axis=2)
         line = _outline(lab)
@@ -240,9 +245,8 @@ def interpolate(
         ax.imshow(frame, interpolation="nearest")
         ax.set_title(label.split(": ")[-1], fontsize=8)
         ax.axis("off")
-    fig.suptitle(
-        f"{modality}: {labels[0].split(': ')[0]}  (axial | coronal | sagittal)", fontsize=9
-    )
+    shown = "(axial | coronal | sagittal)" if images_np.ndim == 5 else "(2D slices)"
+    fig.suptitle(f"{modality}: {labels[0].split(': ')[0]}  {shown}", fontsize=9)
     fig.tight_layout()
     png, gif = out_dir / "interpolation.png", out_dir / "interpolation.gif"
     try:

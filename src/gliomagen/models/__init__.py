@@ -13,8 +13,10 @@ from typing import Any
 
 from gliomagen import MASK_CLASSES
 from gliomagen.data.conditions import ConditionSchema
+from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
+from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.generator import Generator, SynthesisNetwork, plan_grid
 from gliomagen.models.mapping import MappingNetwork
 
@@ -43,7 +45,7 @@ def build_generator(
         A :class:`Generator` producing ``(images [N, n_modalities, *size], mask_logits [N, 4, *size])``.
     """
     m = _model_cfg(cfg)
-    return Generator(
+    G = Generator(
         size=tuple(size),
         cat_sizes=cat_sizes(schema),
         n_cont=len(schema.continuous),
@@ -61,6 +63,19 @@ def build_generator(
         mask_first=m.mask_first,
         fused_modconv=m.fused_modconv,
     )
+    if getattr(m, "start", "const") == "latent":
+        G.synthesis.add_latent_start()
+    if getattr(m, "encoder", False):  # VAE-GAN option: the encoder travels with G's weights
+        G.encoder = LatentEncoder(
+            tuple(size),
+            m.z_dim,
+            n_img=n_modalities,
+            n_cls=len(MASK_CLASSES),
+            channels=m.g_channels,
+            max_channels=m.g_max_channels,
+            stem=m.d_stem,
+        )
+    return G
 
 
 def build_discriminator(
@@ -68,6 +83,11 @@ def build_discriminator(
 ) -> Discriminator:
     """Build the discriminator (same arguments as :func:`build_generator`)."""
     m = _model_cfg(cfg)
+    crop = int(getattr(m, "tumour_crop", 0))
+    if crop and crop > min(size):
+        raise GliomagenError(
+            f"model.tumour_crop={crop}: exceeds the grid {'x'.join(map(str, size))}"
+        )
     return Discriminator(
         size=tuple(size),
         cat_sizes=cat_sizes(schema),
@@ -80,6 +100,8 @@ def build_discriminator(
         aux_classifier=m.aux_classifier,
         spectral_norm=m.spectral_norm,
         stem=m.d_stem,
+        tumour_crop=crop,
+        dropout=float(getattr(m, "d_dropout", 0.0)),
     )
 
 

@@ -22,13 +22,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from gliomagen.models.fastops import add_, fast_layout
 from gliomagen.models.layers import (
+    LRELU_GAIN,
     AdaIN,
     EqualConv,
+    EqualLinear,
     ModulatedConv,
     NoiseInjection,
     check_spatial_dims,
-    lrelu,
     upsample,
 )
 from gliomagen.models.mapping import MappingNetwork
@@ -117,12 +119,16 @@ class StyledLayer(nn.Module):
         gens: Sequence[torch.Generator] | None,
     ) -> torch.Tensor:
         """``x [N, in, *S_in]``, ``w [N, w_dim]`` -> ``[N, out, *S]`` (``S = 2 S_in`` when ``up``)."""
-        x = self.conv(x, w) if self.style == "modulated" else self.conv(x)
+        # lrelu(conv + noise) * sqrt(2) with the gain folded into the conv weights and the noise
+        # strength (lrelu(g z) = g lrelu(z)); the conv output is fresh, so the rest runs in place
+        g = LRELU_GAIN
+        x = fast_layout(x)  # oneDNN returns small single-sample outputs contiguous: re-assert
+        x = self.conv(x, w, gain=g) if self.style == "modulated" else self.conv(x, gain=g)
         if self.up:  # convolve at the coarse grid, then interpolate: 1/8 of the cost in 3D
             x = upsample(x)
         if self.noise is not None:
-            x = self.noise(x, noise_mode, gens)
-        x = lrelu(x)
+            x = self.noise(x, noise_mode, gens, gain=g, inplace=True)
+        x = torch.nn.functional.leaky_relu_(x, 0.2)
         if self.style == "adain":
             x = self.adain(x, w)
         return x
@@ -157,8 +163,9 @@ class OutputHeads(nn.Module):
             self.to_mask = EqualConv(in_ch, n_cls, 1, sd)
             self.to_img = EqualConv(img_in, n_img, 1, sd)
 
-    def _run(self, head: nn.Module, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return head(x, w) if self.modulated else head(x)
+    def _run(self, head: nn.Module, parts: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
+        # the 1x1 head of the channel concatenation of ``parts``, without concatenating them
+        return head.forward_parts(parts, w) if self.modulated else head.forward_parts(parts)
 
     def forward(
         self,
@@ -168,15 +175,13 @@ class OutputHeads(nn.Module):
         logits: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add this level's contribution to the upsampled running ``(img, logits)``."""
-        m = self._run(self.to_mask, x, w)  # [N, n_cls, *S]
-        logits = m if logits is None else upsample(logits) + m
-        feats = (
-            torch.cat([x, torch.softmax(logits.float(), dim=1).to(x.dtype)], dim=1)
-            if self.mask_first
-            else x
-        )
-        y = self._run(self.to_img, feats, w)  # [N, n_img, *S]
-        img = y if img is None else upsample(img) + y
+        m = self._run(self.to_mask, [x], w)  # [N, n_cls, *S]
+        logits = m if logits is None else add_(upsample(logits), m)
+        parts = [x]
+        if self.mask_first:  # image head reads [features, mask softmax]
+            parts.append(torch.softmax(logits.float(), dim=1).to(x.dtype))
+        y = self._run(self.to_img, parts, w)  # [N, n_img, *S]
+        img = y if img is None else add_(upsample(img), y)
         return img, logits
 
 
@@ -217,6 +222,7 @@ class SynthesisNetwork(nn.Module):
         n_levels = k + 1
         chans = [level_channels(i, n_levels, channels, max_channels) for i in range(n_levels)]
         self.const = nn.Parameter(torch.randn(chans[0], *self.start))
+        self.start_fc: EqualLinear | None = None  # see add_latent_start
         self.layers = nn.ModuleList()
         self.heads = nn.ModuleList()
         self.layer_w_index: list[int] = []
@@ -253,6 +259,16 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 2 * k + 2
         self.level_of_layer = [0] + [i for i in range(1, n_levels) for _ in range(2)]
 
+    def add_latent_start(self) -> None:
+        """Add ``dense(w)`` to the learned constant (``model.start=latent``).
+
+        StyleGAN starts every sample from the same constant and can place structures only
+        through styles and noise, which on a few dozen cases learns the position of a tumour
+        slowly; a dense layer from ``w`` to the start grid (ProGAN's and DCGAN's input layer)
+        lets the latent and the conditions set the coarse layout directly.
+        """
+        self.start_fc = EqualLinear(self.w_dim, self.const.numel())
+
     def forward(
         self,
         ws: torch.Tensor,
@@ -277,9 +293,11 @@ class SynthesisNetwork(nn.Module):
             if len(noise_seeds) != ws.shape[0]:
                 raise ValueError(f"need {ws.shape[0]} noise seeds, got {len(noise_seeds)}")
             gens = _generators(noise_seeds, ws.device)
-        x = (
+        x = fast_layout(
             self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
-        )  # [N, C0, *start]
+        )  # [N, C0, *start] (channels-last on the CPU)
+        if self.start_fc is not None:
+            x = x + fast_layout(self.start_fc(ws[:, 0]).reshape(x.shape).to(x.dtype))
         img: torch.Tensor | None = None
         logits: torch.Tensor | None = None
         li = 0
@@ -290,7 +308,8 @@ class SynthesisNetwork(nn.Module):
                 li += 1
             img, logits = head(x, ws[:, self.head_w_index[level]], img, logits)
         assert img is not None and logits is not None
-        return torch.tanh(img.float()), logits.float()
+        img = img.float()  # a fresh tensor (an upsampled sum): tanh in place
+        return (torch.tanh_(img) if img.is_contiguous() else torch.tanh(img)), logits.float()
 
 
 class Generator(nn.Module):
@@ -344,6 +363,7 @@ class Generator(nn.Module):
         )
         self.num_ws = self.synthesis.num_ws
         self.size = self.synthesis.size
+        self.encoder: nn.Module | None = None  # VAE-GAN option, set by build_generator
 
     def forward(
         self,

@@ -19,16 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gliomagen.config import check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.generator import plan_grid
 
 N_CLASSES = 4
-
-
-def _fmt(size: Any) -> str:
-    return "x".join(str(int(s)) for s in size)
 
 
 class TrainingData:
@@ -68,11 +65,7 @@ class TrainingData:
             np.asarray(store.cond_cont)[:, cont_cols], dtype=torch.float32
         ).reshape(len(store), len(cont_cols))
         self.size = tuple(int(s) for s in store.size)
-        if cfg.data.size is not None and tuple(cfg.data.size) != self.size:
-            raise GliomagenError(
-                f"data.size={_fmt(cfg.data.size)} but {name} holds {_fmt(self.size)} volumes; "
-                f"prepare a store at that size or --set data.size=null"
-            )
+        check_store_size(cfg, self.size, name)  # 2D/3D mismatch or a data.size not the store's
         try:
             plan_grid(self.size)
         except ValueError as exc:

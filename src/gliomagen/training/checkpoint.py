@@ -19,6 +19,10 @@ code. Keys:
     n_modalities    int
     w_avg           {"cat": long [K, n_cat], "cont": float [K, n_cont], "w": float [K, w_dim]}: mean
                     ``w`` of G_ema per combination of categorical conditions (continuous at 0)
+
+``RUN/checkpoints/best.pt`` (:func:`save_best`) has the same keys plus ``validation``; the
+optional ``train_state["validation"]`` holds the early-stopping state of
+:class:`gliomagen.training.validation.Validator`.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from gliomagen.errors import GliomagenError
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
+BEST_NAME = "best.pt"  # the best checkpoint by train.val_metric (see training.validation)
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 
@@ -67,7 +72,23 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | os.PathLike[str], keep
     Returns:
         The path written.
     """
-    path = checkpoint_path(run_dir, int(state["step"]))
+    path = _save_atomic(state, checkpoint_path(run_dir, int(state["step"])))
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def save_best(state: dict[str, Any], run_dir: str | os.PathLike[str]) -> Path:
+    """Write ``state`` atomically as ``RUN/checkpoints/best.pt`` (the best validation so far).
+
+    ``best.pt`` is a checkpoint like the others (plus a ``validation`` entry: metric, value, all
+    metrics of that evaluation); :func:`list_checkpoints` does not list it, so the keep-last-K
+    pruning never deletes it, and ``load_generator`` / ``gliomagen generate --checkpoint`` read it.
+    """
+    return _save_atomic(state, Path(run_dir) / CHECKPOINT_DIR / BEST_NAME)
+
+
+def _save_atomic(state: dict[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -77,8 +98,6 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | os.PathLike[str], keep
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
     return path
 
 

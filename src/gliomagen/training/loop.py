@@ -5,7 +5,11 @@ over workers: ``G`` (generator loss through D) then ``D`` (real/fake loss, plus 
 ``r1_interval`` steps and the gradient penalty for ``wgan-gp``). After ``G`` the EMA copy of G is
 updated; after ``D`` the ADA probability is adjusted every ``augment.interval`` steps. A step whose
 losses or gradients are not finite is skipped and logged; ``train.nan_patience`` bad steps in a row
-stop the run with a GliomagenError.
+stop the run with a GliomagenError. The optimisers are AdamW (decoupled weight decay
+``train.weight_decay_g`` / ``train.weight_decay_d``; 0 = plain Adam). Every ``train.val_every``
+steps :class:`~gliomagen.training.validation.Validator` measures G_ema on the val split, keeps
+``checkpoints/best.pt`` and may stop the run early (plateau or memorisation); a final checkpoint is
+written either way.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from gliomagen.training.checkpoint import (
 )
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
+from gliomagen.training.validation import Validator, validation_active
 
 MAX_W_AVG_CONDITIONS = 256
 
@@ -133,12 +138,16 @@ class Trainer:
         dd.broadcast_module(self.G_ema, self.dist.world_size)
         lazy = cfg.loss.r1_gamma > 0
         ratio = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1) if lazy else 1.0
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=t.betas_g, eps=1e-8)
-        self.opt_D = torch.optim.Adam(
+        # AdamW: decoupled weight decay (p -= lr * wd * p per step); with wd = 0 it is Adam
+        self.opt_G = torch.optim.AdamW(
+            self.G.parameters(), lr=t.lr_g, betas=t.betas_g, eps=1e-8, weight_decay=t.weight_decay_g
+        )
+        self.opt_D = torch.optim.AdamW(
             self.D.parameters(),
             lr=t.lr_d * ratio,
             betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio),
             eps=1e-8,
+            weight_decay=t.weight_decay_d,
         )
         augment = (
             build_augment(cfg, len(self.data.size), self.data.n_modalities)
@@ -169,6 +178,10 @@ class Trainer:
         )
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
+        self.validator = (
+            Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
+            if validation_active(cfg) else None
+        )  # fmt: skip
         if resume:
             self._restore()
         elif self.dist.is_main:
@@ -189,14 +202,15 @@ class Trainer:
 
     def _restore(self) -> None:
         ckpt = load_checkpoint(self.run_dir, map_location=self.dist.device)
-        saved, now = ckpt["config"], to_dict(self.cfg)
-        for section in ("model", "data"):
-            diff = [k for k in now[section] if now[section][k] != saved.get(section, {}).get(k)]
+        saved, now, base = ckpt["config"], to_dict(self.cfg), to_dict(Config())
+        for section in ("model", "data"):  # a key newer than the checkpoint had its default
+            old = {**base[section], **saved.get(section, {})}
+            diff = [k for k in now[section] if now[section][k] != old.get(k)]
             if diff:
                 k = diff[0]
                 raise GliomagenError(
                     f"--resume: {section}.{k} differs from the run's checkpoint "
-                    f"({saved.get(section, {}).get(k)!r} -> {now[section][k]!r}); keep it or start a new run"
+                    f"({old.get(k)!r} -> {now[section][k]!r}); keep it or start a new run"
                 )
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
@@ -206,9 +220,11 @@ class Trainer:
         for opt in (
             self.opt_G,
             self.opt_D,
-        ):  # the configured learning rates win over the saved ones
+        ):  # the configured learning rates and weight decay win over the saved ones
             for group in opt.param_groups:
-                group["lr"] = opt.defaults["lr"]
+                for key in ("lr", "weight_decay", "decoupled_weight_decay"):
+                    if key in opt.defaults:
+                        group[key] = opt.defaults[key]
         self.step, self.images_seen, self.aug_p = (
             int(ckpt["step"]),
             int(ckpt["images_seen"]),
@@ -218,6 +234,8 @@ class Trainer:
         self.ada_sign_sum, self.ada_count = float(st["ada_sign_sum"]), int(st["ada_count"])
         self.nan_streak, self.elapsed_s = int(st["nan_streak"]), float(st["elapsed_s"])
         set_rng_state(ckpt["rng"])
+        if self.validator is not None:
+            self.validator.load_state(st.get("validation"), self.step)
         self.monitor.log(f"resumed from step {self.step}")
 
     def _state(self) -> dict[str, Any]:
@@ -236,6 +254,7 @@ class Trainer:
                 "ada_count": self.ada_count,
                 "nan_streak": self.nan_streak,
                 "elapsed_s": self.elapsed_s,
+                **({"validation": self.validator.state()} if self.validator is not None else {}),
             },
             "rng": rng_state(),
             "config": to_dict(self.cfg),
@@ -420,7 +439,11 @@ class Trainer:
                 bar.update(1)
             if self.callback is not None:
                 self.callback(self.step)
-            stop = dd.any_worker(time.time() > deadline, world, dev)
+            reason = (
+                self.validator.maybe_validate(self.step, self.G_ema, self._state)
+                if self.validator is not None else None
+            )  # fmt: skip
+            stop = dd.any_worker(time.time() > deadline or reason is not None, world, dev)
             if self.step % t.sample_every == 0 or self.step == t.steps or stop:
                 self._samples()
             if self.step % t.checkpoint_every == 0 or self.step == t.steps or stop:
@@ -429,9 +452,8 @@ class Trainer:
                 last_ckpt = self.checkpoint()
             if stop:
                 stopped_early = True
-                self.monitor.log(
-                    f"stopped at step {self.step}: --max-minutes {self.max_minutes} reached"
-                )
+                why = f"early stop ({reason})" if reason else f"--max-minutes {self.max_minutes}"
+                self.monitor.log(f"stopped at step {self.step}: {why} reached")
                 break
         if bar is not None:
             bar.close()

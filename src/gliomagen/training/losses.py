@@ -15,7 +15,10 @@ Regularisers: R1 ``γ/2 ‖∇_x D(x_real)‖²`` applied lazily every ``r1_inte
 multiplied by the interval (Mescheder et al. 2018; StyleGAN2); the WGAN gradient penalty
 ``λ (‖∇ D(x̂)‖ - 1)²`` on random interpolates. The auxiliary classification loss (AC-GAN) is the
 cross-entropy of each categorical condition (the 'unknown' code ignored) plus the MSE of the
-continuous ones.
+continuous ones. When D has a tumour-crop discriminator (``model.tumour_crop``), its adversarial
+and auxiliary terms are added to the whole-volume ones, and R1 / the GP differentiate the sum of
+both scores. With ``model.d_mask=straight_through`` D sees the generated mask as the one-hot of its
+argmax (as real masks are one-hot) while G receives the gradient of the softmax.
 
 :class:`StyleGANLoss.accumulate_gradients` runs one phase (``"G"`` or ``"D"``) on one micro-batch
 and calls ``backward``; the caller all-reduces and steps the optimisers.
@@ -30,9 +33,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.discriminator import DOutput
+from gliomagen.models.encoder import kl_standard_normal
 
 LOSS_KINDS = ("lsgan", "nonsaturating", "hinge", "wgan-gp")
 
@@ -111,6 +116,25 @@ def aux_loss(
     return total
 
 
+def _float_output(out: DOutput) -> DOutput:
+    return DOutput(
+        out.score.float(),
+        tuple(c.float() for c in out.cat_logits),
+        None if out.cont_pred is None else out.cont_pred.float(),
+        None if out.local is None else _float_output(out.local),
+    )
+
+
+def _judges(out: DOutput) -> list[DOutput]:
+    """The whole-volume output, then the tumour-crop output when D has one."""
+    return [out] if out.local is None else [out, out.local]
+
+
+def total_score(out: DOutput) -> torch.Tensor:
+    """``[N]`` sum of the whole-volume and tumour-crop scores (what R1 and the GP differentiate)."""
+    return sum(o.score for o in _judges(out))  # type: ignore[return-value]
+
+
 @dataclass
 class MicroBatch:
     """Everything one phase on one micro-batch needs; all randomness drawn beforehand.
@@ -177,6 +201,9 @@ class StyleGANLoss:
         self.autocast = autocast
         self.cat_sizes = list(cat_sizes)
         self.use_aux = bool(cfg.model.aux_classifier) and cfg.loss.aux_weight > 0
+        self.straight_through = getattr(cfg.model, "d_mask", "soft") == "straight_through"
+        self.encoder: Any = getattr(G, "encoder", None)
+        self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
 
     # -- forward helpers ---------------------------------------------------------------------
     def run_G(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -192,7 +219,11 @@ class StyleGANLoss:
                 ws = torch.where(take, w2.unsqueeze(1), ws)
             seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)  # a tensor: no per-value guards
             img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
-        return img.float(), torch.softmax(logits.float(), dim=1), w.float()
+        probs = torch.softmax(logits.float(), dim=1)
+        if self.straight_through:  # D sees the argmax one-hot; G gets the softmax's gradient
+            hard = F.one_hot(probs.argmax(1), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
+            probs = hard + probs - probs.detach()
+        return img.float(), probs, w.float()
 
     def run_D(
         self,
@@ -211,11 +242,42 @@ class StyleGANLoss:
         ctx = self.autocast() if autocast else contextlib.nullcontext()
         with ctx:
             out = D(img, mask, cat, cont)
-        return DOutput(
-            out.score.float(),
-            tuple(c.float() for c in out.cat_logits),
-            None if out.cont_pred is None else out.cont_pred.float(),
-        )
+        return _float_output(out)
+
+    def _reconstruction(self, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """VAE-GAN terms: encode the reals, regenerate them under their conditions, compare.
+
+        Returns the weighted sum ``recon_weight * (CE + soft Dice of the tumour classes)(mask) +
+        recon_img_weight * L1(images) + kl_weight * KL`` (means over the micro-batch) and its
+        parts summed over the micro-batch. The Dice is MONAI's ``DiceLoss`` per case.
+        """
+        c, enc = self.cfg, self.encoder
+        assert enc is not None
+        real_img, real_mask = mb.real_img.detach(), mb.real_mask.detach()
+        with self.autocast():
+            mu, logvar = enc(real_img, real_mask)
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
+            w = self.mapping(z, mb.real_cat, mb.real_cont)
+            ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+            seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)
+            img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
+        n = len(mu)
+        ce = F.cross_entropy(logits.float(), real_mask.argmax(1), reduction="none")
+        ce = ce.flatten(1).mean(1)  # [n]
+        # a tumour is a few percent of the volume: the soft Dice of the tumour classes makes its
+        # inner structure (a small necrotic core, a thin enhancing rim) weigh as much as the rest
+        dice = self._dice(logits.float(), real_mask).flatten(1).mean(1)  # [n]
+        l1 = (img.float() - real_img).abs().flatten(1).mean(1)  # [n]
+        kl = kl_standard_normal(mu, logvar)  # [n]
+        loss = (c.recon_weight * (ce + dice) + c.recon_img_weight * l1 + c.kl_weight * kl).mean()
+        stats = {
+            "G/recon_ce": ce.detach().sum(),
+            "G/recon_dice": dice.detach().sum(),
+            "G/recon_l1": l1.detach().sum(),
+            "G/kl": kl.detach().sum(),
+        }
+        assert n == len(ce)
+        return loss, stats
 
     # -- phases ------------------------------------------------------------------------------
     def accumulate_gradients(
@@ -237,13 +299,23 @@ class StyleGANLoss:
         if phase == "G":
             img, mask, w = self.run_G(mb)
             out = self.run_D(img, mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
-            adv = g_adv_loss(self.kind, out.score)
+            adv = sum(g_adv_loss(self.kind, o.score) for o in _judges(out))
+            assert isinstance(adv, torch.Tensor)
             loss = adv.mean()
             stats["G/adv"] = adv.detach().sum()
+            if out.local is not None:
+                stats["G/adv_tumour"] = g_adv_loss(self.kind, out.local.score).detach().sum()
             if self.use_aux:
-                aux = aux_loss(out, mb.gen_cat, mb.gen_cont, self.cat_sizes)
+                aux = sum(
+                    aux_loss(o, mb.gen_cat, mb.gen_cont, self.cat_sizes) for o in _judges(out)
+                )
+                assert isinstance(aux, torch.Tensor)
                 loss = loss + c.aux_weight * aux
                 stats["G/aux"] = aux.detach() * len(adv)
+            if self.encoder is not None:
+                rec, rec_stats = self._reconstruction(mb)
+                loss = loss + rec
+                stats.update(rec_stats)
             (loss * gain).backward()
             stats["w_sum"] = w.detach().sum(0)
             return stats
@@ -265,6 +337,15 @@ class StyleGANLoss:
             autocast=not do_r1,
         )
         l_real, l_fake = d_adv_loss(self.kind, out_r.score, out_f.score, c.wgan_drift)
+        if out_r.local is not None and out_f.local is not None:
+            lr_loc, lf_loc = d_adv_loss(
+                self.kind, out_r.local.score, out_f.local.score, c.wgan_drift
+            )
+            stats["D/real_tumour"], stats["D/fake_tumour"] = (
+                lr_loc.detach().sum(),
+                lf_loc.detach().sum(),
+            )
+            l_real, l_fake = l_real + lr_loc, l_fake + lf_loc
         loss = (l_real + l_fake).mean()
         n = len(l_real)
         stats["D/real"], stats["D/fake"] = l_real.detach().sum(), l_fake.detach().sum()
@@ -274,11 +355,14 @@ class StyleGANLoss:
         )
         stats["ada_sign"] = torch.sign(out_r.score.detach() - REAL_SIGN_OFFSET[self.kind]).sum()
         if self.use_aux:
-            aux = aux_loss(out_r, mb.real_cat, mb.real_cont, self.cat_sizes)
+            aux = sum(
+                aux_loss(o, mb.real_cat, mb.real_cont, self.cat_sizes) for o in _judges(out_r)
+            )
+            assert isinstance(aux, torch.Tensor)
             loss = loss + c.aux_weight * aux
             stats["D/aux"] = aux.detach() * n
         if do_r1:
-            r1 = r1_penalty(out_r.score, [real_img, real_mask])
+            r1 = r1_penalty(total_score(out_r), [real_img, real_mask])
             loss = loss + (r1 * (c.r1_gamma / 2) * c.r1_interval).mean()
             stats["D/r1"] = r1.detach().sum()
         if self.kind == "wgan-gp" and c.gp_weight > 0:
@@ -289,7 +373,7 @@ class StyleGANLoss:
             out_gp = self.run_D(
                 x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False
             )
-            gp = gradient_penalty(out_gp.score, [x_img, x_mask])
+            gp = gradient_penalty(total_score(out_gp), [x_img, x_mask])
             loss = loss + c.gp_weight * gp.mean()
             stats["D/gp"] = gp.detach().sum()
         (loss * gain).backward()

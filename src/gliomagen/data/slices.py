@@ -1,0 +1,400 @@
+"""The 2D slice store (``gliomagen prepare --slices``): axial, coronal and sagittal slices of every case.
+
+Each case goes through the 3D pipeline of :func:`gliomagen.data.build.build_store` (same reading,
+checks, brain crop, intensity standardisation, labels, split, QC) onto a *cubic* grid whose side is
+the slice size, into a temporary volume store; the slices are then cut from that grid along each
+requested view and the volumes are deleted. So a slice store and a volume store of the same cases
+share every preprocessing step, and a slice ``s x s`` has the voxel size of an ``s^3`` volume.
+
+Layout (the store format of :mod:`gliomagen.data.store`, with 2-D items)::
+
+    STORE/
+      meta.json    as a volume store, plus spatial_dims = 2, size [s, s], "slices" (views, axes,
+                   minimum brain fraction, counts), case_splits, n_slices
+      images.npy   float16 [N, 4, s, s] in [-1, 1], background exactly -1
+      masks.npy    uint8 [N, s, s] {0..3}; 255 for a slice of a case without a mask
+      index.csv    one row per slice: case_id (``<case>-<view>-<index>``), split, has_mask,
+                   source_case, view, slice_index, position, brain_fraction, the case's labels
+      cases.csv    the per-case index of the volume pipeline (files, intensities, geometry)
+      qc/          the volume montages of the QC sample and, per QC case, ``<case>-slices.png``
+
+A slice ``[a, b]`` keeps the canonical RAS voxel axes other than its view's (axial holds z:
+``[x, y]``; coronal holds y: ``[x, z]``; sagittal holds x: ``[y, z]``). ``position`` is the slice
+index over ``s - 1`` along the held axis (0 = left / posterior / inferior edge of the brain's
+cubic box, 1 = right / anterior / superior). The conditions ``view`` (categorical) and
+``position`` (continuous, standardised on the training slices) join the cases' own labels.
+Slices whose brain covers less than ``min_brain_fraction`` of the slice are left out. The split
+is by case: every slice of a case is in its case's split.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gliomagen import MODALITIES, __version__
+from gliomagen.data.conditions import SLICE_CONDITIONS, ConditionSchema, build_schema
+from gliomagen.data.qc import MASK_COLOURS
+from gliomagen.data.store import NO_MASK, SPLITS, _read_json, parse_size
+from gliomagen.errors import GliomagenError
+
+VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
+"""The views, in the order of the ``view`` condition's categories."""
+
+VIEW_AXIS: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
+"""Canonical RAS voxel axis (x, y, z) each view holds fixed."""
+
+DEFAULT_SLICE_SIZE = 256
+DEFAULT_MIN_BRAIN_FRACTION = 0.1
+
+
+# -- options ------------------------------------------------------------------------------------
+def parse_slice_size(value: int | str | Sequence[int]) -> int:
+    """The side of a square slice: ``256``, ``"64"`` or ``"64,64"``; a 3-sided or non-square size is refused."""
+    parts = (
+        [p for p in value.replace("x", ",").split(",") if p.strip()]
+        if isinstance(value, str)
+        else ([value] if isinstance(value, int | np.integer) else list(value))
+    )
+    if len(parts) not in (1, 2) or len({str(p).strip() for p in parts}) != 1:
+        raise GliomagenError(
+            f"--size {value!r}: with --slices give the side of a square slice, one number (e.g. 256 or 64)"
+        )
+    return parse_size(str(parts[0]).strip())[0]
+
+
+def parse_views(views: str | Iterable[str]) -> tuple[str, ...]:
+    """``"axial,sagittal"`` -> ``("axial", "sagittal")`` in :data:`VIEWS` order, checked."""
+    items = views.split(",") if isinstance(views, str) else list(views)
+    names = [str(v).strip().lower() for v in items if str(v).strip()]
+    bad = [v for v in names if v not in VIEWS]
+    if bad or not names:
+        raise GliomagenError(
+            f"--views {','.join(names) or '(none)'}: expected one or more of {', '.join(VIEWS)}"
+        )
+    return tuple(v for v in VIEWS if v in names)
+
+
+# -- geometry and pictures -----------------------------------------------------------------------
+def take_slice(volume: np.ndarray, view: str, index: int) -> np.ndarray:
+    """Slice ``index`` of ``volume [..., X, Y, Z]`` (channels first, if any) along ``view``."""
+    return np.take(volume, int(index), axis=volume.ndim - 3 + VIEW_AXIS[view])
+
+
+def slice_affine(grid_affine: np.ndarray, view: str, index: float) -> np.ndarray:
+    """The ``[4, 4]`` affine of a 2-D slice ``[a, b]`` cut at ``index`` along ``view`` from a grid with ``grid_affine``."""
+    held = VIEW_AXIS[view]
+    kept = [a for a in range(3) if a != held]
+    pick = np.zeros((4, 4))
+    pick[kept[0], 0] = pick[kept[1], 1] = pick[held, 2] = pick[3, 3] = 1.0
+    pick[held, 3] = float(index)
+    return np.asarray(grid_affine, dtype=np.float64) @ pick
+
+
+def to_display(arr: np.ndarray) -> np.ndarray:
+    """A slice ``[a, b]`` oriented for display, as :func:`gliomagen.data.qc.plane_slices` draws
+    planes: superior (coronal, sagittal) or anterior (axial) at the top."""
+    return np.ascontiguousarray(np.asarray(arr).T[::-1])
+
+
+def grey_u8(image: np.ndarray) -> np.ndarray:
+    """``[-1, 1]`` values -> uint8 grey (clipped): -1 -> 0, 1 -> 255."""
+    return np.round((np.clip(np.asarray(image, np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
+
+
+def slice_rgb(image: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+    """One slice ``[a, b]`` in [-1, 1] as display-oriented RGB ``[b, a, 3]`` uint8, labels 1-3 of ``mask`` overlaid."""
+    rgb = np.repeat(grey_u8(to_display(image))[..., None], 3, axis=2).astype(np.float32)
+    if mask is not None:
+        lab = to_display(mask)
+        for label in (1, 2, 3):
+            hit = lab == label
+            rgb[hit] = (1 - alpha) * rgb[hit] + alpha * MASK_COLOURS[label - 1]
+    return np.round(rgb).astype(np.uint8)
+
+
+def grid_png(
+    panels: Sequence[Sequence[np.ndarray]],
+    path: Path | None = None,
+    *,
+    row_labels: Sequence[str] = (),
+    col_labels: Sequence[str] = (),
+    title: str = "",
+    min_panel: int = 96,
+) -> bytes:
+    """RGB panels ``[h, w, 3]`` in rows and columns as a labelled PNG (Pillow); written atomically
+    to ``path`` when given. Panels smaller than ``min_panel`` are enlarged (nearest)."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    side = max(max(p.shape[0], p.shape[1]) for row in panels for p in row)
+    zoom = max(1, -(-min_panel // side))
+    cell = side * zoom
+    left, top = (48 if row_labels else 4), (16 if col_labels else 4) + (16 if title else 0)
+    n_cols = max(len(r) for r in panels)
+    canvas = Image.new("RGB", (left + n_cols * (cell + 2), top + len(panels) * (cell + 2)), "black")
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
+    for r, row in enumerate(panels):
+        for c, p in enumerate(row):
+            img = Image.fromarray(p.repeat(zoom, axis=0).repeat(zoom, axis=1))
+            canvas.paste(img, (left + c * (cell + 2), top + r * (cell + 2)))
+        if r < len(row_labels):
+            draw.text((left - 4, top + r * (cell + 2) + cell // 2), row_labels[r][:8], fill="white", font=font, anchor="rm")  # fmt: skip
+    for c, label in enumerate(col_labels):
+        draw.text((left + c * (cell + 2) + cell // 2, top - 3), label, fill="white", font=font, anchor="md")  # fmt: skip
+    if title:
+        draw.text((canvas.width // 2, 3), title, fill="white", font=font, anchor="mt")
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    data = buf.getvalue()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return data
+
+
+def slices_montage_png(
+    items: Sequence[tuple[np.ndarray, np.ndarray | None, str]],
+    modalities: Sequence[str],
+    title: str = "",
+) -> bytes:
+    """Rows of slices ``(image [C, a, b], mask [a, b] or None, name)``: every modality, then the
+    mask over the second one (T1Gd); the 2-D counterpart of :func:`gliomagen.report.figures.montage_png`."""
+    rows = []
+    for image, mask, _ in items:
+        m = None if mask is None or (np.asarray(mask) == NO_MASK).all() else np.asarray(mask)
+        row = [slice_rgb(ch) for ch in image]
+        row.append(slice_rgb(image[min(1, len(image) - 1)], m))
+        rows.append(row)
+    labels = [*modalities[: len(items[0][0])], "mask"] if items else []
+    return grid_png(rows, row_labels=[it[2][-8:] for it in items], col_labels=labels, title=title)
+
+
+# -- building -----------------------------------------------------------------------------------
+def build_slice_store(
+    sources: Sequence[Path | str],
+    out: Path | str,
+    *,
+    size: int | str | Sequence[int] = DEFAULT_SLICE_SIZE,
+    views: str | Iterable[str] = VIEWS,
+    min_brain_fraction: float = DEFAULT_MIN_BRAIN_FRACTION,
+    slice_step: int = 1,
+    labels_csv: Path | str | None = None,
+    skip_bad: bool = False,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    label_types: Sequence[str] = (),
+    qc_cases: int = 8,
+    normalize: str = "percentile",
+    bias_correction: Any = False,
+    denoise: Any = False,
+    nyul_from: Path | str | None = None,
+) -> Path:
+    """Prepare cases into a 2D slice store (see the module docstring).
+
+    Args:
+        sources, labels_csv, skip_bad, workers, seed, progress, label_types, qc_cases, normalize,
+            bias_correction, denoise, nyul_from: as in :func:`gliomagen.data.build.build_store`.
+        out: the store folder to create (an existing store there is replaced when done).
+        size: side of the square slices (and of the cubic grid they are cut from).
+        views: ``axial``, ``coronal``, ``sagittal`` (all by default).
+        min_brain_fraction: slices whose brain covers less of the slice are left out, in [0, 1);
+            a slice without any brain is always left out.
+        slice_step: keep every ``slice_step``-th slice along each view (1 = all).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        GliomagenError: bad options or input, naming them; nothing is left behind.
+    """
+    from gliomagen.data import build as vb
+    from gliomagen.data.conditions import parse_label_types, read_label_table
+    from gliomagen.data.layouts import find_cases
+
+    side = parse_slice_size(size)
+    views_t = parse_views(views)
+    if not 0.0 <= float(min_brain_fraction) < 1.0:
+        raise GliomagenError(f"--min-brain-fraction {min_brain_fraction}: must be in [0, 1)")
+    if int(slice_step) < 1:
+        raise GliomagenError(f"--slice-step {slice_step}: must be at least 1")
+    if workers < 1:
+        raise GliomagenError(f"--workers {workers}: must be at least 1")
+    out = Path(out)
+    vb._check_output(out)
+    cases = find_cases(sources)
+    label_cols = read_label_table(Path(labels_csv))[0] if labels_csv else []
+    for name in [*label_cols, *(k for c in cases for k in c.labels)]:
+        if name in (*SLICE_CONDITIONS, *_SLICE_COLUMNS):
+            raise GliomagenError(f"label column {name!r} is reserved in a slice store; rename it")
+    prep, standard = vb._prep_options(normalize, bias_correction, denoise, nyul_from)
+    options: dict[str, Any] = {
+        "slices": {"size": side, "views": list(views_t), "min_brain_fraction": float(min_brain_fraction),
+                   "slice_step": int(slice_step)},
+        "seed": seed, "skip_bad": skip_bad, "label_types": parse_label_types(label_types), "qc_cases": qc_cases,
+        "preprocessing": prep.to_dict(), "format_version": 1, "gliomagen_version": __version__,
+    }  # fmt: skip
+    if standard is not None:
+        options["preprocessing"]["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
+    stamp = vb._fingerprint(cases, labels_csv, options)
+    if (out / "meta.json").is_file() and _read_json(out / "meta.json").get(
+        "input_fingerprint"
+    ) == stamp:
+        vb._say(progress, f"{out}: up to date with its inputs; nothing to do")
+        return out
+    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        vb._remove_stale_temps(out)
+        tmp.mkdir()
+    except OSError as exc:
+        vb._remove_empty(created)
+        raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        volumes = vb.build_store(
+            sources, tmp / "volumes", labels_csv=labels_csv, size=(side, side, side), skip_bad=skip_bad,
+            workers=workers, seed=seed, progress=progress, label_types=label_types, qc_cases=qc_cases,
+            normalize=normalize, bias_correction=bias_correction, denoise=denoise, nyul_from=nyul_from,
+        )  # fmt: skip
+        vb._say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
+        meta = _cut(tmp, volumes, views_t, float(min_brain_fraction), int(slice_step))
+        meta.update(input_fingerprint=stamp, options=options)
+        vb._write_json(tmp / "meta.json", meta)
+        shutil.rmtree(volumes)
+        vb._replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        vb._remove_empty(created)
+        raise
+    return out
+
+
+_SLICE_COLUMNS = ("source_case", "slice_index", "brain_fraction")
+"""Index columns of a slice store beside the store's own (and the ``view``/``position`` conditions)."""
+
+
+def _cut(
+    tmp: Path, volumes: Path, views: tuple[str, ...], min_fraction: float, step: int
+) -> dict[str, Any]:
+    """Cut the slices of ``volumes`` into ``tmp``'s arrays and index; return the slice store's meta."""
+    from gliomagen.data.build import _NpyWriter
+
+    vmeta = _read_json(volumes / "meta.json")
+    side = int(vmeta["size"][0])
+    with open(volumes / "index.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header, cases = list(reader.fieldnames or []), list(reader)
+    labels = header[header.index("has_mask") + 1 : header.index("layout")]
+    images = np.load(volumes / "images.npy", mmap_mode="r")  # [N, C, s, s, s]
+    masks = np.load(volumes / "masks.npy", mmap_mode="r")  # [N, s, s, s]
+    capacity = len(cases) * len(views) * len(range(0, side, step))
+    img_out = _NpyWriter(tmp / "images.npy", np.float16, (images.shape[1], side, side), capacity)
+    mask_out = _NpyWriter(tmp / "masks.npy", np.uint8, (side, side), capacity)
+    rows: list[dict[str, Any]] = []
+    width = len(str(side - 1))
+    try:
+        for k, case in enumerate(cases):
+            image, mask = np.asarray(images[k]), np.asarray(masks[k])
+            brain = (image > -1.0).any(axis=0) | ((mask >= 1) & (mask <= 3))  # [s, s, s]
+            for view in views:
+                held = VIEW_AXIS[view]
+                fraction = brain.mean(axis=tuple(a for a in range(3) if a != held))  # [s]
+                for i in range(0, side, step):
+                    if fraction[i] <= 0 or fraction[i] < min_fraction:
+                        continue
+                    img_out.write(len(rows), take_slice(image, view, i))
+                    mask_out.write(len(rows), take_slice(mask, view, i))
+                    rows.append({
+                        "case_id": f"{case['case_id']}-{view}-{i:0{width}d}", "split": case["split"],
+                        "has_mask": case["has_mask"], "source_case": case["case_id"], "view": view,
+                        "slice_index": i, "position": round(i / max(1, side - 1), 6),
+                        "brain_fraction": round(float(fraction[i]), 4), **{c: case[c] for c in labels},
+                        "layout": case["layout"],
+                    })  # fmt: skip
+    finally:
+        img_out.close(len(rows))
+        mask_out.close(len(rows))
+    del images, masks
+    if not rows:
+        raise GliomagenError(
+            f"no slice has a brain fraction of at least {min_fraction:g}; lower --min-brain-fraction"
+        )
+    columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
+               "brain_fraction", *labels, "layout"]  # fmt: skip
+    with open(tmp / "index.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copyfile(volumes / "index.csv", tmp / "cases.csv")
+    if (volumes / "qc").is_dir():
+        shutil.move(str(volumes / "qc"), str(tmp / "qc"))
+        _slice_qc(tmp, volumes, views, [p.stem for p in (tmp / "qc").glob("*.png")])
+    if (volumes / "skipped.csv").is_file():
+        shutil.copyfile(volumes / "skipped.csv", tmp / "skipped.csv")
+    train = [r["split"] == "train" for r in rows]
+    extra = build_schema(
+        [{"view": r["view"], "position": r["position"]} for r in rows],
+        {"view": "view", "position": "slice"}, train=train,
+    )  # fmt: skip
+    schema = ConditionSchema([*ConditionSchema.from_dict(vmeta["schema"]).fields, *extra.fields])
+    meta = {
+        k: v for k, v in vmeta.items() if k not in ("input_fingerprint", "options", "labels_csv")
+    }
+    meta.update(
+        size=[side, side], spatial_dims=2, schema=schema.to_dict(),
+        splits={s: sum(r["split"] == s for r in rows) for s in SPLITS}, case_splits=vmeta["splits"],
+        n_slices=len(rows), n_with_mask=sum(r["has_mask"] == "1" for r in rows),
+        labels_csv=vmeta.get("labels_csv"),
+        slices={
+            "views": list(views), "held_axis": {v: "xyz"[VIEW_AXIS[v]] for v in views},
+            "axes": {v: "".join(a for a in "xyz" if a != "xyz"[VIEW_AXIS[v]]) for v in views},
+            "volume_size": [side] * 3, "min_brain_fraction": min_fraction, "slice_step": step,
+            "per_view": {v: sum(r["view"] == v for r in rows) for v in views},
+            "position": "slice index / (size - 1) along the held canonical RAS axis of the case's cubic brain box",
+            "brain": "voxels above -1 in any modality, plus the tumour",
+        },
+    )  # fmt: skip
+    return meta
+
+
+def _slice_qc(
+    tmp: Path, volumes: Path, views: tuple[str, ...], case_ids: list[str], n: int = 6
+) -> None:
+    """``qc/<case>-slices.png``: ``n`` kept slices per view (rows), T1Gd with the mask overlaid."""
+    with open(tmp / "index.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    images = np.load(tmp / "images.npy", mmap_mode="r")
+    masks = np.load(tmp / "masks.npy", mmap_mode="r")
+    channel = min(1, images.shape[1] - 1)
+    for cid in case_ids:
+        panels, names = [], []
+        for view in views:
+            mine = [i for i, r in enumerate(rows) if r["source_case"] == cid and r["view"] == view]
+            if not mine:
+                continue
+            picks = [mine[int(j)] for j in np.linspace(0, len(mine) - 1, min(n, len(mine))).round()]
+            panels.append([
+                slice_rgb(np.asarray(images[j][channel], np.float32),
+                          None if (np.asarray(masks[j]) == NO_MASK).all() else np.asarray(masks[j]))
+                for j in picks
+            ])  # fmt: skip
+            names.append(view)
+        if panels:
+            grid_png(
+                panels,
+                tmp / "qc" / f"{cid}-slices.png",
+                row_labels=names,
+                title=f"{cid} ({MODALITIES[channel]})",
+            )
+    del images, masks

@@ -1,0 +1,317 @@
+"""2D generation: a checkpoint trained on a slice store -> PNG and 2-D NIfTI slices with masks.
+
+:func:`gliomagen.generation.cohort.generate_cohort` hands a 2D checkpoint (its store size has two
+sides) to :func:`generate_slices`, which reuses the 3D path's latents, truncation, mixing,
+synthesis, brain mask, labels and intensity mapping, and writes::
+
+    OUT/
+      SYN-00000/SYN-00000-{t1n,t1c,t2w,t2f,seg}.nii.gz   2-D NIfTI [a, b], placed in world space
+                                                          at the slice's plane of the template grid
+      SYN-00000/SYN-00000-{t1n,t1c,t2w,t2f}.png           8-bit grey, -1..1 -> 0..255, display
+                                                          orientation (superior / anterior up)
+      SYN-00000/SYN-00000-overlay.png                     every modality with the mask overlaid
+      overview.png                                        the first slices of each view, one row per view
+      clinical.csv   case_id, seed, [mix_seed,] conditions (view and position included)
+      manifest.json  as in 3D, plus spatial_dims 2, views, the volume grid's affine
+
+Conditions: a ``view`` the request leaves unset is ``VIEWS[seed % n_views]`` of the model's views
+(so a cohort has all views in turn), an unset ``position`` is drawn uniformly over the training
+positions' range (mean +- sqrt(3) sd, clipped to [0, 1]) from the case seed; both depend on the
+case seed only, so ``--seed 17 --n 1`` still rewrites case 17 of a ``--seed 0`` cohort. The NIfTI
+images hold scanner-like intensities (:mod:`gliomagen.generation.intensity`; float32 or int16),
+0 outside the brain; :func:`read_slice_cohort` maps them back to [-1, 1] with the manifest's ranges.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from tqdm.auto import tqdm
+
+from gliomagen.data.conditions import ConditionSchema, infer_kind, is_missing
+from gliomagen.data.slices import grey_u8, grid_png, slice_affine, slice_rgb, to_display
+from gliomagen.errors import GliomagenError
+from gliomagen.generation.intensity import (
+    apply_brain,
+    brain_mask,
+    mask_labels,
+    scale_to_range,
+    scanner_ranges,
+)
+from gliomagen.generation.plan import encode_plan, plan_conditions
+from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
+from gliomagen.generation.source import GeneratorSource
+from gliomagen.generation.writer import (
+    case_id,
+    nifti,
+    prepare_out_dir,
+    write_clinical,
+    write_manifest,
+)
+
+OVERVIEW_PER_VIEW = 8
+
+
+def is_slice_source(source: GeneratorSource) -> bool:
+    """True for a generator trained on a 2D slice store."""
+    return len(source.meta.get("size") or ()) == 2
+
+
+def plan_slices(
+    schema: ConditionSchema,
+    seeds: Sequence[int],
+    conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    conditions_csv: Path | None = None,
+) -> list[dict[str, Any]]:
+    """The conditions of each slice: the request (see :mod:`gliomagen.generation.plan`), with an
+    unset ``view`` / ``position`` filled from the case seed (see the module docstring)."""
+    plan = plan_conditions(schema, len(seeds), conditions, conditions_csv)
+    views = schema["view"].categories if "view" in schema else []
+    pos = next((f for f in schema.fields if f.name == "position"), None)
+    for row, seed in zip(plan, seeds, strict=True):
+        if views and row.get("view") is None:
+            row["view"] = views[int(seed) % len(views)]
+        if pos is not None and row.get("position") is None:
+            half = math.sqrt(3.0) * pos.std
+            u = float(np.random.default_rng([int(seed), 2]).random())
+            row["position"] = round(float(np.clip(pos.mean - half + 2 * half * u, 0.0, 1.0)), 4)
+    return plan
+
+
+def _volume_affine(meta: Mapping[str, Any], side: int) -> np.ndarray:
+    """Affine of the cubic grid the training slices were cut from (its template geometry)."""
+    geometry = meta.get("template_geometry")
+    if geometry and [int(s) for s in geometry.get("size", [])] == [side] * 3:
+        from gliomagen.data.preprocess import grid_affine
+
+        return np.asarray(grid_affine(geometry), dtype=np.float64)
+    from gliomagen.generation.space import native_affine
+
+    spacing = (list(meta.get("spacing_mm") or []) + [1.0, 1.0, 1.0])[:3]
+    return native_affine([side] * 3, spacing)
+
+
+def write_slice_case(
+    out: Path,
+    cid: str,
+    images: np.ndarray,
+    shown: np.ndarray,
+    seg: np.ndarray,
+    affine: np.ndarray,
+    modalities: Sequence[str],
+) -> Path:
+    """Write one slice atomically: NIfTI per modality and mask, a PNG per modality and an overlay PNG.
+
+    Args:
+        out: cohort folder.
+        cid: case id.
+        images: ``[C, a, b]`` file intensities (float32 or int16).
+        shown: ``[C, a, b]`` network values in [-1, 1] (-1 outside the brain), for the PNGs.
+        seg: ``[a, b]`` uint8 labels.
+        affine: the slice's ``[4, 4]`` affine.
+        modalities: channel names.
+    """
+    from PIL import Image
+
+    final = Path(out) / cid
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}.", suffix=".tmp", dir=out))
+    try:
+        for c, mod in enumerate(modalities):
+            nib.save(
+                nifti(np.ascontiguousarray(images[c]), affine), str(tmp / f"{cid}-{mod}.nii.gz")
+            )
+            Image.fromarray(grey_u8(to_display(shown[c]))).save(tmp / f"{cid}-{mod}.png")
+        nib.save(
+            nifti(np.ascontiguousarray(seg.astype(np.uint8)), affine),
+            str(tmp / f"{cid}-seg.nii.gz"),
+        )
+        panels = [slice_rgb(shown[c], seg) for c in range(len(modalities))]
+        gap = np.zeros((panels[0].shape[0], 2, 3), np.uint8)
+        strip = np.concatenate([p for q in panels for p in (q, gap)][:-1], axis=1)
+        Image.fromarray(strip).save(tmp / f"{cid}-overlay.png")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def generate_slices(
+    source: GeneratorSource,
+    out: Path | str,
+    n: int,
+    conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    conditions_csv: Path | str | None = None,
+    truncation: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 4,
+    fmt: str = "float32",
+    mix: tuple[int, int] | None = None,
+    progress: bool = True,
+    noise_mode: str = "random",
+    command_line: str = "",
+) -> Path:
+    """Generate ``n`` slices of a 2D generator into ``out`` (see the module docstring).
+
+    Arguments are those of :func:`gliomagen.generation.cohort.generate_cohort` (already checked
+    there), with ``mix`` as a ``(seed, layer)`` pair.
+    """
+    from gliomagen.generation.cohort import _manifest, synthesize
+    from gliomagen.generation.space import OutputGrid
+
+    seeds = case_seeds(seed, n)
+    plan = plan_slices(
+        source.schema, seeds, conditions, Path(conditions_csv) if conditions_csv else None
+    )
+    cat, cont = encode_plan(source.schema, plan)
+    G, side = source.G, int(source.meta["size"][0])
+    ranges = scanner_ranges(source.modalities, source.meta)
+    volume_affine = _volume_affine(source.meta, side)
+    out_dir = prepare_out_dir(Path(out))
+    mix_seeds = case_seeds(mix[0], n) if mix else None
+    means = ConditionMeans(G) if truncation != 1.0 else None
+    rows: list[dict[str, Any]] = []
+    overview: dict[str, list[np.ndarray]] = {}
+    bar = tqdm(total=n, unit="slice", desc="generate", disable=not progress, file=sys.stderr)
+    try:
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(n, start + batch_size)))
+            ws = case_ws(
+                G, [seeds[i] for i in idx], cat[idx], cont[idx], psi=float(truncation), means=means,
+                mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None, mix_layer=mix[1] if mix else None,
+            )  # fmt: skip
+            images, logits = synthesize(
+                source, ws, noise_mode, [seeds[i] for i in idx]
+            )  # [b, C, a, b]
+            for j, i in enumerate(idx):
+                brain = brain_mask(images[j])  # [a, b]
+                seg = mask_labels(logits[j], brain)
+                shown = np.where(brain[None], np.clip(images[j], -1, 1), -1.0).astype(np.float32)
+                files = apply_brain(scale_to_range(images[j], ranges), brain, fmt)
+                view = plan[i].get("view") or "axial"
+                position = plan[i].get("position")
+                index = (0.5 if position is None else float(position)) * (side - 1)
+                affine = slice_affine(volume_affine, view, index)
+                write_slice_case(out_dir, case_id(i), files, shown, seg, affine, source.modalities)
+                if len(overview.setdefault(view, [])) < OVERVIEW_PER_VIEW:
+                    overview[view].append(slice_rgb(shown[min(1, len(shown) - 1)], seg))
+                row: dict[str, Any] = {"case_id": case_id(i), "seed": seeds[i]}
+                if mix_seeds:
+                    row["mix_seed"] = mix_seeds[i]
+                rows.append({**row, **plan[i]})
+                bar.update(1)
+    finally:
+        bar.close()
+    if overview:
+        grid_png(list(overview.values()), out_dir / "overview.png", row_labels=list(overview),
+                 title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
+    write_clinical(out_dir, rows, source.schema.names)
+    requested: Any = conditions
+    if conditions_csv:
+        from gliomagen.generation.writer import file_sha256
+
+        requested = {
+            "csv": str(conditions_csv),
+            "csv_sha256": file_sha256(Path(conditions_csv)),
+            "fixed": conditions,
+        }
+    grid = OutputGrid("native", (side, side), volume_affine)  # type: ignore[arg-type]
+    manifest = _manifest(
+        source, n=n, seeds=seeds, mix=mix, truncation=truncation, space="native", fmt=fmt,
+        noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=command_line,
+    )  # fmt: skip
+    manifest.update(
+        spatial_dims=2,
+        shape=[side, side],
+        affine=None,
+        volume_affine=np.asarray(volume_affine).round(6).tolist(),
+        views=sorted({str(r.get("view")) for r in rows if r.get("view")}),
+        files={"nifti": "2-D [a, b] per modality and seg, each with its slice's affine",
+               "png": "per modality (grey, -1..1 -> 0..255) and -overlay.png (mask over every modality)"},
+    )  # fmt: skip
+    write_manifest(out_dir, manifest)
+    return out_dir
+
+
+def _read(path: Path) -> np.ndarray:
+    img: Any = nib.load(path)
+    return np.asarray(img.dataobj)
+
+
+def read_slice_cohort(
+    folder: Path, side: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[dict[str, Any]], tuple[float, float, float]]:
+    """Read a 2D cohort written by :func:`generate_slices` back onto the network's scale.
+
+    Images are mapped back to [-1, 1] with the manifest's intensity ranges (inside the brain,
+    i.e. where any modality is above 0; -1 outside); labels come from ``clinical.csv``, numbers as
+    floats (0/1 flags and text stay categorical, as :func:`gliomagen.data.conditions.infer_kind`).
+
+    Returns:
+        ``(images float16 [N, C, a, b], masks uint8 [N, a, b], case_ids, labels, spacing_mm)``
+        (``spacing_mm``: the pixel size and slab thickness of the model's grid).
+
+    Raises:
+        GliomagenError: not a 2D cohort folder, a missing or mis-sized file.
+    """
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        with open(folder / "clinical.csv", newline="") as fh:
+            raw = list(csv.DictReader(fh))
+    except (OSError, ValueError) as exc:
+        raise GliomagenError(
+            f"--synthetic {folder}: not a 2D cohort of gliomagen generate (manifest.json and clinical.csv; {exc})"
+        ) from None
+    if manifest.get("spatial_dims") != 2:
+        raise GliomagenError(f"--synthetic {folder}: holds 3D volumes, not 2D slices")
+    mods = list(manifest["modalities"])
+    ranges = [manifest["intensity_ranges"][m] for m in mods]
+    shape = tuple(int(s) for s in manifest["shape"])
+    if side is not None and shape != (side, side):
+        raise GliomagenError(
+            f"--synthetic {folder}: slices are {shape[0]}x{shape[1]} but the real slices are {side}x{side}"
+        )
+    if not raw:
+        raise GliomagenError(f"--synthetic {folder}: clinical.csv lists no case")
+    images = np.empty((len(raw), len(mods), *shape), np.float16)
+    masks = np.empty((len(raw), *shape), np.uint8)
+    for k, row in enumerate(raw):
+        cid = row["case_id"]
+        try:
+            vals = [_read(folder / cid / f"{cid}-{m}.nii.gz").astype(np.float32) for m in mods]
+            seg = _read(folder / cid / f"{cid}-seg.nii.gz")
+        except (OSError, nib.filebasedimages.ImageFileError) as exc:
+            raise GliomagenError(
+                f"--synthetic {folder / cid}: cannot read the slice ({exc})"
+            ) from None
+        if any(v.shape != shape for v in vals) or seg.shape != shape:
+            raise GliomagenError(
+                f"--synthetic {folder / cid}: files are not {shape[0]}x{shape[1]} slices"
+            )
+        brain = np.any([v > 0 for v in vals], axis=0)
+        for c, (v, (lo, hi)) in enumerate(zip(vals, ranges, strict=True)):
+            x = np.clip(2.0 * (v - float(lo)) / (float(hi) - float(lo)) - 1.0, -1.0, 1.0)
+            images[k, c] = np.where(brain, x, -1.0)
+        masks[k] = np.where(brain, seg, 0).astype(np.uint8)
+    fields = [f for f in raw[0] if f not in ("case_id", "seed", "mix_seed")]
+    kinds = {f: infer_kind([r.get(f) for r in raw]) for f in fields}
+    labels = [
+        {f: None if is_missing(r.get(f)) else (float(r[f]) if kinds[f] == "continuous" else str(r[f]))
+         for f in fields}
+        for r in raw
+    ]  # fmt: skip
+    sp = [float(v) for v in (manifest.get("spacing_mm") or [1.0, 1.0, 1.0])][:3]
+    return images, masks, [r["case_id"] for r in raw], labels, (sp[0], sp[1], sp[-1])
