@@ -236,6 +236,11 @@ def main() -> None:
     )
     ap.add_argument("--workdir", type=Path, help="where the run goes (default: a temp folder)")
     ap.add_argument("--out", type=Path, help="JSON output")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --workdir for --minutes more and append to the report in --out",
+    )
     args = ap.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-cond-"))
@@ -252,6 +257,8 @@ def main() -> None:
             *args.overrides,
         ],
     )
+    if args.resume and not (args.workdir and args.out and args.out.exists()):
+        ap.error("--resume needs --workdir (holding run/) and an existing --out report")
     report: dict[str, Any] = {
         "store": str(store_path),
         "preset": args.preset,
@@ -261,6 +268,9 @@ def main() -> None:
         "evals": [],
     }
 
+    if args.resume:
+        report = json.loads(args.out.read_text())
+        report["minutes"] = float(report["minutes"]) + args.minutes
     # calibration: the judge on the real training cases
     real: dict[str, list[dict[str, Any]]] = {"HGG": [], "LGG": []}
     for i in range(len(store)):
@@ -271,17 +281,18 @@ def main() -> None:
     report["real"] = {**rates(real), "n_HGG": len(real["HGG"]), "n_LGG": len(real["LGG"])}
     print(f"real training cases: {report['real']}")
 
-    data = TrainingData(store, cfg, str(store_path))
-    torch.manual_seed(cfg.train.seed)
-    G0 = build_generator(cfg, data.schema, data.size, data.n_modalities).eval()
-    report["untrained"] = rates(judge_generator(G0, data.schema, args.samples, args.seed + 1))
-    print(f"untrained: {report['untrained']}")
+    if not args.resume:
+        data = TrainingData(store, cfg, str(store_path))
+        torch.manual_seed(cfg.train.seed)
+        G0 = build_generator(cfg, data.schema, data.size, data.n_modalities).eval()
+        report["untrained"] = rates(judge_generator(G0, data.schema, args.samples, args.seed + 1))
+        print(f"untrained: {report['untrained']}")
 
     run = work / "run"
     chunk = args.minutes / args.evals
     t_start = time.time()
     for k in range(args.evals):
-        train(cfg, store, run, resume=k > 0, max_minutes=chunk, progress=False)
+        train(cfg, store, run, resume=k > 0 or args.resume, max_minutes=chunk, progress=False)
         G, schema, _, meta = load_generator(run)
         ck = load_checkpoint(sorted((run / "checkpoints").glob("step-*.pt"))[-1])
         by_psi = {

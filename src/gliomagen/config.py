@@ -124,6 +124,9 @@ class TrainConfig:
     seed: int = 0
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     compile: bool = False
+    # recompute G's styled layers and D's residual blocks in the backward pass instead of storing
+    # their activations: same gradients, far less activation memory, about 1/3 more compute
+    activation_checkpointing: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0  # CPU threads per worker (0 = cores / workers on this node - 1, >= 1)
     num_workers: int = 0
@@ -604,7 +607,8 @@ def check_store_size(cfg: Config, size: typing.Sequence[int], name: str = "store
         )
     if d.size is not None and tuple(int(s) for s in d.size) != tuple(int(s) for s in size):
         raise GliomagenError(
-            f"data.size={'x'.join(map(str, d.size))} but {name} holds {grid} items; "
+            f"data.size={'x'.join(map(str, d.size))} but {name} holds {grid} "
+            f"{'slices' if dims == 2 else 'volumes'}; "
             f"prepare a store at that size or --set data.size=null"
         )
 

@@ -100,3 +100,23 @@ def test_generator_phase_adds_the_reconstruction_stats() -> None:
     stats = loss.accumulate_gradients("G", mb, 1.0)
     assert {"G/recon_ce", "G/recon_l1", "G/kl", "G/adv"} <= set(stats)
     assert float(stats["G/kl"]) >= 0.0
+
+
+@pytest.mark.parametrize("size", [(16, 16), (16, 16, 16)])
+def test_latent_start_makes_the_start_grid_depend_on_w(size: tuple[int, ...]) -> None:
+    schema = ConditionSchema([ConditionField("grade", "categorical", categories=["HGG", "LGG"])])
+    cfg = resolve_config("demo-cpu", overrides=[*SMALL, "model.start=latent"])
+    torch.manual_seed(0)
+    G = build_generator(cfg, schema, size)
+    syn = G.synthesis
+    assert syn.start_fc is not None and "synthesis.start_fc.weight" in G.state_dict()
+    seen: list[torch.Tensor] = []
+    hook = syn.layers[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].detach()))
+    ws = torch.randn(2, syn.num_ws, syn.w_dim)
+    img, logits = syn(ws, noise_mode="const")
+    hook.remove()
+    assert img.shape == (2, 4, *size) and logits.shape == (2, 4, *size)
+    start = seen[0]  # const + dense(w): differs between the two samples
+    assert float((start[0] - start[1]).abs().max()) > 1e-3
+    plain = build_generator(resolve_config("demo-cpu", overrides=SMALL), schema, size)
+    assert plain.synthesis.start_fc is None

@@ -106,7 +106,7 @@ def test_store_dimensions_are_checked() -> None:
         GliomagenError, match="data.spatial_dims=2 is for 2D slices but V is a 3D volume store"
     ):
         check_store_size(preset("small-data-2d"), (32, 32, 32), "V")
-    with pytest.raises(GliomagenError, match="data.size=256x256 but S2 holds 64x64 items"):
+    with pytest.raises(GliomagenError, match="data.size=256x256 but S2 holds 64x64 slices"):
         check_store_size(preset("origin-2d"), (64, 64), "S2")
     check_store_size(preset("small-data-2d"), (64, 64), "S2")  # any slice size fits
     check_store_size(
@@ -126,5 +126,5 @@ def test_a_3d_preset_is_refused_on_a_slice_store(slice_store: Path, tmp_path: Pa
         "--set",
         "train.steps=1",
     )
-    assert code == 2 and err.startswith("error: data.size=32x32x32") and f"{SIDE}x{SIDE}" in err
+    assert code == 2 and err.startswith("error: preset demo-cpu: data.size=32x32x32 is for 3D volumes") and f"{SIDE}x{SIDE}" in err
     assert not (tmp_path / "r").exists()

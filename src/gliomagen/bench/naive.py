@@ -229,7 +229,7 @@ class NaiveGeneration:
     def __init__(self, G: NaiveGenerator, batch: int, device: torch.device) -> None:
         from gliomagen.bench.workloads import conditions
 
-        self.G = G.eval()
+        self.G = G.eval().requires_grad_(False)
         self.batch, self.device = batch, device
         self.cat = conditions(batch)[0].to(device)
 

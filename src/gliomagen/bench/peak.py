@@ -56,7 +56,10 @@ def conv3d_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> d
     best: dict[str, Any] = {}
     for layout, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last_3d)):
         xi, wi = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
-        dt = time_best(lambda xi=xi, wi=wi: F.conv3d(xi, wi, padding=1), device, repeats)
+        def conv(xi: torch.Tensor = xi, wi: torch.Tensor = wi) -> torch.Tensor:
+            return F.conv3d(xi, wi, padding=1)
+
+        dt = time_best(conv, device, repeats)
         if not best or dt < best["seconds"]:
             best = {"kind": "conv3d", "shape": [n, c, s, c, 3], "dtype": str(dtype).split(".")[-1],
                     "layout": layout, "seconds": dt, "flops": flops, "flop_per_s": flops / dt}  # fmt: skip

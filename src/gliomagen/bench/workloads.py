@@ -181,13 +181,14 @@ class Generation:
         """The generator."""
         return self.source.G
 
-    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
-        """Generate ``batch`` new cases (new seeds every call)."""
+    def __call__(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Generate ``n`` (default ``batch``) new cases (new seeds every call)."""
         from gliomagen.generation.cohort import synthesize
         from gliomagen.generation.sampling import case_seeds, case_ws
 
-        seeds = case_seeds(1000 * self.calls, self.batch)
+        n = self.batch if n is None else int(n)
+        seeds = case_seeds(1000 * self.calls, n)
         self.calls += 1
         with torch.no_grad():
-            ws = case_ws(self.G, seeds, self.cat, self.cont)
+            ws = case_ws(self.G, seeds, self.cat[:n], self.cont[:n])
         return synthesize(self.source, ws, "random", seeds)

@@ -17,12 +17,18 @@ from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
 from gliomagen.models.encoder import LatentEncoder
+from gliomagen.models.fastops import set_activation_checkpointing
 from gliomagen.models.generator import Generator, SynthesisNetwork, plan_grid
 from gliomagen.models.mapping import MappingNetwork
 
 
 def _model_cfg(cfg: Any) -> Any:
     return cfg.model if hasattr(cfg, "model") else cfg
+
+
+def activation_checkpointing(cfg: Any) -> bool:
+    """``train.activation_checkpointing`` of a full configuration (False for a ``model`` section)."""
+    return bool(getattr(getattr(cfg, "train", None), "activation_checkpointing", False))
 
 
 def cat_sizes(schema: ConditionSchema) -> list[int]:
@@ -75,6 +81,7 @@ def build_generator(
             max_channels=m.g_max_channels,
             stem=m.d_stem,
         )
+    set_activation_checkpointing(G, activation_checkpointing(cfg))
     return G
 
 
@@ -88,7 +95,7 @@ def build_discriminator(
         raise GliomagenError(
             f"model.tumour_crop={crop}: exceeds the grid {'x'.join(map(str, size))}"
         )
-    return Discriminator(
+    D = Discriminator(
         size=tuple(size),
         cat_sizes=cat_sizes(schema),
         n_cont=len(schema.continuous),
@@ -103,6 +110,8 @@ def build_discriminator(
         tumour_crop=crop,
         dropout=float(getattr(m, "d_dropout", 0.0)),
     )
+    set_activation_checkpointing(D, activation_checkpointing(cfg))
+    return D
 
 
 def build_augment(cfg: Any, spatial_dims: int, n_modalities: int = 4) -> AugmentPipe:

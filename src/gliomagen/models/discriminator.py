@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
+from gliomagen.models.fastops import fast_layout, run_blocks
 from gliomagen.models.generator import level_channels, plan_grid
 from gliomagen.models.layers import EqualConv, EqualLinear, downsample
 
@@ -149,7 +150,13 @@ class Discriminator(nn.Module):
         stem: ``"conv"`` (a 1x1 conv at the input grid, then residual blocks from there) or
             ``"space_to_depth"`` (fold each 2^d block of voxels into channels first, losslessly,
             and start the blocks at half the grid: about a quarter of the compute at 32^3).
+
+    ``checkpoint_activations`` (:func:`gliomagen.models.fastops.set_activation_checkpointing`,
+    ``train.activation_checkpointing``): recompute each residual block's activations in the
+    backward pass instead of storing them.
     """
+
+    checkpoint_activations: bool = False
 
     def __init__(
         self,
@@ -263,8 +270,8 @@ class Discriminator(nn.Module):
         x = torch.cat([images, mask.to(images.dtype)], dim=1)  # [N, n_img + n_cls, *S]
         if self.stem == "space_to_depth":
             x = space_to_depth(x)  # [N, 2^d (n_img + n_cls), *S/2]
-        x = self.from_input(x)  # [N, C_top, *S_top]
-        x = self.blocks(x)  # [N, C_0, *start]
+        x = self.from_input(fast_layout(x))  # [N, C_top, *S_top] (channels-last on the CPU)
+        x = run_blocks(self.blocks, x, self.checkpoint_activations)  # [N, C_0, *start]
         if self.mbstd_group:
             x = minibatch_std(x, self.mbstd_group)
         h = self.fc(self.dropout(self.epilogue_conv(x).flatten(1))).float()  # [N, C]

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from gliomagen.models.fastops import add_, fast_layout
+from gliomagen.models.fastops import add_, can_write, fast_layout
 from gliomagen.models.layers import (
     LRELU_GAIN,
     AdaIN,
@@ -71,6 +72,24 @@ def plan_grid(size: Sequence[int]) -> tuple[tuple[int, ...], int]:
 
 
 @torch.compiler.disable
+def _draw_noises(
+    layers: Sequence[Any],
+    n: int,
+    noise_mode: str,
+    gens: Sequence[torch.Generator],
+    device: torch.device,
+) -> list[torch.Tensor | None]:
+    """Every styled layer's per-sample noise, in layer order (the order the layers draw it in, so
+    the values are the same), in one call outside torch.compile graphs (no graph break per layer)."""
+    return [
+        None
+        if layer.noise is None
+        else layer.noise.draw((n, 1, *layer.noise.noise_const.shape[2:]), noise_mode, gens, device)
+        for layer in layers
+    ]
+
+
+@torch.compiler.disable
 def _generators(seeds: Sequence[int] | torch.Tensor, device: torch.device) -> list[torch.Generator]:
     """One generator per sample (outside torch.compile graphs: no guards on the seed values)."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
@@ -82,7 +101,14 @@ def level_channels(level: int, n_levels: int, base: int, max_channels: int) -> i
 
 
 class StyledLayer(nn.Module):
-    """3x3 conv -> (upsample) -> noise -> lrelu, with the style injected by modulation or AdaIN."""
+    """3x3 conv -> (upsample) -> noise -> lrelu, with the style injected by modulation or AdaIN.
+
+    ``checkpoint_activations`` (set by :func:`gliomagen.models.fastops.set_activation_checkpointing`,
+    ``train.activation_checkpointing``): keep only the layer's input and recompute the rest in the
+    backward pass (same gradients, less memory, about one more forward pass of compute).
+    """
+
+    checkpoint_activations: bool = False
 
     def __init__(
         self,
@@ -117,8 +143,32 @@ class StyledLayer(nn.Module):
         w: torch.Tensor,
         noise_mode: str,
         gens: Sequence[torch.Generator] | None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x [N, in, *S_in]``, ``w [N, w_dim]`` -> ``[N, out, *S]`` (``S = 2 S_in`` when ``up``)."""
+        """``x [N, in, *S_in]``, ``w [N, w_dim]`` -> ``[N, out, *S]`` (``S = 2 S_in`` when ``up``).
+
+        ``noise``: this layer's noise ``[N, 1, *S]`` drawn beforehand (see :meth:`NoiseInjection.draw`).
+        """
+        if not (self.checkpoint_activations and torch.is_grad_enabled()):
+            return self._forward(x, w, noise_mode, gens, noise)
+        # recomputed in the backward pass: draw the noise now (the per-sample generators are
+        # stateful, a second draw would differ), keep only x, w and the noise
+        if noise is None and self.noise is not None:
+            side = [s * 2 if self.up else s for s in x.shape[2:]]
+            noise = self.noise.draw((x.shape[0], 1, *side), noise_mode, gens, x.device)
+        out: torch.Tensor = checkpoint(
+            self._forward, x, w, noise_mode, None, noise, use_reentrant=False
+        )
+        return out
+
+    def _forward(
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str,
+        gens: Sequence[torch.Generator] | None,
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
         # lrelu(conv + noise) * sqrt(2) with the gain folded into the conv weights and the noise
         # strength (lrelu(g z) = g lrelu(z)); the conv output is fresh, so the rest runs in place
         g = LRELU_GAIN
@@ -126,9 +176,11 @@ class StyledLayer(nn.Module):
         x = self.conv(x, w, gain=g) if self.style == "modulated" else self.conv(x, gain=g)
         if self.up:  # convolve at the coarse grid, then interpolate: 1/8 of the cost in 3D
             x = upsample(x)
+        inplace = can_write(x)  # not on a view (e.g. a batched grouped conv's output) under autograd
         if self.noise is not None:
-            x = self.noise(x, noise_mode, gens, gain=g, inplace=True)
-        x = torch.nn.functional.leaky_relu_(x, 0.2)
+            x = self.noise(x, noise_mode, gens, gain=g, inplace=inplace, noise=noise)
+        lrelu = torch.nn.functional.leaky_relu_ if inplace else torch.nn.functional.leaky_relu
+        x = lrelu(x, 0.2)
         if self.style == "adain":
             x = self.adain(x, w)
         return x
@@ -165,7 +217,10 @@ class OutputHeads(nn.Module):
 
     def _run(self, head: nn.Module, parts: list[torch.Tensor], w: torch.Tensor) -> torch.Tensor:
         # the 1x1 head of the channel concatenation of ``parts``, without concatenating them
-        return head.forward_parts(parts, w) if self.modulated else head.forward_parts(parts)
+        assert isinstance(head, (ModulatedConv, EqualConv))
+        if isinstance(head, ModulatedConv):
+            return head.forward_parts(parts, w)
+        return head.forward_parts(parts)
 
     def forward(
         self,
@@ -293,6 +348,9 @@ class SynthesisNetwork(nn.Module):
             if len(noise_seeds) != ws.shape[0]:
                 raise ValueError(f"need {ws.shape[0]} noise seeds, got {len(noise_seeds)}")
             gens = _generators(noise_seeds, ws.device)
+        noises: list[torch.Tensor | None] = [None] * len(self.layers)
+        if gens is not None:
+            noises = _draw_noises(self.layers, ws.shape[0], noise_mode, gens, ws.device)
         x = fast_layout(
             self.const.unsqueeze(0).expand(ws.shape[0], *self.const.shape).to(ws.dtype)
         )  # [N, C0, *start] (channels-last on the CPU)
@@ -304,12 +362,14 @@ class SynthesisNetwork(nn.Module):
         for level, head in enumerate(self.heads):
             n_layers = 1 if level == 0 else 2
             for _ in range(n_layers):
-                x = self.layers[li](x, ws[:, self.layer_w_index[li]], noise_mode, gens)
+                x = self.layers[li](
+                    x, ws[:, self.layer_w_index[li]], noise_mode, gens, noises[li]
+                )
                 li += 1
             img, logits = head(x, ws[:, self.head_w_index[level]], img, logits)
         assert img is not None and logits is not None
         img = img.float()  # a fresh tensor (an upsampled sum): tanh in place
-        return (torch.tanh_(img) if img.is_contiguous() else torch.tanh(img)), logits.float()
+        return (torch.tanh_(img) if can_write(img) else torch.tanh(img)), logits.float()
 
 
 class Generator(nn.Module):

@@ -27,7 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gliomagen.models.fastops import is_channels_last, pointwise
+from gliomagen.models.fastops import (
+    avg_pool2,
+    can_write,
+    instance_norm_affine,
+    is_channels_last,
+    pointwise,
+    upsample2_linear,
+)
 
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -57,14 +64,27 @@ def lrelu(x: torch.Tensor) -> torch.Tensor:
 
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
-    """Double every spatial side with (bi/tri)linear interpolation. ``[N, C, *S] -> [N, C, *2S]``."""
+    """Double every spatial side with (bi/tri)linear interpolation. ``[N, C, *S] -> [N, C, *2S]``.
+
+    Without autograd, contiguous CPU volumes take the per-axis form of the same interpolation
+    (:func:`gliomagen.models.fastops.upsample2_linear`, faster there).
+    """
+    if (
+        x.ndim == 5
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    ):
+        return upsample2_linear(x)
     mode = "trilinear" if x.ndim == 5 else "bilinear"
     return F.interpolate(x, scale_factor=2.0, mode=mode, align_corners=False)
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
-    """Halve every spatial side by 2x average pooling. ``[N, C, *S] -> [N, C, *S/2]``."""
-    return F.avg_pool3d(x, 2) if x.ndim == 5 else F.avg_pool2d(x, 2)
+    """Halve every spatial side by 2x average pooling. ``[N, C, *S] -> [N, C, *S/2]``
+    (channels-last in, channels-last out: :func:`gliomagen.models.fastops.avg_pool2`)."""
+    return avg_pool2(x)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -156,7 +176,9 @@ class EqualConv(nn.Module):
     def _activate(self, y: torch.Tensor) -> torch.Tensor:
         # lrelu(g z) = g lrelu(z) for g > 0: the gain is already in the weights; the conv output
         # is a fresh tensor no backward needs, so the activation runs in place
-        return F.leaky_relu_(y, 0.2) if self.activation == "lrelu" else y
+        if self.activation != "lrelu":
+            return y
+        return F.leaky_relu_(y, 0.2) if can_write(y) else F.leaky_relu(y, 0.2)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         """``[N, in, *S] -> [N, out, *S]``; ``gain`` (> 0) scales the output, folded into the weights."""
@@ -165,17 +187,23 @@ class EqualConv(nn.Module):
                 f"EqualConv expects [N, {self.in_channels}, {self.spatial_dims} spatial dims], got {list(x.shape)}"
             )
         w, b, _ = self._scaled(gain)
-        y = conv_nd(x, w.to(x.dtype), None if b is None else b.to(x.dtype), padding=self.padding)
+        if self.padding == 0 and is_channels_last(x):
+            # 1x1 on the CPU layout: a batched product (oneDNN is skipped for single-threaded
+            # 1x1 convs, and the fallback returns contiguous tensors), channels-last out
+            y = pointwise([x], [w.reshape(w.shape[0], -1)], b, channels_last_out=True)
+        else:
+            y = conv_nd(x, w.to(x.dtype), None if b is None else b.to(x.dtype), padding=self.padding)
         return self._activate(y)
 
     def forward_parts(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
-        """This conv applied to ``torch.cat(parts, 1)``; a 1x1 conv never builds the concatenation."""
+        """This conv applied to ``torch.cat(parts, 1)``; a 1x1 conv never builds the concatenation
+        and returns a contiguous tensor (the heads' few channels)."""
         if sum(p.shape[1] for p in parts) != self.in_channels:
             raise ValueError(
                 f"EqualConv expects {self.in_channels} channels in all, got {[list(p.shape) for p in parts]}"
             )
-        if self.padding != 0 or len(parts) == 1:
-            return self.forward(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
+        if self.padding != 0:
+            return self.forward(parts[0] if len(parts) == 1 else torch.cat(list(parts), dim=1))
         w, b, _ = self._scaled(1.0)
         w2 = w.reshape(w.shape[0], self.in_channels)
         y = pointwise(parts, list(w2.split([p.shape[1] for p in parts], dim=1)), b)
@@ -318,7 +346,7 @@ class ModulatedConv(nn.Module):
                 f"ModulatedConv expects {in_ch} channels in all, got {[list(p.shape) for p in parts]}"
             )
         if self.demodulate or self.weight.shape[-1] != 1 or len(parts) == 1:
-            return self.forward(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1), w)
+            return self.forward(parts[0] if len(parts) == 1 else torch.cat(list(parts), dim=1), w)
         styles = self.affine(w) * self.weight_gain  # [N, in]
         wmod = self.weight.reshape(1, -1, in_ch) * styles.unsqueeze(1)  # [N, O, in]
         return pointwise(parts, list(wmod.split([p.shape[1] for p in parts], dim=2)), self.bias)
@@ -343,16 +371,12 @@ class AdaIN(nn.Module):
         """``x [N, C, *S]``, ``w [N, w_dim]`` -> ``[N, C, *S]``."""
         if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.channels:
             raise ValueError(f"AdaIN expects [N, {self.channels}, ...], got {list(x.shape)}")
-        dims = tuple(range(2, x.ndim))
-        xf = x.float()
-        # two-pass statistics: plain sums vectorise (torch.var_mean's Welford ran 3x slower)
-        centred = xf - xf.mean(dim=dims, keepdim=True)
-        var = centred.square().mean(dim=dims, keepdim=True)
         scale, shift = self.affine(w).chunk(2, dim=1)  # [N, C] each
         view = (x.shape[0], self.channels) + (1,) * self.spatial_dims
-        a = (var + 1e-5).rsqrt() * (1.0 + scale.reshape(view))  # (x - mean) * a + shift, one pass
-        out = centred if not torch.is_grad_enabled() else None  # ``centred`` is ours to reuse
-        return torch.addcmul(shift.reshape(view), centred, a, out=out).to(x.dtype)
+        # two-pass statistics (plain sums vectorise; torch.var_mean's Welford ran 3x slower) and
+        # one affine pass, with a layout-keeping backward (gliomagen.models.fastops)
+        out = instance_norm_affine(x, 1.0 + scale.reshape(view), shift.reshape(view), 1e-5)
+        return out.to(x.dtype)
 
 
 @torch.compiler.disable

@@ -69,9 +69,12 @@ def _autocast_factory(
     return contextlib.nullcontext
 
 
-def _grads_finite(params: list[torch.nn.Parameter]) -> bool:
+def _grads_finite(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """A 0-d bool tensor on the gradients' device: all finite (no host sync per parameter)."""
     grads = [p.grad for p in params if p.grad is not None]
-    return all(bool(torch.isfinite(g).all()) for g in grads)
+    if not grads:
+        return torch.ones((), dtype=torch.bool)
+    return torch.stack([torch.isfinite(g).all() for g in grads]).all()
 
 
 @torch.no_grad()
@@ -321,19 +324,22 @@ class Trainer:
             for k, v in self.loss.accumulate_gradients(
                 phase, mb, 1.0 / self.cfg.train.grad_accum, do_r1
             ).items():
-                acc[k] = acc.get(k, 0) + v.detach().float().cpu()
+                acc[k] = acc.get(k, 0) + v.detach().float()  # on the device: no sync here
         params = list(net.parameters())
         dd.all_reduce_mean_grads(params, self.dist.world_size)
         keys = sorted(acc)
         flat = dd.all_reduce_sum(
             torch.cat([acc[k].reshape(-1) for k in keys]).to(self.dist.device), self.dist.world_size
-        ).cpu()
+        )
+        grads_ok = _grads_finite(params).to(flat.device, flat.dtype).reshape(1)
+        host = torch.cat([flat, grads_ok]).cpu()  # the phase's one host-device sync
+        flat, finite_grads = host[:-1], bool(host[-1])
         stats, off = {}, 0
         for k in keys:
             n = acc[k].numel()
             stats[k] = flat[off : off + n] if n > 1 else flat[off]
             off += n
-        ok = bool(torch.isfinite(flat).all()) and _grads_finite(params)
+        ok = bool(torch.isfinite(flat).all()) and finite_grads
         if ok:
             opt.step()
         else:

@@ -1,0 +1,130 @@
+"""``gliomagen bench``: speed and memory of training and generation, side by side with references.
+
+Per preset and grid: a full G+D training step (volumes/s), generation (seconds per volume, all
+modalities and the mask), peak memory, model FLOPs (``torch.utils.flop_counter``) and achieved
+FLOP/s as a fraction of this machine's peaks measured in the same run; next to a naive
+implementation of the origin design and MONAI's 3D latent diffusion model. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import typer
+
+from gliomagen.cli._common import user_errors
+
+
+def _split_words(values: list[str]) -> list[str]:
+    return [w for v in values for w in v.replace(",", " ").split()]
+
+
+def _ints(values: list[str], option: str) -> list[int]:
+    from gliomagen.errors import GliomagenError
+
+    out = []
+    for w in _split_words(values):
+        try:
+            out.append(int(w))
+        except ValueError:
+            raise GliomagenError(f"{option} {w!r}: expected whole numbers, e.g. {option} 32,64,128") from None
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` command to ``app``."""
+
+    @app.command("bench")
+    @user_errors
+    def bench_cmd(
+        presets: list[str] = typer.Option(
+            ["origin,small-data"], "--presets", help="Presets to measure, comma-separated or repeated."
+        ),
+        sizes: list[str] = typer.Option(
+            ["32,64,128"], "--sizes", help="Cube sides, comma-separated or repeated (e.g. 32,64,128)."
+        ),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+        batch_size: int = typer.Option(
+            None, "--batch-size", help="Training batch (default: the preset's); GPU generation batch."
+        ),
+        steps: int = typer.Option(
+            None, "--steps", help="Timed training steps after one warm-up (default: 2 CPU, 10 GPU)."
+        ),
+        repeats: int = typer.Option(
+            None, "--repeats", help="Timed generated volumes after one warm-up (default: 2 CPU, 16 GPU)."
+        ),
+        threads: int = typer.Option(0, "--threads", help="CPU threads (default: all cores)."),
+        max_train_size: int = typer.Option(
+            None,
+            "--max-train-size",
+            help="Largest grid whose training step is measured (default: 64 on the CPU, where "
+            "128^3 takes minutes per step; 256 on a GPU). Generation runs at every size.",
+        ),
+        skip_ldm: bool = typer.Option(False, "--skip-ldm", help="Leave out the MONAI LDM reference."),
+        skip_naive: bool = typer.Option(False, "--skip-naive", help="Leave out the naive reference."),
+        skip_memory: bool = typer.Option(
+            False, "--skip-memory", help="Leave out the (estimated) GPU training-memory table."
+        ),
+        in_process: bool = typer.Option(
+            False,
+            "--in-process",
+            help="Run every measurement in this process (faster start, but each peak RSS is then "
+            "the peak so far, not the measurement's own).",
+        ),
+        set_: list[str] = typer.Option(
+            [], "--set", help="Config override for every preset, e.g. --set train.compile=true."
+        ),
+        out: Path = typer.Option(Path("bench-results.json"), "--out", help="JSON file of all figures."),
+        markdown: Path = typer.Option(
+            None,
+            "--markdown",
+            help="Markdown file for the table (e.g. docs/performance.md); replaces the part "
+            "between its '<!-- bench:start -->' and '<!-- bench:end -->' lines if present.",
+        ),
+    ) -> None:
+        """Measure training and generation speed and memory against a naive GAN and a latent diffusion model."""
+        from gliomagen.bench.report import summary_lines, table_lines, write_markdown
+        from gliomagen.bench.runner import BenchOptions, run_bench, write_json
+
+        options = BenchOptions(
+            presets=_split_words(presets),
+            sizes=_ints(sizes, "--sizes"),
+            device=device,
+            batch_size=batch_size,
+            steps=steps,
+            repeats=repeats,
+            threads=threads,
+            max_train_size=max_train_size,
+            skip_ldm=skip_ldm,
+            skip_naive=skip_naive,
+            skip_memory=skip_memory,
+            overrides=list(set_),
+            in_process=in_process,
+        ).resolved()
+        doc = run_bench(options, echo=typer.echo)
+        typer.echo("")
+        for line in table_lines(doc) + [""] + summary_lines(doc):
+            typer.echo(line)
+        typer.echo(f"wrote {write_json(doc, out)}")
+        if markdown is not None:
+            typer.echo(f"wrote {write_markdown(doc, markdown, _command(options, out, markdown))}")
+
+
+def _command(o: object, out: Path, markdown: Path) -> str:
+    """The command line that reproduces a run (explicit values, for docs/performance.md)."""
+    from gliomagen.bench.runner import BenchOptions
+
+    assert isinstance(o, BenchOptions)
+    parts = ["gliomagen bench", "--presets", ",".join(o.presets), "--sizes",
+             ",".join(map(str, o.sizes)), "--device", o.device, "--steps", str(o.steps),
+             "--repeats", str(o.repeats), "--threads", str(o.threads),
+             "--max-train-size", str(o.max_train_size)]  # fmt: skip
+    if o.batch_size:
+        parts += ["--batch-size", str(o.batch_size)]
+    parts += [f for f, on in (("--skip-ldm", o.skip_ldm), ("--skip-naive", o.skip_naive),
+                              ("--skip-memory", o.skip_memory)) if on]  # fmt: skip
+    for item in o.overrides:
+        parts += ["--set", shlex.quote(item)]
+    parts += ["--out", shlex.quote(str(out)), "--markdown", shlex.quote(str(markdown))]
+    return " ".join(parts)
