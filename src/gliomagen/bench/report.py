@@ -137,7 +137,7 @@ def summary_lines(doc: dict[str, Any], markdown: bool = False) -> list[str]:
     m, peaks = doc["machine"], doc["peaks"]
     bullet = "- " if markdown else "  "
     where = m.get("gpu") or m["cpu"]
-    lines = [f"Machine: {where}; {m['cpu_cores']} CPU cores ({m['cpu']}), {m['threads']} threads, "
+    lines = [f"Machine: {where}; {m['cpu_cores']} CPU cores ({m['cpu']}), threads: {m['threads']}, "
              f"torch {m['torch']}, {m['platform']}; load average {_f(m.get('load_average_1min'))} at "
              f"the start, {_f(m.get('load_average_1min_end'))} at the end; {doc['total_s'] / 60:.1f} min."]  # fmt: skip
     lines.append("Peaks measured in this run: " + "; ".join(
@@ -149,6 +149,11 @@ def summary_lines(doc: dict[str, Any], markdown: bool = False) -> list[str]:
         for v in t.values():
             val = f"{100 * v['value']:.0f}%" if "peak" in v["text"] else f"{v['value']:.2f}"
             lines.append(f"{bullet}{v['text']}: {val} -> {'met' if v['met'] else 'NOT met'}")
+    for r in rows(doc):
+        if "ckpt_train_vol_s" in r:
+            lines.append(f"{bullet}{r['preset']} {r['size']}^3 with activation checkpointing: "
+                         f"{r['ckpt_train_vol_s']:.3f} vol/s, {r['ckpt_train_mem_mb']:.0f} MB "
+                         f"(without: {_f(r.get('train_vol_s'), '.3f')} vol/s, {_f(r.get('train_mem_mb'), '.0f')} MB)")  # fmt: skip
     mem = next((r for r in doc["results"] if r.get("kind") == "memory" and "error" not in r), None)
     if mem:
         lines.append(f"ESTIMATED (not measured) GPU training memory, {mem['preset']}, bf16, "

@@ -42,7 +42,9 @@ def _conv_backward_flop(*args: Any, **kwargs: Any) -> int:
     """torch's formula for ``convolution_backward`` with the weight gradient of a *grouped*
     convolution divided by ``groups`` (torch 2.13 counts it ``groups`` times: a grouped conv's
     forward + backward came out at 6x its forward for 4 groups instead of 3x)."""
-    from torch.utils.flop_counter import conv_backward_flop
+    from torch.utils import flop_counter
+
+    conv_backward_flop: Any = flop_counter.conv_backward_flop  # shape-wrapped at import
 
     (grad_out, x, w, bias, stride, padding, dilation, transposed, out_pad, groups,
      mask) = args[:11]  # fmt: skip
