@@ -44,8 +44,8 @@ from gliomagen.generation.source import GeneratorSource, load_source
 from gliomagen.generation.space import OutputGrid, output_grid
 from gliomagen.generation.writer import (
     case_id,
-    file_sha256,
     prepare_out_dir,
+    requested_conditions,
     write_case,
     write_clinical,
     write_manifest,
@@ -308,13 +308,7 @@ def generate_cohort(
     finally:
         bar.close()
     write_clinical(out_dir, rows, source.schema.names)
-    requested: Any = conditions
-    if conditions_csv:
-        requested = {
-            "csv": str(conditions_csv),
-            "csv_sha256": file_sha256(Path(conditions_csv)),
-            "fixed": conditions,
-        }
+    requested = requested_conditions(conditions, conditions_csv)
     write_manifest(
         out_dir,
         _manifest(

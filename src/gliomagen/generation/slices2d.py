@@ -218,15 +218,9 @@ def generate_slices(
         grid_png(list(overview.values()), out_dir / "overview.png", row_labels=list(overview),
                  title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
     write_clinical(out_dir, rows, source.schema.names)
-    requested: Any = conditions
-    if conditions_csv:
-        from gliomagen.generation.writer import file_sha256
+    from gliomagen.generation.writer import requested_conditions
 
-        requested = {
-            "csv": str(conditions_csv),
-            "csv_sha256": file_sha256(Path(conditions_csv)),
-            "fixed": conditions,
-        }
+    requested = requested_conditions(conditions, conditions_csv)
     grid = OutputGrid("native", (side, side), volume_affine)  # type: ignore[arg-type]
     manifest = _manifest(
         source, n=n, seeds=seeds, mix=mix, truncation=truncation, space="native", fmt=fmt,

@@ -49,6 +49,17 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def requested_conditions(conditions: Any, conditions_csv: Any) -> Any:
+    """What the manifest records as requested: the fixed conditions, or the CSV with its hash."""
+    if not conditions_csv:
+        return conditions
+    return {
+        "csv": str(conditions_csv),
+        "csv_sha256": file_sha256(Path(conditions_csv)),
+        "fixed": conditions,
+    }
+
+
 def prepare_out_dir(out: Path) -> Path:
     """Create ``out`` if needed and check it can take a new cohort.
 
