@@ -61,6 +61,8 @@ class ModelConfig:
     d_max_channels: int = 256
     noise: bool = True
     mask_first: bool = True  # image heads read the mask softmax (images drawn from the mask)
+    mask_head: Literal["softmax", "nested"] = "softmax"  # nested: edema > enhancing > core as
+    # nested level sets of one depth field (see gliomagen.models.mask_head)
     fused_modconv: bool = True  # grouped-conv modulation (False: scale activations; same maths)
     aux_classifier: bool = True  # AC-GAN head in D (predicts the conditions)
     mbstd_group: int = 4  # minibatch-std group (contiguous samples; 0 = off)
@@ -87,6 +89,8 @@ class LossConfig:
     recon_weight: float = 0.0  # VAE-GAN (needs model.encoder): mask cross-entropy of encoded reals
     recon_img_weight: float = 0.0  # VAE-GAN: L1 of the reconstructed images
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
+    volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
+    # per categorical condition code, against the real cases' mean share (relative squared error)
 
 
 @dataclass
@@ -519,6 +523,7 @@ def _validate(cfg: Config) -> None:
         "loss.recon_weight",
         "loss.recon_img_weight",
         "loss.kl_weight",
+        "loss.volume_weight",
         "train.ema_half_life_images",
         "train.ema_rampup",
         "augment.translate",

@@ -175,3 +175,23 @@ def test_a_2d_store_trains_through_the_same_loop(tmp_path: Path, fake_store, tin
     with torch.no_grad():
         img, logits = G(torch.randn(1, 8), torch.tensor([[0, 1]]), torch.zeros(1, 1))
     assert img.shape == (1, 4, 32, 32) and logits.shape == (1, 4, 32, 32)
+
+
+def test_stacked_batches_survive_pinning_and_match_per_item_collation(fake_store) -> None:  # noqa: ANN001
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    from gliomagen.training.batches import StackedItems, TrainingData, stack_items
+
+    store = fake_store(n=3)
+    items = [store[i] for i in range(3)]
+    stacked = stack_items(items)
+    assert isinstance(stacked, StackedItems) and stacked.images.shape[0] == 3
+    # the loader's pinning rebuilds named tuples as themselves (plain tuples become lists)
+    pinned = pin_memory(stacked, device="cpu") if torch.cuda.is_available() else stacked
+    assert isinstance(pinned, StackedItems)
+    data = TrainingData.__new__(TrainingData)
+    a_img, a_mask = data.collate_real(stacked, torch.device("cpu"))
+    b_img, b_mask = data.collate_real(items, torch.device("cpu"))
+    assert torch.equal(a_img, b_img) and torch.equal(a_mask, b_mask)
+    assert a_img.dtype == torch.float32 and a_mask.shape[1] == 4
+    assert float(a_mask.sum(1).min()) == 1.0  # one-hot at every voxel

@@ -68,6 +68,7 @@ def build_generator(
         noise=m.noise,
         mask_first=m.mask_first,
         fused_modconv=m.fused_modconv,
+        mask_head=getattr(m, "mask_head", "softmax"),
     )
     if getattr(m, "start", "const") == "latent":
         G.synthesis.add_latent_start()

@@ -35,6 +35,7 @@ from gliomagen.models.layers import (
     upsample,
 )
 from gliomagen.models.mapping import MappingNetwork
+from gliomagen.models.mask_head import MASK_HEADS, to_logits
 
 MIN_SIDE, MAX_SIDE = 16, 256
 
@@ -200,9 +201,11 @@ class OutputHeads(nn.Module):
         n_cls: int,
         mask_first: bool,
         fused: bool,
+        mask_head: str = "softmax",
     ) -> None:
         super().__init__()
         self.mask_first, self.modulated = mask_first, style == "modulated"
+        self.mask_head = mask_head
         img_in = in_ch + (n_cls if mask_first else 0)
         if self.modulated:
             self.to_mask: nn.Module = ModulatedConv(
@@ -229,12 +232,17 @@ class OutputHeads(nn.Module):
         img: torch.Tensor | None,
         logits: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add this level's contribution to the upsampled running ``(img, logits)``."""
+        """Add this level's contribution to the upsampled running ``(img, raw mask)``.
+
+        The running mask is raw (see :mod:`gliomagen.models.mask_head`); for the default
+        ``softmax`` head it is the logits themselves.
+        """
         m = self._run(self.to_mask, [x], w)  # [N, n_cls, *S]
         logits = m if logits is None else add_(upsample(logits), m)
         parts = [x]
-        if self.mask_first:  # image head reads [features, mask softmax]
-            parts.append(torch.softmax(logits.float(), dim=1).to(x.dtype))
+        if self.mask_first:  # image head reads [features, mask probabilities]
+            probs = torch.softmax(to_logits(logits.float(), self.mask_head), dim=1)
+            parts.append(probs.to(x.dtype))
         y = self._run(self.to_img, parts, w)  # [N, n_img, *S]
         img = y if img is None else add_(upsample(img), y)
         return img, logits
@@ -254,6 +262,7 @@ class SynthesisNetwork(nn.Module):
         noise: per-layer noise injection.
         mask_first: the image heads read the mask softmax.
         fused_modconv: grouped-convolution modulated convs.
+        mask_head: ``"softmax"`` or ``"nested"`` (see :mod:`gliomagen.models.mask_head`).
     """
 
     def __init__(
@@ -268,8 +277,14 @@ class SynthesisNetwork(nn.Module):
         noise: bool = True,
         mask_first: bool = True,
         fused_modconv: bool = True,
+        mask_head: str = "softmax",
     ) -> None:
         super().__init__()
+        if mask_head not in MASK_HEADS:
+            raise ValueError(f"unknown mask head {mask_head!r}; expected one of {MASK_HEADS}")
+        if mask_head == "nested" and n_cls != 4:
+            raise ValueError(f"the nested mask head needs 4 mask classes, got {n_cls}")
+        self.mask_head = mask_head
         self.size = tuple(int(s) for s in size)
         self.start, k = plan_grid(self.size)
         self.spatial_dims = sd = len(self.size)
@@ -283,6 +298,7 @@ class SynthesisNetwork(nn.Module):
         self.layer_w_index: list[int] = []
         self.head_w_index: list[int] = []
         kw: dict[str, Any] = {"style": style, "noise": noise, "fused": fused_modconv}
+        head_kw: dict[str, Any] = {"mask_first": mask_first, "mask_head": mask_head}
         for i in range(n_levels):
             shape = tuple(s * 2**i for s in self.start)
             if i == 0:
@@ -306,8 +322,8 @@ class SynthesisNetwork(nn.Module):
                     style=style,
                     n_img=n_img,
                     n_cls=n_cls,
-                    mask_first=mask_first,
                     fused=fused_modconv,
+                    **head_kw,
                 )
             )
             self.head_w_index.append(2 * i + 1)
@@ -369,7 +385,8 @@ class SynthesisNetwork(nn.Module):
             img, logits = head(x, ws[:, self.head_w_index[level]], img, logits)
         assert img is not None and logits is not None
         img = img.float()  # a fresh tensor (an upsampled sum): tanh in place
-        return (torch.tanh_(img) if can_write(img) else torch.tanh(img)), logits.float()
+        img = torch.tanh_(img) if can_write(img) else torch.tanh(img)
+        return img, to_logits(logits.float(), self.mask_head)
 
 
 class Generator(nn.Module):
@@ -403,6 +420,7 @@ class Generator(nn.Module):
         noise: bool = True,
         mask_first: bool = True,
         fused_modconv: bool = True,
+        mask_head: str = "softmax",
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
@@ -420,6 +438,7 @@ class Generator(nn.Module):
             noise,
             mask_first,
             fused_modconv,
+            mask_head,
         )
         self.num_ws = self.synthesis.num_ws
         self.size = self.synthesis.size

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -78,6 +78,31 @@ class TrainingData:
             )
         self.n_skipped = len(store) - len(self.train_index)
 
+    def class_fractions(self) -> torch.Tensor:
+        """Mean share of the grid per mask class among the training cases, by categorical condition.
+
+        Returns:
+            ``[n_cat, n_codes, 4]`` float32: entry ``[j, c, k]`` is the mean fraction of voxels
+            of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
+            (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
+        """
+        fr = torch.stack(
+            [
+                torch.bincount(
+                    self.store[int(i)][1].flatten().clamp(0, N_CLASSES - 1), minlength=N_CLASSES
+                ).double()
+                for i in self.train_index
+            ]
+        )
+        fr = fr / fr.sum(1, keepdim=True)  # [n_train, 4]
+        codes = self.cat[torch.as_tensor(self.train_index)]  # [n_train, n_cat]
+        n_codes = int(self.cat.max()) + 1 if self.cat.numel() else 0
+        out = torch.full((codes.shape[1], n_codes, N_CLASSES), float("nan"), dtype=torch.float64)
+        for j in range(codes.shape[1]):
+            for c in codes[:, j].unique().tolist():
+                out[j, c] = fr[codes[:, j] == c].mean(0)
+        return out.float()
+
     @property
     def meta(self) -> dict[str, Any]:
         """The store facts a checkpoint keeps (size, modalities, spacing_mm, template_geometry)."""
@@ -93,15 +118,31 @@ class TrainingData:
         }
 
     def collate_real(
-        self, batch: list[Any], device: torch.device
+        self, batch: list[Any] | StackedItems, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stack dataset items into ``(images [n, C, *S], one-hot masks [n, 4, *S])`` on ``device``."""
-        img = torch.stack([b[0] for b in batch]).to(device, torch.float32)
-        mask = torch.stack([b[1] for b in batch]).to(device)
+        """Dataset items (or their :func:`stack_items` pair) -> ``(images [n, C, *S], one-hot
+        masks [n, 4, *S])`` on ``device``; from pinned memory the copy to a GPU is asynchronous."""
+        img, mask = batch if isinstance(batch, StackedItems) else stack_items(batch)
+        non_blocking = device.type == "cuda" and img.is_pinned()
+        img = img.to(device, torch.float32, non_blocking=non_blocking)
+        mask = mask.to(device, non_blocking=non_blocking)
         onehot = (
             F.one_hot(mask.clamp(0, N_CLASSES - 1), N_CLASSES).movedim(-1, 1).float()
         )  # [n, 4, *S]
         return img, onehot
+
+
+class StackedItems(NamedTuple):
+    """A stacked batch of store items (a named tuple: the loader's pinning keeps its type)."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+
+
+def stack_items(batch: list[Any]) -> StackedItems:
+    """DataLoader ``collate_fn``: stack the items' images and masks, in the loader's worker, so
+    that the loader can pin the stacked batch (``pin_memory``) before it reaches the GPU."""
+    return StackedItems(torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:

@@ -31,7 +31,13 @@ from gliomagen.errors import GliomagenError
 from gliomagen.models import build_augment, build_discriminator, build_generator, cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
-from gliomagen.training.batches import StepBatchSampler, StepPlan, TrainingData, slice_params
+from gliomagen.training.batches import (
+    StepBatchSampler,
+    StepPlan,
+    TrainingData,
+    slice_params,
+    stack_items,
+)
 from gliomagen.training.checkpoint import (
     FORMAT_VERSION,
     list_checkpoints,
@@ -165,6 +171,7 @@ class Trainer:
             _autocast_factory(cfg, dev),
             cat_sizes(self.data.schema),
             compile=t.compile,
+            class_fractions=self.data.class_fractions() if cfg.loss.volume_weight > 0 else None,
         )
         self.plan = StepPlan(
             seed=t.seed,
@@ -408,7 +415,8 @@ class Trainer:
             self.data.store,
             batch_sampler=StepBatchSampler(self.plan, self.data.train_index, start_step, t.steps),
             num_workers=t.num_workers,
-            collate_fn=list,
+            collate_fn=stack_items,
+            pin_memory=dev.type == "cuda",  # pinned batches: asynchronous host-to-GPU copies
         )
         bar = None
         if self.dist.is_main and self.progress:

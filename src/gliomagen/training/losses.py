@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
+from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.discriminator import DOutput
 from gliomagen.models.encoder import kl_standard_normal
@@ -178,6 +179,8 @@ class StyleGANLoss:
         cat_sizes: embedding sizes of the categorical conditions.
         compile: run G's mapping and synthesis and D's main passes through ``torch.compile``
             (the modules themselves, their state_dicts and the R1/GP passes stay plain).
+        class_fractions: ``[n_cat, n_codes, 4]`` real class shares by condition
+            (:meth:`TrainingData.class_fractions`), needed when ``loss.volume_weight > 0``.
     """
 
     def __init__(
@@ -189,6 +192,7 @@ class StyleGANLoss:
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         cat_sizes: Sequence[int],
         compile: bool = False,
+        class_fractions: torch.Tensor | None = None,
     ) -> None:
         self.num_ws = G.num_ws
         self.mapping: Any = torch.compile(G.mapping) if compile else G.mapping
@@ -204,6 +208,36 @@ class StyleGANLoss:
         self.straight_through = getattr(cfg.model, "d_mask", "soft") == "straight_through"
         self.encoder: Any = getattr(G, "encoder", None)
         self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
+        self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
+        self.class_fractions = class_fractions
+        if self.volume_weight > 0 and (class_fractions is None or class_fractions.shape[0] == 0):
+            raise GliomagenError(
+                "loss.volume_weight needs a categorical condition (data.conditions has none)"
+            )
+
+    def volume_loss(self, mask: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """Class-volume matching: per categorical condition and code present in the batch, the
+        batch mean of each tumour class's share of the grid in G's masks against the real cases'
+        mean share with that code, as squared error relative to the class's mean share over all
+        codes (a small necrotic core weighs as much as the edema). Averaged over the groups.
+
+        Args:
+            mask: ``[n, 4, *S]`` G's mask probabilities (or straight-through one-hots).
+            cat: ``[n, n_cat]`` the samples' categorical codes.
+        """
+        assert self.class_fractions is not None
+        target_all = self.class_fractions.to(mask.device)  # [n_cat, n_codes, 4]
+        share = mask.float().flatten(2).mean(2)[:, 1:]  # [n, 3] tumour classes
+        terms = []
+        for j in range(target_all.shape[0]):
+            scale = target_all[j, :, 1:].nanmean(0).clamp_min(1e-4)  # [3]
+            for c in cat[:, j].unique().tolist():
+                target = target_all[j, c, 1:]
+                if torch.isnan(target).any():  # a code no training case has: nothing to match
+                    continue
+                diff = (share[cat[:, j] == c].mean(0) - target) / scale
+                terms.append(diff.pow(2).sum())
+        return torch.stack(terms).mean() if terms else share.sum() * 0.0
 
     # -- forward helpers ---------------------------------------------------------------------
     def run_G(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -312,6 +346,10 @@ class StyleGANLoss:
                 assert isinstance(aux, torch.Tensor)
                 loss = loss + c.aux_weight * aux
                 stats["G/aux"] = aux.detach() * len(adv)
+            if self.volume_weight > 0:
+                vol = self.volume_loss(mask, mb.gen_cat)
+                loss = loss + self.volume_weight * vol
+                stats["G/volume"] = vol.detach() * len(adv)
             if self.encoder is not None:
                 rec, rec_stats = self._reconstruction(mb)
                 loss = loss + rec
