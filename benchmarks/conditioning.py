@@ -102,6 +102,12 @@ def judge(images: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
         "n_et": int(et.sum()),
         "n_ncr": int(ncr.sum()),
         "rim": rim,
+        # each HGG criterion on its own, to see which one fails
+        "ok_et": int(et.sum()) >= MIN_ET,
+        "ok_ncr": int(ncr.sum()) >= MIN_NCR,
+        "ok_rim": rim >= MIN_RIM,
+        "bright": bright,
+        "any_et_region": any_et_region,
     }
 
 
@@ -114,6 +120,13 @@ def rates(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
             float(np.mean([r[grade.lower()] for r in rs])) if rs else float("nan")
         )
         out[f"tumour_{grade}"] = float(np.mean([r["tumour"] for r in rs])) if rs else float("nan")
+    hgg = results.get("HGG", [])
+    for key in ("ok_et", "ok_ncr", "ok_rim", "bright"):  # what a faithful HGG sample needs
+        out[f"HGG_{key}"] = float(np.mean([r[key] for r in hgg])) if hgg else float("nan")
+    lgg = results.get("LGG", [])
+    out["LGG_any_et_region"] = (
+        float(np.mean([r["any_et_region"] for r in lgg])) if lgg else float("nan")
+    )
     return out
 
 
@@ -317,7 +330,10 @@ def main() -> None:
             print(
                 f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  psi {psi}  "
                 f"faithful HGG {rp['faithful_HGG']:.2f}  LGG {rp['faithful_LGG']:.2f}  "
-                f"(tumour present HGG {rp['tumour_HGG']:.2f}, LGG {rp['tumour_LGG']:.2f})",
+                f"(tumour present HGG {rp['tumour_HGG']:.2f}, LGG {rp['tumour_LGG']:.2f}; "
+                f"HGG enhancing {rp['HGG_ok_et']:.2f} core {rp['HGG_ok_ncr']:.2f} "
+                f"rim {rp['HGG_ok_rim']:.2f} bright {rp['HGG_bright']:.2f}; "
+                f"LGG with enhancing {rp['LGG_any_et_region']:.2f})",
                 flush=True,
             )
     report["run"] = str(run)
