@@ -88,6 +88,8 @@ class LossConfig:
     aux_weight: float = 1.0  # AC-GAN loss weight (D on reals, G on fakes)
     recon_weight: float = 0.0  # VAE-GAN (needs model.encoder): mask cross-entropy of encoded reals
     recon_img_weight: float = 0.0  # VAE-GAN: L1 of the reconstructed images
+    recon_img_balanced: bool = False  # that L1 as the mean of per-mask-class means (small
+    # tumour regions weigh as much as the brain)
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
     volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
     # per categorical condition code, against the real cases' mean share (relative squared error)

@@ -120,3 +120,17 @@ def test_latent_start_makes_the_start_grid_depend_on_w(size: tuple[int, ...]) ->
     assert float((start[0] - start[1]).abs().max()) > 1e-3
     plain = build_generator(resolve_config("demo-cpu", overrides=SMALL), schema, size)
     assert plain.synthesis.start_fc is None
+
+
+def test_class_balanced_image_l1_weighs_each_class_equally() -> None:
+    loss, mb, _ = _setup()
+    img = mb.real_img.clone()
+    core = mb.real_mask[:, 1] > 0  # 8 voxels per case
+    img[:, :, core[0]] += 1.0  # an error of 1 in the core only, every modality
+    plain = loss._image_l1(img, mb.real_img, mb.real_mask)
+    assert torch.allclose(plain, torch.full((2,), 8 / 16**3), atol=1e-6)
+    loss.recon_img_balanced = True
+    balanced = loss._image_l1(img, mb.real_img, mb.real_mask)
+    # three classes present (background, core, edema): the core's mean error 1 counts a third
+    assert torch.allclose(balanced, torch.full((2,), 1 / 3), atol=1e-6)
+    assert float(loss._image_l1(mb.real_img, mb.real_img, mb.real_mask).abs().max()) == 0.0

@@ -208,6 +208,7 @@ class StyleGANLoss:
         self.straight_through = getattr(cfg.model, "d_mask", "soft") == "straight_through"
         self.encoder: Any = getattr(G, "encoder", None)
         self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
+        self.recon_img_balanced = bool(getattr(cfg.loss, "recon_img_balanced", False))
         self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
         self.class_fractions = class_fractions
         if self.volume_weight > 0 and (class_fractions is None or class_fractions.shape[0] == 0):
@@ -282,7 +283,8 @@ class StyleGANLoss:
         """VAE-GAN terms: encode the reals, regenerate them under their conditions, compare.
 
         Returns the weighted sum ``recon_weight * (CE + soft Dice of the tumour classes)(mask) +
-        recon_img_weight * L1(images) + kl_weight * KL`` (means over the micro-batch) and its
+        recon_img_weight * L1(images) + kl_weight * KL`` (L1 class-balanced with
+        ``loss.recon_img_balanced``, see :meth:`_image_l1`) (means over the micro-batch) and its
         parts summed over the micro-batch. The Dice is MONAI's ``DiceLoss`` per case.
         """
         c, enc = self.cfg, self.encoder
@@ -301,7 +303,7 @@ class StyleGANLoss:
         # a tumour is a few percent of the volume: the soft Dice of the tumour classes makes its
         # inner structure (a small necrotic core, a thin enhancing rim) weigh as much as the rest
         dice = self._dice(logits.float(), real_mask).flatten(1).mean(1)  # [n]
-        l1 = (img.float() - real_img).abs().flatten(1).mean(1)  # [n]
+        l1 = self._image_l1(img.float(), real_img, real_mask)  # [n]
         kl = kl_standard_normal(mu, logvar)  # [n]
         loss = (c.recon_weight * (ce + dice) + c.recon_img_weight * l1 + c.kl_weight * kl).mean()
         stats = {
@@ -312,6 +314,24 @@ class StyleGANLoss:
         }
         assert n == len(ce)
         return loss, stats
+
+    def _image_l1(
+        self, img: torch.Tensor, real_img: torch.Tensor, real_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-case image L1 of a reconstruction, ``[n]``.
+
+        Plain: the mean over every voxel and modality. ``loss.recon_img_balanced``: the mean of
+        the L1 within each mask class the real case has (background, core, edema, enhancing),
+        so that the intensities of a 30-voxel necrotic core count as much as the brain's.
+        """
+        err = (img - real_img).abs().mean(1)  # [n, *S]
+        if not self.recon_img_balanced:
+            return err.flatten(1).mean(1)
+        m = real_mask.flatten(2)  # [n, 4, V]
+        count = m.sum(2)  # [n, 4]
+        per_class = (m * err.flatten(1).unsqueeze(1)).sum(2) / count.clamp_min(1.0)
+        present = (count > 0).to(err.dtype)
+        return (per_class * present).sum(1) / present.sum(1).clamp_min(1.0)
 
     # -- phases ------------------------------------------------------------------------------
     def accumulate_gradients(
