@@ -336,10 +336,19 @@ def main() -> None:
                 f"LGG with enhancing {rp['LGG_any_et_region']:.2f})",
                 flush=True,
             )
-    report["run"] = str(run)
+        _write_report(args.out, report, run)  # after every evaluation: a stopped run keeps them
     if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
+
+
+def _write_report(out: Path | None, report: dict[str, Any], run: Path) -> None:
+    """Write the JSON report atomically (a temp file, then a rename)."""
+    if out is None:
+        return
+    report["run"] = str(run)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out)
 
 
 if __name__ == "__main__":
