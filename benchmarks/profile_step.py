@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,16 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from gliomagen.bench.peak import time_best
 from gliomagen.bench.workloads import GanStep, bench_config
 
+CPU = torch.device("cpu")
 CONV_OPS = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::convolution")
 
 
 def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
-    """Fastest of ``repeats`` timed calls after one warm-up, in seconds."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Fastest of ``repeats`` timed CPU calls after one warm-up, in seconds."""
+    return time_best(fn, CPU, repeats)
 
 
 def _kernel_seconds(x: torch.Tensor, w: torch.Tensor, go: torch.Tensor) -> dict[str, float]:
@@ -77,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    step = GanStep(bench_config(args.preset, args.size, args.batch), torch.device("cpu"))
+    step = GanStep(bench_config(args.preset, args.size, args.batch), CPU)
     step()
     step_s = best_of(step, repeats=2)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:

@@ -13,23 +13,7 @@ from pathlib import Path
 
 import typer
 
-from gliomagen.cli._common import user_errors
-
-
-def _split_words(values: list[str]) -> list[str]:
-    return [w for v in values for w in v.replace(",", " ").split()]
-
-
-def _ints(values: list[str], option: str) -> list[int]:
-    from gliomagen.errors import GliomagenError
-
-    out = []
-    for w in _split_words(values):
-        try:
-            out.append(int(w))
-        except ValueError:
-            raise GliomagenError(f"{option} {w!r}: expected whole numbers, e.g. {option} 32,64,128") from None
-    return out
+from gliomagen.cli._common import int_list, split_list, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -88,8 +72,8 @@ def register(app: typer.Typer) -> None:
         from gliomagen.bench.runner import BenchOptions, run_bench, write_json
 
         options = BenchOptions(
-            presets=_split_words(presets),
-            sizes=_ints(sizes, "--sizes"),
+            presets=split_list(presets),
+            sizes=int_list(sizes, "--sizes", "32,64,128"),
             device=device,
             batch_size=batch_size,
             steps=steps,

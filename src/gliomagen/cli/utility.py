@@ -6,24 +6,8 @@ from pathlib import Path
 
 import typer
 
-from gliomagen.cli._common import user_errors
+from gliomagen.cli._common import int_list, split_list, user_errors
 from gliomagen.errors import GliomagenError
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise GliomagenError(
-            f"{option} {text!r}: expected comma-separated integers, e.g. 0,1,2"
-        ) from None
-    if not values:
-        raise GliomagenError(f"{option} {text!r}: give at least one value")
-    return values
-
-
-def _name_list(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def register(app: typer.Typer) -> None:
@@ -88,14 +72,14 @@ def register(app: typer.Typer) -> None:
             synthetic,
             cohort,
             out,
-            arms=_name_list(arms),
-            seeds=_int_list(seeds, "--seeds"),
+            arms=split_list(arms),
+            seeds=int_list(seeds, "--seeds"),
             steps=steps,
             batch_size=batch_size,
             mix_ratio=mix_ratio,
             network=network,
             device=device,
-            large_cohort=_name_list(large_cohort) if large_cohort else None,
+            large_cohort=split_list(large_cohort) if large_cohort else None,
             heldout=heldout,
             lr=lr,
             init_filters=init_filters,
