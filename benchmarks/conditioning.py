@@ -17,6 +17,11 @@ generator and to G_ema at checkpoints over training (``--evals`` evenly spaced i
 training runs in chunks through the public API (``train(..., max_minutes=chunk, resume=True)``,
 which resumes exactly). Rates over time go to stdout and ``--out`` (JSON).
 
+Two further figures per checkpoint: with ``model.latent_prior=fitted`` the same generator is also
+judged sampling ``z ~ N(0, I)`` (``normal_prior``), and every headline sample's whole tumour is
+compared with its nearest training tumour (highest Dice; ``nearest_train_dice_*``) against the
+real cases' own nearest-neighbour Dice, so that copying the training set shows.
+
 Usage:
     python benchmarks/conditioning.py --minutes 90 --out conditioning.json
     python benchmarks/conditioning.py --store STORE --minutes 8 --evals 4 --samples 100
@@ -154,11 +159,13 @@ def judge_generator(
     batch: int = 16,
     psi: float = 1.0,
     w_avg: dict[str, torch.Tensor] | None = None,
+    tumours: list[np.ndarray] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them.
 
     ``psi < 1`` truncates each ``w`` toward its condition's mean ``w`` (``w_avg`` from the
     checkpoint, as ``gliomagen generate --truncation`` does), or toward the global mean without it.
+    ``tumours``: a list that receives each sample's whole-tumour mask (bool ``[D, H, W]``).
     """
     grade = schema["grade"]
     gi = [f.name for f in schema.categorical].index("grade")
@@ -185,8 +192,25 @@ def judge_generator(
             )
             mask = logits.argmax(1).numpy()
             res += [judge(img[i].numpy(), mask[i]) for i in range(b)]
+            if tumours is not None:
+                tumours.extend(mask > 0)
         out[name] = res
     return out
+
+
+def nearest_dice(tumours: list[np.ndarray], train: list[np.ndarray], exclude_self: bool = False) -> np.ndarray:
+    """For each whole-tumour mask in ``tumours``, its highest Dice with any mask of ``train``.
+
+    A generator that copies its training cases scores near 1; ``exclude_self`` (``tumours`` is
+    ``train``) gives the real cases' own nearest-neighbour Dice, the yardstick.
+    """
+    a = np.stack([t.ravel() for t in tumours]).astype(np.float32)  # [n, V]
+    b = np.stack([t.ravel() for t in train]).astype(np.float32)  # [m, V]
+    inter = a @ b.T  # [n, m]
+    dice = 2 * inter / np.maximum(a.sum(1)[:, None] + b.sum(1)[None, :], 1.0)
+    if exclude_self:
+        np.fill_diagonal(dice, -1.0)
+    return dice.max(1)
 
 
 def make_store(out: Path, n_cases: int, seed: int) -> Path:
@@ -286,12 +310,23 @@ def main() -> None:
         report["minutes"] = float(report["minutes"]) + args.minutes
     # calibration: the judge on the real training cases
     real: dict[str, list[dict[str, Any]]] = {"HGG": [], "LGG": []}
+    train_tumours = []
     for i in range(len(store)):
         img, mask, _, _ = store[i]
         grade = store.rows[i].get("grade")
+        if bool(store.has_mask[i]):
+            train_tumours.append(mask.numpy() > 0)
         if grade in real and bool(store.has_mask[i]):
             real[grade].append(judge(img.numpy(), mask.numpy()))
-    report["real"] = {**rates(real), "n_HGG": len(real["HGG"]), "n_LGG": len(real["LGG"])}
+    report["real"] = {
+        **rates(real),
+        "n_HGG": len(real["HGG"]),
+        "n_LGG": len(real["LGG"]),
+        # how alike two different real tumours get: the yardstick for the samples' figure
+        "nearest_train_dice_median": float(
+            np.median(nearest_dice(train_tumours, train_tumours, exclude_self=True))
+        ),
+    }
     print(f"real training cases: {report['real']}")
 
     if not args.resume:
@@ -308,23 +343,32 @@ def main() -> None:
         train(cfg, store, run, resume=k > 0 or args.resume, max_minutes=chunk, progress=False)
         G, schema, _, meta = load_generator(run)
         ck = load_checkpoint(sorted((run / "checkpoints").glob("step-*.pt"))[-1])
-        by_psi = {
-            str(psi): rates(
+        by_psi, tumours = {}, []
+        for psi in args.psi:
+            by_psi[str(psi)] = rates(
                 judge_generator(
-                    G, schema, args.samples, args.seed + 1, psi=psi, w_avg=meta.get("w_avg")
+                    G, schema, args.samples, args.seed + 1, psi=psi, w_avg=meta.get("w_avg"),
+                    tumours=tumours if psi == args.psi[0] else None,
                 )
-            )
-            for psi in args.psi
-        }
+            )  # fmt: skip
+        near = nearest_dice(tumours, train_tumours)
         r = by_psi[str(args.psi[0])]
         entry = {
             "train_minutes": ck["train_state"]["elapsed_s"] / 60,
             "step": int(ck["step"]),
             "psi": args.psi[0],
+            "latent_prior": "fitted" if G.mapping.prior_is_fitted else "normal",
             **r,
             "by_psi": by_psi,
+            # each sample's tumour against its closest training tumour (copies score ~1)
+            "nearest_train_dice_median": float(np.median(near)),
+            "nearest_train_dice_p90": float(np.percentile(near, 90)),
             "wall_minutes": (time.time() - t_start) / 60,
         }
+        if G.mapping.prior_is_fitted:  # the same generator sampled from N(0, I), for comparison
+            G.mapping.reset_prior()
+            entry["normal_prior"] = rates(judge_generator(G, schema, args.samples, args.seed + 1))
+            by_psi["1.0 N(0,I)"] = entry["normal_prior"]
         report["evals"].append(entry)
         for psi, rp in by_psi.items():
             print(
@@ -336,6 +380,13 @@ def main() -> None:
                 f"LGG with enhancing {rp['LGG_any_et_region']:.2f})",
                 flush=True,
             )
+        print(
+            f"{'':6s}      tumours vs their nearest training tumour: median Dice "
+            f"{entry['nearest_train_dice_median']:.2f} (90th percentile "
+            f"{entry['nearest_train_dice_p90']:.2f}; real cases among themselves "
+            f"{report['real']['nearest_train_dice_median']:.2f})",
+            flush=True,
+        )
         _write_report(args.out, report, run)  # after every evaluation: a stopped run keeps them
     if args.out:
         print(f"wrote {args.out}")

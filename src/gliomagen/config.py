@@ -71,6 +71,8 @@ class ModelConfig:
     d_stem: Literal["conv", "space_to_depth"] = "conv"  # space_to_depth: D starts at half grid
     start: Literal["const", "latent"] = "const"  # latent: + dense(w) at the start grid
     encoder: bool = False  # VAE-GAN: G carries an encoder q(z|x) for the reconstruction terms
+    latent_prior: Literal["normal", "fitted"] = "normal"  # fitted (needs encoder): G_ema samples
+    # z from a Gaussian fitted to the encoded training cases (gliomagen.training.latent_prior)
     tumour_crop: int = 0  # side of the tumour-centred crop a second D judges (0 = off; >= 16)
     d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
     # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
@@ -143,6 +145,9 @@ class TrainConfig:
     log_every: int = 50
     nan_patience: int = 20  # non-finite steps in a row before the run stops
     w_avg_samples: int = 1_000  # latents per condition for the checkpoint's mean w
+    # with model.latent_prior=fitted: refit G's own prior every N steps, so that the adversarial
+    # loss judges draws from the fit (what G_ema will sample) instead of N(0, I); 0 = never
+    latent_prior_every: int = 0
     # decoupled weight decay (AdamW): every step p -= lr * weight_decay * p, apart from Adam's step
     weight_decay_g: float = 0.0
     weight_decay_d: float = 0.0
@@ -513,6 +518,7 @@ def _validate(cfg: Config) -> None:
         "train.num_workers",
         "train.samples_per_condition",
         "train.w_avg_samples",
+        "train.latent_prior_every",
         "train.val_every",
         "train.val_patience",
         "train.val_min_delta",
@@ -568,6 +574,16 @@ def _validate(cfg: Config) -> None:
         not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
         "model.encoder",
         "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",
+    )
+    need(
+        t.latent_prior_every == 0 or cfg.model.latent_prior == "fitted",
+        "train.latent_prior_every",
+        "refits the fitted latent prior: set model.latent_prior=fitted (or 0)",
+    )
+    need(
+        cfg.model.latent_prior == "normal" or cfg.model.encoder,
+        "model.latent_prior",
+        "fitted is fitted from the VAE-GAN encoder: set model.encoder=true",
     )
     crop = cfg.model.tumour_crop
     need(crop == 0 or crop >= 16, "model.tumour_crop", "must be 0 (off) or at least 16")

@@ -193,6 +193,8 @@ def _manifest(
             "mean_seed": MEAN_SEED,
         },
         "noise_mode": noise_mode,
+        # z ~ N(0, I), or moved onto the Gaussian fitted to the encoded training cases
+        "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
         "conditions_requested": requested,
         "space": space,
         "shape": list(grid.shape),

@@ -4,11 +4,21 @@ Each categorical condition has its own embedding table (its categories plus the 
 :class:`gliomagen.data.conditions.ConditionSchema`); the continuous conditions are projected by one
 linear layer. The concatenated embeddings are projected to ``embed_dim``, normalised, concatenated
 with the normalised ``z`` and passed through an MLP (StyleGAN2-ADA's conditional mapping).
+
+The latent prior: by default ``z ~ N(0, I)`` goes into the MLP as it is. With
+``model.latent_prior=fitted`` (VAE-GAN models) the network also holds a Gaussian fitted to the
+encoded training cases (buffers ``z_mean``, ``z_tril``; see
+:mod:`gliomagen.training.latent_prior`), and a standard-normal ``z`` is first moved onto it,
+``z -> z_mean + z_tril @ z``, so that every sampler (``gliomagen generate``, interpolation,
+validation, truncation centres) draws from the region of latent space the generator was taught
+to decode, with the same seeds giving the same samples. The reconstruction terms of training pass
+encoded latents with ``prior=False``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,6 +88,9 @@ class MappingNetwork(nn.Module):
     """
 
     w_avg: torch.Tensor
+    z_mean: torch.Tensor
+    z_tril: torch.Tensor
+    PRIOR_BUFFERS = ("z_mean", "z_tril")
 
     def __init__(
         self,
@@ -103,19 +116,64 @@ class MappingNetwork(nn.Module):
         )
         self.w_avg_beta = w_avg_beta
         self.register_buffer("w_avg", torch.zeros(w_dim))
+        # the latent prior as an affine map of N(0, I): identity until fitted
+        self.register_buffer("z_mean", torch.zeros(z_dim))
+        self.register_buffer("z_tril", torch.eye(z_dim))
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # checkpoints written before the latent prior existed: the identity (N(0, I)) prior
+        state_dict.setdefault(prefix + "z_mean", torch.zeros_like(self.z_mean))
+        state_dict.setdefault(
+            prefix + "z_tril", torch.eye(self.z_dim, device=self.z_tril.device, dtype=self.z_tril.dtype)
+        )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def set_prior(self, mean: torch.Tensor, tril: torch.Tensor) -> None:
+        """Sample ``z`` from ``N(mean, tril @ tril.T)``: ``mean [z_dim]``, lower-triangular ``tril``."""
+        if mean.shape != (self.z_dim,) or tril.shape != (self.z_dim, self.z_dim):
+            raise ValueError(
+                f"latent prior must be [{self.z_dim}] and [{self.z_dim}, {self.z_dim}], "
+                f"got {list(mean.shape)} and {list(tril.shape)}"
+            )
+        self.z_mean.copy_(mean)
+        self.z_tril.copy_(torch.tril(tril))
+
+    @torch.no_grad()
+    def reset_prior(self) -> None:
+        """Back to ``z ~ N(0, I)``."""
+        self.z_mean.zero_()
+        self.z_tril.copy_(torch.eye(self.z_dim, device=self.z_tril.device))
+
+    @property
+    def prior_is_fitted(self) -> bool:
+        """Whether the latent prior differs from ``N(0, I)``."""
+        eye = torch.eye(self.z_dim, device=self.z_tril.device)
+        return bool(self.z_mean.any() or not torch.equal(self.z_tril, eye))
 
     @torch.no_grad()
     def track_w_avg(self, w_mean: torch.Tensor) -> None:
         """Move the ``w_avg`` buffer toward a batch mean ``[w_dim]`` (called by the training loop)."""
         self.w_avg.copy_(w_mean.detach().float().lerp(self.w_avg, self.w_avg_beta))
 
-    def forward(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
-        """Map ``z [N, z_dim]``, ``cat [N, n_cat]``, ``cont [N, n_cont]`` to ``w [N, w_dim]``."""
+    def forward(
+        self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor, prior: bool = True
+    ) -> torch.Tensor:
+        """Map ``z [N, z_dim]``, ``cat [N, n_cat]``, ``cont [N, n_cont]`` to ``w [N, w_dim]``.
+
+        ``prior=True``: ``z`` is a standard-normal draw, moved onto the latent prior first (a
+        no-op until one is fitted). ``prior=False``: ``z`` is already a latent (an encoder's).
+        """
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
         if cat.shape[0] != z.shape[0]:
             raise ValueError(f"z has {z.shape[0]} rows but the conditions have {cat.shape[0]}")
-        x = normalize_2nd_moment(z.float())
+        z = z.float()
+        if prior:
+            z = torch.addmm(self.z_mean, z, self.z_tril.T)  # z_mean + z @ tril^T
+        x = normalize_2nd_moment(z)
         if self.conditional:
             x = torch.cat([x, normalize_2nd_moment(self.embed(cat, cont))], dim=1)
         else:

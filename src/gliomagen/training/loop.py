@@ -30,6 +30,7 @@ from gliomagen.config import Config, dump_yaml, to_dict
 from gliomagen.errors import GliomagenError
 from gliomagen.models import build_augment, build_discriminator, build_generator, cat_sizes
 from gliomagen.models.augment import ada_adjust
+from gliomagen.models.mapping import MappingNetwork
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import (
     StepBatchSampler,
@@ -46,6 +47,7 @@ from gliomagen.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from gliomagen.training.latent_prior import fit_latent_prior
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
 from gliomagen.training.validation import Validator, validation_active
@@ -97,6 +99,15 @@ def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, t
         for c, k in zip(cat, cont, strict=True)
     ]
     return {"cat": cat, "cont": cont, "w": torch.stack(ws).cpu()}
+
+
+# model keys a resumed run may change: they do not change any weight's shape or meaning
+RESUME_CHANGEABLE = frozenset({"model.latent_prior"})
+
+
+def _plain(v: Any) -> Any:
+    """A config value as YAML gives it back (tuples as lists), for comparisons."""
+    return list(v) if isinstance(v, tuple) else v
 
 
 class Trainer:
@@ -188,6 +199,7 @@ class Trainer:
         )
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
+        self._prior_step = -1  # step of G_ema's last latent-prior fit (model.latent_prior=fitted)
         self.validator = (
             Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
             if validation_active(cfg) else None
@@ -215,7 +227,11 @@ class Trainer:
         saved, now, base = ckpt["config"], to_dict(self.cfg), to_dict(Config())
         for section in ("model", "data"):  # a key newer than the checkpoint had its default
             old = {**base[section], **saved.get(section, {})}
-            diff = [k for k in now[section] if now[section][k] != old.get(k)]
+            diff = [
+                k
+                for k in now[section]
+                if now[section][k] != old.get(k) and f"{section}.{k}" not in RESUME_CHANGEABLE
+            ]
             if diff:
                 k = diff[0]
                 raise GliomagenError(
@@ -247,8 +263,20 @@ class Trainer:
         if self.validator is not None:
             self.validator.load_state(st.get("validation"), self.step)
         self.monitor.log(f"resumed from step {self.step}")
+        changed = [
+            f"{sec}.{k} {_plain(was.get(k))!r} -> {_plain(v)!r}"
+            for sec in ("model", "loss", "augment", "train")
+            for was in [{**base[sec], **saved.get(sec, {})}]
+            for k, v in now[sec].items()
+            if _plain(v) != _plain(was.get(k))
+        ]
+        if changed:  # config.yaml says what the run now trains with
+            self.monitor.log("configuration changed on resume: " + "; ".join(changed))
+        if self.dist.is_main:
+            dump_yaml(self.cfg, self.run_dir / "config.yaml")
 
     def _state(self) -> dict[str, Any]:
+        self._fit_prior()
         return {
             "format_version": FORMAT_VERSION,
             "step": self.step,
@@ -369,12 +397,31 @@ class Trainer:
             beta = 0.5 ** (t.batch_size / max(hl, 1e-8))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.copy_(p.detach().lerp(p_ema, beta))
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            b_ema.copy_(b)
+        for (name, b_ema), b in zip(self.G_ema.named_buffers(), self.G.buffers(), strict=True):
+            if name.rsplit(".", 1)[-1] not in MappingNetwork.PRIOR_BUFFERS:  # G_ema's fitted prior is its own
+                b_ema.copy_(b)
+
+    def _fit_prior(self) -> None:
+        """Refit G_ema's latent prior (``model.latent_prior=fitted``) once per step, before use."""
+        if (
+            not self.dist.is_main
+            or self.cfg.model.latent_prior != "fitted"
+            or self._prior_step == self.step
+        ):
+            return
+        stats = fit_latent_prior(
+            self.G_ema, self.data.store, self.data.train_index, self.dist.device
+        )
+        self._prior_step = self.step
+        self.monitor.log(
+            f"step {self.step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
+            f"|mean| {stats['prior_mean_norm']:.3f}, mean std {stats['prior_std_mean']:.3f}"
+        )
 
     def _samples(self) -> None:
         if not self.dist.is_main:
             return
+        self._fit_prior()
         codes = self.data.cat[torch.as_tensor(self.data.train_index)]
         cat, cont, labels = montage_conditions(self.data.schema, codes)
         k = self.cfg.train.samples_per_condition
@@ -433,6 +480,9 @@ class Trainer:
             real = self.data.collate_real(items, dev)
             real_rows = self.plan.real_positions(self.step)
             real_rows = [int(self.data.train_index[i]) for i in real_rows]
+            if t.latent_prior_every and self.step % t.latent_prior_every == 0:
+                # G's adversarial draws come from the fit (every worker fits the same weights)
+                fit_latent_prior(self.G, self.data.store, self.data.train_index, dev)
             ok_g, st_g = self._phase("G", real, real_rows, False)
             if ok_g:
                 self._update_ema()
@@ -453,6 +503,8 @@ class Trainer:
                 bar.update(1)
             if self.callback is not None:
                 self.callback(self.step)
+            if self.validator is not None and self.validator.enabled and self.validator.due(self.step):
+                self._fit_prior()
             reason = (
                 self.validator.maybe_validate(self.step, self.G_ema, self._state)
                 if self.validator is not None else None

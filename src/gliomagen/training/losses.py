@@ -293,7 +293,7 @@ class StyleGANLoss:
         with self.autocast():
             mu, logvar = enc(real_img, real_mask)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
-            w = self.mapping(z, mb.real_cat, mb.real_cont)
+            w = self.mapping(z, mb.real_cat, mb.real_cont, prior=False)  # z is encoded
             ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
             seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)
             img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
