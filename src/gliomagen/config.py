@@ -93,6 +93,8 @@ class LossConfig:
     recon_img_balanced: bool = False  # that L1 as the mean of per-mask-class means (small
     # tumour regions weigh as much as the brain)
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
+    kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to kl_weight over these steps
+    # (KL annealing: a full KL weight from the start can switch the encoder off before it learns)
     volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
     # per categorical condition code, against the real cases' mean share (relative squared error)
 
@@ -519,6 +521,7 @@ def _validate(cfg: Config) -> None:
         "train.samples_per_condition",
         "train.w_avg_samples",
         "train.latent_prior_every",
+        "loss.kl_warmup_steps",
         "train.val_every",
         "train.val_patience",
         "train.val_min_delta",

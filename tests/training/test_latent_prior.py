@@ -120,3 +120,18 @@ def test_resume_may_switch_the_latent_prior_on(tmp_path: Path, fake_store, tiny_
     )
     assert not torch.equal(ckpt["G_ema"]["mapping.z_tril"], torch.eye(8))
     assert "model.latent_prior 'normal' -> 'fitted'" in (run / "log.txt").read_text()
+
+
+def test_kl_warmup_starts_from_zero(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    store = fake_store(n=4)
+
+    def g_after_one_step(kl: float, warmup: int, name: str) -> dict[str, torch.Tensor]:
+        loss = {**VAE_LOSS, "kl_weight": kl, "kl_warmup_steps": warmup}
+        cfg = tiny_cfg(model={"encoder": True}, loss=loss, train={"steps": 1})
+        return load_checkpoint(train(cfg, store, tmp_path / name, progress=False))["G"]
+
+    # step 0 of a warm-up: the KL weight is 0 whatever its final value
+    a, b = g_after_one_step(0.02, 1000, "a"), g_after_one_step(5.0, 1000, "b")
+    c = g_after_one_step(5.0, 0, "c")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["encoder.mu.weight"], c["encoder.mu.weight"])

@@ -483,6 +483,8 @@ class Trainer:
             if t.latent_prior_every and self.step % t.latent_prior_every == 0:
                 # G's adversarial draws come from the fit (every worker fits the same weights)
                 fit_latent_prior(self.G, self.data.store, self.data.train_index, dev)
+            if self.cfg.loss.kl_warmup_steps:  # KL annealing
+                self.loss.kl_scale = min(1.0, self.step / self.cfg.loss.kl_warmup_steps)
             ok_g, st_g = self._phase("G", real, real_rows, False)
             if ok_g:
                 self._update_ema()

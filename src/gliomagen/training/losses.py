@@ -209,6 +209,7 @@ class StyleGANLoss:
         self.encoder: Any = getattr(G, "encoder", None)
         self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
         self.recon_img_balanced = bool(getattr(cfg.loss, "recon_img_balanced", False))
+        self.kl_scale = 1.0  # the KL weight's share this step (set by the loop: loss.kl_warmup_steps)
         self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
         self.class_fractions = class_fractions
         if self.volume_weight > 0 and (class_fractions is None or class_fractions.shape[0] == 0):
@@ -283,7 +284,8 @@ class StyleGANLoss:
         """VAE-GAN terms: encode the reals, regenerate them under their conditions, compare.
 
         Returns the weighted sum ``recon_weight * (CE + soft Dice of the tumour classes)(mask) +
-        recon_img_weight * L1(images) + kl_weight * KL`` (L1 class-balanced with
+        recon_img_weight * L1(images) + kl_weight * kl_scale * KL`` (``kl_scale`` < 1 during
+        ``loss.kl_warmup_steps``) (L1 class-balanced with
         ``loss.recon_img_balanced``, see :meth:`_image_l1`) (means over the micro-batch) and its
         parts summed over the micro-batch. The Dice is MONAI's ``DiceLoss`` per case.
         """
@@ -305,7 +307,8 @@ class StyleGANLoss:
         dice = self._dice(logits.float(), real_mask).flatten(1).mean(1)  # [n]
         l1 = self._image_l1(img.float(), real_img, real_mask)  # [n]
         kl = kl_standard_normal(mu, logvar)  # [n]
-        loss = (c.recon_weight * (ce + dice) + c.recon_img_weight * l1 + c.kl_weight * kl).mean()
+        kl_w = c.kl_weight * self.kl_scale
+        loss = (c.recon_weight * (ce + dice) + c.recon_img_weight * l1 + kl_w * kl).mean()
         stats = {
             "G/recon_ce": ce.detach().sum(),
             "G/recon_dice": dice.detach().sum(),
