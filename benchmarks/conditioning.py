@@ -258,6 +258,9 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=80, help="phantom cases when building the store")
     ap.add_argument("--preset", default="demo-cpu")
     ap.add_argument(
+        "--config", type=Path, help="YAML file of overrides (e.g. configs/structure-vaegan.yaml)"
+    )
+    ap.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override (repeatable)"
     )
     ap.add_argument("--minutes", type=float, default=90.0, help="training budget")
@@ -286,6 +289,7 @@ def main() -> None:
     store = open_store(store_path, split="train")
     cfg = resolve_config(
         args.preset,
+        args.config,
         overrides=[
             "data.conditions=[grade]",
             "data.size=null",
@@ -299,6 +303,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "store": str(store_path),
         "preset": args.preset,
+        "config": str(args.config) if args.config else None,
         "overrides": args.overrides,
         "minutes": args.minutes,
         "samples_per_grade": args.samples,

@@ -144,3 +144,15 @@ def test_cli_config_errors_exit_2(tmp_path: Path, args: list[str], message: str)
     assert result.exit_code == 2
     err = result.stderr if hasattr(result, "stderr") else result.output
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_config_files_resolve() -> None:
+    """Every YAML recipe in configs/ is valid on top of demo-cpu (their documented base)."""
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert files, f"no recipes in {root}"
+    for f in files:
+        cfg = resolve_config("demo-cpu", f)
+        assert cfg.preset == "demo-cpu"
+    vaegan = resolve_config("demo-cpu", root / "structure-vaegan.yaml")
+    assert vaegan.model.latent_prior == "fitted" and vaegan.loss.kl_warmup_steps == 4000
