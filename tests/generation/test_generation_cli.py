@@ -236,3 +236,36 @@ def test_interpolate_bad_input(
     result = _run("interpolate", "--checkpoint", str(checkpoint), *args, "--out", str(out))
     assert message in _one_error_line(result)
     assert not out.exists()
+
+
+def test_generate_latent_prior_choice(tmp_path: Path, reference_record) -> None:  # noqa: ANN001
+    import nibabel as nib
+    import torch
+    from generation_fixtures import save_tiny_checkpoint, store_meta, tiny_generator, tiny_schema
+
+    schema = tiny_schema()
+    G = tiny_generator(schema)
+    plain = save_tiny_checkpoint(tmp_path / "plain", G, schema, store_meta(reference_record))
+    z = G.z_dim
+    G.mapping.set_prior(torch.full((z,), 3.0), 0.1 * torch.eye(z))  # far from N(0, I)
+    fitted = save_tiny_checkpoint(tmp_path / "fitted", G, schema, store_meta(reference_record))
+    common = ["--n", "1", "--space", "native", "--noise", "const", "--seed", "3"]
+
+    def gen(ckpt: Path, out: str, *extra: str):  # noqa: ANN202
+        return _run("generate", "--checkpoint", str(ckpt), "--out", str(tmp_path / out), *common, *extra)
+
+    assert gen(fitted, "a").exit_code == 0
+    assert gen(fitted, "b", "--latent-prior", "normal").exit_code == 0
+    assert gen(plain, "c").exit_code == 0
+    man = {k: json.loads((tmp_path / k / "manifest.json").read_text()) for k in "abc"}
+    assert [man[k]["latent_prior"] for k in "abc"] == ["fitted", "normal", "normal"]
+
+    def t1c(out: str):  # noqa: ANN202
+        return nib.load(tmp_path / out / "SYN-00000" / "SYN-00000-t1c.nii.gz").get_fdata()
+
+    # same seed: --latent-prior normal on the fitted model draws what the plain model draws
+    assert (t1c("b") == t1c("c")).all() and not (t1c("a") == t1c("c")).all()
+    line = _one_error_line(gen(plain, "d", "--latent-prior", "fitted"))
+    assert "--latent-prior fitted" in line and "no fitted latent prior" in line
+    assert not (tmp_path / "d").exists()
+    assert "expected fitted or normal" in _one_error_line(gen(plain, "e", "--latent-prior", "x"))

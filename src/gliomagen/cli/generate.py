@@ -60,6 +60,12 @@ def generate(
     noise: str = typer.Option(
         "random", "--noise", help="Noise inputs: random (seeded per case), const or none."
     ),
+    latent_prior: str | None = typer.Option(
+        None,
+        "--latent-prior",
+        help="fitted: z from the Gaussian fitted to the encoded training cases (the default for "
+        "models trained with model.latent_prior=fitted); normal: z ~ N(0, I) (the default otherwise).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Generate a synthetic cohort: SYN-xxxxx/SYN-xxxxx-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
@@ -90,6 +96,7 @@ def generate(
         progress=not quiet,
         noise_mode=noise,
         command_line=_command_line(),
+        latent_prior=latent_prior,
     )
     typer.echo(f"wrote {n} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
 

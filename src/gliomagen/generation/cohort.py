@@ -40,7 +40,7 @@ from gliomagen.generation.sampling import (
     case_seeds,
     case_ws,
 )
-from gliomagen.generation.source import GeneratorSource, load_source
+from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
 from gliomagen.generation.writer import (
     case_id,
@@ -223,6 +223,7 @@ def generate_cohort(
     progress: bool = True,
     noise_mode: str = "random",
     command_line: str | None = None,
+    latent_prior: str | None = None,
 ) -> Path:
     """Generate ``n`` synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
     slices, see :func:`gliomagen.generation.slices2d.generate_slices`).
@@ -247,6 +248,9 @@ def generate_cohort(
         noise_mode: ``random`` (default; seeded per case, so still reproducible), ``const``
             (the generator's fixed noise buffers) or ``none``.
         command_line: recorded in the manifest (default: this process's ``sys.argv``).
+        latent_prior: ``None`` (the checkpoint's), ``"normal"`` (``z ~ N(0, I)``) or ``"fitted"``
+            (the checkpoint's fit to its encoded training cases; an error without one); see
+            :func:`gliomagen.generation.source.select_latent_prior`.
 
     Returns:
         The cohort folder.
@@ -256,6 +260,7 @@ def generate_cohort(
     """
     check_options(n, truncation, seed, batch_size, space or "native", fmt, noise_mode)
     source = load_source(checkpoint, device)
+    select_latent_prior(source, latent_prior)
     cmd = command_line if command_line is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     from gliomagen.generation.slices2d import generate_slices, is_slice_source
 

@@ -93,3 +93,30 @@ def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> G
     if not isinstance(schema, ConditionSchema):
         schema = ConditionSchema.from_dict(schema)
     return GeneratorSource(path, file_sha256(path), G, schema, config, dict(meta or {}))
+
+
+LATENT_PRIORS = ("fitted", "normal")
+
+
+def select_latent_prior(source: GeneratorSource, choice: str | None) -> str:
+    """Apply ``--latent-prior`` to the loaded generator and return the prior in use.
+
+    ``None`` keeps the checkpoint's (a fitted prior when it was trained with
+    ``model.latent_prior=fitted``, else ``N(0, I)``); ``normal`` samples ``z ~ N(0, I)`` even from
+    a fitted model; ``fitted`` insists on the checkpoint's fit.
+
+    Raises:
+        GliomagenError: an unknown choice, or ``fitted`` for a checkpoint without a fit.
+    """
+    mapping = source.G.mapping
+    if choice is not None and choice not in LATENT_PRIORS:
+        raise GliomagenError(f"--latent-prior {choice!r}: expected fitted or normal")
+    if choice == "normal":
+        mapping.reset_prior()
+    elif choice == "fitted" and not mapping.prior_is_fitted:
+        raise GliomagenError(
+            f"--latent-prior fitted: {source.path} has no fitted latent prior "
+            "(trained without model.latent_prior=fitted)"
+        )
+    return "fitted" if mapping.prior_is_fitted else "normal"
+
