@@ -15,7 +15,8 @@ Every generated sample is judged from its own mask (argmax of the logits) and im
 The judge is first applied to the real training cases (calibration), then to an untrained
 generator and to G_ema at checkpoints over training (``--evals`` evenly spaced in ``--minutes``);
 training runs in chunks through the public API (``train(..., max_minutes=chunk, resume=True)``,
-which resumes exactly). Rates over time go to stdout and ``--out`` (JSON).
+which resumes exactly). Rates over time go to stdout and ``--out`` (JSON); every judged checkpoint
+is copied to ``WORKDIR/evaluated/`` (the run itself keeps only its last few).
 
 Two further figures per checkpoint: with ``model.latent_prior=fitted`` the same generator is also
 judged sampling ``z ~ N(0, I)`` (``normal_prior``), and every headline sample's whole tumour is
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -347,7 +349,11 @@ def main() -> None:
     for k in range(args.evals):
         train(cfg, store, run, resume=k > 0 or args.resume, max_minutes=chunk, progress=False)
         G, schema, _, meta = load_generator(run)
-        ck = load_checkpoint(sorted((run / "checkpoints").glob("step-*.pt"))[-1])
+        ck_path = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+        ck = load_checkpoint(ck_path)
+        kept = work / "evaluated" / ck_path.name  # the run keeps its last few; these stay
+        kept.parent.mkdir(exist_ok=True)
+        shutil.copy2(ck_path, kept)
         by_psi, tumours = {}, []
         for psi in args.psi:
             by_psi[str(psi)] = rates(
@@ -369,6 +375,7 @@ def main() -> None:
             "nearest_train_dice_median": float(np.median(near)),
             "nearest_train_dice_p90": float(np.percentile(near, 90)),
             "wall_minutes": (time.time() - t_start) / 60,
+            "checkpoint": str(kept),
         }
         if G.mapping.prior_is_fitted:  # the same generator sampled from N(0, I), for comparison
             G.mapping.reset_prior()
