@@ -12,6 +12,7 @@ from gliomagen.config import resolve_config
 from gliomagen.errors import GliomagenError
 from gliomagen.models.mapping import MappingNetwork
 from gliomagen.training import load_checkpoint, load_generator, train
+from gliomagen.training.batches import TrainingData
 from gliomagen.training.latent_prior import JITTER, encode_cases, gaussian_of_posterior
 
 VAE = {"encoder": True, "latent_prior": "fitted"}
@@ -76,7 +77,7 @@ def test_training_fits_g_ema_and_keeps_g_on_the_standard_normal(
     G, *_ = load_generator(ckpt_path)
     assert G.mapping.prior_is_fitted
     # the saved prior is the fit of G_ema's own encoder on the training cases
-    mu, logvar = encode_cases(G, store, np.arange(len(store)), torch.device("cpu"))
+    mu, logvar = encode_cases(G, TrainingData(store, cfg), torch.device("cpu"))
     mean, tril = gaussian_of_posterior(mu, logvar)
     torch.testing.assert_close(ckpt["G_ema"]["mapping.z_mean"], mean)
     torch.testing.assert_close(ckpt["G_ema"]["mapping.z_tril"], tril)

@@ -28,32 +28,32 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
+
+from gliomagen.training.batches import TrainingData
 
 JITTER = 1e-4  # added to the covariance's diagonal (relative to a unit-variance prior)
 
 
 @torch.no_grad()
 def encode_cases(
-    G: Any, store: Any, rows: np.ndarray, device: torch.device, batch: int = 8
+    G: Any, data: TrainingData, device: torch.device, batch: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances ``[n, z_dim]`` (float32, CPU) of ``store`` rows ``rows``.
+    """Posterior means and log-variances ``[n, z_dim]`` (float32, CPU) of the training cases.
 
-    ``G.encoder`` reads images and one-hot masks, as in training's reconstruction terms.
+    ``G.encoder`` reads images and one-hot masks batched as training batches them
+    (:meth:`TrainingData.collate_real`), the cases being ``data.train_index``.
     """
     enc = G.encoder
     if enc is None:
         raise ValueError("the latent prior is fitted from the encoder: the generator has none")
     was_training = enc.training
     enc.eval()
+    rows = data.train_index
     mus, logvars = [], []
     for s in range(0, len(rows), batch):
-        items = [store[int(i)] for i in rows[s : s + batch]]
-        img = torch.stack([it[0] for it in items]).to(device, torch.float32)  # [b, C, *S]
-        mask = torch.stack([it[1] for it in items]).to(device).long().clamp(0, 3)
-        onehot = F.one_hot(mask, 4).movedim(-1, 1).float()  # [b, 4, *S]
+        items = [data.store[int(i)] for i in rows[s : s + batch]]
+        img, onehot = data.collate_real(items, device)  # [b, C, *S], [b, 4, *S]
         mu, logvar = enc(img, onehot)
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
@@ -84,14 +84,14 @@ def gaussian_of_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch
 
 
 @torch.no_grad()
-def fit_latent_prior(G: Any, store: Any, rows: np.ndarray, device: torch.device) -> dict[str, float]:
-    """Fit ``G``'s latent prior to its encoder's view of ``store`` rows ``rows``; set it in place.
+def fit_latent_prior(G: Any, data: TrainingData, device: torch.device) -> dict[str, float]:
+    """Fit ``G``'s latent prior to its encoder's view of the training cases; set it in place.
 
     Returns:
         A summary for the log: ``{"prior_mean_norm", "prior_std_mean", "prior_cases"}`` (the
         fitted mean's norm, the mean per-dimension standard deviation, the cases encoded).
     """
-    mu, logvar = encode_cases(G, store, rows, device)
+    mu, logvar = encode_cases(G, data, device)
     mean, tril = gaussian_of_posterior(mu, logvar)
     G.mapping.set_prior(mean.to(device), tril.to(device))
     std = tril.square().sum(1).sqrt()  # per-dimension standard deviations

@@ -225,18 +225,18 @@ class Trainer:
     def _restore(self) -> None:
         ckpt = load_checkpoint(self.run_dir, map_location=self.dist.device)
         saved, now, base = ckpt["config"], to_dict(self.cfg), to_dict(Config())
-        for section in ("model", "data"):  # a key newer than the checkpoint had its default
-            old = {**base[section], **saved.get(section, {})}
-            diff = [
-                k
-                for k in now[section]
-                if now[section][k] != old.get(k) and f"{section}.{k}" not in RESUME_CHANGEABLE
-            ]
-            if diff:
-                k = diff[0]
+        changed = {  # a key newer than the checkpoint had its default
+            f"{sec}.{k}": (_plain(was.get(k)), _plain(v))
+            for sec in ("model", "data", "loss", "augment", "train")
+            for was in [{**base[sec], **saved.get(sec, {})}]
+            for k, v in now[sec].items()
+            if _plain(v) != _plain(was.get(k))
+        }
+        for key, (was, v) in changed.items():  # shapes and data must stay what the weights saw
+            if key.split(".")[0] in ("model", "data") and key not in RESUME_CHANGEABLE:
                 raise GliomagenError(
-                    f"--resume: {section}.{k} differs from the run's checkpoint "
-                    f"({old.get(k)!r} -> {now[section][k]!r}); keep it or start a new run"
+                    f"--resume: {key} differs from the run's checkpoint "
+                    f"({was!r} -> {v!r}); keep it or start a new run"
                 )
         self.G.load_state_dict(ckpt["G"])
         self.D.load_state_dict(ckpt["D"])
@@ -263,15 +263,11 @@ class Trainer:
         if self.validator is not None:
             self.validator.load_state(st.get("validation"), self.step)
         self.monitor.log(f"resumed from step {self.step}")
-        changed = [
-            f"{sec}.{k} {_plain(was.get(k))!r} -> {_plain(v)!r}"
-            for sec in ("model", "loss", "augment", "train")
-            for was in [{**base[sec], **saved.get(sec, {})}]
-            for k, v in now[sec].items()
-            if _plain(v) != _plain(was.get(k))
-        ]
         if changed:  # config.yaml says what the run now trains with
-            self.monitor.log("configuration changed on resume: " + "; ".join(changed))
+            self.monitor.log(
+                "configuration changed on resume: "
+                + "; ".join(f"{key} {was!r} -> {v!r}" for key, (was, v) in changed.items())
+            )
         if self.dist.is_main:
             dump_yaml(self.cfg, self.run_dir / "config.yaml")
 
@@ -409,9 +405,7 @@ class Trainer:
             or self._prior_step == self.step
         ):
             return
-        stats = fit_latent_prior(
-            self.G_ema, self.data.store, self.data.train_index, self.dist.device
-        )
+        stats = fit_latent_prior(self.G_ema, self.data, self.dist.device)
         self._prior_step = self.step
         self.monitor.log(
             f"step {self.step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
@@ -482,7 +476,7 @@ class Trainer:
             real_rows = [int(self.data.train_index[i]) for i in real_rows]
             if t.latent_prior_every and self.step % t.latent_prior_every == 0:
                 # G's adversarial draws come from the fit (every worker fits the same weights)
-                fit_latent_prior(self.G, self.data.store, self.data.train_index, dev)
+                fit_latent_prior(self.G, self.data, dev)
             if self.cfg.loss.kl_warmup_steps:  # KL annealing
                 self.loss.kl_scale = min(1.0, self.step / self.cfg.loss.kl_warmup_steps)
             ok_g, st_g = self._phase("G", real, real_rows, False)
