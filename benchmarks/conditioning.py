@@ -18,6 +18,10 @@ training runs in chunks through the public API (``train(..., max_minutes=chunk, 
 which resumes exactly). Rates over time go to stdout and ``--out`` (JSON); every judged checkpoint
 is copied to ``WORKDIR/evaluated/`` (the run itself keeps only its last few).
 
+With validation on (``--set train.val_every=N``, e.g. ``train.val_metric=mask``), the run's
+``best.pt`` (the checkpoint the product picks) is judged at the end as well (``best_checkpoint``),
+and every validation record's headline metrics are kept (``validation``).
+
 Two further figures per checkpoint: with ``model.latent_prior=fitted`` the same generator is also
 judged sampling ``z ~ N(0, I)`` (``normal_prior``), and every headline sample's whole tumour is
 compared with its nearest training tumour (highest Dice; ``nearest_train_dice_*``) against the
@@ -49,6 +53,7 @@ from gliomagen.data import open_store
 from gliomagen.models import build_generator
 from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import TrainingData
+from gliomagen.training.validation import read_records
 
 MIN_TUMOUR_FRAC = 0.001  # ~33 voxels at 32^3
 MAX_TUMOUR_FRAC = 0.25  # phantom tumours stay under 13% of the grid; a "tumour" filling it is none
@@ -399,7 +404,33 @@ def main() -> None:
             f"{report['real']['nearest_train_dice_median']:.2f})",
             flush=True,
         )
+        report["validation"] = [
+            {"step": rec["step"], "metric": rec["metric"], "improved": rec["improved"],
+             **{k: rec["metrics"].get(k) for k in ("fd", "kid", "fidelity", "mask")}}
+            for rec in read_records(run)
+        ]  # fmt: skip
         _write_report(args.out, report, run)  # after every evaluation: a stopped run keeps them
+    best_path = run / "checkpoints" / "best.pt"
+    if best_path.is_file():  # the checkpoint validation chose (train.val_metric), judged alike
+        G, schema, _, meta = load_generator(best_path)
+        ck = load_checkpoint(best_path)
+        r = rates(judge_generator(G, schema, args.samples, args.seed + 1, psi=args.psi[0],
+                                  w_avg=meta.get("w_avg")))  # fmt: skip
+        report["best_checkpoint"] = {
+            "step": int(ck["step"]),
+            "train_minutes": ck["train_state"]["elapsed_s"] / 60,
+            "val_metric": ck["validation"]["metric"],
+            "val_value": ck["validation"]["value"],
+            "psi": args.psi[0],
+            **r,
+        }
+        print(
+            f"best.pt (validation's choice by {ck['validation']['metric']}): step {int(ck['step'])}"
+            f" ({report['best_checkpoint']['train_minutes']:.1f} min)  faithful HGG "
+            f"{r['faithful_HGG']:.2f}  LGG {r['faithful_LGG']:.2f}",
+            flush=True,
+        )
+        _write_report(args.out, report, run)
     if args.out:
         print(f"wrote {args.out}")
 

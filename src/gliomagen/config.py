@@ -155,7 +155,8 @@ class TrainConfig:
     weight_decay_d: float = 0.0
     # validation on the store's val split (gliomagen.training.validation); 0 = off
     val_every: int = 0  # steps between evaluations
-    val_metric: Literal["fd", "kid", "fidelity", "diversity"] = "fd"  # best.pt and plateau stop
+    # best.pt and the plateau stop; mask: tumour-structure distance per condition (lower is better)
+    val_metric: Literal["fd", "kid", "fidelity", "diversity", "mask"] = "fd"
     val_patience: int = 10  # evaluations without improvement before stopping (0 = never)
     val_min_delta: float = 0.0  # an improvement must exceed this
     val_samples: int = 64  # G_ema samples per evaluation

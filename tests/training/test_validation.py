@@ -19,6 +19,7 @@ from gliomagen.training.checkpoint import list_checkpoints
 # cheap validation for tests: a 20-step probe, 6 samples
 VAL = {"val_samples": 6, "val_batch_size": 3, "val_pairs": 6, "val_probe_steps": 20}
 METRICS = {"fd", "kid", "fidelity", "fidelity_real", "diversity", "diversity_real", "memorised",
+           "mask", "mask_groups",
            "n_samples", "n_val"}  # fmt: skip
 
 
@@ -199,6 +200,8 @@ def test_validation_needs_a_val_split(
         ("diversity", 0.3, 0.4, 0.0, True),
         ("fidelity", 0.5, 0.4, 0.0, True),
         ("fidelity", 0.4, 0.5, 0.0, False),
+        ("mask", 0.2, 0.3, 0.0, True),
+        ("mask", 0.3, 0.2, 0.0, False),
         ("fd", float("nan"), None, 0.0, False),
     ],
 )
@@ -206,3 +209,65 @@ def test_direction_per_metric(
     metric: str, value: float, best: float | None, delta: float, expected: bool
 ) -> None:
     assert validation.is_better(metric, value, best, delta) is expected
+
+
+@pytest.mark.slow  # the module's phantom store takes ~15 s once
+def test_mask_metric_ranks_structure(
+    tmp_path: Path, phantom_store: Path, tiny_cfg, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    """``train.val_metric=mask``: samples whose tumours match their requested grade beat samples
+    whose tumours vanished, the value is the structure distance computed by hand, and best.pt
+    records it."""
+    from gliomagen.data.store import open_store
+    from gliomagen.evaluation import tissue
+
+    train_ds, val_ds = open_store(phantom_store, split="train"), open_store(phantom_store, split="val")
+    images = np.load(phantom_store / "images.npy")[train_ds.indices].astype(np.float32)
+    masks = np.load(phantom_store / "masks.npy")[train_ds.indices]
+    n = VAL["val_samples"]
+    wanted = [val_ds.rows[i % len(val_ds)]["grade"] for i in range(n)]  # the conditions asked for
+    by_grade = {g: [i for i, r in enumerate(train_ds.rows) if r["grade"] == g] for g in set(wanted)}
+    pick = np.array([by_grade[g][k % len(by_grade[g])] for k, g in enumerate(wanted)])
+    faithful = masks[pick]
+    mode = {"masks": faithful}
+
+    def fake(G: Any, z: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        return images[pick], mode["masks"]
+
+    monkeypatch.setattr(validation, "generate_samples", fake)
+    cfg = tiny_cfg(train={"steps": 2, "val_every": 1, "val_patience": 0, "val_metric": "mask",
+                          "stop_on_memorisation": False, "memorisation_threshold": 100,
+                          **VAL})  # fmt: skip (the images are training cases: no copy veto)
+    run = tmp_path / "run"
+    train(cfg, str(phantom_store), run, progress=False)
+    mode["masks"] = np.zeros_like(faithful)  # every tumour gone
+    train(tiny_cfg(train={**cfg.train.__dict__, "steps": 3}), str(phantom_store), run,
+          resume=True, progress=False)  # fmt: skip
+    recs = _records(run)
+    assert [r["step"] for r in recs] == [1, 2, 3] and recs[0]["metric"] == "mask"
+    good, gone = recs[0]["metrics"], recs[2]["metrics"]
+    assert good["mask"] == pytest.approx(recs[1]["metrics"]["mask"])  # same samples, same value
+    assert gone["mask"] > good["mask"] + 0.5
+    assert [r["improved"] for r in recs] == [True, False, False]
+    groups = good["mask_groups"]
+    fields = sorted({k.split("=")[0] for k in groups})
+    assert "grade" in fields and {"grade=HGG", "grade=LGG"} <= set(groups)
+    # by hand: per condition of the model, the training cases' statistics against the samples'
+    real = tissue.structure_statistics(masks)
+    syn = tissue.structure_statistics(np.zeros_like(faithful))
+    rows = [train_ds.rows[i] for i in range(len(train_ds))]
+    asked = [val_ds.rows[i % len(val_ds)] for i in range(n)]
+
+    def positions(labels: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return {f"{f}={v}": np.array([i for i, r in enumerate(labels) if str(r.get(f)) == v])
+                for f in fields for v in {str(r.get(f)) for r in labels if r.get(f) is not None}}  # fmt: skip
+
+    by_hand = tissue.structure_distance(real, positions(rows), syn, positions(asked))
+    assert gone["mask"] == pytest.approx(by_hand["value"])
+    assert gone["mask_groups"]["grade=LGG"]["log_tumour_voxels"] == pytest.approx(
+        by_hand["groups"]["grade=LGG"]["log_tumour_voxels"]
+    )
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["step"] == 1 and best["validation"]["metric"] == "mask"
+    assert best["validation"]["value"] == pytest.approx(good["mask"])
+

@@ -3,6 +3,13 @@
 * Mask realism: whole-tumour volume in ml (labels 1-3 times the voxel volume of the grid) and
   enhancing fraction (label 3 over labels 1-3), synthetic against real, compared with the
   two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``) and the Wasserstein-1 distance.
+* Tumour structure (:func:`structure_statistics`, :func:`structure_distance`): per case the
+  whole-tumour size (log of its voxel count), the enhancing and necrotic shares of the tumour and
+  the share of the tumour in its largest 26-connected component; per condition, the Wasserstein-1
+  distance of each between synthetic and real cases, in units of the real cases' spread. A
+  tumour that vanishes, breaks into specks, or grows the wrong inner structure for its condition
+  (an enhancing region in an LGG) raises it. Validation can rank checkpoints by it
+  (``train.val_metric=mask``).
 * Intensity histograms: per modality, of the voxels of each tissue label (``brain`` = label 0
   inside the brain, ``ncr``, ``ed``, ``et``), on 50 bins over [-1, 1]; synthetic against real by
   the Wasserstein-1 distance between the histograms.
@@ -14,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.ndimage
 import scipy.stats
 import torch
 
@@ -40,6 +48,100 @@ def mask_statistics(masks: torch.Tensor, voxel_ml: float) -> dict[str, np.ndarra
     vol = torch.where(has, wt * voxel_ml, torch.full_like(wt, float("nan")))
     frac = torch.where(has & (wt > 0), et / wt.clamp_min(1), torch.full_like(wt, float("nan")))
     return {"wt_volume_ml": vol.numpy(), "enhancing_fraction": frac.numpy()}
+
+
+STRUCTURE_STATS: tuple[str, ...] = (
+    "log_tumour_voxels",
+    "enhancing_share",
+    "necrotic_share",
+    "main_component_share",
+)
+"""Per-case statistics of :func:`structure_statistics`."""
+MIN_SPREAD = 0.05  # floor of a statistic's real spread (a statistic constant over the real cases)
+_FULL = np.ones((3, 3, 3), dtype=bool)
+
+
+def structure_statistics(masks: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+    """Per case: the tumour's size and inner structure, defined for every case with a mask.
+
+    Args:
+        masks: ``[B, D, H, W]`` (or ``[B, H, W]``) labels 0..3; a case whose every voxel is 255 (no
+            mask) gets NaN everywhere.
+
+    Returns:
+        ``{name: [B] float64}`` for each of :data:`STRUCTURE_STATS`: ``log_tumour_voxels`` =
+        ``log(1 + voxels of labels 1-3)``; ``enhancing_share`` and ``necrotic_share`` = voxels of
+        label 3 (label 1) over the tumour's voxels; ``main_component_share`` = the tumour's share in
+        its largest 26-connected (8 in 2-D) component. A case without tumour has 0 for all four: no
+        tumour counts as the smallest, least enhancing and most scattered one, not as missing.
+    """
+    m = masks.numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    out = {k: np.zeros(len(m), dtype=np.float64) for k in STRUCTURE_STATS}
+    full = _FULL if m.ndim == 4 else _FULL[1]
+    for i, case in enumerate(m):
+        if bool((case == NO_MASK).all()):
+            for k in STRUCTURE_STATS:
+                out[k][i] = np.nan
+            continue
+        tumour = (case >= 1) & (case <= 3)
+        n = int(tumour.sum())
+        out["log_tumour_voxels"][i] = np.log1p(n)
+        if n == 0:
+            continue
+        out["enhancing_share"][i] = float((case == 3).sum()) / n
+        out["necrotic_share"][i] = float((case == 1).sum()) / n
+        lab, k = scipy.ndimage.label(tumour, structure=full)
+        out["main_component_share"][i] = float(np.bincount(lab.ravel())[1:].max()) / n if k else 0.0
+    return out
+
+
+def structure_distance(
+    real: dict[str, np.ndarray],
+    real_groups: dict[str, np.ndarray],
+    synthetic: dict[str, np.ndarray],
+    synthetic_groups: dict[str, np.ndarray],
+    min_real: int = 2,
+) -> dict[str, Any]:
+    """How far the synthetic cases' tumour structure is from the real cases', per condition.
+
+    For every condition (a key of both group dicts, e.g. ``"grade=LGG"``) with at least
+    ``min_real`` real cases and one synthetic case, and every statistic of
+    :func:`structure_statistics`: the Wasserstein-1 distance between the real and synthetic values
+    of that condition, divided by the statistic's standard deviation over all real cases (at least
+    :data:`MIN_SPREAD`). NaNs (cases without mask) are dropped.
+
+    Args:
+        real, synthetic: outputs of :func:`structure_statistics`.
+        real_groups, synthetic_groups: positions of each condition's cases (``CaseSet.groups``);
+            pass ``{"all": all positions}`` for a model without categorical conditions.
+        min_real: real cases a condition needs to be compared.
+
+    Returns:
+        ``{"value": mean over conditions and statistics (None when nothing could be compared),
+        "groups": {condition: {statistic: distance, "n_real": int, "n_synthetic": int}}}``.
+    """
+    spread = {}
+    for k in STRUCTURE_STATS:
+        r = real[k][np.isfinite(real[k])]
+        spread[k] = max(float(r.std()) if len(r) > 1 else 0.0, MIN_SPREAD)
+    groups: dict[str, Any] = {}
+    values = []
+    for key, pr in real_groups.items():
+        ps = synthetic_groups.get(key)
+        if ps is None or len(ps) == 0:
+            continue
+        entry: dict[str, Any] = {}
+        for k in STRUCTURE_STATS:
+            r, s = real[k][pr], synthetic[k][ps]
+            r, s = r[np.isfinite(r)], s[np.isfinite(s)]
+            if len(r) < min_real or len(s) == 0:
+                continue
+            entry[k] = float(scipy.stats.wasserstein_distance(r, s)) / spread[k]
+        if entry:
+            values.extend(entry.values())
+            entry["n_real"], entry["n_synthetic"] = int(len(pr)), int(len(ps))
+            groups[key] = entry
+    return {"value": float(np.mean(values)) if values else None, "groups": groups}
 
 
 def tissue_histograms(images: torch.Tensor, masks: torch.Tensor) -> np.ndarray:

@@ -14,6 +14,12 @@ metric          what                                                            
                 classifier fitted on the training split's features in naming the
                 *requested* condition of each sample (``fidelity_real``: on the val cases)
 ``diversity``   mean pairwise MS-SSIM among samples (``diversity_real``: among val cases)    lower
+``mask``        tumour-structure distance: per requested condition, how far the samples'     lower
+                tumour size, enhancing and necrotic shares and connectedness are from the
+                *training* cases' with that condition (Wasserstein-1 in units of the real
+                spread, averaged; :func:`gliomagen.evaluation.tissue.structure_distance`;
+                ``mask_groups``: per condition and statistic). Vanishing or speckled
+                tumours and the wrong inner structure for a grade raise it
 ``memorised``   samples that the memorisation audit flags as near-copies of *training*       --
                 cases (both SSIM and feature distance beyond the val cases' 5th percentile)
 =============== ========================================================================== =======
@@ -60,10 +66,12 @@ from gliomagen.errors import GliomagenError
 
 VALIDATION_FILE = "validation.jsonl"
 CACHE_DIR = "validation"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: + the training cases' tumour-structure statistics
 PROBE_WIDTH = 8
 SEED_OFFSET = 7919  # latents of the validation samples: seed + this (apart from montage latents)
-HIGHER_IS_BETTER = {"fd": False, "kid": False, "fidelity": True, "diversity": False}
+HIGHER_IS_BETTER = {
+    "fd": False, "kid": False, "fidelity": True, "diversity": False, "mask": False,
+}  # fmt: skip
 """Direction of each ``train.val_metric``."""
 
 
@@ -249,7 +257,7 @@ class Validator:
     def _reference(self) -> dict[str, Any]:
         if self._ref is not None:
             return self._ref
-        from gliomagen.evaluation import audits
+        from gliomagen.evaluation import audits, tissue
         from gliomagen.evaluation.features import ProbeExtractor, extract_features
         from gliomagen.evaluation.inputs import from_store
         from gliomagen.evaluation.probe import ProbeOptions
@@ -297,8 +305,13 @@ class Validator:
             div = audits.pairwise_ms_ssim(
                 val, np.arange(len(val)), n_pairs=t.val_pairs, seed=t.seed
             )
+            ts: dict[str, list[np.ndarray]] = {}
+            for _, _, msk in train.batches(t.val_batch_size):
+                for k, v in tissue.structure_statistics(msk).items():
+                    ts.setdefault(k, []).append(v)
             arrays = {
                 "val_features": fv, "train_features": ft, "train_coarse": tc,
+                **{f"train_structure_{k}": np.concatenate(v) for k, v in ts.items()},
                 "diversity_real": np.array(np.nan if div["mean"] is None else div["mean"]),
                 **{f"val_nn_{k}": v for k, v in nn.items()},
             }  # fmt: skip
@@ -306,17 +319,19 @@ class Validator:
                 buf = io.BytesIO()
                 np.savez(buf, **cast(dict[str, Any], arrays))
                 _atomic_bytes(path, buf.getvalue())
+        sk = "train_structure_"
         self._ref = {
             "val": val, "train": train, "extractor": extractor, "cache": str(path),
             "val_nn": {k[len("val_nn_"):]: v for k, v in arrays.items() if k.startswith("val_nn_")},
-            **{k: v for k, v in arrays.items() if not k.startswith("val_nn_")},
+            "train_structure": {k[len(sk):]: v for k, v in arrays.items() if k.startswith(sk)},
+            **{k: v for k, v in arrays.items() if not k.startswith(("val_nn_", sk))},
         }  # fmt: skip
         return self._ref
 
     # -- one evaluation ------------------------------------------------------------------------
     def measure(self, G: torch.nn.Module) -> dict[str, Any]:
         """Every metric of ``G``'s samples (see the module docstring); ``None`` where undefined."""
-        from gliomagen.evaluation import audits
+        from gliomagen.evaluation import audits, tissue
         from gliomagen.evaluation.cases import CaseSet
         from gliomagen.evaluation.distances import frechet_distance, kernel_inception_distance
 
@@ -332,9 +347,11 @@ class Validator:
         fs = np.concatenate(
             [ref["extractor"](x).double().numpy() for _, x, _ in syn.batches(t.val_batch_size)]
         )  # [n, F]
+        structure = self._structure(masks, syn, train, ref["train_structure"])
         if not np.isfinite(fs).all():
             return {"fd": None, "kid": None, "fidelity": None, "fidelity_real": None,
                     "diversity": None, "diversity_real": _finite(ref["diversity_real"]),
+                    "mask": structure["value"], "mask_groups": structure["groups"],
                     "memorised": None, "n_samples": len(syn), "n_val": len(val),
                     "note": "non-finite features (G_ema gives NaN/inf)"}  # fmt: skip
         fv, ft = ref["val_features"], ref["train_features"]
@@ -357,10 +374,27 @@ class Validator:
             if any(a is not None for a in acc_real) else None,
             "diversity": _finite(div["mean"]),
             "diversity_real": _finite(ref["diversity_real"]),
+            "mask": structure["value"],
+            "mask_groups": structure["groups"],
             "memorised": int(memo["n_flagged"]),
             "n_samples": len(syn),
             "n_val": len(val),
         }  # fmt: skip
+
+    def _structure(
+        self, masks: np.ndarray, syn: Any, train: Any, real: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
+        """The ``mask`` metric: :func:`~gliomagen.evaluation.tissue.structure_distance` of the
+        samples against the training cases, per categorical condition (all cases together
+        without one)."""
+        from gliomagen.evaluation import tissue
+
+        stats = tissue.structure_statistics(masks)
+        if self.fields:
+            rg, sg = train.groups(self.fields), syn.groups(self.fields)
+        else:
+            rg, sg = {"all": np.arange(len(train))}, {"all": np.arange(len(syn))}
+        return tissue.structure_distance(real, rg, stats, sg)
 
     def maybe_validate(
         self, step: int, G: torch.nn.Module, state_fn: Callable[[], dict[str, Any]]
