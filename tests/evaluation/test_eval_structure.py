@@ -117,3 +117,51 @@ def test_distance_skips_what_cannot_be_compared() -> None:
     )
     share = _set([_hgg()])["enhancing_share"][0]
     assert const["groups"]["all"]["enhancing_share"] == pytest.approx(share / tissue.MIN_SPREAD)
+
+
+def _images(mask: np.ndarray, et_brightness: float = 0.8) -> np.ndarray:
+    """Four channels: brain at 0, background -1, tumour tissues at fixed levels; T1Gd (channel 1)
+    bright (``et_brightness``) in the enhancing region."""
+    img = np.where(_ball(mask.shape, (8, 8, 8), 7.5), 0.0, -1.0)[None].repeat(4, 0)
+    img[:, mask == 2] = 0.3  # edema brighter everywhere
+    img[:, mask == 1] = -0.4  # necrotic core darker
+    img[1][mask == 3] = et_brightness
+    return img.astype(np.float32)
+
+
+def test_tissue_contrast_by_hand() -> None:
+    m = _hgg()
+    img = _images(m)
+    c = tissue.tissue_contrast(img[None], m[None], ["t1n", "t1c", "t2w", "t2f"])
+    assert len(c) == 12
+    assert c["contrast_t1c_et"][0] == pytest.approx(0.8)  # brain at 0
+    assert c["contrast_t1n_et"][0] == pytest.approx(0.0)  # enhancing only on T1Gd
+    assert c["contrast_t2f_ed"][0] == pytest.approx(0.3)
+    assert c["contrast_t2w_ncr"][0] == pytest.approx(-0.4)
+    lgg = _lgg()
+    c2 = tissue.tissue_contrast(torch.from_numpy(_images(lgg)[None]), torch.from_numpy(lgg[None]),
+                                ["a", "b", "c", "d"])  # fmt: skip
+    assert np.isnan(c2["contrast_b_et"][0]) and np.isnan(c2["contrast_a_ncr"][0])  # absent tissues
+    assert c2["contrast_a_ed"][0] == pytest.approx(0.3)
+
+
+def test_contrast_family_weighs_as_much_as_the_mask_family() -> None:
+    mods = ["t1n", "t1c", "t2w", "t2f"]
+    radii = [3.0, 3.5, 4.0, 4.5]
+    masks = np.stack([_hgg(r=r) for r in radii])
+    imgs = np.stack([_images(m, 0.7 + 0.05 * i) for i, m in enumerate(masks)])
+
+    def stats(images: np.ndarray) -> dict[str, np.ndarray]:
+        return {**tissue.structure_statistics(masks), **tissue.tissue_contrast(images, masks, mods)}
+
+    real, groups = stats(imgs), {"grade=HGG": np.arange(4)}
+    assert tissue.structure_distance(real, groups, real, groups)["value"] == pytest.approx(0, abs=1e-12)
+    dull = imgs.copy()
+    dull[:, 1][masks == 3] = 0.0  # the enhancing region no brighter than the brain on T1Gd
+    d = tissue.structure_distance(real, groups, stats(dull), groups)
+    g = d["groups"]["grade=HGG"]
+    assert g["mask"] == pytest.approx(0.0, abs=1e-12)  # same masks
+    contrasts = [v for k, v in g.items() if k.startswith("contrast_")]
+    assert len(contrasts) == 12 and g["contrast"] == pytest.approx(np.mean(contrasts))
+    assert g["contrast_t1c_et"] > 3.0  # ~0.78 below the real cases, whose spread is ~0.06
+    assert d["value"] == pytest.approx((g["mask"] + g["contrast"]) / 2)

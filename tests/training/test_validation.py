@@ -253,8 +253,13 @@ def test_mask_metric_ranks_structure(
     fields = sorted({k.split("=")[0] for k in groups})
     assert "grade" in fields and {"grade=HGG", "grade=LGG"} <= set(groups)
     # by hand: per condition of the model, the training cases' statistics against the samples'
-    real = tissue.structure_statistics(masks)
-    syn = tissue.structure_statistics(np.zeros_like(faithful))
+    from gliomagen import MODALITIES
+
+    real = {**tissue.structure_statistics(masks),
+            **tissue.tissue_contrast(images, masks, MODALITIES)}  # fmt: skip
+    gone_masks = np.zeros_like(faithful)
+    syn = {**tissue.structure_statistics(gone_masks),
+           **tissue.tissue_contrast(images[pick], gone_masks, MODALITIES)}  # fmt: skip
     rows = [train_ds.rows[i] for i in range(len(train_ds))]
     asked = [val_ds.rows[i % len(val_ds)] for i in range(n)]
 
@@ -267,6 +272,9 @@ def test_mask_metric_ranks_structure(
     assert gone["mask_groups"]["grade=LGG"]["log_tumour_voxels"] == pytest.approx(
         by_hand["groups"]["grade=LGG"]["log_tumour_voxels"]
     )
+    # the faithful samples carry their tissue contrasts: both families are compared
+    assert {"mask", "contrast", "contrast_t1c_et"} <= set(groups["grade=HGG"])
+    assert "contrast" not in gone["mask_groups"]["grade=LGG"]  # no tumour tissue, no contrast
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["step"] == 1 and best["validation"]["metric"] == "mask"
     assert best["validation"]["value"] == pytest.approx(good["mask"])

@@ -3,12 +3,14 @@
 * Mask realism: whole-tumour volume in ml (labels 1-3 times the voxel volume of the grid) and
   enhancing fraction (label 3 over labels 1-3), synthetic against real, compared with the
   two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``) and the Wasserstein-1 distance.
-* Tumour structure (:func:`structure_statistics`, :func:`structure_distance`): per case the
-  whole-tumour size (log of its voxel count), the enhancing and necrotic shares of the tumour and
-  the share of the tumour in its largest 26-connected component; per condition, the Wasserstein-1
-  distance of each between synthetic and real cases, in units of the real cases' spread. A
-  tumour that vanishes, breaks into specks, or grows the wrong inner structure for its condition
-  (an enhancing region in an LGG) raises it. Validation can rank checkpoints by it
+* Tumour structure (:func:`structure_statistics`, :func:`tissue_contrast`,
+  :func:`structure_distance`): per case the whole-tumour size (log of its voxel count), the
+  enhancing and necrotic shares of the tumour, the share of the tumour in its largest 26-connected
+  component and, with the images, each tumour tissue's mean intensity minus the normal brain's in
+  every modality (an enhancing region bright on T1Gd); per condition, the Wasserstein-1 distance
+  of each between synthetic and real cases, in units of the real cases' spread. A tumour that
+  vanishes, breaks into specks, grows the wrong inner structure for its condition (an enhancing
+  region in an LGG) or the wrong contrast raises it. Validation can rank checkpoints by it
   (``train.val_metric=mask``).
 * Intensity histograms: per modality, of the voxels of each tissue label (``brain`` = label 0
   inside the brain, ``ncr``, ``ed``, ``et``), on 50 bins over [-1, 1]; synthetic against real by
@@ -95,6 +97,45 @@ def structure_statistics(masks: np.ndarray | torch.Tensor) -> dict[str, np.ndarr
     return out
 
 
+CONTRAST_TISSUES: dict[str, int] = {"ncr": 1, "ed": 2, "et": 3}
+"""Tumour tissues of :func:`tissue_contrast` and their labels."""
+
+
+def tissue_contrast(
+    images: np.ndarray | torch.Tensor, masks: np.ndarray | torch.Tensor, modalities: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per case and modality: each tumour tissue's mean intensity minus the normal brain's.
+
+    Args:
+        images: ``[B, C, *S]`` in [-1, 1].
+        masks: ``[B, *S]`` labels 0..3 (255: no mask).
+        modalities: the ``C`` channel names.
+
+    Returns:
+        ``{"contrast_<modality>_<tissue>": [B] float64}`` for every modality and tissue of
+        :data:`CONTRAST_TISSUES`; NaN where the case has no voxel of that tissue or of normal brain
+        (label 0 inside :func:`~gliomagen.evaluation.similarity.brain_mask`).
+    """
+    img = torch.as_tensor(images).float()
+    msk = torch.as_tensor(masks)
+    brain = brain_mask(img) & (msk == 0)  # [B, *S]
+    out = {
+        f"contrast_{m}_{t}": np.full(len(img), np.nan) for m in modalities for t in CONTRAST_TISSUES
+    }
+    for i in range(len(img)):
+        if not bool(brain[i].any()):
+            continue
+        ref = img[i][:, brain[i]].double().mean(1)  # [C]
+        for t, label in CONTRAST_TISSUES.items():
+            region = msk[i] == label
+            if not bool(region.any()):
+                continue
+            diff = (img[i][:, region].double().mean(1) - ref).numpy()
+            for c, m in enumerate(modalities):
+                out[f"contrast_{m}_{t}"][i] = float(diff[c])
+    return out
+
+
 def structure_distance(
     real: dict[str, np.ndarray],
     real_groups: dict[str, np.ndarray],
@@ -105,23 +146,27 @@ def structure_distance(
     """How far the synthetic cases' tumour structure is from the real cases', per condition.
 
     For every condition (a key of both group dicts, e.g. ``"grade=LGG"``) with at least
-    ``min_real`` real cases and one synthetic case, and every statistic of
-    :func:`structure_statistics`: the Wasserstein-1 distance between the real and synthetic values
-    of that condition, divided by the statistic's standard deviation over all real cases (at least
-    :data:`MIN_SPREAD`). NaNs (cases without mask) are dropped.
+    ``min_real`` real cases and one synthetic case, and every statistic of ``real``: the
+    Wasserstein-1 distance between the real and synthetic values of that condition, divided by the
+    statistic's standard deviation over all real cases (at least :data:`MIN_SPREAD`). NaNs (no
+    mask; a tissue a case lacks) are dropped. The statistics come in two families, the mask's
+    (:data:`STRUCTURE_STATS`) and the tissue contrasts (every other key); the value averages each
+    family's mean, so the twelve contrasts weigh as much as the four mask statistics.
 
     Args:
-        real, synthetic: outputs of :func:`structure_statistics`.
+        real, synthetic: outputs of :func:`structure_statistics`, optionally merged with those of
+            :func:`tissue_contrast` (the same keys in both).
         real_groups, synthetic_groups: positions of each condition's cases (``CaseSet.groups``);
             pass ``{"all": all positions}`` for a model without categorical conditions.
         min_real: real cases a condition needs to be compared.
 
     Returns:
-        ``{"value": mean over conditions and statistics (None when nothing could be compared),
-        "groups": {condition: {statistic: distance, "n_real": int, "n_synthetic": int}}}``.
+        ``{"value": mean over conditions of the family-balanced mean (None when nothing could be
+        compared), "groups": {condition: {statistic: distance, "mask": family mean, "contrast":
+        family mean (with contrasts), "n_real": int, "n_synthetic": int}}}``.
     """
     spread = {}
-    for k in STRUCTURE_STATS:
+    for k in real:
         r = real[k][np.isfinite(real[k])]
         spread[k] = max(float(r.std()) if len(r) > 1 else 0.0, MIN_SPREAD)
     groups: dict[str, Any] = {}
@@ -131,14 +176,20 @@ def structure_distance(
         if ps is None or len(ps) == 0:
             continue
         entry: dict[str, Any] = {}
-        for k in STRUCTURE_STATS:
+        for k in real:
             r, s = real[k][pr], synthetic[k][ps]
             r, s = r[np.isfinite(r)], s[np.isfinite(s)]
             if len(r) < min_real or len(s) == 0:
                 continue
             entry[k] = float(scipy.stats.wasserstein_distance(r, s)) / spread[k]
-        if entry:
-            values.extend(entry.values())
+        families = {
+            "mask": [v for k, v in entry.items() if k in STRUCTURE_STATS],
+            "contrast": [v for k, v in entry.items() if k not in STRUCTURE_STATS],
+        }
+        means = {f: float(np.mean(v)) for f, v in families.items() if v}
+        if means:
+            values.append(float(np.mean(list(means.values()))))
+            entry.update(means)
             entry["n_real"], entry["n_synthetic"] = int(len(pr)), int(len(ps))
             groups[key] = entry
     return {"value": float(np.mean(values)) if values else None, "groups": groups}

@@ -15,11 +15,13 @@ metric          what                                                            
                 *requested* condition of each sample (``fidelity_real``: on the val cases)
 ``diversity``   mean pairwise MS-SSIM among samples (``diversity_real``: among val cases)    lower
 ``mask``        tumour-structure distance: per requested condition, how far the samples'     lower
-                tumour size, enhancing and necrotic shares and connectedness are from the
-                *training* cases' with that condition (Wasserstein-1 in units of the real
-                spread, averaged; :func:`gliomagen.evaluation.tissue.structure_distance`;
-                ``mask_groups``: per condition and statistic). Vanishing or speckled
-                tumours and the wrong inner structure for a grade raise it
+                tumour size, enhancing and necrotic shares, connectedness and tissue
+                contrasts (each tumour tissue's mean minus the normal brain's, per modality)
+                are from the *training* cases' with that condition (Wasserstein-1 in units
+                of the real spread; mask and contrast families weigh alike;
+                :func:`gliomagen.evaluation.tissue.structure_distance`; ``mask_groups``: per
+                condition and statistic). Vanishing or speckled tumours, the wrong inner
+                structure for a grade or a dull enhancing region raise it
 ``memorised``   samples that the memorisation audit flags as near-copies of *training*       --
                 cases (both SSIM and feature distance beyond the val cases' 5th percentile)
 =============== ========================================================================== =======
@@ -66,7 +68,7 @@ from gliomagen.errors import GliomagenError
 
 VALIDATION_FILE = "validation.jsonl"
 CACHE_DIR = "validation"
-CACHE_FORMAT = 2  # 2: + the training cases' tumour-structure statistics
+CACHE_FORMAT = 2  # 2: + the training cases' tumour-structure statistics and tissue contrasts
 PROBE_WIDTH = 8
 SEED_OFFSET = 7919  # latents of the validation samples: seed + this (apart from montage latents)
 HIGHER_IS_BETTER = {
@@ -306,8 +308,8 @@ class Validator:
                 val, np.arange(len(val)), n_pairs=t.val_pairs, seed=t.seed
             )
             ts: dict[str, list[np.ndarray]] = {}
-            for _, _, msk in train.batches(t.val_batch_size):
-                for k, v in tissue.structure_statistics(msk).items():
+            for _, img, msk in train.batches(t.val_batch_size):
+                for k, v in self._structure_stats(img, msk).items():
                     ts.setdefault(k, []).append(v)
             arrays = {
                 "val_features": fv, "train_features": ft, "train_coarse": tc,
@@ -347,7 +349,7 @@ class Validator:
         fs = np.concatenate(
             [ref["extractor"](x).double().numpy() for _, x, _ in syn.batches(t.val_batch_size)]
         )  # [n, F]
-        structure = self._structure(masks, syn, train, ref["train_structure"])
+        structure = self._structure(imgs, masks, syn, train, ref["train_structure"])
         if not np.isfinite(fs).all():
             return {"fd": None, "kid": None, "fidelity": None, "fidelity_real": None,
                     "diversity": None, "diversity_real": _finite(ref["diversity_real"]),
@@ -381,15 +383,29 @@ class Validator:
             "n_val": len(val),
         }  # fmt: skip
 
+    @staticmethod
+    def _structure_stats(images: Any, masks: Any) -> dict[str, np.ndarray]:
+        """Tumour-structure statistics and tissue contrasts of a batch (``mask`` metric)."""
+        from gliomagen import MODALITIES
+        from gliomagen.evaluation import tissue
+
+        c = int(images.shape[1])
+        names = list(MODALITIES) if c == len(MODALITIES) else [f"ch{i}" for i in range(c)]
+        return {
+            **tissue.structure_statistics(masks),
+            **tissue.tissue_contrast(images, masks, names),
+        }
+
     def _structure(
-        self, masks: np.ndarray, syn: Any, train: Any, real: dict[str, np.ndarray]
-    ) -> dict[str, Any]:
+        self, images: np.ndarray, masks: np.ndarray, syn: Any, train: Any,
+        real: dict[str, np.ndarray],
+    ) -> dict[str, Any]:  # fmt: skip
         """The ``mask`` metric: :func:`~gliomagen.evaluation.tissue.structure_distance` of the
         samples against the training cases, per categorical condition (all cases together
         without one)."""
         from gliomagen.evaluation import tissue
 
-        stats = tissue.structure_statistics(masks)
+        stats = self._structure_stats(images, masks)
         if self.fields:
             rg, sg = train.groups(self.fields), syn.groups(self.fields)
         else:
