@@ -259,7 +259,7 @@ class Validator:
     def _reference(self) -> dict[str, Any]:
         if self._ref is not None:
             return self._ref
-        from gliomagen.evaluation import audits, tissue
+        from gliomagen.evaluation import audits
         from gliomagen.evaluation.features import ProbeExtractor, extract_features
         from gliomagen.evaluation.inputs import from_store
         from gliomagen.evaluation.probe import ProbeOptions
@@ -333,7 +333,7 @@ class Validator:
     # -- one evaluation ------------------------------------------------------------------------
     def measure(self, G: torch.nn.Module) -> dict[str, Any]:
         """Every metric of ``G``'s samples (see the module docstring); ``None`` where undefined."""
-        from gliomagen.evaluation import audits, tissue
+        from gliomagen.evaluation import audits
         from gliomagen.evaluation.cases import CaseSet
         from gliomagen.evaluation.distances import frechet_distance, kernel_inception_distance
 
