@@ -18,7 +18,8 @@ training runs in chunks through the public API (``train(..., max_minutes=chunk, 
 which resumes exactly). Rates over time go to stdout and ``--out`` (JSON); every judged checkpoint
 is copied to ``WORKDIR/evaluated/`` (the run itself keeps only its last few).
 
-With validation on (``--set train.val_every=N``, e.g. ``train.val_metric=mask``), the run's
+With validation on (``--config configs/structure-vaegan.yaml``, or ``--set train.val_every=N``
+with e.g. ``train.val_metric=mask``), the run's
 ``best.pt`` (the checkpoint the product picks) is judged at the end as well (``best_checkpoint``),
 and every validation record's headline metrics are kept (``validation``).
 

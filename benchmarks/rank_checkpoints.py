@@ -56,6 +56,8 @@ def main() -> None:
     if args.report:
         rep = json.loads(args.report.read_text())
         judged = {Path(e["checkpoint"]).name: e for e in rep.get("evals", [])}
+        if rep.get("best_checkpoint"):  # the run's best.pt, judged at the end
+            judged["best.pt"] = rep["best_checkpoint"]
     store = open_store(args.store, split="train")
     cache = Path(tempfile.mkdtemp(prefix="gliomagen-rank-"))
     validator = None

@@ -156,3 +156,4 @@ def test_shipped_config_files_resolve() -> None:
         assert cfg.preset == "demo-cpu"
     vaegan = resolve_config("demo-cpu", root / "structure-vaegan.yaml")
     assert vaegan.model.latent_prior == "fitted" and vaegan.loss.kl_warmup_steps == 4000
+    assert vaegan.train.val_metric == "mask" and vaegan.train.val_every == 500
