@@ -27,17 +27,8 @@ import torch
 from gliomagen.data import open_store
 from gliomagen.training import load_generator
 from gliomagen.training.batches import TrainingData
+from gliomagen.training.monitor import RunMonitor
 from gliomagen.training.validation import HIGHER_IS_BETTER, Validator
-
-
-class _Quiet:
-    """A stand-in for the run monitor: the script prints its own table."""
-
-    def log(self, message: str) -> None:  # noqa: D102
-        pass
-
-    def scalars(self, step: int, values: dict[str, float]) -> None:  # noqa: D102
-        pass
 
 
 def main() -> None:
@@ -72,7 +63,8 @@ def main() -> None:
         )
         if validator is None:  # one validator: the same latents and real side for every checkpoint
             data = TrainingData(store, cfg, str(args.store))
-            validator = Validator(cfg, data, cache, torch.device("cpu"), _Quiet())
+            quiet = RunMonitor(cache, enabled=False)  # the script prints its own table
+            validator = Validator(cfg, data, cache, torch.device("cpu"), quiet)
         m = validator.measure(G)
         e = judged.get(path.name, {})
         row = {

@@ -97,7 +97,7 @@ def structure_statistics(masks: np.ndarray | torch.Tensor) -> dict[str, np.ndarr
     return out
 
 
-CONTRAST_TISSUES: dict[str, int] = {"ncr": 1, "ed": 2, "et": 3}
+CONTRAST_TISSUES: dict[str, int] = {t: label for label, t in enumerate(TISSUES) if label}
 """Tumour tissues of :func:`tissue_contrast` and their labels."""
 
 

@@ -196,6 +196,7 @@ class Validator:
                 f"(--set train.val_every=0)"
             )
         self.store_path = Path(path)
+        self.modalities = list(data.store.modalities)
         val = open_store(self.store_path, split="val")
         if len(val) < 2:
             raise GliomagenError(
@@ -383,17 +384,13 @@ class Validator:
             "n_val": len(val),
         }  # fmt: skip
 
-    @staticmethod
-    def _structure_stats(images: Any, masks: Any) -> dict[str, np.ndarray]:
+    def _structure_stats(self, images: Any, masks: Any) -> dict[str, np.ndarray]:
         """Tumour-structure statistics and tissue contrasts of a batch (``mask`` metric)."""
-        from gliomagen import MODALITIES
         from gliomagen.evaluation import tissue
 
-        c = int(images.shape[1])
-        names = list(MODALITIES) if c == len(MODALITIES) else [f"ch{i}" for i in range(c)]
         return {
             **tissue.structure_statistics(masks),
-            **tissue.tissue_contrast(images, masks, names),
+            **tissue.tissue_contrast(images, masks, self.modalities),
         }
 
     def _structure(
