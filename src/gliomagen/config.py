@@ -73,6 +73,8 @@ class ModelConfig:
     encoder: bool = False  # VAE-GAN: G carries an encoder q(z|x) for the reconstruction terms
     latent_prior: Literal["normal", "fitted"] = "normal"  # fitted (needs encoder): G_ema samples
     # z from a Gaussian fitted to the encoded training cases (gliomagen.training.latent_prior)
+    latent_prior_components: int = 1  # >1: that fit is a mixture of this many Gaussians with a
+    # shared covariance (draws stay near clusters of cases instead of between them)
     tumour_crop: int = 0  # side of the tumour-centred crop a second D judges (0 = off; >= 16)
     d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
     # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
@@ -97,6 +99,13 @@ class LossConfig:
     # (KL annealing: a full KL weight from the start can switch the encoder off before it learns)
     volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
     # per categorical condition code, against the real cases' mean share (relative squared error)
+    presence_weight: float = 0.0  # tumour presence: in each of G's samples, the k voxels most
+    # likely tumour should be tumour, k = presence_floor x the smallest training tumour with the
+    # sample's condition code (hinge: zero once the sample has a tumour that large)
+    presence_floor: float = 0.5  # that share of the smallest training tumour, in (0, 1]
+    focality_weight: float = 0.0  # focality: the tumour outside the largest connected lesion of
+    # each of G's samples, beyond the most any training case with its condition code has, is
+    # pushed back to background (scattered satellites, or two lesions where the cases have one)
 
 
 @dataclass
@@ -494,6 +503,7 @@ def _validate(cfg: Config) -> None:
         "model.z_dim",
         "model.w_dim",
         "model.mapping_layers",
+        "model.latent_prior_components",
         "model.cond_embed_dim",
         "model.g_channels",
         "model.g_max_channels",
@@ -536,6 +546,8 @@ def _validate(cfg: Config) -> None:
         "loss.recon_img_weight",
         "loss.kl_weight",
         "loss.volume_weight",
+        "loss.presence_weight",
+        "loss.focality_weight",
         "train.ema_half_life_images",
         "train.ema_rampup",
         "augment.translate",
@@ -550,6 +562,7 @@ def _validate(cfg: Config) -> None:
     for key in ("augment.p", "augment.target", "train.style_mixing"):
         need(0.0 <= _get(cfg, key) <= 1.0, key, "must be in [0, 1]")
     need(0.0 <= a.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
+    need(0.0 < cfg.loss.presence_floor <= 1.0, "loss.presence_floor", "must be in (0, 1]")
     need(0.0 <= cfg.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)")
     need(t.val_samples >= 2, "train.val_samples", "must be >= 2 (FD, KID and diversity need pairs)")
     if t.val_every > 0 and t.stop_on_memorisation:
@@ -588,6 +601,11 @@ def _validate(cfg: Config) -> None:
         cfg.model.latent_prior == "normal" or cfg.model.encoder,
         "model.latent_prior",
         "fitted is fitted from the VAE-GAN encoder: set model.encoder=true",
+    )
+    need(
+        cfg.model.latent_prior_components == 1 or cfg.model.latent_prior == "fitted",
+        "model.latent_prior_components",
+        "a mixture is a fitted prior: set model.latent_prior=fitted (or 1)",
     )
     crop = cfg.model.tumour_crop
     need(crop == 0 or crop >= 16, "model.tumour_crop", "must be 0 (off) or at least 16")

@@ -11,7 +11,12 @@ encoded training cases (buffers ``z_mean``, ``z_tril``; see
 :mod:`gliomagen.training.latent_prior`), and a standard-normal ``z`` is first moved onto it,
 ``z -> z_mean + z_tril @ z``, so that every sampler (``gliomagen generate``, interpolation,
 validation, truncation centres) draws from the region of latent space the generator was taught
-to decode, with the same seeds giving the same samples. The reconstruction terms of training pass
+to decode, with the same seeds giving the same samples. The fit may be a mixture of ``K``
+Gaussians sharing ``z_tril`` (``model.latent_prior_components``; buffers ``z_offsets [K, z_dim]``,
+the component means less ``z_mean``, and ``z_weights [K]``): the component is then read off the
+first coordinate of the same standard-normal ``z`` (its uniform ``Phi(z_0)`` picks the component
+by the cumulative weights, and the rescaled remainder of that uniform becomes a fresh standard
+normal), so one seed still gives one sample and the draw follows the mixture exactly. The reconstruction terms of training pass
 encoded latents with ``prior=False``.
 """
 
@@ -90,7 +95,9 @@ class MappingNetwork(nn.Module):
     w_avg: torch.Tensor
     z_mean: torch.Tensor
     z_tril: torch.Tensor
-    PRIOR_BUFFERS = ("z_mean", "z_tril")
+    z_offsets: torch.Tensor
+    z_weights: torch.Tensor
+    PRIOR_BUFFERS = ("z_mean", "z_tril", "z_offsets", "z_weights")
 
     def __init__(
         self,
@@ -119,6 +126,9 @@ class MappingNetwork(nn.Module):
         # the latent prior as an affine map of N(0, I): identity until fitted
         self.register_buffer("z_mean", torch.zeros(z_dim))
         self.register_buffer("z_tril", torch.eye(z_dim))
+        # a mixture prior's component means (less z_mean) and weights: one component until fitted
+        self.register_buffer("z_offsets", torch.zeros(1, z_dim))
+        self.register_buffer("z_weights", torch.ones(1))
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
@@ -128,30 +138,85 @@ class MappingNetwork(nn.Module):
         state_dict.setdefault(
             prefix + "z_tril", torch.eye(self.z_dim, device=self.z_tril.device, dtype=self.z_tril.dtype)
         )
+        state_dict.setdefault(prefix + "z_offsets", torch.zeros(1, self.z_dim))
+        state_dict.setdefault(prefix + "z_weights", torch.ones(1))
+        # the number of mixture components is the checkpoint's: take its buffers' shapes
+        for name in ("z_offsets", "z_weights"):
+            incoming = state_dict[prefix + name]
+            if isinstance(incoming, torch.Tensor) and incoming.shape != getattr(self, name).shape:
+                setattr(self, name, torch.zeros_like(incoming, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def set_prior(self, mean: torch.Tensor, tril: torch.Tensor) -> None:
-        """Sample ``z`` from ``N(mean, tril @ tril.T)``: ``mean [z_dim]``, lower-triangular ``tril``."""
+    def set_prior(
+        self,
+        mean: torch.Tensor,
+        tril: torch.Tensor,
+        offsets: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+    ) -> None:
+        """Sample ``z`` from ``N(mean, tril @ tril.T)``: ``mean [z_dim]``, lower-triangular ``tril``.
+
+        With ``offsets [K, z_dim]`` and ``weights [K]`` (positive, summing to 1): from the mixture
+        ``sum_k weights[k] N(mean + offsets[k], tril @ tril.T)``.
+        """
         if mean.shape != (self.z_dim,) or tril.shape != (self.z_dim, self.z_dim):
             raise ValueError(
                 f"latent prior must be [{self.z_dim}] and [{self.z_dim}, {self.z_dim}], "
                 f"got {list(mean.shape)} and {list(tril.shape)}"
             )
+        if offsets is None:
+            offsets = mean.new_zeros(1, self.z_dim)
+        if weights is None:
+            weights = mean.new_ones(len(offsets)) / len(offsets)
+        if offsets.ndim != 2 or offsets.shape[1] != self.z_dim or weights.shape != (len(offsets),):
+            raise ValueError(
+                f"mixture offsets must be [K, {self.z_dim}] and weights [K], "
+                f"got {list(offsets.shape)} and {list(weights.shape)}"
+            )
+        if bool((weights <= 0).any()) or abs(float(weights.sum()) - 1.0) > 1e-4:
+            raise ValueError(f"mixture weights must be positive and sum to 1, got {weights.tolist()}")
+        dev = self.z_mean.device
         self.z_mean.copy_(mean)
         self.z_tril.copy_(torch.tril(tril))
+        self.z_offsets = offsets.detach().float().to(dev).clone()
+        self.z_weights = weights.detach().float().to(dev).clone()
 
     @torch.no_grad()
     def reset_prior(self) -> None:
         """Back to ``z ~ N(0, I)``."""
         self.z_mean.zero_()
         self.z_tril.copy_(torch.eye(self.z_dim, device=self.z_tril.device))
+        self.z_offsets = torch.zeros(1, self.z_dim, device=self.z_mean.device)
+        self.z_weights = torch.ones(1, device=self.z_mean.device)
 
     @property
     def prior_is_fitted(self) -> bool:
         """Whether the latent prior differs from ``N(0, I)``."""
         eye = torch.eye(self.z_dim, device=self.z_tril.device)
-        return bool(self.z_mean.any() or not torch.equal(self.z_tril, eye))
+        return bool(
+            self.z_mean.any() or not torch.equal(self.z_tril, eye) or self.z_offsets.any()
+        )
+
+    @property
+    def prior_components(self) -> int:
+        """The number of Gaussians in the latent prior (1 unless a mixture was fitted)."""
+        return int(self.z_weights.numel())
+
+    def apply_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """Move standard-normal draws ``z [N, z_dim]`` onto the latent prior (see the module doc)."""
+        z = z.float()
+        if self.z_weights.numel() == 1:
+            return torch.addmm(self.z_mean, z, self.z_tril.T)  # z_mean + z @ tril^T
+        # the component from Phi(z_0); the remainder of that uniform, rescaled, is a fresh N(0, 1)
+        u = torch.special.ndtr(z[:, 0].double())
+        cum = self.z_weights.double().cumsum(0)
+        k = torch.searchsorted(cum, u.contiguous()).clamp(max=len(cum) - 1)
+        lo = cum[k] - self.z_weights.double()[k]
+        eps = 1e-12
+        u = ((u - lo) / self.z_weights.double()[k]).clamp(eps, 1 - eps)
+        z = torch.cat([torch.special.ndtri(u).float().unsqueeze(1), z[:, 1:]], dim=1)
+        return torch.addmm(self.z_mean, z, self.z_tril.T) + self.z_offsets[k]
 
     @torch.no_grad()
     def track_w_avg(self, w_mean: torch.Tensor) -> None:
@@ -170,9 +235,7 @@ class MappingNetwork(nn.Module):
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
         if cat.shape[0] != z.shape[0]:
             raise ValueError(f"z has {z.shape[0]} rows but the conditions have {cat.shape[0]}")
-        z = z.float()
-        if prior:
-            z = torch.addmm(self.z_mean, z, self.z_tril.T)  # z_mean + z @ tril^T
+        z = self.apply_prior(z) if prior else z.float()
         x = normalize_2nd_moment(z)
         if self.conditional:
             x = torch.cat([x, normalize_2nd_moment(self.embed(cat, cont))], dim=1)

@@ -78,14 +78,9 @@ class TrainingData:
             )
         self.n_skipped = len(store) - len(self.train_index)
 
-    def class_fractions(self) -> torch.Tensor:
-        """Mean share of the grid per mask class among the training cases, by categorical condition.
-
-        Returns:
-            ``[n_cat, n_codes, 4]`` float32: entry ``[j, c, k]`` is the mean fraction of voxels
-            of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
-            (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
-        """
+    def _case_fractions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per training case: ``([n_train, 4]`` float64 share of the grid per mask class,
+        ``[n_train, n_cat]`` categorical codes)."""
         fr = torch.stack(
             [
                 torch.bincount(
@@ -94,14 +89,61 @@ class TrainingData:
                 for i in self.train_index
             ]
         )
-        fr = fr / fr.sum(1, keepdim=True)  # [n_train, 4]
-        codes = self.cat[torch.as_tensor(self.train_index)]  # [n_train, n_cat]
+        return fr / fr.sum(1, keepdim=True), self.cat[torch.as_tensor(self.train_index)]
+
+    def _per_code(self, value: torch.Tensor, codes: torch.Tensor, reduce: str) -> torch.Tensor:
+        """``value`` ``[n_train, *T]`` reduced (``mean`` or ``min``) over the training cases of each
+        categorical code -> ``[n_cat, n_codes, *T]`` float32, NaN where no case has the code."""
         n_codes = int(self.cat.max()) + 1 if self.cat.numel() else 0
-        out = torch.full((codes.shape[1], n_codes, N_CLASSES), float("nan"), dtype=torch.float64)
+        out = torch.full(
+            (codes.shape[1], n_codes, *value.shape[1:]), float("nan"), dtype=torch.float64
+        )
         for j in range(codes.shape[1]):
             for c in codes[:, j].unique().tolist():
-                out[j, c] = fr[codes[:, j] == c].mean(0)
+                sel = value[codes[:, j] == c]
+                out[j, c] = sel.mean(0) if reduce == "mean" else sel.min(0).values
         return out.float()
+
+    def class_fractions(self) -> torch.Tensor:
+        """Mean share of the grid per mask class among the training cases, by categorical condition.
+
+        Returns:
+            ``[n_cat, n_codes, 4]`` float32: entry ``[j, c, k]`` is the mean fraction of voxels
+            of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
+            (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
+        """
+        fr, codes = self._case_fractions()
+        return self._per_code(fr, codes, "mean")
+
+    def tumour_floor(self) -> torch.Tensor:
+        """Smallest whole-tumour share of the grid among the training cases, by categorical condition.
+
+        Returns:
+            ``[n_cat, n_codes]`` float32: entry ``[j, c]`` is the smallest fraction of tumour voxels
+            (labels 1-3) of a training case whose ``j``-th categorical condition has code ``c``
+            (0 when such a case has no tumour; NaN where no training case has the code). Read
+            once, for ``loss.presence_weight``.
+        """
+        fr, codes = self._case_fractions()
+        return self._per_code(fr[:, 1:].sum(1), codes, "min")
+
+    def focal_floor(self) -> torch.Tensor:
+        """Smallest share of a training case's tumour held by its largest lesion, by condition.
+
+        The lesion is the largest 26-connected component of labels 1-3; a case without tumour
+        counts as 1 (unifocal).
+
+        Returns:
+            ``[n_cat, n_codes]`` float32: entry ``[j, c]`` is the smallest such share among the
+            training cases whose ``j``-th categorical condition has code ``c`` (1 when every one
+            is a single lesion; NaN where no training case has the code). Read once, for
+            ``loss.focality_weight``.
+        """
+        shares = torch.tensor(
+            [main_lesion_share(self.store[int(i)][1].numpy() > 0) for i in self.train_index],
+            dtype=torch.float64,
+        )
+        return self._per_code(shares, self.cat[torch.as_tensor(self.train_index)], "min")
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -137,6 +179,25 @@ class StackedItems(NamedTuple):
 
     images: torch.Tensor
     masks: torch.Tensor
+
+
+def lesion_labels(tumour: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components of a boolean tumour mask (26-connectivity in 3D, 8 in 2D) and their
+    count, as :func:`scipy.ndimage.label` returns them."""
+    from scipy import ndimage
+
+    structure = np.ones((3,) * tumour.ndim, bool)
+    lab, n = ndimage.label(tumour, structure=structure)
+    return lab, int(n)
+
+
+def main_lesion_share(tumour: np.ndarray) -> float:
+    """Share of the tumour voxels in the largest connected lesion (1.0 for none or one lesion)."""
+    lab, n = lesion_labels(tumour)
+    if n <= 1:
+        return 1.0
+    sizes = np.bincount(lab.ravel())[1:]
+    return float(sizes.max() / sizes.sum())
 
 
 def stack_items(batch: list[Any]) -> StackedItems:

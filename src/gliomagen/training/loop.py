@@ -102,7 +102,7 @@ def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, t
 
 
 # model keys a resumed run may change: they do not change any weight's shape or meaning
-RESUME_CHANGEABLE = frozenset({"model.latent_prior"})
+RESUME_CHANGEABLE = frozenset({"model.latent_prior", "model.latent_prior_components"})
 
 
 def _plain(v: Any) -> Any:
@@ -183,6 +183,8 @@ class Trainer:
             cat_sizes(self.data.schema),
             compile=t.compile,
             class_fractions=self.data.class_fractions() if cfg.loss.volume_weight > 0 else None,
+            tumour_floor=self.data.tumour_floor() if cfg.loss.presence_weight > 0 else None,
+            focal_floor=self.data.focal_floor() if cfg.loss.focality_weight > 0 else None,
         )
         self.plan = StepPlan(
             seed=t.seed,
@@ -405,11 +407,19 @@ class Trainer:
             or self._prior_step == self.step
         ):
             return
-        stats = fit_latent_prior(self.G_ema, self.data, self.dist.device)
+        stats = fit_latent_prior(
+            self.G_ema, self.data, self.dist.device, self.cfg.model.latent_prior_components
+        )
         self._prior_step = self.step
         self.monitor.log(
             f"step {self.step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
             f"|mean| {stats['prior_mean_norm']:.3f}, mean std {stats['prior_std_mean']:.3f}"
+            + (
+                f", {int(stats['prior_components'])} components "
+                f"(smallest weight {stats['prior_min_weight']:.3f})"
+                if stats["prior_components"] > 1
+                else ""
+            )
         )
 
     def _samples(self) -> None:
@@ -476,7 +486,7 @@ class Trainer:
             real_rows = [int(self.data.train_index[i]) for i in real_rows]
             if t.latent_prior_every and self.step % t.latent_prior_every == 0:
                 # G's adversarial draws come from the fit (every worker fits the same weights)
-                fit_latent_prior(self.G, self.data, dev)
+                fit_latent_prior(self.G, self.data, dev, self.cfg.model.latent_prior_components)
             if self.cfg.loss.kl_warmup_steps:  # KL annealing
                 self.loss.kl_scale = min(1.0, self.step / self.cfg.loss.kl_warmup_steps)
             ok_g, st_g = self._phase("G", real, real_rows, False)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -167,6 +168,17 @@ class MicroBatch:
     gp_alpha: torch.Tensor | None = None
 
 
+def _bound_by_code(table: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+    """Look up a per-code bound ``table [n_cat, n_codes]`` (NaN: no bound) for each sample's codes
+    ``cat [n, n_cat]`` -> ``[n, n_cat]`` with 0 where there is no bound: codes no training case
+    has, the 'unknown' slot included, set none."""
+    cat = cat.to(table.device)
+    width = max(table.shape[1], int(cat.max()) + 1 if cat.numel() else 0)
+    padded = F.pad(table.float(), (0, width - table.shape[1]), value=float("nan"))
+    cols = torch.arange(table.shape[0], device=table.device)
+    return torch.nan_to_num(padded, nan=0.0)[cols.unsqueeze(0), cat]
+
+
 class StyleGANLoss:
     """Runs G and D for one phase and accumulates gradients.
 
@@ -181,6 +193,11 @@ class StyleGANLoss:
             (the modules themselves, their state_dicts and the R1/GP passes stay plain).
         class_fractions: ``[n_cat, n_codes, 4]`` real class shares by condition
             (:meth:`TrainingData.class_fractions`), needed when ``loss.volume_weight > 0``.
+        tumour_floor: ``[n_cat, n_codes]`` the smallest real tumour share by condition
+            (:meth:`TrainingData.tumour_floor`), needed when ``loss.presence_weight > 0``.
+        focal_floor: ``[n_cat, n_codes]`` the smallest share of a real tumour in its largest
+            lesion by condition (:meth:`TrainingData.focal_floor`), needed when
+            ``loss.focality_weight > 0``.
     """
 
     def __init__(
@@ -193,6 +210,8 @@ class StyleGANLoss:
         cat_sizes: Sequence[int],
         compile: bool = False,
         class_fractions: torch.Tensor | None = None,
+        tumour_floor: torch.Tensor | None = None,
+        focal_floor: torch.Tensor | None = None,
     ) -> None:
         self.num_ws = G.num_ws
         self.mapping: Any = torch.compile(G.mapping) if compile else G.mapping
@@ -215,6 +234,19 @@ class StyleGANLoss:
         if self.volume_weight > 0 and (class_fractions is None or class_fractions.shape[0] == 0):
             raise GliomagenError(
                 "loss.volume_weight needs a categorical condition (data.conditions has none)"
+            )
+        self.presence_weight = float(getattr(cfg.loss, "presence_weight", 0.0))
+        self.presence_floor = float(getattr(cfg.loss, "presence_floor", 0.5))
+        self.tumour_floor = tumour_floor
+        if self.presence_weight > 0 and (tumour_floor is None or tumour_floor.shape[0] == 0):
+            raise GliomagenError(
+                "loss.presence_weight needs a categorical condition (data.conditions has none)"
+            )
+        self.focality_weight = float(getattr(cfg.loss, "focality_weight", 0.0))
+        self.focal_floor = focal_floor
+        if self.focality_weight > 0 and (focal_floor is None or focal_floor.shape[0] == 0):
+            raise GliomagenError(
+                "loss.focality_weight needs a categorical condition (data.conditions has none)"
             )
 
     def volume_loss(self, mask: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
@@ -241,9 +273,87 @@ class StyleGANLoss:
                 terms.append(diff.pow(2).sum())
         return torch.stack(terms).mean() if terms else share.sum() * 0.0
 
+    def presence_loss(self, probs: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """Tumour presence: each sample should hold at least a tumour of ``k`` voxels.
+
+        ``k = ceil(presence_floor x V x m)``, ``V`` voxels and ``m`` the smallest training tumour
+        share among the cases that share a categorical code with the sample, the largest such
+        bound over the conditions (each is a lower bound the real cases respect; the largest is
+        the tightest). The term is the mean of ``1 - p(tumour)`` over the sample's ``k`` voxels
+        most likely to be tumour. It is zero once the sample has ``k`` sure tumour voxels, so
+        samples with a tumour of their condition's size feel nothing, and a sample whose tumour
+        vanished or shrank is pulled where its tumour probability is already highest (it grows a
+        tumour there, rather than specks everywhere, as a pull on every voxel would). Averaged
+        over the samples; codes no training case has, or whose smallest case has no tumour, set
+        no bound.
+
+        Args:
+            probs: ``[n, 4, *S]`` G's (soft) mask probabilities.
+            cat: ``[n, n_cat]`` the samples' categorical codes.
+        """
+        assert self.tumour_floor is not None
+        tumour = 1.0 - probs.float()[:, 0].flatten(1)  # [n, V]
+        n_vox = tumour.shape[1]
+        share = _bound_by_code(self.tumour_floor, cat).amax(1)  # [n]
+        ks = (share * self.presence_floor * n_vox).ceil().clamp(0, n_vox).long().tolist()
+        terms = [1.0 - tumour[i].topk(k).values.mean() for i, k in enumerate(ks) if k >= 1]
+        return torch.stack(terms).mean() if terms else tumour.sum() * 0.0
+
+    def focality_loss(self, probs: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
+        """Focality: tumour outside each sample's largest lesion, beyond what the real cases have.
+
+        Per sample, the argmax tumour (labels 1-3) is split into 26-connected lesions (no
+        gradient; :func:`gliomagen.training.batches.lesion_labels`). ``s`` is the tumour
+        probability ``1 - p(bg)`` summed over the voxels of the lesions other than the largest,
+        divided by that probability summed over all the argmax tumour; the term is
+        ``max(0, s - (1 - f))`` with ``f`` the smallest share of a real tumour in its largest
+        lesion among the training cases sharing a categorical code with the sample (the largest
+        such bound over the conditions). With unifocal training cases (``f = 1``) every satellite
+        voxel is pulled to background; multifocal cases loosen the bound. Averaged over the
+        samples; one lesion or none gives 0. The labelling runs on the CPU (a small copy of the
+        argmax per step).
+
+        Args:
+            probs: ``[n, 4, *S]`` G's (soft) mask probabilities.
+            cat: ``[n, n_cat]`` the samples' categorical codes.
+        """
+        from gliomagen.training.batches import lesion_labels
+
+        assert self.focal_floor is not None
+        allow = 1.0 - _bound_by_code(self.focal_floor, cat).amax(1).to(probs.device)  # [n]
+        tumour = 1.0 - probs.float()[:, 0]  # [n, *S]
+        hard = (probs.detach().argmax(1) > 0).cpu().numpy()
+        terms = []
+        for i in range(len(probs)):
+            lab, n = lesion_labels(hard[i])
+            if n <= 1:
+                terms.append(tumour[i].sum() * 0.0)
+                continue
+            sizes = np.bincount(lab.ravel())[1:]
+            sat = torch.from_numpy((lab > 0) & (lab != int(sizes.argmax()) + 1)).to(probs.device)
+            inside = torch.from_numpy(lab > 0).to(probs.device)
+            share = (tumour[i] * sat).sum() / (tumour[i] * inside).sum().clamp_min(1e-6)
+            terms.append(F.relu(share - allow[i]))
+        return torch.stack(terms).mean() if terms else tumour.sum() * 0.0
+
     # -- forward helpers ---------------------------------------------------------------------
     def run_G(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generate ``(images, mask probabilities, w)`` for a micro-batch (with style mixing)."""
+        """Generate ``(images, mask probabilities, w)`` for a micro-batch (with style mixing);
+        under ``model.d_mask=straight_through`` the probabilities are argmax one-hots carrying
+        the softmax's gradient."""
+        img, probs, w = self._generate(mb)
+        return img, self._for_D(probs), w
+
+    def _for_D(self, probs: torch.Tensor) -> torch.Tensor:
+        """The mask D sees: ``probs``, or under ``straight_through`` the argmax one-hot that
+        carries the softmax's gradient."""
+        if not self.straight_through:
+            return probs
+        hard = F.one_hot(probs.argmax(1), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
+        return hard + probs - probs.detach()
+
+    def _generate(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(images, soft mask probabilities, w)`` for a micro-batch (with style mixing)."""
         with self.autocast():
             w = self.mapping(mb.z, mb.gen_cat, mb.gen_cont)  # [n, w_dim]
             ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [n, num_ws, w_dim]
@@ -255,11 +365,7 @@ class StyleGANLoss:
                 ws = torch.where(take, w2.unsqueeze(1), ws)
             seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)  # a tensor: no per-value guards
             img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
-        probs = torch.softmax(logits.float(), dim=1)
-        if self.straight_through:  # D sees the argmax one-hot; G gets the softmax's gradient
-            hard = F.one_hot(probs.argmax(1), probs.shape[1]).movedim(-1, 1).to(probs.dtype)
-            probs = hard + probs - probs.detach()
-        return img.float(), probs, w.float()
+        return img.float(), torch.softmax(logits.float(), dim=1), w.float()
 
     def run_D(
         self,
@@ -354,7 +460,8 @@ class StyleGANLoss:
         c = self.cfg
         stats: dict[str, torch.Tensor] = {}
         if phase == "G":
-            img, mask, w = self.run_G(mb)
+            img, soft, w = self._generate(mb)
+            mask = self._for_D(soft)
             out = self.run_D(img, mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
             adv = sum(g_adv_loss(self.kind, o.score) for o in _judges(out))
             assert isinstance(adv, torch.Tensor)
@@ -373,6 +480,14 @@ class StyleGANLoss:
                 vol = self.volume_loss(mask, mb.gen_cat)
                 loss = loss + self.volume_weight * vol
                 stats["G/volume"] = vol.detach() * len(adv)
+            if self.presence_weight > 0:
+                pres = self.presence_loss(soft, mb.gen_cat)
+                loss = loss + self.presence_weight * pres
+                stats["G/presence"] = pres.detach() * len(adv)
+            if self.focality_weight > 0:
+                foc = self.focality_loss(soft, mb.gen_cat)
+                loss = loss + self.focality_weight * foc
+                stats["G/focality"] = foc.detach() * len(adv)
             if self.encoder is not None:
                 rec, rec_stats = self._reconstruction(mb)
                 loss = loss + rec

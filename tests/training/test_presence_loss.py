@@ -1,0 +1,126 @@
+"""Tumour presence (loss.presence_weight): floors from the store, the term's value, where it pulls."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import pytest
+import torch
+
+from gliomagen.config import resolve_config
+from gliomagen.data.conditions import ConditionField, ConditionSchema
+from gliomagen.errors import GliomagenError
+from gliomagen.models import build_discriminator, build_generator
+from gliomagen.training.batches import TrainingData
+from gliomagen.training.losses import StyleGANLoss
+
+SMALL = [
+    "model.g_channels=4",
+    "model.d_channels=4",
+    "model.g_max_channels=8",
+    "model.d_max_channels=8",
+]
+
+
+def _loss(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> StyleGANLoss:
+    cfg = resolve_config(
+        "demo-cpu",
+        overrides=[*SMALL, f"loss.presence_weight={weight}", f"loss.presence_floor={share}"],
+    )
+    schema = ConditionSchema(
+        [
+            ConditionField("grade", "categorical", categories=["HGG", "LGG"]),
+            ConditionField("side", "categorical", categories=["left", "right"]),
+        ]
+    )
+    G = build_generator(cfg, schema, (16, 16, 16))
+    D = build_discriminator(cfg, schema, (16, 16, 16))
+    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2, 2], tumour_floor=floor)
+
+
+def _probs(tumour: torch.Tensor) -> torch.Tensor:
+    """``[n, V]`` tumour probabilities -> ``[n, 4, V]`` (all tumour mass on the edema, label 2)."""
+    p = torch.zeros(tumour.shape[0], 4, tumour.shape[1])
+    p[:, 0], p[:, 2] = 1.0 - tumour, tumour
+    return p
+
+
+def test_tumour_floor_is_the_smallest_tumour_per_code(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    store = fake_store(n=6)
+    data = TrainingData(store, tiny_cfg())
+    floor = data.tumour_floor()
+    assert floor.shape == (data.cat.shape[1], int(data.cat.max()) + 1)
+    for j in range(floor.shape[0]):
+        for code in range(floor.shape[1]):
+            rows = [int(i) for i in data.train_index if int(data.cat[i, j]) == code]
+            if not rows:
+                assert math.isnan(float(floor[j, code]))
+                continue
+            want = min(float((store[i][1] > 0).float().mean()) for i in rows)
+            assert float(floor[j, code]) == pytest.approx(want, abs=1e-6)
+    assert float(torch.nan_to_num(floor, nan=1.0).min()) > 0  # every fake case has a tumour
+
+
+def test_value_matches_a_hand_computation() -> None:
+    # 100 voxels; grade HGG's smallest tumour 20%, LGG's 10%; side: left 30%, right unknown
+    floor = torch.tensor([[0.2, 0.1], [0.3, math.nan]])
+    loss = _loss(floor, share=0.5)
+    gen = torch.Generator().manual_seed(0)
+    tumour = torch.rand(3, 100, generator=gen) * 0.5
+    tumour[1, :40] = 1.0  # sample 1 holds 40 sure tumour voxels
+    cat = torch.tensor([[0, 1], [1, 0], [1, 1]])
+    # k: sample 0 max(0.2, unknown) -> 10; sample 1 max(0.1, 0.3) -> 15; sample 2 -> 5
+    want = [1.0 - tumour[0].topk(10).values.mean(), 0.0, 1.0 - tumour[2].topk(5).values.mean()]
+    got = loss.presence_loss(_probs(tumour), cat)
+    assert float(got) == pytest.approx(float(sum(want)) / 3, rel=1e-6)
+    # a whole-tumour sample, or none with a bound, gives exactly zero
+    full = torch.ones(1, 100)
+    assert float(loss.presence_loss(_probs(full), torch.tensor([[0, 0]]))) == 0.0
+    # the 'unknown' slot (code 2) sets no bound: grade's alone counts
+    torch.testing.assert_close(
+        loss.presence_loss(_probs(tumour[:1]), torch.tensor([[0, 2]])), 1.0 - tumour[0].topk(10).values.mean()
+    )
+    nobound = _loss(torch.tensor([[math.nan, 0.0], [math.nan, math.nan]]))
+    assert float(nobound.presence_loss(_probs(tumour[:1]), torch.tensor([[1, 0]]))) == 0.0
+
+
+def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour() -> None:
+    loss = _loss(torch.tensor([[0.1, 0.1], [0.1, 0.1]]), share=1.0)  # k = 10 of 100 voxels
+    logits = torch.full((1, 100), -6.0)
+    logits[0, 40:50] = -2.0  # a faint tumour the sample almost drew
+    logits.requires_grad_(True)
+    cat = torch.tensor([[1, 1]])
+    v = loss.presence_loss(_probs(torch.sigmoid(logits)), cat)
+    v.backward()
+    assert logits.grad is not None
+    moved = (logits.grad[0] != 0).nonzero().flatten().tolist()
+    assert moved == list(range(40, 50))  # only there, and upward
+    assert bool((logits.grad[0, 40:50] < 0).all())
+    opt = torch.optim.Adam([logits], lr=0.2)
+    for _ in range(60):
+        opt.zero_grad()
+        v = loss.presence_loss(_probs(torch.sigmoid(logits)), cat)
+        v.backward()
+        opt.step()
+    p = torch.sigmoid(logits.detach())[0]
+    assert float(v.detach()) < 0.05
+    assert bool((p[40:50] > 0.9).all()) and float(p[:40].max()) < 0.01  # no specks elsewhere
+
+
+def test_config_errors() -> None:
+    with pytest.raises(GliomagenError, match="loss.presence_weight needs a categorical"):
+        _loss(torch.zeros(0, 0))
+    with pytest.raises(GliomagenError, match="loss.presence_weight"):
+        resolve_config("demo-cpu", overrides=["loss.presence_weight=-1"])
+    for bad in ("0", "1.5"):
+        with pytest.raises(GliomagenError, match=r"loss.presence_floor=.*\(0, 1\]"):
+            resolve_config("demo-cpu", overrides=[f"loss.presence_floor={bad}"])
+
+
+def test_generator_phase_reports_the_presence_term(fake_store, tiny_cfg, tmp_path) -> None:  # noqa: ANN001
+    from gliomagen.training import train
+
+    cfg = tiny_cfg(train={"steps": 2}, loss={"presence_weight": 1.0})
+    train(cfg, fake_store(n=4), tmp_path, progress=False)
+    assert "G/presence=" in (tmp_path / "log.txt").read_text()
