@@ -53,6 +53,7 @@ def test_layout_clinical_and_manifest(checkpoint: Path, tmp_path: Path) -> None:
     assert manifest["seeds"] == [5, 6, 7]
     assert manifest["truncation"]["psi"] == 1.0
     assert manifest["latent_prior"] == "normal"  # no encoder: z ~ N(0, I)
+    assert manifest["latent_prior_components"] == 1
     assert manifest["command_line"] == "gliomagen generate ..."
     assert manifest["gliomagen_version"]
     assert manifest["space"] == "brats" and manifest["shape"] == list(REF_SHAPE)

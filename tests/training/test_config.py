@@ -157,3 +157,5 @@ def test_shipped_config_files_resolve() -> None:
     vaegan = resolve_config("demo-cpu", root / "structure-vaegan.yaml")
     assert vaegan.model.latent_prior == "fitted" and vaegan.loss.kl_warmup_steps == 4000
     assert vaegan.train.val_metric == "mask" and vaegan.train.val_every == 500
+    assert vaegan.model.latent_prior_components == 16
+    assert vaegan.loss.presence_weight == 1.0 and vaegan.loss.focality_weight == 3.0

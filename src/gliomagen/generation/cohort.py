@@ -193,8 +193,9 @@ def _manifest(
             "mean_seed": MEAN_SEED,
         },
         "noise_mode": noise_mode,
-        # z ~ N(0, I), or moved onto the Gaussian fitted to the encoded training cases
+        # z ~ N(0, I), or moved onto the Gaussian (mixture) fitted to the encoded training cases
         "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
+        "latent_prior_components": source.G.mapping.prior_components,
         "conditions_requested": requested,
         "space": space,
         "shape": list(grid.shape),
