@@ -176,19 +176,26 @@ class MappingNetwork(nn.Module):
             )
         if bool((weights <= 0).any()) or abs(float(weights.sum()) - 1.0) > 1e-4:
             raise ValueError(f"mixture weights must be positive and sum to 1, got {weights.tolist()}")
-        dev = self.z_mean.device
         self.z_mean.copy_(mean)
         self.z_tril.copy_(torch.tril(tril))
-        self.z_offsets = offsets.detach().float().to(dev).clone()
-        self.z_weights = weights.detach().float().to(dev).clone()
+        self._set_mixture(offsets, weights)
+
+    def _set_mixture(self, offsets: torch.Tensor, weights: torch.Tensor) -> None:
+        """Write the mixture buffers: in place when the number of components is unchanged (so
+        references held elsewhere, e.g. by DistributedDataParallel, stay valid), else anew."""
+        for name, value in (("z_offsets", offsets), ("z_weights", weights)):
+            buf = getattr(self, name)
+            if buf.shape == value.shape:
+                buf.copy_(value)
+            else:
+                setattr(self, name, value.detach().to(buf.device, buf.dtype).clone())
 
     @torch.no_grad()
     def reset_prior(self) -> None:
         """Back to ``z ~ N(0, I)``."""
         self.z_mean.zero_()
         self.z_tril.copy_(torch.eye(self.z_dim, device=self.z_tril.device))
-        self.z_offsets = torch.zeros(1, self.z_dim, device=self.z_mean.device)
-        self.z_weights = torch.ones(1, device=self.z_mean.device)
+        self._set_mixture(torch.zeros(1, self.z_dim), torch.ones(1))
 
     @property
     def prior_is_fitted(self) -> bool:

@@ -40,6 +40,7 @@ from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.discriminator import DOutput
 from gliomagen.models.encoder import kl_standard_normal
+from gliomagen.training.batches import lesion_labels
 
 LOSS_KINDS = ("lsgan", "nonsaturating", "hinge", "wgan-gp")
 
@@ -317,8 +318,6 @@ class StyleGANLoss:
             probs: ``[n, 4, *S]`` G's (soft) mask probabilities.
             cat: ``[n, n_cat]`` the samples' categorical codes.
         """
-        from gliomagen.training.batches import lesion_labels
-
         assert self.focal_floor is not None
         allow = 1.0 - _bound_by_code(self.focal_floor, cat).amax(1).to(probs.device)  # [n]
         tumour = 1.0 - probs.float()[:, 0]  # [n, *S]
