@@ -163,3 +163,50 @@ def tiny_config(**sections: dict[str, Any]) -> Config:
 def tiny_cfg() -> Callable[..., Config]:
     """Factory of tiny configurations: ``tiny_cfg(loss={"kind": "hinge"})``."""
     return tiny_config
+
+
+def small_loss(overrides: list[str], n_conditions: int = 1, **tables: torch.Tensor | None) -> Any:
+    """A :class:`gliomagen.training.losses.StyleGANLoss` on a small 16^3 demo-cpu G and D, for the
+    mask-statistics terms: ``overrides`` are ``--set`` strings (``loss.volume_weight=1``), the
+    schema holds ``grade`` (HGG/LGG) and, with ``n_conditions=2``, ``side`` (left/right);
+    ``tables`` go to the loss (``class_fractions=``, ``tumour_floor=``, ``focal_floor=``)."""
+    import contextlib
+
+    from gliomagen.config import resolve_config
+    from gliomagen.models import build_discriminator, build_generator
+    from gliomagen.training.losses import StyleGANLoss
+
+    small = ["model.g_channels=4", "model.d_channels=4", "model.g_max_channels=8", "model.d_max_channels=8"]
+    cfg = resolve_config("demo-cpu", overrides=[*small, *overrides])
+    fields = [ConditionField("grade", "categorical", categories=["HGG", "LGG"])]
+    if n_conditions == 2:
+        fields.append(ConditionField("side", "categorical", categories=["left", "right"]))
+    schema = ConditionSchema(fields)
+    G = build_generator(cfg, schema, (16, 16, 16))
+    D = build_discriminator(cfg, schema, (16, 16, 16))
+    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2] * len(fields), **tables)
+
+
+@pytest.fixture
+def loss_factory() -> Callable[..., Any]:
+    """Factory of small losses: ``loss_factory(["loss.presence_weight=1"], 2, tumour_floor=t)``."""
+    return small_loss
+
+
+def min_per_code(data: Any, value: Callable[[int], float]) -> torch.Tensor:
+    """By hand, what ``TrainingData``'s per-code floors compute: ``[n_cat, n_codes]`` holding the
+    smallest ``value(i)`` over the training cases ``i`` with each categorical code (NaN: none)."""
+    n_codes = int(data.cat.max()) + 1
+    out = torch.full((data.cat.shape[1], n_codes), float("nan"))
+    for j in range(data.cat.shape[1]):
+        for code in range(n_codes):
+            rows = [int(i) for i in data.train_index if int(data.cat[i, j]) == code]
+            if rows:
+                out[j, code] = min(value(i) for i in rows)
+    return out
+
+
+@pytest.fixture
+def per_code_min() -> Callable[..., torch.Tensor]:
+    """:func:`min_per_code`, for the tests (``import conftest`` could find another folder's)."""
+    return min_per_code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -10,31 +9,19 @@ import pytest
 import torch
 
 from gliomagen.config import resolve_config
-from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.errors import GliomagenError
-from gliomagen.models import build_discriminator, build_generator
 from gliomagen.training.batches import TrainingData, main_lesion_share
 from gliomagen.training.losses import StyleGANLoss
 
-SMALL = [
-    "model.g_channels=4",
-    "model.d_channels=4",
-    "model.g_max_channels=8",
-    "model.d_max_channels=8",
-]
 
+@pytest.fixture
+def make_loss(loss_factory):  # noqa: ANN001, ANN201
+    """``make_loss(floor, weight)``: a small StyleGANLoss with this term on."""
 
-def _loss(floor: torch.Tensor | None, weight: float = 1.0) -> StyleGANLoss:
-    cfg = resolve_config("demo-cpu", overrides=[*SMALL, f"loss.focality_weight={weight}"])
-    schema = ConditionSchema(
-        [
-            ConditionField("grade", "categorical", categories=["HGG", "LGG"]),
-            ConditionField("side", "categorical", categories=["left", "right"]),
-        ]
-    )
-    G = build_generator(cfg, schema, (16, 16, 16))
-    D = build_discriminator(cfg, schema, (16, 16, 16))
-    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2, 2], focal_floor=floor)
+    def make(floor: torch.Tensor | None, weight: float = 1.0) -> StyleGANLoss:
+        return loss_factory([f"loss.focality_weight={weight}"], 2, focal_floor=floor)
+
+    return make
 
 
 def _probs(tumour: torch.Tensor) -> torch.Tensor:
@@ -52,7 +39,7 @@ def _two_lesions() -> torch.Tensor:
     return t
 
 
-def test_main_lesion_share_and_the_floor_per_code(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+def test_main_lesion_share_and_the_floor_per_code(fake_store, tiny_cfg, per_code_min) -> None:  # noqa: ANN001
     assert main_lesion_share(_two_lesions().numpy() > 0.5) == pytest.approx(27 / 35)
     assert main_lesion_share(np.zeros((4, 4, 4), bool)) == 1.0
     diag = np.zeros((4, 4, 4), bool)
@@ -60,22 +47,14 @@ def test_main_lesion_share_and_the_floor_per_code(fake_store, tiny_cfg) -> None:
     assert main_lesion_share(diag) == 1.0
     store = fake_store(n=6)
     data = TrainingData(store, tiny_cfg())
-    floor = data.focal_floor()
-    assert floor.shape == (data.cat.shape[1], int(data.cat.max()) + 1)
-    for j in range(floor.shape[0]):
-        for code in range(floor.shape[1]):
-            rows = [int(i) for i in data.train_index if int(data.cat[i, j]) == code]
-            if not rows:
-                assert math.isnan(float(floor[j, code]))
-                continue
-            want = min(main_lesion_share(store[i][1].numpy() > 0) for i in rows)
-            assert float(floor[j, code]) == pytest.approx(want, abs=1e-6)
+    want = per_code_min(data, lambda i: main_lesion_share(store[i][1].numpy() > 0))
+    torch.testing.assert_close(data.focal_floor(), want, equal_nan=True)
 
 
-def test_value_matches_a_hand_computation() -> None:
+def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     # grade: HGG cases all unifocal (1.0), LGG's least focal case 80% in its main lesion
     floor = torch.tensor([[1.0, 0.8], [math.nan, math.nan]])
-    loss = _loss(floor)
+    loss = make_loss(floor)
     two = _two_lesions()
     one = torch.full((8, 8, 8), 0.1)
     one[2:5, 2:5, 2:5] = 0.9
@@ -85,8 +64,8 @@ def test_value_matches_a_hand_computation() -> None:
     assert float(got) == pytest.approx((share + 0.0 + 0.0) / 3, rel=1e-5)
 
 
-def test_the_push_falls_on_the_satellite_and_removes_it() -> None:
-    loss = _loss(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
+def test_the_push_falls_on_the_satellite_and_removes_it(make_loss) -> None:  # noqa: ANN001
+    loss = make_loss(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
     logit = torch.logit(_two_lesions()).unsqueeze(0).requires_grad_(True)
     cat = torch.tensor([[1, 1]])
     loss.focality_loss(_probs(torch.sigmoid(logit)), cat).backward()
@@ -108,9 +87,9 @@ def test_the_push_falls_on_the_satellite_and_removes_it() -> None:
     assert float(p[5:7, 5:7, 5:7].max()) < 0.5 and float(p[0:3, 0:3, 0:3].min()) > 0.9
 
 
-def test_config_errors() -> None:
+def test_config_errors(make_loss) -> None:  # noqa: ANN001
     with pytest.raises(GliomagenError, match="loss.focality_weight needs a categorical"):
-        _loss(torch.zeros(0, 0))
+        make_loss(torch.zeros(0, 0))
     with pytest.raises(GliomagenError, match="loss.focality_weight"):
         resolve_config("demo-cpu", overrides=["loss.focality_weight=-1"])
 

@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
 import torch
 
 from gliomagen.config import resolve_config
-from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.errors import GliomagenError
-from gliomagen.models import build_discriminator, build_generator
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.losses import StyleGANLoss
 
-SMALL = [
-    "model.g_channels=4",
-    "model.d_channels=4",
-    "model.g_max_channels=8",
-    "model.d_max_channels=8",
-]
 
+@pytest.fixture
+def make_loss(loss_factory):  # noqa: ANN001, ANN201
+    """``make_loss(floor, weight, share)``: a small StyleGANLoss with this term on."""
 
-def _loss(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> StyleGANLoss:
-    cfg = resolve_config(
-        "demo-cpu",
-        overrides=[*SMALL, f"loss.presence_weight={weight}", f"loss.presence_floor={share}"],
-    )
-    schema = ConditionSchema(
-        [
-            ConditionField("grade", "categorical", categories=["HGG", "LGG"]),
-            ConditionField("side", "categorical", categories=["left", "right"]),
-        ]
-    )
-    G = build_generator(cfg, schema, (16, 16, 16))
-    D = build_discriminator(cfg, schema, (16, 16, 16))
-    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2, 2], tumour_floor=floor)
+    def make(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> StyleGANLoss:
+        return loss_factory([f"loss.presence_weight={weight}", f"loss.presence_floor={share}"], 2, tumour_floor=floor)
+
+    return make
 
 
 def _probs(tumour: torch.Tensor) -> torch.Tensor:
@@ -46,26 +30,19 @@ def _probs(tumour: torch.Tensor) -> torch.Tensor:
     return p
 
 
-def test_tumour_floor_is_the_smallest_tumour_per_code(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+def test_tumour_floor_is_the_smallest_tumour_per_code(fake_store, tiny_cfg, per_code_min) -> None:  # noqa: ANN001
     store = fake_store(n=6)
     data = TrainingData(store, tiny_cfg())
     floor = data.tumour_floor()
-    assert floor.shape == (data.cat.shape[1], int(data.cat.max()) + 1)
-    for j in range(floor.shape[0]):
-        for code in range(floor.shape[1]):
-            rows = [int(i) for i in data.train_index if int(data.cat[i, j]) == code]
-            if not rows:
-                assert math.isnan(float(floor[j, code]))
-                continue
-            want = min(float((store[i][1] > 0).float().mean()) for i in rows)
-            assert float(floor[j, code]) == pytest.approx(want, abs=1e-6)
+    want = per_code_min(data, lambda i: float((store[i][1] > 0).float().mean()))
+    torch.testing.assert_close(floor, want, equal_nan=True)
     assert float(torch.nan_to_num(floor, nan=1.0).min()) > 0  # every fake case has a tumour
 
 
-def test_value_matches_a_hand_computation() -> None:
+def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     # 100 voxels; grade HGG's smallest tumour 20%, LGG's 10%; side: left 30%, right unknown
     floor = torch.tensor([[0.2, 0.1], [0.3, math.nan]])
-    loss = _loss(floor, share=0.5)
+    loss = make_loss(floor, share=0.5)
     gen = torch.Generator().manual_seed(0)
     tumour = torch.rand(3, 100, generator=gen) * 0.5
     tumour[1, :40] = 1.0  # sample 1 holds 40 sure tumour voxels
@@ -81,12 +58,12 @@ def test_value_matches_a_hand_computation() -> None:
     torch.testing.assert_close(
         loss.presence_loss(_probs(tumour[:1]), torch.tensor([[0, 2]])), 1.0 - tumour[0].topk(10).values.mean()
     )
-    nobound = _loss(torch.tensor([[math.nan, 0.0], [math.nan, math.nan]]))
+    nobound = make_loss(torch.tensor([[math.nan, 0.0], [math.nan, math.nan]]))
     assert float(nobound.presence_loss(_probs(tumour[:1]), torch.tensor([[1, 0]]))) == 0.0
 
 
-def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour() -> None:
-    loss = _loss(torch.tensor([[0.1, 0.1], [0.1, 0.1]]), share=1.0)  # k = 10 of 100 voxels
+def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour(make_loss) -> None:  # noqa: ANN001
+    loss = make_loss(torch.tensor([[0.1, 0.1], [0.1, 0.1]]), share=1.0)  # k = 10 of 100 voxels
     logits = torch.full((1, 100), -6.0)
     logits[0, 40:50] = -2.0  # a faint tumour the sample almost drew
     logits.requires_grad_(True)
@@ -108,9 +85,9 @@ def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour() -> None:
     assert bool((p[40:50] > 0.9).all()) and float(p[:40].max()) < 0.01  # no specks elsewhere
 
 
-def test_config_errors() -> None:
+def test_config_errors(make_loss) -> None:  # noqa: ANN001
     with pytest.raises(GliomagenError, match="loss.presence_weight needs a categorical"):
-        _loss(torch.zeros(0, 0))
+        make_loss(torch.zeros(0, 0))
     with pytest.raises(GliomagenError, match="loss.presence_weight"):
         resolve_config("demo-cpu", overrides=["loss.presence_weight=-1"])
     for bad in ("0", "1.5"):

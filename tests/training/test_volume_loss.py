@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
 import torch
 
 from gliomagen.config import resolve_config
-from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.errors import GliomagenError
-from gliomagen.models import build_discriminator, build_generator
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.losses import StyleGANLoss
 
-SMALL = [
-    "model.g_channels=4",
-    "model.d_channels=4",
-    "model.g_max_channels=8",
-    "model.d_max_channels=8",
-]
 
+@pytest.fixture
+def make_loss(loss_factory):  # noqa: ANN001, ANN201
+    """``make_loss(fractions, weight)``: a small StyleGANLoss with this term on."""
 
-def _loss(fractions: torch.Tensor | None, weight: float = 1.0) -> StyleGANLoss:
-    cfg = resolve_config("demo-cpu", overrides=[*SMALL, f"loss.volume_weight={weight}"])
-    schema = ConditionSchema([ConditionField("grade", "categorical", categories=["HGG", "LGG"])])
-    G = build_generator(cfg, schema, (16, 16, 16))
-    D = build_discriminator(cfg, schema, (16, 16, 16))
-    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2], class_fractions=fractions)
+    def make(fractions: torch.Tensor | None, weight: float = 1.0) -> StyleGANLoss:
+        return loss_factory([f"loss.volume_weight={weight}"], class_fractions=fractions)
+
+    return make
 
 
 def test_class_fractions_per_code_from_the_store(fake_store, tiny_cfg) -> None:  # noqa: ANN001
@@ -47,9 +39,9 @@ def test_class_fractions_per_code_from_the_store(fake_store, tiny_cfg) -> None: 
     assert torch.allclose(fr[j, code].sum(), torch.tensor(1.0), atol=1e-5)
 
 
-def test_value_matches_a_hand_computation() -> None:
+def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     fractions = torch.tensor([[[0.9, 0.02, 0.06, 0.02], [0.95, 0.04, 0.01, 0.0]]])  # HGG, LGG
-    loss = _loss(fractions)
+    loss = make_loss(fractions)
     mask = torch.zeros(3, 4, 10, 10)
     mask[:, 0] = 1.0
     mask[0, 0, :1, :] = 0.0
@@ -70,9 +62,9 @@ def test_value_matches_a_hand_computation() -> None:
     assert float(loss.volume_loss(match, torch.tensor([[1]]))) == pytest.approx(0.0, abs=1e-10)
 
 
-def test_gradient_pulls_the_shares_toward_the_targets() -> None:
+def test_gradient_pulls_the_shares_toward_the_targets(make_loss) -> None:  # noqa: ANN001
     fractions = torch.tensor([[[0.8, 0.05, 0.1, 0.05], [0.9, 0.1, 0.0, 0.0]]])
-    loss = _loss(fractions)
+    loss = make_loss(fractions)
     logits = torch.zeros(4, 4, 8, 8, requires_grad=True)
     cat = torch.tensor([[0], [1], [0], [1]])
     opt = torch.optim.Adam([logits], lr=0.05)
@@ -83,21 +75,21 @@ def test_gradient_pulls_the_shares_toward_the_targets() -> None:
         first = float(v.detach()) if first is None else first
         v.backward()
         opt.step()
-    assert float(v) < 0.01 * first
+    assert float(v.detach()) < 0.01 * first
     share = logits.softmax(1).flatten(2).mean(2).detach()
     hgg, lgg = share[[0, 2]].mean(0), share[[1, 3]].mean(0)  # the loss matches group means
     assert torch.allclose(hgg[1:], fractions[0, 0, 1:], atol=0.02)  # from 0.25 each
     assert torch.allclose(lgg[1:], fractions[0, 1, 1:], atol=0.02) and float(lgg[3]) < 0.02
 
 
-def test_codes_without_training_cases_are_skipped_and_no_conditions_is_an_error() -> None:
+def test_codes_without_training_cases_are_skipped_and_no_conditions_is_an_error(make_loss) -> None:  # noqa: ANN001
     fractions = torch.tensor([[[0.9, 0.05, 0.03, 0.02], [math.nan] * 4]])
-    loss = _loss(fractions)
+    loss = make_loss(fractions)
     mask = torch.full((2, 4, 4, 4), 0.25)
     only_unknown = loss.volume_loss(mask, torch.tensor([[1], [1]]))
     assert float(only_unknown) == 0.0
     with pytest.raises(GliomagenError, match="loss.volume_weight needs a categorical"):
-        _loss(torch.zeros(0, 0, 4))
+        make_loss(torch.zeros(0, 0, 4))
     with pytest.raises(GliomagenError, match="loss.volume_weight"):
         resolve_config("demo-cpu", overrides=["loss.volume_weight=-1"])
 

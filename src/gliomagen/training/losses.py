@@ -230,25 +230,23 @@ class StyleGANLoss:
         self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
         self.recon_img_balanced = bool(getattr(cfg.loss, "recon_img_balanced", False))
         self.kl_scale = 1.0  # the KL weight's share this step (set by the loop: loss.kl_warmup_steps)
+        # the mask-statistics terms: each reads a per-condition table taken from the store
         self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
-        self.class_fractions = class_fractions
-        if self.volume_weight > 0 and (class_fractions is None or class_fractions.shape[0] == 0):
-            raise GliomagenError(
-                "loss.volume_weight needs a categorical condition (data.conditions has none)"
-            )
         self.presence_weight = float(getattr(cfg.loss, "presence_weight", 0.0))
         self.presence_floor = float(getattr(cfg.loss, "presence_floor", 0.5))
-        self.tumour_floor = tumour_floor
-        if self.presence_weight > 0 and (tumour_floor is None or tumour_floor.shape[0] == 0):
-            raise GliomagenError(
-                "loss.presence_weight needs a categorical condition (data.conditions has none)"
-            )
         self.focality_weight = float(getattr(cfg.loss, "focality_weight", 0.0))
+        self.class_fractions = class_fractions
+        self.tumour_floor = tumour_floor
         self.focal_floor = focal_floor
-        if self.focality_weight > 0 and (focal_floor is None or focal_floor.shape[0] == 0):
-            raise GliomagenError(
-                "loss.focality_weight needs a categorical condition (data.conditions has none)"
-            )
+        for name, weight, table in (
+            ("volume", self.volume_weight, class_fractions),
+            ("presence", self.presence_weight, tumour_floor),
+            ("focality", self.focality_weight, focal_floor),
+        ):
+            if weight > 0 and (table is None or table.shape[0] == 0):
+                raise GliomagenError(
+                    f"loss.{name}_weight needs a categorical condition (data.conditions has none)"
+                )
 
     def volume_loss(self, mask: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """Class-volume matching: per categorical condition and code present in the batch, the
@@ -475,18 +473,15 @@ class StyleGANLoss:
                 assert isinstance(aux, torch.Tensor)
                 loss = loss + c.aux_weight * aux
                 stats["G/aux"] = aux.detach() * len(adv)
-            if self.volume_weight > 0:
-                vol = self.volume_loss(mask, mb.gen_cat)
-                loss = loss + self.volume_weight * vol
-                stats["G/volume"] = vol.detach() * len(adv)
-            if self.presence_weight > 0:
-                pres = self.presence_loss(soft, mb.gen_cat)
-                loss = loss + self.presence_weight * pres
-                stats["G/presence"] = pres.detach() * len(adv)
-            if self.focality_weight > 0:
-                foc = self.focality_loss(soft, mb.gen_cat)
-                loss = loss + self.focality_weight * foc
-                stats["G/focality"] = foc.detach() * len(adv)
+            for name, weight, term, probs in (  # the mask-statistics terms
+                ("volume", self.volume_weight, self.volume_loss, mask),
+                ("presence", self.presence_weight, self.presence_loss, soft),
+                ("focality", self.focality_weight, self.focality_loss, soft),
+            ):
+                if weight > 0:
+                    value = term(probs, mb.gen_cat)
+                    loss = loss + weight * value
+                    stats[f"G/{name}"] = value.detach() * len(adv)
             if self.encoder is not None:
                 rec, rec_stats = self._reconstruction(mb)
                 loss = loss + rec
