@@ -16,8 +16,8 @@ Gaussians sharing ``z_tril`` (``model.latent_prior_components``; buffers ``z_off
 the component means less ``z_mean``, and ``z_weights [K]``): the component is then read off the
 first coordinate of the same standard-normal ``z`` (its uniform ``Phi(z_0)`` picks the component
 by the cumulative weights, and the rescaled remainder of that uniform becomes a fresh standard
-normal), so one seed still gives one sample and the draw follows the mixture exactly. The reconstruction terms of training pass
-encoded latents with ``prior=False``.
+normal), so one seed still gives one sample and the draw follows the mixture exactly. The
+reconstruction terms of training pass encoded latents with ``prior=False``.
 """
 
 from __future__ import annotations
