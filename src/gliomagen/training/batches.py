@@ -11,6 +11,7 @@ at step ``s`` replays exactly what an uninterrupted run does at ``s``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -78,18 +79,23 @@ class TrainingData:
             )
         self.n_skipped = len(store) - len(self.train_index)
 
-    def _case_fractions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per training case: ``([n_train, 4]`` float64 share of the grid per mask class,
-        ``[n_train, n_cat]`` categorical codes)."""
-        fr = torch.stack(
-            [
-                torch.bincount(
-                    self.store[int(i)][1].flatten().clamp(0, N_CLASSES - 1), minlength=N_CLASSES
-                ).double()
-                for i in self.train_index
-            ]
-        )
-        return fr / fr.sum(1, keepdim=True), self.cat[torch.as_tensor(self.train_index)]
+    @functools.cached_property
+    def _case_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per training case, from one read of its mask (on first use, for the mask-statistics
+        loss terms): ``[n_train, 4]`` float64 share of the grid per mask class and ``[n_train]``
+        float64 share of the tumour in its largest lesion (:func:`main_lesion_share`)."""
+        fractions, main = [], []
+        for i in self.train_index:
+            mask = self.store[int(i)][1].clamp(0, N_CLASSES - 1)
+            fractions.append(torch.bincount(mask.flatten(), minlength=N_CLASSES).double())
+            main.append(main_lesion_share(mask.numpy()))
+        fr = torch.stack(fractions)
+        return fr / fr.sum(1, keepdim=True), torch.tensor(main, dtype=torch.float64)
+
+    @property
+    def _train_codes(self) -> torch.Tensor:
+        """``[n_train, n_cat]`` categorical codes of the training cases."""
+        return self.cat[torch.as_tensor(self.train_index)]
 
     def _per_code(self, value: torch.Tensor, codes: torch.Tensor, reduce: str) -> torch.Tensor:
         """``value`` ``[n_train, *T]`` reduced (``mean`` or ``min``) over the training cases of each
@@ -112,8 +118,7 @@ class TrainingData:
             of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
             (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
         """
-        fr, codes = self._case_fractions()
-        return self._per_code(fr, codes, "mean")
+        return self._per_code(self._case_masks[0], self._train_codes, "mean")
 
     def tumour_floor(self) -> torch.Tensor:
         """Smallest whole-tumour share of the grid among the training cases, by categorical condition.
@@ -124,8 +129,7 @@ class TrainingData:
             (0 when such a case has no tumour; NaN where no training case has the code). Read
             once, for ``loss.presence_weight``.
         """
-        fr, codes = self._case_fractions()
-        return self._per_code(fr[:, 1:].sum(1), codes, "min")
+        return self._per_code(self._case_masks[0][:, 1:].sum(1), self._train_codes, "min")
 
     def focal_floor(self) -> torch.Tensor:
         """Smallest share of a training case's tumour held by its largest lesion, by condition.
@@ -139,11 +143,7 @@ class TrainingData:
             is a single lesion; NaN where no training case has the code). Read once, for
             ``loss.focality_weight``.
         """
-        shares = torch.tensor(
-            [main_lesion_share(self.store[int(i)][1].numpy() > 0) for i in self.train_index],
-            dtype=torch.float64,
-        )
-        return self._per_code(shares, self.cat[torch.as_tensor(self.train_index)], "min")
+        return self._per_code(self._case_masks[1], self._train_codes, "min")
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -181,23 +181,15 @@ class StackedItems(NamedTuple):
     masks: torch.Tensor
 
 
-def lesion_labels(tumour: np.ndarray) -> tuple[np.ndarray, int]:
-    """Connected components of a boolean tumour mask (26-connectivity in 3D, 8 in 2D) and their
-    count, as :func:`scipy.ndimage.label` returns them."""
-    from scipy import ndimage
+def main_lesion_share(mask: np.ndarray) -> float:
+    """Share of the tumour (labels 1-3, or ``True``) in its largest 26-connected lesion (8 in 2D),
+    as :func:`gliomagen.evaluation.tissue.structure_statistics` measures it; 1.0 without tumour
+    (no satellite to allow for)."""
+    from gliomagen.evaluation.tissue import structure_statistics
 
-    structure = np.ones((3,) * tumour.ndim, bool)
-    lab, n = ndimage.label(tumour, structure=structure)
-    return lab, int(n)
-
-
-def main_lesion_share(tumour: np.ndarray) -> float:
-    """Share of the tumour voxels in the largest connected lesion (1.0 for none or one lesion)."""
-    lab, n = lesion_labels(tumour)
-    if n <= 1:
+    if not bool(((mask >= 1) & (mask <= 3)).any()):
         return 1.0
-    sizes = np.bincount(lab.ravel())[1:]
-    return float(sizes.max() / sizes.sum())
+    return float(structure_statistics(np.asarray(mask)[None])["main_component_share"][0])
 
 
 def stack_items(batch: list[Any]) -> StackedItems:

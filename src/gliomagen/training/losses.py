@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.ndimage
 import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
@@ -40,7 +41,6 @@ from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.discriminator import DOutput
 from gliomagen.models.encoder import kl_standard_normal
-from gliomagen.training.batches import lesion_labels
 
 LOSS_KINDS = ("lsgan", "nonsaturating", "hinge", "wgan-gp")
 
@@ -302,7 +302,7 @@ class StyleGANLoss:
         """Focality: tumour outside each sample's largest lesion, beyond what the real cases have.
 
         Per sample, the argmax tumour (labels 1-3) is split into 26-connected lesions (no
-        gradient; :func:`gliomagen.training.batches.lesion_labels`). ``s`` is the tumour
+        gradient; :func:`scipy.ndimage.label`). ``s`` is the tumour
         probability ``1 - p(bg)`` summed over the voxels of the lesions other than the largest,
         divided by that probability summed over all the argmax tumour; the term is
         ``max(0, s - (1 - f))`` with ``f`` the smallest share of a real tumour in its largest
@@ -319,16 +319,17 @@ class StyleGANLoss:
         assert self.focal_floor is not None
         allow = 1.0 - _bound_by_code(self.focal_floor, cat).amax(1).to(probs.device)  # [n]
         tumour = 1.0 - probs.float()[:, 0]  # [n, *S]
-        hard = (probs.detach().argmax(1) > 0).cpu().numpy()
+        hard = (probs.detach().argmax(1) > 0).cpu().numpy()  # [n, *S] the argmax tumour
+        connectivity = np.ones((3,) * (probs.ndim - 2), bool)  # 26 (3D) or 8 (2D) neighbours
         terms = []
         for i in range(len(probs)):
-            lab, n = lesion_labels(hard[i])
+            lab, n = scipy.ndimage.label(hard[i], structure=connectivity)
             if n <= 1:
                 terms.append(tumour[i].sum() * 0.0)
                 continue
-            sizes = np.bincount(lab.ravel())[1:]
-            sat = torch.from_numpy((lab > 0) & (lab != int(sizes.argmax()) + 1)).to(probs.device)
-            inside = torch.from_numpy(lab > 0).to(probs.device)
+            main = int(np.bincount(lab.ravel())[1:].argmax()) + 1
+            sat = torch.from_numpy(hard[i] & (lab != main)).to(probs.device)
+            inside = torch.from_numpy(hard[i]).to(probs.device)
             share = (tumour[i] * sat).sum() / (tumour[i] * inside).sum().clamp_min(1e-6)
             terms.append(F.relu(share - allow[i]))
         return torch.stack(terms).mean() if terms else tumour.sum() * 0.0
