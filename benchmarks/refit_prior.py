@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditioning import judge_generator, rates  # noqa: E402
-
-from gliomagen.data import open_store  # noqa: E402
-from gliomagen.training import load_generator  # noqa: E402
-from gliomagen.training.batches import TrainingData  # noqa: E402
-from gliomagen.training.latent_prior import fit_latent_prior  # noqa: E402
+from gliomagen.data import open_store
+from gliomagen.evaluation.conditioning import judge_generator, rates
+from gliomagen.training import load_generator
+from gliomagen.training.batches import TrainingData
+from gliomagen.training.latent_prior import fit_latent_prior
 
 
 def main() -> None:

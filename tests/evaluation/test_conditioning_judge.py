@@ -1,25 +1,10 @@
-"""The structure judge of benchmarks/conditioning.py on hand-built samples."""
+"""The conditioning judge (gliomagen.evaluation.conditioning) on hand-built samples."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "conditioning.py"
-
-
-@pytest.fixture(scope="module")
-def cond():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("conditioning_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["conditioning_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from gliomagen.evaluation import conditioning as cond
 
 
 def _sample(rim: bool, core_t1c: float = -0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +24,7 @@ def _sample(rim: bool, core_t1c: float = -0.5) -> tuple[np.ndarray, np.ndarray]:
     return img, mask
 
 
-def test_the_judge_on_textbook_samples(cond) -> None:  # noqa: ANN001
+def test_the_judge_on_textbook_samples() -> None:
     img, mask = _sample(rim=True)
     r = cond.judge(img, mask)
     assert r["hgg"] and not r["lgg"] and r["rim"] == 1.0
@@ -49,7 +34,7 @@ def test_the_judge_on_textbook_samples(cond) -> None:  # noqa: ANN001
     assert r["lgg"] and not r["hgg"] and not r["any_et_region"]
 
 
-def test_the_judge_names_what_fails(cond) -> None:  # noqa: ANN001
+def test_the_judge_names_what_fails() -> None:
     img, mask = _sample(rim=True, core_t1c=0.9)  # core brighter than the rim on T1Gd
     r = cond.judge(img, mask)
     assert not r["hgg"] and not r["bright"] and r["ok_rim"]
