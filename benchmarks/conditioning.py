@@ -1,22 +1,19 @@
 """Does grade conditioning work? Train on the phantom cohort at 32^3 and judge generated structure.
 
-Every generated sample is judged from its own mask (argmax of the logits) and images:
-
-* the tumour is the largest 26-connected component of labels {1, 2, 3}; it must hold between
-  ``MIN_TUMOUR_FRAC`` and ``MAX_TUMOUR_FRAC`` of the volume and ``MIN_MAIN_FRAC`` of all tumour
-  voxels (scattered specks, no tumour, or 'tumour' everywhere fail both grades);
-* faithful **HGG**: the component holds an enhancing region (label 3, at least ``MIN_ET`` voxels)
-  and a necrotic core (label 1, at least ``MIN_NCR`` voxels); the core's 6-neighbour shell is at
-  least ``MIN_RIM`` enhancing (the enhancing rim surrounds the core); the enhancing region is
-  bright on T1Gd: its mean T1Gd exceeds that of the normal brain and of the core by ``MIN_ET_CONTRAST``;
-* faithful **LGG**: the component exists and the volume holds no enhancing region (no 26-connected
-  group of label 3 with ``MIN_ET`` voxels or more).
+Every generated sample is judged from its own mask (argmax of the logits) and images by
+:mod:`gliomagen.evaluation.conditioning`: a faithful HGG has one main tumour with an enhancing rim
+around a necrotic core, bright on T1Gd; a faithful LGG has one main tumour and no enhancing region
+(the criteria and thresholds are documented there; the voxel counts are scaled to the store's grid
+with ``JudgeThresholds.for_grid``, which leaves them unchanged at 32^3).
 
 The judge is first applied to the real training cases (calibration), then to an untrained
-generator and to G_ema at checkpoints over training (``--evals`` evenly spaced in ``--minutes``);
-training runs in chunks through the public API (``train(..., max_minutes=chunk, resume=True)``,
-which resumes exactly). Rates over time go to stdout and ``--out`` (JSON); every judged checkpoint
-is copied to ``WORKDIR/evaluated/`` (the run itself keeps only its last few).
+generator and to G_ema at checkpoints over training (``--evals`` evenly spaced in ``--minutes``,
+or in ``--steps`` optimiser steps); training runs in chunks through the public API
+(``train(..., max_minutes=chunk, resume=True)``, or ``train.steps`` raised chunk by chunk with
+``--steps``, which resumes exactly). With ``--steps`` the judged checkpoints do not depend on the
+machine's speed or load: two runs of the same code judge the same checkpoints. Rates over time go
+to stdout and ``--out`` (JSON); every judged checkpoint is copied to ``WORKDIR/evaluated/`` (the
+run itself keeps only its last few).
 
 With validation on (``--config configs/structure-vaegan.yaml``, or ``--set train.val_every=N``
 with e.g. ``train.val_metric=mask``), the run's
@@ -31,11 +28,13 @@ real cases' own nearest-neighbour Dice, so that copying the training set shows.
 Usage:
     python benchmarks/conditioning.py --minutes 90 --out conditioning.json
     python benchmarks/conditioning.py --store STORE --minutes 8 --evals 4 --samples 100
+    python benchmarks/conditioning.py --store STORE --steps 8000 --evals 4 --samples 100
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -47,216 +46,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from gliomagen.config import resolve_config
+from gliomagen.config import Config, resolve_config
 from gliomagen.data import open_store
+from gliomagen.evaluation.conditioning import (
+    JudgeThresholds,
+    judge,
+    judge_generator,
+    nearest_dice,
+    rates,
+)
+from gliomagen.io.atomic import write_json
 from gliomagen.models import build_generator
 from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.validation import read_records
 
-MIN_TUMOUR_FRAC = 0.001  # ~33 voxels at 32^3
-MAX_TUMOUR_FRAC = 0.25  # phantom tumours stay under 13% of the grid; a "tumour" filling it is none
-MIN_MAIN_FRAC = 0.8
-MIN_ET = 4
-MIN_NCR = 2
-MIN_RIM = 0.5
-MIN_ET_CONTRAST = 0.1
-T1C = 1  # channel of t1c in MODALITIES
-FULL = np.ones((3, 3, 3), bool)
+Judged = dict[str, list[dict[str, Any]]]
 
 
-def judge(images: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """Judge one sample: ``images [4, D, H, W]`` in [-1, 1], ``mask [D, H, W]`` labels 0..3.
-
-    Returns:
-        ``{"tumour": bool, "hgg": bool, "lgg": bool, ...measurements}``.
-    """
-    tumour = mask > 0
-    n_tumour = int(tumour.sum())
-    lab, n = ndimage.label(tumour, structure=FULL)
-    main = np.zeros_like(tumour)
-    if n:
-        sizes = np.bincount(lab.ravel())[1:]
-        main = lab == (int(np.argmax(sizes)) + 1)
-    n_main = int(main.sum())
-    in_range = MIN_TUMOUR_FRAC * mask.size <= n_main <= MAX_TUMOUR_FRAC * mask.size
-    has_tumour = in_range and n_main >= MIN_MAIN_FRAC * max(n_tumour, 1)
-    et, ncr = main & (mask == 3), main & (mask == 1)
-    shell = ndimage.binary_dilation(ncr) & ~ncr
-    rim = float((mask[shell] == 3).mean()) if shell.any() else 0.0
-    brain = (images[0] > -0.9) & (mask == 0)
-    t1c = images[T1C]
-    et_c = float(t1c[et].mean()) if et.any() else float("nan")
-    bright = bool(
-        et.any()
-        and brain.any()
-        and ncr.any()
-        and et_c > float(t1c[brain].mean()) + MIN_ET_CONTRAST
-        and et_c > float(t1c[ncr].mean()) + MIN_ET_CONTRAST
-    )
-    et_all, _ = ndimage.label(mask == 3, structure=FULL)
-    et_regions = np.bincount(et_all.ravel())[1:]
-    any_et_region = bool((et_regions >= MIN_ET).any())
-    hgg = bool(
-        has_tumour
-        and int(et.sum()) >= MIN_ET
-        and int(ncr.sum()) >= MIN_NCR
-        and rim >= MIN_RIM
-        and bright
-    )
-    lgg = bool(has_tumour and not any_et_region)
-    return {
-        "tumour": bool(has_tumour),
-        "hgg": hgg,
-        "lgg": lgg,
-        "n_tumour": n_tumour,
-        "n_et": int(et.sum()),
-        "n_ncr": int(ncr.sum()),
-        "rim": rim,
-        # each HGG criterion on its own, to see which one fails
-        "ok_et": int(et.sum()) >= MIN_ET,
-        "ok_ncr": int(ncr.sum()) >= MIN_NCR,
-        "ok_rim": rim >= MIN_RIM,
-        "bright": bright,
-        "any_et_region": any_et_region,
-    }
-
-
-def rates(results: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
-    """Faithful-HGG rate among HGG samples, faithful-LGG among LGG samples, tumour rates."""
-    out = {}
-    for grade in ("HGG", "LGG"):
-        rs = results.get(grade, [])
-        out[f"faithful_{grade}"] = (
-            float(np.mean([r[grade.lower()] for r in rs])) if rs else float("nan")
-        )
-        out[f"tumour_{grade}"] = float(np.mean([r["tumour"] for r in rs])) if rs else float("nan")
-    hgg = results.get("HGG", [])
-    for key in ("ok_et", "ok_ncr", "ok_rim", "bright"):  # what a faithful HGG sample needs
-        out[f"HGG_{key}"] = float(np.mean([r[key] for r in hgg])) if hgg else float("nan")
-    lgg = results.get("LGG", [])
-    out["LGG_any_et_region"] = (
-        float(np.mean([r["any_et_region"] for r in lgg])) if lgg else float("nan")
-    )
-    return out
-
-
-def _condition_centre(
-    w_avg: dict[str, torch.Tensor] | None, cat: torch.Tensor
-) -> torch.Tensor | None:
-    """Per-sample truncation centres: the checkpoint's mean ``w`` of each sample's condition."""
-    if w_avg is None:
-        return None
-    rows = []
-    for c in cat:
-        hit = (w_avg["cat"] == c).all(1).nonzero()
-        if len(hit) == 0:
-            return None
-        rows.append(w_avg["w"][int(hit[0])])
-    return torch.stack(rows)
-
-
-@torch.no_grad()
-def judge_generator(
-    G: Any,
-    schema: Any,
-    n: int,
-    seed: int,
-    batch: int = 16,
-    psi: float = 1.0,
-    w_avg: dict[str, torch.Tensor] | None = None,
-    tumours: list[np.ndarray] | None = None,
-) -> dict[str, list[dict[str, Any]]]:
-    """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them.
-
-    ``psi < 1`` truncates each ``w`` toward its condition's mean ``w`` (``w_avg`` from the
-    checkpoint, as ``gliomagen generate --truncation`` does), or toward the global mean without it.
-    ``tumours``: a list that receives each sample's whole-tumour mask (bool ``[D, H, W]``).
-    """
-    grade = schema["grade"]
-    gi = [f.name for f in schema.categorical].index("grade")
-    gen = torch.Generator().manual_seed(seed)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for code, name in enumerate(grade.categories):
-        if name not in ("HGG", "LGG"):
-            continue
-        res = []
-        for start in range(0, n, batch):
-            b = min(batch, n - start)
-            cat = torch.tensor([f.num_embeddings - 1 for f in schema.categorical]).repeat(
-                b, 1
-            )  # unknown
-            cat[:, gi] = code
-            cont = torch.zeros(b, len(schema.continuous))
-            img, logits = G(
-                torch.randn(b, G.z_dim, generator=gen),
-                cat,
-                cont,
-                truncation_psi=psi,
-                w_avg=_condition_centre(w_avg, cat) if psi != 1.0 else None,
-                noise_mode="random",
-            )
-            mask = logits.argmax(1).numpy()
-            res += [judge(img[i].numpy(), mask[i]) for i in range(b)]
-            if tumours is not None:
-                tumours.extend(mask > 0)
-        out[name] = res
-    return out
-
-
-def nearest_dice(tumours: list[np.ndarray], train: list[np.ndarray], exclude_self: bool = False) -> np.ndarray:
-    """For each whole-tumour mask in ``tumours``, its highest Dice with any mask of ``train``.
-
-    A generator that copies its training cases scores near 1; ``exclude_self`` (``tumours`` is
-    ``train``) gives the real cases' own nearest-neighbour Dice, the yardstick.
-    """
-    a = np.stack([t.ravel() for t in tumours]).astype(np.float32)  # [n, V]
-    b = np.stack([t.ravel() for t in train]).astype(np.float32)  # [m, V]
-    inter = a @ b.T  # [n, m]
-    dice = 2 * inter / np.maximum(a.sum(1)[:, None] + b.sum(1)[None, :], 1.0)
-    if exclude_self:
-        np.fill_diagonal(dice, -1.0)
-    return dice.max(1)
-
-
-def make_store(out: Path, n_cases: int, seed: int) -> Path:
-    """Phantom cohort -> 32^3 store through the CLI."""
-    exe = [sys.executable, "-m", "gliomagen"]
-    subprocess.run(
-        [
-            *exe,
-            "phantoms",
-            "--out",
-            str(out / "phantoms"),
-            "--cohorts",
-            f"GLI={n_cases}",
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [
-            *exe,
-            "prepare",
-            str(out / "phantoms"),
-            "--out",
-            str(out / "store"),
-            "--size",
-            "32",
-            "--labels",
-            str(out / "phantoms" / "clinical.csv"),
-            "--qc",
-            "2",
-        ],
-        check=True,
-    )
-    return out / "store"
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``--resume`` and ``--steps`` checked against the other options)."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -272,6 +82,12 @@ def main() -> None:
         "--set", dest="overrides", action="append", default=[], help="config override (repeatable)"
     )
     ap.add_argument("--minutes", type=float, default=90.0, help="training budget")
+    ap.add_argument(
+        "--steps",
+        type=int,
+        help="training budget in optimiser steps instead of --minutes: an evaluation every "
+        "STEPS/--evals steps, the same checkpoints whatever the machine's load",
+    )
     ap.add_argument("--evals", type=int, default=6, help="checkpoints judged over the budget")
     ap.add_argument("--samples", type=int, default=100, help="samples per grade and checkpoint")
     ap.add_argument("--seed", type=int, default=0)
@@ -287,15 +103,37 @@ def main() -> None:
     ap.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --workdir for --minutes more and append to the report in --out",
+        help="continue the run in --workdir for --minutes (or --steps) more and append to the "
+        "report in --out",
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.resume and not (args.workdir and args.out and args.out.exists()):
+        ap.error("--resume needs --workdir (holding run/) and an existing --out report")
+    if args.steps is not None and args.steps < args.evals:
+        ap.error(f"--steps {args.steps}: at least one step per evaluation (--evals {args.evals})")
+    return args
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-cond-"))
-    work.mkdir(parents=True, exist_ok=True)
-    store_path = args.store or make_store(work, args.cases, args.seed)
-    store = open_store(store_path, split="train")
-    cfg = resolve_config(
+
+def make_store(out: Path, n_cases: int, seed: int) -> Path:
+    """Phantom cohort -> 32^3 store through the CLI."""
+    exe = [sys.executable, "-m", "gliomagen"]
+    phantoms, store = out / "phantoms", out / "store"
+    subprocess.run(
+        [*exe, "phantoms", "--out", str(phantoms), "--cohorts", f"GLI={n_cases}",
+         "--seed", str(seed)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [*exe, "prepare", str(phantoms), "--out", str(store), "--size", "32",
+         "--labels", str(phantoms / "clinical.csv"), "--qc", "2"],
+        check=True,
+    )  # fmt: skip
+    return store
+
+
+def benchmark_config(args: argparse.Namespace) -> Config:
+    """The preset with the benchmark's overrides (grade only, the store's grid) and the user's."""
+    return resolve_config(
         args.preset,
         args.config,
         overrides=[
@@ -306,23 +144,39 @@ def main() -> None:
             *args.overrides,
         ],
     )
-    if args.resume and not (args.workdir and args.out and args.out.exists()):
-        ap.error("--resume needs --workdir (holding run/) and an existing --out report")
-    report: dict[str, Any] = {
+
+
+def new_report(args: argparse.Namespace, store_path: Path) -> dict[str, Any]:
+    """The report's header, or (``--resume``) the report so far with the budget extended."""
+    if args.resume:
+        report: dict[str, Any] = json.loads(args.out.read_text())
+        if args.steps is not None:
+            report["steps"] = int(report.get("steps") or 0) + args.steps
+        else:
+            report["minutes"] = float(report.get("minutes") or 0.0) + args.minutes
+        return report
+    report = {
         "store": str(store_path),
         "preset": args.preset,
         "config": str(args.config) if args.config else None,
         "overrides": args.overrides,
-        "minutes": args.minutes,
+        "minutes": args.minutes if args.steps is None else None,
         "samples_per_grade": args.samples,
         "evals": [],
     }
+    if args.steps is not None:
+        report["steps"] = args.steps
+    return report
 
-    if args.resume:
-        report = json.loads(args.out.read_text())
-        report["minutes"] = float(report["minutes"]) + args.minutes
-    # calibration: the judge on the real training cases
-    real: dict[str, list[dict[str, Any]]] = {"HGG": [], "LGG": []}
+
+def calibrate(store: Any, thresholds: JudgeThresholds) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The judge on the real training cases, and their whole-tumour masks.
+
+    Returns:
+        The real cases' rates (with their counts and nearest-neighbour Dice), and every training
+        case's whole-tumour mask (bool ``[D, H, W]``; cases without a mask are left out).
+    """
+    real: Judged = {"HGG": [], "LGG": []}
     train_tumours = []
     for i in range(len(store)):
         img, mask, _, _ = store[i]
@@ -330,8 +184,8 @@ def main() -> None:
         if bool(store.has_mask[i]):
             train_tumours.append(mask.numpy() > 0)
         if grade in real and bool(store.has_mask[i]):
-            real[grade].append(judge(img.numpy(), mask.numpy()))
-    report["real"] = {
+            real[grade].append(judge(img.numpy(), mask.numpy(), thresholds))
+    summary = {
         **rates(real),
         "n_HGG": len(real["HGG"]),
         "n_LGG": len(real["LGG"]),
@@ -340,110 +194,188 @@ def main() -> None:
             np.median(nearest_dice(train_tumours, train_tumours, exclude_self=True))
         ),
     }
-    print(f"real training cases: {report['real']}")
+    return summary, train_tumours
 
-    if not args.resume:
-        data = TrainingData(store, cfg, str(store_path))
-        torch.manual_seed(cfg.train.seed)
-        G0 = build_generator(cfg, data.schema, data.size, data.n_modalities).eval()
-        report["untrained"] = rates(judge_generator(G0, data.schema, args.samples, args.seed + 1))
-        print(f"untrained: {report['untrained']}")
 
-    run = work / "run"
-    chunk = args.minutes / args.evals
-    t_start = time.time()
-    for k in range(args.evals):
-        train(cfg, store, run, resume=k > 0 or args.resume, max_minutes=chunk, progress=False)
-        G, schema, _, meta = load_generator(run)
-        ck_path = sorted((run / "checkpoints").glob("step-*.pt"))[-1]
-        ck = load_checkpoint(ck_path)
-        kept = work / "evaluated" / ck_path.name  # the run keeps its last few; these stay
-        kept.parent.mkdir(exist_ok=True)
-        shutil.copy2(ck_path, kept)
-        by_psi, tumours = {}, []
-        for psi in args.psi:
-            by_psi[str(psi)] = rates(
-                judge_generator(
-                    G, schema, args.samples, args.seed + 1, psi=psi, w_avg=meta.get("w_avg"),
-                    tumours=tumours if psi == args.psi[0] else None,
-                )
-            )  # fmt: skip
-        near = nearest_dice(tumours, train_tumours)
-        r = by_psi[str(args.psi[0])]
-        entry = {
-            "train_minutes": ck["train_state"]["elapsed_s"] / 60,
-            "step": int(ck["step"]),
-            "psi": args.psi[0],
-            "latent_prior": "fitted" if G.mapping.prior_is_fitted else "normal",
-            **r,
-            "by_psi": by_psi,
-            # each sample's tumour against its closest training tumour (copies score ~1)
-            "nearest_train_dice_median": float(np.median(near)),
-            "nearest_train_dice_p90": float(np.percentile(near, 90)),
-            "wall_minutes": (time.time() - t_start) / 60,
-            "checkpoint": str(kept),
-        }
-        if G.mapping.prior_is_fitted:  # the same generator sampled from N(0, I), for comparison
-            G.mapping.reset_prior()
-            entry["normal_prior"] = rates(judge_generator(G, schema, args.samples, args.seed + 1))
-            by_psi["1.0 N(0,I)"] = entry["normal_prior"]
-        report["evals"].append(entry)
-        for psi, rp in by_psi.items():
-            print(
-                f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  psi {psi}  "
-                f"faithful HGG {rp['faithful_HGG']:.2f}  LGG {rp['faithful_LGG']:.2f}  "
-                f"(tumour present HGG {rp['tumour_HGG']:.2f}, LGG {rp['tumour_LGG']:.2f}; "
-                f"HGG enhancing {rp['HGG_ok_et']:.2f} core {rp['HGG_ok_ncr']:.2f} "
-                f"rim {rp['HGG_ok_rim']:.2f} bright {rp['HGG_bright']:.2f}; "
-                f"LGG with enhancing {rp['LGG_any_et_region']:.2f})",
-                flush=True,
+def judge_untrained(
+    cfg: Config, store: Any, store_path: Path, args: argparse.Namespace, th: JudgeThresholds
+) -> dict[str, float]:
+    """The rates of a freshly initialised generator (seeded with ``train.seed``)."""
+    data = TrainingData(store, cfg, str(store_path))
+    torch.manual_seed(cfg.train.seed)
+    G0 = build_generator(cfg, data.schema, data.size, data.n_modalities).eval()
+    return rates(judge_generator(G0, data.schema, args.samples, args.seed + 1, thresholds=th))
+
+
+def newest_step_checkpoint(run: Path) -> Path:
+    """The run's newest ``step-*.pt``."""
+    return sorted((run / "checkpoints").glob("step-*.pt"))[-1]
+
+
+def train_chunk(
+    cfg: Config, store: Any, run: Path, args: argparse.Namespace, k: int, start_step: int
+) -> None:
+    """Train the ``k``-th of ``--evals`` chunks: ``--minutes / --evals`` minutes, or up to step
+    ``start_step + k+1 / --evals`` of ``--steps`` (``train.steps`` raised, the run resumed)."""
+    resume = k > 0 or args.resume
+    if args.steps is None:
+        chunk = args.minutes / args.evals
+        train(cfg, store, run, resume=resume, max_minutes=chunk, progress=False)
+        return
+    target = start_step + args.steps * (k + 1) // args.evals
+    cfg_k = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=target))
+    train(cfg_k, store, run, resume=resume, max_minutes=None, progress=False)
+
+
+def judge_by_psi(
+    G: Any, schema: Any, meta: dict[str, Any], args: argparse.Namespace, th: JudgeThresholds
+) -> tuple[dict[str, dict[str, float]], list[np.ndarray]]:
+    """Rates at every ``--psi``, and the headline (first) psi's whole-tumour masks."""
+    by_psi, tumours = {}, []
+    for psi in args.psi:
+        by_psi[str(psi)] = rates(
+            judge_generator(
+                G, schema, args.samples, args.seed + 1, psi=psi, w_avg=meta.get("w_avg"),
+                tumours=tumours if psi == args.psi[0] else None, thresholds=th,
             )
+        )  # fmt: skip
+    return by_psi, tumours
+
+
+def evaluate_newest(
+    run: Path,
+    work: Path,
+    args: argparse.Namespace,
+    train_tumours: list[np.ndarray],
+    t_start: float,
+    th: JudgeThresholds,
+) -> dict[str, Any]:
+    """Judge the run's newest checkpoint (kept in ``WORKDIR/evaluated/``): one report entry."""
+    G, schema, _, meta = load_generator(run)
+    ck_path = newest_step_checkpoint(run)
+    ck = load_checkpoint(ck_path)
+    kept = work / "evaluated" / ck_path.name  # the run keeps its last few; these stay
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copy2(ck_path, kept)
+    by_psi, tumours = judge_by_psi(G, schema, meta, args, th)
+    near = nearest_dice(tumours, train_tumours)
+    entry = {
+        "train_minutes": ck["train_state"]["elapsed_s"] / 60,
+        "step": int(ck["step"]),
+        "psi": args.psi[0],
+        "latent_prior": "fitted" if G.mapping.prior_is_fitted else "normal",
+        **by_psi[str(args.psi[0])],
+        "by_psi": by_psi,
+        # each sample's tumour against its closest training tumour (copies score ~1)
+        "nearest_train_dice_median": float(np.median(near)),
+        "nearest_train_dice_p90": float(np.percentile(near, 90)),
+        "wall_minutes": (time.time() - t_start) / 60,
+        "checkpoint": str(kept),
+    }
+    if G.mapping.prior_is_fitted:  # the same generator sampled from N(0, I), for comparison
+        G.mapping.reset_prior()
+        entry["normal_prior"] = rates(
+            judge_generator(G, schema, args.samples, args.seed + 1, thresholds=th)
+        )
+        by_psi["1.0 N(0,I)"] = entry["normal_prior"]
+    return entry
+
+
+def print_entry(entry: dict[str, Any], real_dice_median: float) -> None:
+    """One line per judged psi, then the nearest-training-tumour figure."""
+    for psi, rp in entry["by_psi"].items():
         print(
-            f"{'':6s}      tumours vs their nearest training tumour: median Dice "
-            f"{entry['nearest_train_dice_median']:.2f} (90th percentile "
-            f"{entry['nearest_train_dice_p90']:.2f}; real cases among themselves "
-            f"{report['real']['nearest_train_dice_median']:.2f})",
+            f"{entry['train_minutes']:6.1f} min  step {entry['step']:6d}  psi {psi}  "
+            f"faithful HGG {rp['faithful_HGG']:.2f}  LGG {rp['faithful_LGG']:.2f}  "
+            f"(tumour present HGG {rp['tumour_HGG']:.2f}, LGG {rp['tumour_LGG']:.2f}; "
+            f"HGG enhancing {rp['HGG_ok_et']:.2f} core {rp['HGG_ok_ncr']:.2f} "
+            f"rim {rp['HGG_ok_rim']:.2f} bright {rp['HGG_bright']:.2f}; "
+            f"LGG with enhancing {rp['LGG_any_et_region']:.2f})",
             flush=True,
         )
-        report["validation"] = [
-            {"step": rec["step"], "metric": rec["metric"], "improved": rec["improved"],
-             **{k: rec["metrics"].get(k) for k in ("fd", "kid", "fidelity", "mask")}}
-            for rec in read_records(run)
-        ]  # fmt: skip
-        _write_report(args.out, report, run)  # after every evaluation: a stopped run keeps them
+    print(
+        f"{'':6s}      tumours vs their nearest training tumour: median Dice "
+        f"{entry['nearest_train_dice_median']:.2f} (90th percentile "
+        f"{entry['nearest_train_dice_p90']:.2f}; real cases among themselves "
+        f"{real_dice_median:.2f})",
+        flush=True,
+    )
+
+
+def validation_summary(run: Path) -> list[dict[str, Any]]:
+    """Every validation record's step, metric, improvement and headline metrics."""
+    return [
+        {"step": rec["step"], "metric": rec["metric"], "improved": rec["improved"],
+         **{k: rec["metrics"].get(k) for k in ("fd", "kid", "fidelity", "mask")}}
+        for rec in read_records(run)
+    ]  # fmt: skip
+
+
+def judge_best(run: Path, args: argparse.Namespace, th: JudgeThresholds) -> dict[str, Any] | None:
+    """Judge the run's ``best.pt`` (validation's choice) at the headline psi; None without one."""
     best_path = run / "checkpoints" / "best.pt"
-    if best_path.is_file():  # the checkpoint validation chose (train.val_metric), judged alike
-        G, schema, _, meta = load_generator(best_path)
-        ck = load_checkpoint(best_path)
-        r = rates(judge_generator(G, schema, args.samples, args.seed + 1, psi=args.psi[0],
-                                  w_avg=meta.get("w_avg")))  # fmt: skip
-        report["best_checkpoint"] = {
-            "step": int(ck["step"]),
-            "train_minutes": ck["train_state"]["elapsed_s"] / 60,
-            "val_metric": ck["validation"]["metric"],
-            "val_value": ck["validation"]["value"],
-            "psi": args.psi[0],
-            **r,
-        }
-        print(
-            f"best.pt (validation's choice by {ck['validation']['metric']}): step {int(ck['step'])}"
-            f" ({report['best_checkpoint']['train_minutes']:.1f} min)  faithful HGG "
-            f"{r['faithful_HGG']:.2f}  LGG {r['faithful_LGG']:.2f}",
-            flush=True,
-        )
-        _write_report(args.out, report, run)
-    if args.out:
-        print(f"wrote {args.out}")
+    if not best_path.is_file():
+        return None
+    G, schema, _, meta = load_generator(best_path)
+    ck = load_checkpoint(best_path)
+    r = rates(judge_generator(G, schema, args.samples, args.seed + 1, psi=args.psi[0],
+                              w_avg=meta.get("w_avg"), thresholds=th))  # fmt: skip
+    best = {
+        "step": int(ck["step"]),
+        "train_minutes": ck["train_state"]["elapsed_s"] / 60,
+        "val_metric": ck["validation"]["metric"],
+        "val_value": ck["validation"]["value"],
+        "psi": args.psi[0],
+        **r,
+    }
+    print(
+        f"best.pt (validation's choice by {ck['validation']['metric']}): step {int(ck['step'])}"
+        f" ({best['train_minutes']:.1f} min)  faithful HGG "
+        f"{r['faithful_HGG']:.2f}  LGG {r['faithful_LGG']:.2f}",
+        flush=True,
+    )
+    return best
 
 
-def _write_report(out: Path | None, report: dict[str, Any], run: Path) -> None:
-    """Write the JSON report atomically (a temp file, then a rename)."""
+def write_report(out: Path | None, report: dict[str, Any], run: Path) -> None:
+    """Write the JSON report atomically (NaN as null); nothing without ``--out``."""
     if out is None:
         return
     report["run"] = str(run)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(out)
+    write_json(out, report)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Calibrate on the real cases, then train in ``--evals`` chunks and judge after each."""
+    args = parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-cond-"))
+    work.mkdir(parents=True, exist_ok=True)
+    store_path = args.store or make_store(work, args.cases, args.seed)
+    store = open_store(store_path, split="train")
+    cfg = benchmark_config(args)
+    th = JudgeThresholds.for_grid(store.size)
+    report = new_report(args, store_path)
+    report["real"], train_tumours = calibrate(store, th)
+    print(f"real training cases: {report['real']}")
+    if not args.resume:
+        report["untrained"] = judge_untrained(cfg, store, store_path, args, th)
+        print(f"untrained: {report['untrained']}")
+    run = work / "run"
+    start_step = int(load_checkpoint(newest_step_checkpoint(run))["step"]) if args.resume else 0
+    t_start = time.time()
+    for k in range(args.evals):
+        train_chunk(cfg, store, run, args, k, start_step)
+        entry = evaluate_newest(run, work, args, train_tumours, t_start, th)
+        report["evals"].append(entry)
+        print_entry(entry, report["real"]["nearest_train_dice_median"])
+        report["validation"] = validation_summary(run)
+        write_report(args.out, report, run)  # after every evaluation: a stopped run keeps them
+    best = judge_best(run, args, th)
+    if best is not None:
+        report["best_checkpoint"] = best
+        write_report(args.out, report, run)
+    if args.out:
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -133,7 +133,8 @@ def time_cohort(
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="cube sides")
     parser.add_argument("--n", type=int, default=4, help="volumes per measurement")
@@ -145,7 +146,34 @@ def main() -> None:
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def measure(
+    ckpt: Path, side: int, device: str, params: int, args: argparse.Namespace, tmp: Path
+) -> dict[str, Any]:
+    """Every figure of one grid on one device: forward passes, written cohorts, a condition mean."""
+    run: dict[str, Any] = {"size": side, "device": device, "generator_params": params}
+    run["forward_vol_s"] = time_forward(
+        ckpt, device, args.n, args.batch_size, per_case=device == "cpu"
+    )
+    if device == "cpu":
+        run["forward_batched_vol_s"] = time_forward(ckpt, device, args.n, args.batch_size, False)
+    for space, fmt in (("native", "float32"), ("brats", "int16")):
+        key = f"write_{space}_{fmt}_vol_s"
+        run[key] = time_cohort(ckpt, tmp / f"o-{side}-{device}-{space}", device, args.n,
+                               args.batch_size, space, fmt)  # fmt: skip
+    t0 = time.perf_counter()
+    source = load_source(ckpt, device)
+    cat, cont = SCHEMA.encode({"grade": "LGG"})
+    ConditionMeans(source.G).get(torch.as_tensor(cat), torch.as_tensor(cont))
+    run["condition_mean_s"] = time.perf_counter() - t0
+    return run
+
+
+def main() -> None:
+    """Measure every grid on every device; print a line each and write the JSON file."""
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -170,23 +198,7 @@ def main() -> None:
             ckpt = make_checkpoint(tmp / f"ck{side}", size, brats_like_geometry(geo_dir, size))
             params = sum(p.numel() for p in load_source(ckpt).G.parameters())
             for device in devices:
-                run: dict[str, Any] = {"size": side, "device": device, "generator_params": params}
-                run["forward_vol_s"] = time_forward(
-                    ckpt, device, args.n, args.batch_size, per_case=device == "cpu"
-                )
-                if device == "cpu":
-                    run["forward_batched_vol_s"] = time_forward(
-                        ckpt, device, args.n, args.batch_size, False
-                    )
-                for space, fmt in (("native", "float32"), ("brats", "int16")):
-                    key = f"write_{space}_{fmt}_vol_s"
-                    run[key] = time_cohort(ckpt, tmp / f"o-{side}-{device}-{space}", device, args.n,
-                                           args.batch_size, space, fmt)  # fmt: skip
-                t0 = time.perf_counter()
-                source = load_source(ckpt, device)
-                cat, cont = SCHEMA.encode({"grade": "LGG"})
-                ConditionMeans(source.G).get(torch.as_tensor(cat), torch.as_tensor(cont))
-                run["condition_mean_s"] = time.perf_counter() - t0
+                run = measure(ckpt, side, device, params, args, tmp)
                 results["runs"].append(run)
                 figures = ", ".join(
                     f"{k} {v:.3g}" for k, v in run.items() if k.endswith(("vol_s", "_s"))

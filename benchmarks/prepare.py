@@ -112,7 +112,8 @@ class MemorySampler(threading.Thread):
             self.stop_event.wait(self.interval)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--size", default="128")
@@ -122,20 +123,21 @@ def main() -> None:
         "--workdir", type=Path, default=None, help="keep inputs here (default: a temp folder)"
     )
     parser.add_argument("--out", type=Path, default=Path("prepare-benchmark.json"))
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def timed_build(
+    args: argparse.Namespace, src: Path, store: Path
+) -> tuple[float, float, float, MemorySampler, tuple[float, float, float]]:
+    """Build the store while sampling memory.
+
+    Returns:
+        Wall seconds, CPU seconds of this process and of its children, the sampler, and the
+        load average before.
+    """
+    # here, not at the top: workers started by "spawn" (off Linux) re-import this script and
+    # need no torch
     from gliomagen.data.store import build_store
-
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-bench-"))
-    src = work / "src"
-    t0 = time.perf_counter()
-    for i in range(args.cases):
-        cid = f"BraTS-GLI-{i:05d}-000"
-        if not (src / cid / f"{cid}-seg.nii.gz").exists():
-            write_case(src, cid, seed=i)
-    t_inputs = time.perf_counter() - t0
-    store = work / "store"
-    shutil.rmtree(store, ignore_errors=True)
 
     sampler = MemorySampler()
     sampler.start()
@@ -148,7 +150,25 @@ def main() -> None:
     c1 = os.times()
     sampler.stop_event.set()
     sampler.join()
+    cpu_parent = c1.user - c0.user + c1.system - c0.system
+    cpu_children = c1.children_user - c0.children_user + c1.children_system - c0.children_system
+    return wall, cpu_parent, cpu_children, sampler, load_before
 
+
+def main() -> None:
+    """Write the inputs (kept in ``--workdir``), time one store build, print and write figures."""
+    args = parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gliomagen-bench-"))
+    src = work / "src"
+    t0 = time.perf_counter()
+    for i in range(args.cases):
+        cid = f"BraTS-GLI-{i:05d}-000"
+        if not (src / cid / f"{cid}-seg.nii.gz").exists():
+            write_case(src, cid, seed=i)
+    t_inputs = time.perf_counter() - t0
+    store = work / "store"
+    shutil.rmtree(store, ignore_errors=True)
+    wall, cpu_parent, cpu_children, sampler, load_before = timed_build(args, src, store)
     result = {
         "benchmark": "prepare",
         "cases": args.cases,
@@ -158,10 +178,8 @@ def main() -> None:
         "qc_montages": args.qc,
         "wall_s": round(wall, 2),
         "cases_per_s": round(args.cases / wall, 3),
-        "cpu_s_parent": round(c1.user - c0.user + c1.system - c0.system, 2),
-        "cpu_s_children": round(
-            c1.children_user - c0.children_user + c1.children_system - c0.children_system, 2
-        ),
+        "cpu_s_parent": round(cpu_parent, 2),
+        "cpu_s_children": round(cpu_children, 2),
         "peak_rss_tree_mb": round(sampler.peak_rss_kb / 1024),
         "peak_pss_tree_mb": round(sampler.peak_pss_kb / 1024),
         "peak_rss_main_mb": round(sampler.peak_main_kb / 1024),

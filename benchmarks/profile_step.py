@@ -59,7 +59,8 @@ def conv_kernels(batch: int, c_in: int, c_out: int, side: int) -> dict[str, dict
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -69,12 +70,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--top", type=int, default=20, help="rows per table")
     ap.add_argument("--out", type=Path, help="JSON output")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    return ap.parse_args()
 
-    step = GanStep(bench_config(args.preset, args.size, args.batch), CPU)
-    step()
-    step_s = best_of(step, repeats=2)
+
+def profile_step(step: GanStep) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Profile one step: operators by self time, and the convolutions by input shape."""
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
     ops = prof.key_averages()
@@ -100,6 +100,34 @@ def main() -> None:
         ),
         key=lambda r: -r["ms"],
     )
+    return op_rows, conv_rows
+
+
+def costliest_conv_kernels(conv_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The costliest 3D convolution shape's kernels timed alone (printed); {} without one."""
+    top = next((r for r in conv_rows if r["op"] == "aten::mkldnn_convolution"), None)
+    if top is None or len(top["shapes"]) != 2 or len(top["shapes"][0]) != 5:
+        return {}
+    n, c_in, side = top["shapes"][0][0], top["shapes"][0][1], top["shapes"][0][2]
+    c_out = top["shapes"][1][0]
+    kernels = {"shape": [n, c_in, c_out, side], **conv_kernels(n, c_in, c_out, side)}
+    print(f"costliest conv alone ({c_in}->{c_out} channels, {side}^3, batch {n}), GFLOP/s:")
+    for fmt in ("channels_last", "contiguous"):
+        k = kernels[fmt]
+        print(f"  {fmt:14s} forward {k['forward']:.0f}  input grad {k['input_grad']:.0f}  "
+              f"weight grad {k['weight_grad']:.0f}")  # fmt: skip
+    return kernels
+
+
+def main() -> None:
+    """Time and profile one step, print the tables, time the costliest conv; write JSON."""
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+
+    step = GanStep(bench_config(args.preset, args.size, args.batch), CPU)
+    step()
+    step_s = best_of(step, repeats=2)
+    op_rows, conv_rows = profile_step(step)
     print(f"{args.preset} {args.size}^3 batch {args.batch}, {args.threads} thread(s): "
           f"step {step_s:.2f} s")  # fmt: skip
     print(f"conv share of the step: {sum(r['share'] for r in op_rows if r['op'] in CONV_OPS):.0%}")
@@ -108,17 +136,7 @@ def main() -> None:
     print("convolutions by input shape:")
     for r in conv_rows[: args.top]:
         print(f"  {r['op']:30s} {r['ms']:9.1f} ms {r['share']:6.1%} x{r['calls']} {r['shapes']}")
-    kernels: dict[str, Any] = {}
-    top = next((r for r in conv_rows if r["op"] == "aten::mkldnn_convolution"), None)
-    if top is not None and len(top["shapes"]) == 2 and len(top["shapes"][0]) == 5:
-        n, c_in, side = top["shapes"][0][0], top["shapes"][0][1], top["shapes"][0][2]
-        c_out = top["shapes"][1][0]
-        kernels = {"shape": [n, c_in, c_out, side], **conv_kernels(n, c_in, c_out, side)}
-        print(f"costliest conv alone ({c_in}->{c_out} channels, {side}^3, batch {n}), GFLOP/s:")
-        for fmt in ("channels_last", "contiguous"):
-            k = kernels[fmt]
-            print(f"  {fmt:14s} forward {k['forward']:.0f}  input grad {k['input_grad']:.0f}  "
-                  f"weight grad {k['weight_grad']:.0f}")  # fmt: skip
+    kernels = costliest_conv_kernels(conv_rows)
     if args.out:
         report = {
             "preset": args.preset,

@@ -25,13 +25,15 @@ from typing import Any
 import torch
 
 from gliomagen.data import open_store
+from gliomagen.io.atomic import write_json
 from gliomagen.training import load_generator
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.monitor import RunMonitor
 from gliomagen.training.validation import HIGHER_IS_BETTER, Validator
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -41,14 +43,24 @@ def main() -> None:
     ap.add_argument("--val-samples", type=int, default=64)
     ap.add_argument("--report", type=Path, help="conditioning.py JSON: join its rates by file name")
     ap.add_argument("--out", type=Path, help="JSON output")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    judged: dict[str, dict[str, Any]] = {}
-    if args.report:
-        rep = json.loads(args.report.read_text())
-        judged = {Path(e["checkpoint"]).name: e for e in rep.get("evals", [])}
-        if rep.get("best_checkpoint"):  # the run's best.pt, judged at the end
-            judged["best.pt"] = rep["best_checkpoint"]
+
+def judged_rates(report: Path | None) -> dict[str, dict[str, Any]]:
+    """The conditioning report's entries by checkpoint file name (``best.pt`` included)."""
+    if report is None:
+        return {}
+    rep = json.loads(report.read_text())
+    judged = {Path(e["checkpoint"]).name: e for e in rep.get("evals", [])}
+    if rep.get("best_checkpoint"):  # the run's best.pt, judged at the end
+        judged["best.pt"] = rep["best_checkpoint"]
+    return judged
+
+
+def main() -> None:
+    """Measure every checkpoint with one validator, print a row each and validation's choice."""
+    args = parse_args()
+    judged = judged_rates(args.report)
     store = open_store(args.store, split="train")
     cache = Path(tempfile.mkdtemp(prefix="gliomagen-rank-"))
     validator = None
@@ -85,9 +97,7 @@ def main() -> None:
     best = min(ranked, key=lambda r: sign * r[args.metric]) if ranked else None
     print(f"validation would choose: {best}")
     if args.out:
-        tmp = args.out.with_name(f".{args.out.name}.tmp")
-        tmp.write_text(json.dumps({"metric": args.metric, "rows": rows, "choice": best}, indent=1))
-        tmp.replace(args.out)
+        write_json(args.out, {"metric": args.metric, "rows": rows, "choice": best})
 
 
 if __name__ == "__main__":

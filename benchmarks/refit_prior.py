@@ -14,21 +14,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditioning import judge_generator, rates  # noqa: E402
-
-from gliomagen.data import open_store  # noqa: E402
-from gliomagen.training import load_generator  # noqa: E402
-from gliomagen.training.batches import TrainingData  # noqa: E402
-from gliomagen.training.latent_prior import fit_latent_prior  # noqa: E402
+from gliomagen.data import open_store
+from gliomagen.evaluation.conditioning import JudgeThresholds, judge_generator, rates
+from gliomagen.io.atomic import write_json
+from gliomagen.training import load_generator
+from gliomagen.training.batches import TrainingData
+from gliomagen.training.latent_prior import fit_latent_prior
 
 
 def main() -> None:
@@ -59,7 +55,8 @@ def main() -> None:
         data = TrainingData(store, cfg, str(args.store))
         for k in args.components:
             fit = fit_latent_prior(G, data, torch.device("cpu"), components=k)
-            r = rates(judge_generator(G, schema, args.samples, args.seed + 1))
+            th = JudgeThresholds.for_grid(data.size)  # as conditioning.py: scaled to the grid
+            r = rates(judge_generator(G, schema, args.samples, args.seed + 1, thresholds=th))
             row = {"checkpoint": str(path), "components": k, **fit, **r}
             rows.append(row)
             print(
@@ -69,10 +66,8 @@ def main() -> None:
                 flush=True,
             )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as f:
-            json.dump({"store": str(args.store), "samples_per_grade": args.samples, "rows": rows}, f, indent=1)
-        Path(f.name).replace(args.out)
+        doc = {"store": str(args.store), "samples_per_grade": args.samples, "rows": rows}
+        write_json(args.out, doc)
         print(f"wrote {args.out}")
 
 

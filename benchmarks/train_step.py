@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from gliomagen import MODALITIES
+from gliomagen.config import Config, resolve_config
 from gliomagen.data.conditions import ConditionField, ConditionSchema
+from gliomagen.training import train
 
 
 class RandomStore(torch.utils.data.Dataset):
@@ -72,6 +74,26 @@ class RandomStore(torch.utils.data.Dataset):
         )
 
 
+def step_config(
+    preset: str, device: str, precision: str, steps: int, overrides: list[str]
+) -> Config:
+    """The preset for timing: ``steps`` steps, no checkpoints, samples, logs or mean ``w``."""
+    return resolve_config(
+        preset,
+        overrides=[
+            "data.size=null",
+            f"train.steps={steps}",
+            f"train.device={device}",
+            f"train.precision={precision}",
+            "train.checkpoint_every=100000",
+            "train.sample_every=100000",
+            "train.log_every=100000",
+            "train.w_avg_samples=0",
+            *overrides,
+        ],
+    )
+
+
 def run_one(
     preset: str,
     size: int,
@@ -82,23 +104,7 @@ def run_one(
     overrides: list[str],
 ) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` of one preset at one cubic grid."""
-    from gliomagen.config import resolve_config
-    from gliomagen.training import train
-
-    cfg = resolve_config(
-        preset,
-        overrides=[
-            "data.size=null",
-            f"train.steps={warmup + steps}",
-            f"train.device={device}",
-            f"train.precision={precision}",
-            "train.checkpoint_every=100000",
-            "train.sample_every=100000",
-            "train.log_every=100000",
-            "train.w_avg_samples=0",
-            *overrides,
-        ],
-    )
+    cfg = step_config(preset, device, precision, warmup + steps, overrides)
     stamps: list[float] = []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -138,7 +144,8 @@ def run_one(
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,7 +162,48 @@ def main() -> None:
     ap.add_argument(
         "--one", nargs=4, metavar=("PRESET", "SIZE", "DEVICE", "PRECISION"), help=argparse.SUPPRESS
     )
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def run_job(args: argparse.Namespace, p: str, s: int, d: str, prec: str) -> dict[str, Any]:
+    """One (preset, size, device, precision) in its own subprocess: its result or its error."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        p,
+        str(s),
+        d,
+        prec,
+        "--warmup",
+        str(args.warmup),
+        "--steps",
+        str(args.big_steps if (s >= 64 and d == "cpu") else args.steps),
+    ]
+    for o in args.overrides:
+        cmd += ["--set", o]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
+        return {"preset": p, "size": s, "device": d, "error": tail[0]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_result(res: dict[str, Any], p: str, s: int, d: str) -> None:
+    """One line: throughput and peak memory, or the error."""
+    if "error" in res:
+        print(f"{p:>10} {s:>4}^3 {d:>4}: error {res['error']}")
+    else:
+        gpu = f"  peak GPU {res['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in res else ""
+        print(
+            f"{p:>10} {s:>4}^3 {d:>4} {res['precision']}: {res['volumes_per_s']:.2f} volumes/s "
+            f"({res['steps_per_s']:.2f} steps/s, batch {res['batch']}), peak RSS {res['peak_rss_mb']:.0f} MB{gpu}"
+        )
+
+
+def main() -> None:
+    """Every preset and grid in its own subprocess (``--one``), a line each, then the JSON file."""
+    args = parse_args()
     if args.one:
         p, s, d, prec = args.one
         print(json.dumps(run_one(p, int(s), d, prec, args.warmup, args.steps, args.overrides)))
@@ -165,36 +213,9 @@ def main() -> None:
         jobs += [(p, 128, "cuda", "bf16") for p in ("origin", "small-data") if p in args.presets]
     results = []
     for p, s, d, prec in jobs:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            p,
-            str(s),
-            d,
-            prec,
-            "--warmup",
-            str(args.warmup),
-            "--steps",
-            str(args.big_steps if (s >= 64 and d == "cpu") else args.steps),
-        ]
-        for o in args.overrides:
-            cmd += ["--set", o]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
-        if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
-            res: dict[str, Any] = {"preset": p, "size": s, "device": d, "error": tail[0]}
-        else:
-            res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = run_job(args, p, s, d, prec)
         results.append(res)
-        if "error" in res:
-            print(f"{p:>10} {s:>4}^3 {d:>4}: error {res['error']}")
-        else:
-            gpu = f"  peak GPU {res['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in res else ""
-            print(
-                f"{p:>10} {s:>4}^3 {d:>4} {res['precision']}: {res['volumes_per_s']:.2f} volumes/s "
-                f"({res['steps_per_s']:.2f} steps/s, batch {res['batch']}), peak RSS {res['peak_rss_mb']:.0f} MB{gpu}"
-            )
+        print_result(res, p, s, d)
     if args.out:
         args.out.write_text(
             json.dumps(

@@ -32,6 +32,7 @@ import torch
 from gliomagen.data.phantoms import generate_cohort as phantom_cohort
 from gliomagen.data.store import build_store, open_store
 from gliomagen.evaluation.utility import ARMS, format_table, run_utility
+from gliomagen.generation import generate_cohort
 
 
 def _parse() -> argparse.Namespace:
@@ -85,8 +86,6 @@ def _real_store(work: Path, gli: int, ssa: int, size: int, workers: int) -> Path
 
 def _synthetic(args: argparse.Namespace, work: Path, real: Path) -> tuple[Path, str]:
     if args.checkpoint is not None:
-        from gliomagen.generation import generate_cohort
-
         train = open_store(real, split="train")
         grades = Counter(
             r.get("grade")

@@ -24,15 +24,14 @@ from typing import Any
 import torch
 
 from gliomagen.config import resolve_config
+from gliomagen.data.phantoms import generate_cohort
+from gliomagen.data.store import build_store
 from gliomagen.training import train
 from gliomagen.training.validation import read_records
 
 
 def phantom_store(root: Path, cohorts: dict[str, int], size: int) -> Path:
     """Build a phantom store under ``root`` (about 0.7 s per case at 32^3 on 2 cores)."""
-    from gliomagen.data.phantoms import generate_cohort
-    from gliomagen.data.store import build_store
-
     generate_cohort(root / "cases", cohorts, resolution=2, seed=0, progress=False)
     build_store([root / "cases"], root / "store", labels_csv=root / "cases" / "clinical.csv",
                 size=size, progress=False, qc_cases=0)  # fmt: skip

@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from gliomagen.config import resolve_config
 from gliomagen.data import open_store
@@ -99,7 +102,8 @@ def generated(run: Path, folder: Path, n: int, seed: int) -> tuple[np.ndarray, n
     return np.concatenate(images), np.array(views)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=5.0, help="training wall-clock budget")
     ap.add_argument("--size", type=int, default=64, help="slice side (64 or 32)")
@@ -110,17 +114,12 @@ def main() -> None:
         "--workdir", type=Path, default=None, help="keep phantoms, store, run and slices here"
     )
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    return ap.parse_args()
 
-    tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="view2d-")
-    work = Path(args.workdir or tmp.name)  # type: ignore[union-attr]
-    work.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    start = t0 = time.perf_counter()
+
+def make_store(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> Path:
+    """Phantoms, then the slice store of every view (timed into ``timings``)."""
+    t0 = time.perf_counter()
     cohorts = {k: int(v) for k, v in (p.split("=") for p in args.cohorts.split(","))}
     phantoms = make_phantoms(
         work / "phantoms", cohorts, resolution=2, seed=args.seed, progress=False
@@ -129,26 +128,36 @@ def main() -> None:
     t0 = time.perf_counter()
     store = build_slice_store([phantoms], work / "store", labels_csv=phantoms / "clinical.csv", size=args.size,
                               seed=args.seed, progress=False, qc_cases=2)  # fmt: skip
-    meta = json.loads((store / "meta.json").read_text())
     timings["prepare_s"] = time.perf_counter() - t0
-    print(f"store: {meta['n_slices']} slices {args.size}x{args.size} of {meta['n_cases']} cases; "
-          f"{meta['slices']['per_view']}; cases {meta['case_splits']}")  # fmt: skip
+    return store
 
-    # the judge, trained on real training slices only
+
+def fit_judge(store: Path, results: dict[str, Any], timings: dict[str, float]) -> Any:
+    """The view classifier, trained on real training slices only, scored on held-out ones."""
     t0 = time.perf_counter()
     x_train, y_train = real_slices(store, ("train",))
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=0.1))
     clf.fit(features(x_train), y_train)
     x_held, y_held = real_slices(store, ("val", "test"))
-    results: dict[str, Any] = {"heldout_real": score(clf, x_held, y_held)}
+    results["heldout_real"] = score(clf, x_held, y_held)
     timings["classifier_s"] = time.perf_counter() - t0
     print(
         f"classifier on held-out real slices: {results['heldout_real']['accuracy']:.3f} (n={len(y_held)})"
     )
+    return clf
 
+
+def train_and_judge(
+    args: argparse.Namespace, store: Path, work: Path, clf: Any, results: dict[str, Any],
+    timings: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """Judge slices after one step (the control), train ``--minutes`` more, judge again.
+
+    Returns:
+        The final checkpoint's contents.
+    """
     run = work / "run"
     cfg = resolve_config("small-data-2d", overrides=[*TINY, f"train.seed={args.seed}"])
-    t0 = time.perf_counter()
     train(resolve_config("small-data-2d", overrides=[*TINY, "train.steps=1", f"train.seed={args.seed}"]),
           store, run, progress=False)  # fmt: skip
     x_gen, y_gen = generated(run, work / "generated-step1", args.samples, args.seed)
@@ -162,8 +171,11 @@ def main() -> None:
     x_gen, y_gen = generated(run, work / "generated-final", args.samples, args.seed)
     timings["generate_s"] = time.perf_counter() - t1
     results["generated_final"] = score(clf, x_gen, y_gen)
-    timings["total_s"] = time.perf_counter() - start
-    final = results["generated_final"]
+    return state
+
+
+def print_final(state: dict[str, Any], final: dict[str, Any], timings: dict[str, float]) -> None:
+    """Training length, and the generated slices' accuracy and confusion."""
     print(
         f"trained {state['step']} steps ({state['images_seen']} slices seen) in {timings['train_s'] / 60:.1f} min"
     )
@@ -173,7 +185,14 @@ def main() -> None:
         "confusion (rows requested, columns predicted; axial, coronal, sagittal):",
         final["confusion"],
     )
-    report = {
+
+
+def make_report(
+    args: argparse.Namespace, meta: dict[str, Any], state: dict[str, Any],
+    results: dict[str, Any], timings: dict[str, float],
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON report: settings, store, training, the scores, timings and the machine."""
+    return {
         "benchmark": "view2d",
         "settings": {**vars(args), "workdir": str(args.workdir) if args.workdir else None,
                      "out": str(args.out) if args.out else None, "preset": "small-data-2d", "overrides": TINY,
@@ -187,6 +206,27 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__},
     }  # fmt: skip
+
+
+def main() -> None:
+    """Store, judge, training and generated slices; print the figures and write JSON."""
+    args = parse_args()
+    torch.set_num_threads(1)
+    tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="view2d-")
+    work = Path(args.workdir or tmp.name)  # type: ignore[union-attr]
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    store = make_store(args, work, timings)
+    meta = json.loads((store / "meta.json").read_text())
+    print(f"store: {meta['n_slices']} slices {args.size}x{args.size} of {meta['n_cases']} cases; "
+          f"{meta['slices']['per_view']}; cases {meta['case_splits']}")  # fmt: skip
+    results: dict[str, Any] = {}
+    clf = fit_judge(store, results, timings)
+    state = train_and_judge(args, store, work, clf, results, timings)
+    timings["total_s"] = time.perf_counter() - start
+    print_final(state, results["generated_final"], timings)
+    report = make_report(args, meta, state, results, timings)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")

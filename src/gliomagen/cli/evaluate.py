@@ -9,68 +9,75 @@ import typer
 from gliomagen.cli._common import user_errors
 from gliomagen.errors import GliomagenError
 
+_REAL = typer.Option(
+    ..., "--real", help="Held-out real cases: STORE:split, or STORE (its test split, else val)."
+)
+_SYNTHETIC = typer.Option(
+    ...,
+    "--synthetic",
+    help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store.",
+)
+_OUT = typer.Option(..., "--out", help="Report folder: index.html, metrics.json, figures/.")
+_TRAIN = typer.Option(
+    None,
+    "--train",
+    help="Real training cases, STORE:train (default: the train split of --real's store).",
+)
+_EXTRACTOR = typer.Option(
+    "probe", "--extractor", help="Feature extractor: probe, medicalnet or slices."
+)
+_WEIGHTS = typer.Option(
+    None,
+    "--weights",
+    help="medicalnet: a MedicalNet .pth state_dict (loaded weights_only); slices: a TorchScript 2D network, e.g. an InceptionV3 for 2D FID/KID on slice stores (TorchScript runs code: use only files you trust).",
+)
+_SLICE_SIZE = typer.Option(
+    None,
+    "--slice-size",
+    help="--extractor slices: resize slices to this square side first (e.g. 299 for InceptionV3).",
+)
+_CHECKPOINT = typer.Option(
+    None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
+)
+_RUN = typer.Option(None, "--run", help="Run folder whose training curves go into the report.")
+_BOOTSTRAP = typer.Option(
+    100, "--bootstrap", help="Bootstrap resamples for the confidence intervals."
+)
+_SEED = typer.Option(0, "--seed", help="Seed of every random choice (pairs, bootstrap, probe).")
+_PAIRS = typer.Option(100, "--pairs", help="MS-SSIM pairs per set and condition (diversity).")
+_PROBE_STEPS = typer.Option(300, "--probe-steps", help="Training steps of the probe extractor.")
+_PROBE_SIZE = typer.Option(32, "--probe-size", help="Longest side of the probe's input grid.")
+_RECONSTRUCT = typer.Option(
+    8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."
+)
+_BATCH_SIZE = typer.Option(
+    4, "--batch-size", help="Cases per batch when reading and extracting."
+)
+_DEVICE = typer.Option(
+    "cpu", "--device", help="Where the networks run (features, probe, projection): cpu or cuda."
+)
+_QUIET = typer.Option(False, "--quiet", help="No progress messages.")
+
 
 def evaluate(
-    real: str = typer.Option(
-        ..., "--real", help="Held-out real cases: STORE:split, or STORE (its test split, else val)."
-    ),
-    synthetic: str = typer.Option(
-        ...,
-        "--synthetic",
-        help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store.",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", help="Report folder: index.html, metrics.json, figures/."
-    ),
-    train: str | None = typer.Option(
-        None,
-        "--train",
-        help="Real training cases, STORE:train (default: the train split of --real's store).",
-    ),
-    extractor: str = typer.Option(
-        "probe", "--extractor", help="Feature extractor: probe, medicalnet or slices."
-    ),
-    weights: Path | None = typer.Option(
-        None,
-        "--weights",
-        help="medicalnet: a MedicalNet .pth state_dict (loaded weights_only); slices: a TorchScript 2D network, e.g. an InceptionV3 for 2D FID/KID on slice stores (TorchScript runs code: use only files you trust).",
-    ),
-    slice_size: int | None = typer.Option(
-        None,
-        "--slice-size",
-        help="--extractor slices: resize slices to this square side first (e.g. 299 for InceptionV3).",
-    ),
-    checkpoint: Path | None = typer.Option(
-        None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
-    ),
-    run: Path | None = typer.Option(
-        None, "--run", help="Run folder whose training curves go into the report."
-    ),
-    bootstrap: int = typer.Option(
-        100, "--bootstrap", help="Bootstrap resamples for the confidence intervals."
-    ),
-    seed: int = typer.Option(
-        0, "--seed", help="Seed of every random choice (pairs, bootstrap, probe)."
-    ),
-    pairs: int = typer.Option(
-        100, "--pairs", help="MS-SSIM pairs per set and condition (diversity)."
-    ),
-    probe_steps: int = typer.Option(
-        300, "--probe-steps", help="Training steps of the probe extractor."
-    ),
-    probe_size: int = typer.Option(
-        32, "--probe-size", help="Longest side of the probe's input grid."
-    ),
-    reconstruct: int = typer.Option(
-        8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."
-    ),
-    batch_size: int = typer.Option(
-        4, "--batch-size", help="Cases per batch when reading and extracting."
-    ),
-    device: str = typer.Option(
-        "cpu", "--device", help="Where the networks run (features, probe, projection): cpu or cuda."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress messages."),
+    real: str = _REAL,
+    synthetic: str = _SYNTHETIC,
+    out: Path = _OUT,
+    train: str | None = _TRAIN,
+    extractor: str = _EXTRACTOR,
+    weights: Path | None = _WEIGHTS,
+    slice_size: int | None = _SLICE_SIZE,
+    checkpoint: Path | None = _CHECKPOINT,
+    run: Path | None = _RUN,
+    bootstrap: int = _BOOTSTRAP,
+    seed: int = _SEED,
+    pairs: int = _PAIRS,
+    probe_steps: int = _PROBE_STEPS,
+    probe_size: int = _PROBE_SIZE,
+    reconstruct: int = _RECONSTRUCT,
+    batch_size: int = _BATCH_SIZE,
+    device: str = _DEVICE,
+    quiet: bool = _QUIET,
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
     diversity, memorisation, conditional fidelity, mask and intensity realism; writes an HTML report."""

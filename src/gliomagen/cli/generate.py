@@ -16,57 +16,73 @@ def _command_line() -> str:
     return shlex.join(["gliomagen", *sys.argv[1:]])
 
 
+_CHECKPOINT = typer.Option(..., "--checkpoint", help="Checkpoint written by `gliomagen train`.")
+_GEN_OUT = typer.Option(..., "--out", help="Output folder (new or empty).")
+_N = typer.Option(..., "--n", help="Number of cases.")
+_GEN_CONDITION = typer.Option(
+    [],
+    "--condition",
+    help="name=value for every case; repeat for several fields (e.g. grade=HGG).",
+)
+_CONDITIONS_CSV = typer.Option(
+    None,
+    "--conditions-csv",
+    help="CSV of condition rows with an optional weight column: the cohort follows that mixture.",
+)
+_GEN_TRUNCATION = typer.Option(
+    1.0,
+    "--truncation",
+    help="psi: pull w toward the mean w of each case's condition (1 = none, 0 = the mean).",
+)
+_GEN_SEED = typer.Option(0, "--seed", help="Case i uses seed SEED + i.")
+_BATCH_SIZE = typer.Option(
+    4,
+    "--batch-size",
+    help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases).",
+)
+_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_SPACE = typer.Option(
+    None,
+    "--space",
+    help="brats: 1 mm 240x240x155 grid of the training data (the default in 3D); native: the "
+    "generator's grid (a 2D model writes its slices there).",
+)
+_FORMAT = typer.Option("float32", "--format", help="Image voxel type: float32 or int16.")
+_MIX_SEED = typer.Option(
+    None, "--mix-seed", help="Style mixing: fine styles from seed MIX_SEED + i."
+)
+_MIX_LAYER = typer.Option(
+    None, "--mix-layer", help="Style mixing: first style input taken from --mix-seed."
+)
+_NOISE = typer.Option(
+    "random", "--noise", help="Noise inputs: random (seeded per case), const or none."
+)
+_LATENT_PRIOR = typer.Option(
+    None,
+    "--latent-prior",
+    help="fitted: z from the Gaussian fitted to the encoded training cases (the default for "
+    "models trained with model.latent_prior=fitted); normal: z ~ N(0, I) (the default otherwise).",
+)
+_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+
+
 def generate(
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="Checkpoint written by `gliomagen train`."
-    ),
-    out: Path = typer.Option(..., "--out", help="Output folder (new or empty)."),
-    n: int = typer.Option(..., "--n", help="Number of cases."),
-    condition: list[str] = typer.Option(
-        [],
-        "--condition",
-        help="name=value for every case; repeat for several fields (e.g. grade=HGG).",
-    ),
-    conditions_csv: Path | None = typer.Option(
-        None,
-        "--conditions-csv",
-        help="CSV of condition rows with an optional weight column: the cohort follows that mixture.",
-    ),
-    truncation: float = typer.Option(
-        1.0,
-        "--truncation",
-        help="psi: pull w toward the mean w of each case's condition (1 = none, 0 = the mean).",
-    ),
-    seed: int = typer.Option(0, "--seed", help="Case i uses seed SEED + i."),
-    batch_size: int = typer.Option(
-        4,
-        "--batch-size",
-        help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases).",
-    ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    space: str | None = typer.Option(
-        None,
-        "--space",
-        help="brats: 1 mm 240x240x155 grid of the training data (the default in 3D); native: the "
-        "generator's grid (a 2D model writes its slices there).",
-    ),
-    fmt: str = typer.Option("float32", "--format", help="Image voxel type: float32 or int16."),
-    mix_seed: int | None = typer.Option(
-        None, "--mix-seed", help="Style mixing: fine styles from seed MIX_SEED + i."
-    ),
-    mix_layer: int | None = typer.Option(
-        None, "--mix-layer", help="Style mixing: first style input taken from --mix-seed."
-    ),
-    noise: str = typer.Option(
-        "random", "--noise", help="Noise inputs: random (seeded per case), const or none."
-    ),
-    latent_prior: str | None = typer.Option(
-        None,
-        "--latent-prior",
-        help="fitted: z from the Gaussian fitted to the encoded training cases (the default for "
-        "models trained with model.latent_prior=fitted); normal: z ~ N(0, I) (the default otherwise).",
-    ),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    checkpoint: Path = _CHECKPOINT,
+    out: Path = _GEN_OUT,
+    n: int = _N,
+    condition: list[str] = _GEN_CONDITION,
+    conditions_csv: Path | None = _CONDITIONS_CSV,
+    truncation: float = _GEN_TRUNCATION,
+    seed: int = _GEN_SEED,
+    batch_size: int = _BATCH_SIZE,
+    device: str = _DEVICE,
+    space: str | None = _SPACE,
+    fmt: str = _FORMAT,
+    mix_seed: int | None = _MIX_SEED,
+    mix_layer: int | None = _MIX_LAYER,
+    noise: str = _NOISE,
+    latent_prior: str | None = _LATENT_PRIOR,
+    quiet: bool = _QUIET,
 ) -> None:
     """Generate a synthetic cohort: SYN-xxxxx/SYN-xxxxx-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
 
@@ -74,6 +90,7 @@ def generate(
     modality, the mask and an overlay PNG per slice, and overview.png; --condition view=axial
     picks the view (unset: the views in turn) and position=0..1 the slice (unset: drawn).
     """
+    # torch-heavy: loaded when the command runs
     from gliomagen.generation import generate_cohort
     from gliomagen.generation.plan import split_assignments
 
@@ -112,31 +129,36 @@ def _seed_pair(text: str) -> list[int]:
     return seeds
 
 
+_WALK_OUT = typer.Option(..., "--out", help="Folder for interpolation.png and interpolation.gif.")
+_SEEDS = typer.Option(None, "--seeds", help="Walk between two seeds: A,B.")
+_CONDITIONS = typer.Option(
+    None, "--conditions", help='Walk between two conditions at --seed: "grade=LGG" "grade=HGG".'
+)
+_WALK_CONDITION = typer.Option(
+    [], "--condition", help="name=value held fixed during a --seeds walk."
+)
+_WALK_SEED = typer.Option(0, "--seed", help="Seed of a --conditions walk.")
+_STEPS = typer.Option(8, "--steps", help="Frames, both ends included.")
+_WALK_TRUNCATION = typer.Option(
+    1.0, "--truncation", help="psi toward each end's condition mean."
+)
+_MODALITY = typer.Option("t1c", "--modality", help="Modality shown (t1n, t1c, t2w or t2f).")
+
+
 def interpolate(
-    checkpoint: Path = typer.Option(
-        ..., "--checkpoint", help="Checkpoint written by `gliomagen train`."
-    ),
-    out: Path = typer.Option(
-        ..., "--out", help="Folder for interpolation.png and interpolation.gif."
-    ),
-    seeds: str | None = typer.Option(None, "--seeds", help="Walk between two seeds: A,B."),
-    conditions: tuple[str, str] | None = typer.Option(
-        None, "--conditions", help='Walk between two conditions at --seed: "grade=LGG" "grade=HGG".'
-    ),
-    condition: list[str] = typer.Option(
-        [], "--condition", help="name=value held fixed during a --seeds walk."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of a --conditions walk."),
-    steps: int = typer.Option(8, "--steps", help="Frames, both ends included."),
-    truncation: float = typer.Option(
-        1.0, "--truncation", help="psi toward each end's condition mean."
-    ),
-    modality: str = typer.Option(
-        "t1c", "--modality", help="Modality shown (t1n, t1c, t2w or t2f)."
-    ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    checkpoint: Path = _CHECKPOINT,
+    out: Path = _WALK_OUT,
+    seeds: str | None = _SEEDS,
+    conditions: tuple[str, str] | None = _CONDITIONS,
+    condition: list[str] = _WALK_CONDITION,
+    seed: int = _WALK_SEED,
+    steps: int = _STEPS,
+    truncation: float = _WALK_TRUNCATION,
+    modality: str = _MODALITY,
+    device: str = _DEVICE,
 ) -> None:
     """Interpolate in w between two seeds or two conditions: a PNG strip and an animated GIF."""
+    # torch-heavy: loaded when the command runs
     from gliomagen.generation.interpolate import interpolate as run
     from gliomagen.generation.plan import split_assignments
 

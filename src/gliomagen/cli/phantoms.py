@@ -24,6 +24,7 @@ def phantoms(
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
 ) -> None:
     """Write a labelled, BraTS-like phantom cohort (no download): GLI and a shifted, scarce SSA cohort."""
+    # scipy-heavy (about 1 s): loaded when the command runs, not at every CLI start
     from gliomagen.data.phantoms import generate_cohort, parse_cohorts
 
     sizes = parse_cohorts(cohorts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -17,92 +18,111 @@ def register(app: typer.Typer) -> None:
     app.command("inspect")(inspect)
 
 
+_SOURCES = typer.Argument(
+    ...,
+    help="BraTS folders (2018-2024 layouts) and/or manifest CSVs (case_id,t1n,t1c,t2w,t2f[,seg],labels...).",
+)
+_OUT = typer.Option(
+    ..., "--out", "-o", help="Store folder to create (an existing store there is replaced)."
+)
+_LABELS = typer.Option(
+    None, "--labels", help="CSV with case_id and label columns, joined by case id."
+)
+_SIZE = typer.Option(
+    None,
+    "--size",
+    help="Grid: one number (cube) or three, e.g. 96,112,96 (default 128). With --slices: the "
+    "side of the square slices (default 256).",
+)
+_SLICES = typer.Option(
+    False,
+    "--slices",
+    help="Make a 2D slice store: the cases on a cubic grid of side --size, cut into axial, "
+    "coronal and sagittal slices (every modality and the mask); the conditions gain view and "
+    "position (0..1 along the view's axis); the split is by case.",
+)
+_VIEWS = typer.Option(
+    None, "--views", help="With --slices: views to cut, e.g. axial,sagittal (default: all three)."
+)
+_MIN_BRAIN_FRACTION = typer.Option(
+    None,
+    "--min-brain-fraction",
+    help="With --slices: leave out slices whose brain covers less than this fraction of the "
+    "slice (default 0.1; slices without brain are always left out).",
+)
+_SLICE_STEP = typer.Option(
+    None, "--slice-step", help="With --slices: keep every N-th slice of each view (default 1)."
+)
+_SKIP_BAD = typer.Option(
+    False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
+)
+_WORKERS = typer.Option(1, "--workers", "-j", help="Cases prepared in parallel (processes).")
+_SEED = typer.Option(0, "--seed", help="Seed of the train/val/test split.")
+_LABEL_TYPE = typer.Option(
+    [],
+    "--label-type",
+    help="Override an inferred label type: NAME=categorical|continuous|ignore (repeatable).",
+)
+_QC = typer.Option(8, "--qc", help="Number of cases drawn as QC montages in STORE/qc/.")
+_NORMALIZE = typer.Option(
+    "percentile",
+    "--normalize",
+    help="Intensity standardisation inside the brain, per modality, to [-1, 1] (background -1): "
+    "percentile (0.5/99.5 percentiles -> -1/1, the default); zscore (mean/sd of the brain, "
+    "+-3 sd -> [-1, 1], clipped); nyul (Nyul-Udupa histogram standardisation: landmarks at the "
+    "0.5, 10, 20..90, 99.5 percentiles learnt on the training split, applied piecewise-linearly "
+    "to every case, saved in meta.json).",
+)
+_NYUL_FROM = typer.Option(
+    None,
+    "--nyul-from",
+    help="With --normalize nyul: reuse the landmarks of this store instead of learning new ones.",
+)
+_BIAS_CORRECTION = typer.Option(
+    False,
+    "--bias-correction",
+    help="N4 bias-field correction (SimpleITK) of each image before standardisation; costs "
+    "about 20 s per modality of a 1 mm case at --n4-shrink 4.",
+)
+_N4_SHRINK = typer.Option(
+    4,
+    "--n4-shrink",
+    help="N4 fits the field on the image shrunk by this factor per axis (1..16; smaller is slower).",
+)
+_DENOISE = typer.Option(
+    False,
+    "--denoise",
+    help="Non-local means denoising (scikit-image) of each image before standardisation, h from "
+    "the estimated noise sigma; about 20-30 s per modality of a 1 mm case.",
+)
+_DENOISE_STRENGTH = typer.Option(
+    0.8,
+    "--denoise-strength",
+    help="Non-local means h = strength x estimated noise sigma (0..5].",
+)
+
+
 @user_errors
 def prepare(
-    sources: list[Path] = typer.Argument(
-        ...,
-        help="BraTS folders (2018-2024 layouts) and/or manifest CSVs (case_id,t1n,t1c,t2w,t2f[,seg],labels...).",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Store folder to create (an existing store there is replaced)."
-    ),
-    labels: Path | None = typer.Option(
-        None, "--labels", help="CSV with case_id and label columns, joined by case id."
-    ),
-    size: str | None = typer.Option(
-        None,
-        "--size",
-        help="Grid: one number (cube) or three, e.g. 96,112,96 (default 128). With --slices: the "
-        "side of the square slices (default 256).",
-    ),
-    slices: bool = typer.Option(
-        False,
-        "--slices",
-        help="Make a 2D slice store: the cases on a cubic grid of side --size, cut into axial, "
-        "coronal and sagittal slices (every modality and the mask); the conditions gain view and "
-        "position (0..1 along the view's axis); the split is by case.",
-    ),
-    views: str | None = typer.Option(
-        None, "--views", help="With --slices: views to cut, e.g. axial,sagittal (default: all three)."
-    ),
-    min_brain_fraction: float | None = typer.Option(
-        None,
-        "--min-brain-fraction",
-        help="With --slices: leave out slices whose brain covers less than this fraction of the "
-        "slice (default 0.1; slices without brain are always left out).",
-    ),
-    slice_step: int | None = typer.Option(
-        None, "--slice-step", help="With --slices: keep every N-th slice of each view (default 1)."
-    ),
-    skip_bad: bool = typer.Option(
-        False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
-    ),
-    workers: int = typer.Option(
-        1, "--workers", "-j", help="Cases prepared in parallel (processes)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the train/val/test split."),
-    label_type: list[str] = typer.Option(
-        [],
-        "--label-type",
-        help="Override an inferred label type: NAME=categorical|continuous|ignore (repeatable).",
-    ),
-    qc: int = typer.Option(8, "--qc", help="Number of cases drawn as QC montages in STORE/qc/."),
-    normalize: str = typer.Option(
-        "percentile",
-        "--normalize",
-        help="Intensity standardisation inside the brain, per modality, to [-1, 1] (background -1): "
-        "percentile (0.5/99.5 percentiles -> -1/1, the default); zscore (mean/sd of the brain, "
-        "+-3 sd -> [-1, 1], clipped); nyul (Nyul-Udupa histogram standardisation: landmarks at the "
-        "0.5, 10, 20..90, 99.5 percentiles learnt on the training split, applied piecewise-linearly "
-        "to every case, saved in meta.json).",
-    ),
-    nyul_from: Path | None = typer.Option(
-        None,
-        "--nyul-from",
-        help="With --normalize nyul: reuse the landmarks of this store instead of learning new ones.",
-    ),
-    bias_correction: bool = typer.Option(
-        False,
-        "--bias-correction",
-        help="N4 bias-field correction (SimpleITK) of each image before standardisation; costs "
-        "about 20 s per modality of a 1 mm case at --n4-shrink 4.",
-    ),
-    n4_shrink: int = typer.Option(
-        4,
-        "--n4-shrink",
-        help="N4 fits the field on the image shrunk by this factor per axis (1..16; smaller is slower).",
-    ),
-    denoise: bool = typer.Option(
-        False,
-        "--denoise",
-        help="Non-local means denoising (scikit-image) of each image before standardisation, h from "
-        "the estimated noise sigma; about 20-30 s per modality of a 1 mm case.",
-    ),
-    denoise_strength: float = typer.Option(
-        0.8,
-        "--denoise-strength",
-        help="Non-local means h = strength x estimated noise sigma (0..5].",
-    ),
+    sources: list[Path] = _SOURCES,
+    out: Path = _OUT,
+    labels: Path | None = _LABELS,
+    size: str | None = _SIZE,
+    slices: bool = _SLICES,
+    views: str | None = _VIEWS,
+    min_brain_fraction: float | None = _MIN_BRAIN_FRACTION,
+    slice_step: int | None = _SLICE_STEP,
+    skip_bad: bool = _SKIP_BAD,
+    workers: int = _WORKERS,
+    seed: int = _SEED,
+    label_type: list[str] = _LABEL_TYPE,
+    qc: int = _QC,
+    normalize: str = _NORMALIZE,
+    nyul_from: Path | None = _NYUL_FROM,
+    bias_correction: bool = _BIAS_CORRECTION,
+    n4_shrink: int = _N4_SHRINK,
+    denoise: bool = _DENOISE,
+    denoise_strength: float = _DENOISE_STRENGTH,
 ) -> None:
     """Preprocess BraTS cases into a memory-mapped training store.
 
@@ -110,50 +130,53 @@ def prepare(
     resampling), in that order, then standardisation; all options are recorded in
     STORE/meta.json ("preprocessing"), and changing one rebuilds the store.
     """
+    # numpy (about 0.2 s): loaded when the command runs, not at every CLI start
     from gliomagen.data.restoration import DenoiseOptions, N4Options
-    from gliomagen.data.store import build_store
 
     n4_options = N4Options(shrink=n4_shrink)  # checked even when off: a bad value is a typo
     nlm_options = DenoiseOptions(strength=denoise_strength)
-    n4 = n4_options if bias_correction else False
-    nlm = nlm_options if denoise else False
-    slice_options = {"--views": views, "--min-brain-fraction": min_brain_fraction, "--slice-step": slice_step}
+    common: dict[str, Any] = {
+        "labels_csv": labels, "skip_bad": skip_bad, "workers": workers, "seed": seed,
+        "label_types": label_type, "qc_cases": qc, "normalize": normalize,
+        "bias_correction": n4_options if bias_correction else False,
+        "denoise": nlm_options if denoise else False, "nyul_from": nyul_from,
+    }  # fmt: skip
     if slices:
-        from gliomagen.data.slices import (
-            DEFAULT_MIN_BRAIN_FRACTION,
-            DEFAULT_SLICE_SIZE,
-            VIEWS,
-            build_slice_store,
-        )
+        path = _build_slices(sources, out, size, views, min_brain_fraction, slice_step, common)
+    else:
+        slice_options = {"--views": views, "--min-brain-fraction": min_brain_fraction, "--slice-step": slice_step}
+        given = [name for name, value in slice_options.items() if value is not None]
+        if given:
+            raise GliomagenError(f"{given[0]}: only with --slices")
+        from gliomagen.data.store import build_store  # torch-heavy: loaded when the command runs
 
-        path = build_slice_store(
-            sources, out, size=size or DEFAULT_SLICE_SIZE, views=views or VIEWS,
-            min_brain_fraction=DEFAULT_MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction,
-            slice_step=1 if slice_step is None else slice_step, labels_csv=labels,
-            skip_bad=skip_bad, workers=workers, seed=seed, label_types=label_type, qc_cases=qc,
-            normalize=normalize, bias_correction=n4, denoise=nlm, nyul_from=nyul_from,
-        )  # fmt: skip
-        _summary(path, show_cases=0)
-        return
-    given = [name for name, value in slice_options.items() if value is not None]
-    if given:
-        raise GliomagenError(f"{given[0]}: only with --slices")
-    path = build_store(
-        sources,
-        out,
-        labels_csv=labels,
-        size=size or "128",
-        skip_bad=skip_bad,
-        workers=workers,
-        seed=seed,
-        label_types=label_type,
-        qc_cases=qc,
-        normalize=normalize,
-        bias_correction=n4,
-        denoise=nlm,
-        nyul_from=nyul_from,
-    )
+        path = build_store(sources, out, size=size or "128", **common)
     _summary(path, show_cases=0)
+
+
+def _build_slices(
+    sources: list[Path],
+    out: Path,
+    size: str | None,
+    views: str | None,
+    min_brain_fraction: float | None,
+    slice_step: int | None,
+    common: dict[str, Any],
+) -> Path:
+    """``prepare --slices``: the slice store, with the slice options' defaults filled in."""
+    # torch-heavy: loaded when the command runs
+    from gliomagen.data.slices import (
+        DEFAULT_MIN_BRAIN_FRACTION,
+        DEFAULT_SLICE_SIZE,
+        VIEWS,
+        build_slice_store,
+    )
+
+    return build_slice_store(
+        sources, out, size=size or DEFAULT_SLICE_SIZE, views=views or VIEWS,
+        min_brain_fraction=DEFAULT_MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction,
+        slice_step=1 if slice_step is None else slice_step, **common,
+    )  # fmt: skip
 
 
 @user_errors
@@ -166,7 +189,8 @@ def inspect(
 
 
 def _summary(path: Path, show_cases: int | None) -> None:
-    from gliomagen.data.store import open_store
+    """Print what a store holds: size, grid, splits, label counts and (some) cases."""
+    from gliomagen.data.store import open_store  # torch-heavy: loaded when the command runs
 
     ds = open_store(path)
     meta = ds.meta

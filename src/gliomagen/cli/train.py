@@ -12,83 +12,100 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.config import Config, apply_overrides, from_dict, load_yaml, resolve_config
+from gliomagen.errors import GliomagenError
+
+_STORE = typer.Argument(
+    ...,
+    help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`).",
+)
+_RUN = typer.Option(
+    ...,
+    "--run",
+    "--run-dir",
+    help="Run folder (config, log, TensorBoard, samples, checkpoints). Under torchrun write "
+    "--run-dir (torchrun's own parser takes --run for its --run-path).",
+)
+_PRESET = typer.Option(
+    None,
+    "--preset",
+    help="origin | small-data | demo-cpu | origin-2d | small-data-2d (2D slice stores) "
+    "(default: small-data, or the run's own on --resume).",
+)
+_CONFIG = typer.Option(None, "--config", help="YAML file of overrides ({section: {key: value}}).")
+_SET = typer.Option(
+    [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
+)
+_RESUME = typer.Option(False, "--resume", help="Continue from the run's newest checkpoint.")
+_MAX_MINUTES = typer.Option(
+    None,
+    "--max-minutes",
+    min=0.0,
+    help="Wall-clock budget; checkpoints and stops when spent.",
+)
+_DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available).")
+_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``train`` command to ``app``."""
+    app.command("train")(user_errors(train_cmd))
 
-    @app.command("train")
-    @user_errors
-    def train_cmd(
-        store: Path = typer.Argument(
-            ...,
-            help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`).",
-        ),
-        run: Path = typer.Option(
-            ...,
-            "--run",
-            "--run-dir",
-            help="Run folder (config, log, TensorBoard, samples, checkpoints). Under torchrun write "
-            "--run-dir (torchrun's own parser takes --run for its --run-path).",
-        ),
-        preset: str = typer.Option(
-            None,
-            "--preset",
-            help="origin | small-data | demo-cpu | origin-2d | small-data-2d (2D slice stores) "
-            "(default: small-data, or the run's own on --resume).",
-        ),
-        config: Path = typer.Option(
-            None, "--config", help="YAML file of overrides ({section: {key: value}})."
-        ),
-        set_: list[str] = typer.Option(
-            [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
-        ),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue from the run's newest checkpoint."
-        ),
-        max_minutes: float = typer.Option(
-            None,
-            "--max-minutes",
-            min=0.0,
-            help="Wall-clock budget; checkpoints and stops when spent.",
-        ),
-        device: str = typer.Option(
-            None, "--device", help="cpu | cuda (default: cuda when available)."
-        ),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-    ) -> None:
-        """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`).
 
-        With validation on (train.val_every > 0; on in the origin and small-data presets) it also
-        writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
-        memorisation); the reason is printed at the end.
-        """
-        from gliomagen.config import apply_overrides, from_dict, load_yaml, resolve_config
-        from gliomagen.errors import GliomagenError
-        from gliomagen.training import train
+def train_cmd(
+    store: Path = _STORE,
+    run: Path = _RUN,
+    preset: str = _PRESET,
+    config: Path = _CONFIG,
+    set_: list[str] = _SET,
+    resume: bool = _RESUME,
+    max_minutes: float = _MAX_MINUTES,
+    device: str = _DEVICE,
+    quiet: bool = _QUIET,
+) -> None:
+    """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`).
 
-        overrides = list(set_)
-        if device is not None:
-            if device not in ("cpu", "cuda"):
-                raise GliomagenError(f"--device {device!r}: expected cpu or cuda")
-            overrides.append(f"train.device={device}")
-        saved = run / "config.yaml"
-        if resume and preset is None and config is None and saved.is_file():
-            cfg = from_dict(load_yaml(saved), source=str(saved))  # the run's own configuration
-            apply_overrides(cfg, overrides)
-            cfg.validate()
-        else:
-            cfg = resolve_config(preset, config, overrides)
-        if not store.exists():
-            raise GliomagenError(f"{store}: store folder not found")
-        ckpt = train(cfg, store, run, resume=resume, max_minutes=max_minutes, progress=not quiet)
-        if str(ckpt) not in ("", "."):
-            typer.echo(f"checkpoint: {ckpt}")
-            _report_validation(run, ckpt)
+    With validation on (train.val_every > 0; on in the origin and small-data presets) it also
+    writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
+    memorisation); the reason is printed at the end.
+    """
+    from gliomagen.training import train  # torch-heavy: loaded when the command runs
+
+    cfg = _run_config(run, preset, config, list(set_), resume, device)
+    if not store.exists():
+        raise GliomagenError(f"{store}: store folder not found")
+    ckpt = train(cfg, store, run, resume=resume, max_minutes=max_minutes, progress=not quiet)
+    if str(ckpt) not in ("", "."):
+        typer.echo(f"checkpoint: {ckpt}")
+        _report_validation(run, ckpt)
+
+
+def _run_config(
+    run: Path,
+    preset: str | None,
+    config: Path | None,
+    overrides: list[str],
+    resume: bool,
+    device: str | None,
+) -> Config:
+    """The configuration to train with: the preset and overrides, or on ``--resume`` with
+    neither ``--preset`` nor ``--config`` the run's own ``config.yaml`` with the overrides."""
+    if device is not None:
+        if device not in ("cpu", "cuda"):
+            raise GliomagenError(f"--device {device!r}: expected cpu or cuda")
+        overrides.append(f"train.device={device}")
+    saved = run / "config.yaml"
+    if resume and preset is None and config is None and saved.is_file():
+        cfg = from_dict(load_yaml(saved), source=str(saved))  # the run's own configuration
+        apply_overrides(cfg, overrides)
+        cfg.validate()
+        return cfg
+    return resolve_config(preset, config, overrides)
 
 
 def _report_validation(run: Path, ckpt: Path) -> None:
     """Print the best checkpoint and, when validation stopped the run, why."""
+    # torch-heavy: loaded when the command runs
     from gliomagen.training.checkpoint import BEST_NAME, CHECKPOINT_DIR
     from gliomagen.training.validation import read_records
 
