@@ -43,8 +43,8 @@ from gliomagen.generation.cohort import synthesize
 from gliomagen.generation.plan import encode_plan
 from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
 from gliomagen.generation.source import load_source
+from gliomagen.io.checkpoint import FORMAT_VERSION, save_checkpoint
 from gliomagen.models import build_generator
-from gliomagen.training.checkpoint import FORMAT_VERSION, save_checkpoint
 
 SCHEMA = ConditionSchema(
     [

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
+from gliomagen.io.checkpoint import list_checkpoints
 from gliomagen.training import load_checkpoint, load_generator, losses, train
-from gliomagen.training.checkpoint import list_checkpoints
 
 
 def test_run_folder_and_generator_round_trip(tmp_path: Path, fake_store, tiny_cfg) -> None:  # noqa: ANN001

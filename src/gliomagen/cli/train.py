@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
 def _report_validation(run: Path, ckpt: Path) -> None:
     """Print the best checkpoint and, when validation stopped the run, why."""
-    from gliomagen.training.checkpoint import BEST_NAME, CHECKPOINT_DIR
+    from gliomagen.io.checkpoint import BEST_NAME, CHECKPOINT_DIR
     from gliomagen.training.validation import read_records
 
     records = read_records(run)

@@ -28,7 +28,7 @@ W_MEAN_SAMPLES = 64
 
 def _load(checkpoint: str | os.PathLike[str], device: torch.device) -> tuple[Any, Any]:
     try:
-        from gliomagen.training.checkpoint import load_generator
+        from gliomagen.models.loading import load_generator
     except ImportError as exc:
         raise GliomagenError(
             f"--checkpoint {checkpoint}: generator code is not available ({exc})"

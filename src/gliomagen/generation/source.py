@@ -1,6 +1,6 @@
 """The generator a cohort comes from: a checkpoint loaded and checked, with its checksum.
 
-Loading goes through :func:`gliomagen.training.checkpoint.load_generator` (``torch.load`` with
+Loading goes through :func:`gliomagen.models.loading.load_generator` (``torch.load`` with
 ``weights_only=True``: a checkpoint from a stranger cannot run code). Any failure becomes one
 :class:`GliomagenError` line naming the file.
 """
@@ -72,7 +72,8 @@ def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> G
     Raises:
         GliomagenError: the file is missing or is not a gliomagen checkpoint.
     """
-    from gliomagen.training.checkpoint import load_generator, resolve_checkpoint
+    from gliomagen.io.checkpoint import resolve_checkpoint
+    from gliomagen.models.loading import load_generator
 
     given = Path(checkpoint)
     if not given.exists():

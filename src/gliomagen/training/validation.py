@@ -424,7 +424,7 @@ class Validator:
         """
         if not self.enabled or not self.due(step):
             return None
-        from gliomagen.training.checkpoint import save_best
+        from gliomagen.io.checkpoint import save_best
 
         t0 = time.time()
         setup_s = None
