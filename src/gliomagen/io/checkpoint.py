@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import numpy as np
 import torch
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -88,15 +88,8 @@ def save_best(state: dict[str, Any], run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
