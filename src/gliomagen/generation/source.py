@@ -17,6 +17,7 @@ from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.writer import file_sha256
+from gliomagen.io.device import resolve_device
 
 
 @dataclass
@@ -47,19 +48,6 @@ class GeneratorSource:
     @property
     def device(self) -> torch.device:
         return next(self.G.parameters()).device
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch device, checked: ``cuda`` without a GPU is a user error."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise GliomagenError(f"--device {device!r}: not a device (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GliomagenError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise GliomagenError(f"--device {device}: only cpu and cuda are supported")
-    return dev
 
 
 def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> GeneratorSource:
