@@ -12,14 +12,15 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 import numpy as np
 
 from gliomagen.evaluation import segmentation as seg
+from gliomagen.io.atomic import atomic_path, write_text
 
 if TYPE_CHECKING:
     from gliomagen.evaluation.utility import ArmPlan, BenchmarkData, CaseRef
@@ -203,7 +204,7 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def _plot(report: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy; and the Agg backend must be chosen before pyplot is imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -231,10 +232,11 @@ def _plot(report: Mapping[str, Any], path: Path) -> None:
     )
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 _HTML = """<!doctype html>
@@ -273,19 +275,11 @@ Regions: WT = {1,2,3}, TC = {1,3}, ET = {3}.</p>
 """
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
     """Write ``utility.json``, ``utility.png`` and a self-contained ``index.html`` into ``out``."""
-    import jinja2
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "utility.json", json.dumps(report, indent=1, allow_nan=True))
+    write_text(out / "utility.json", json.dumps(report, indent=1, allow_nan=True))
     _plot(report, out / "utility.png")
     real = report["realism"]
     rows = [("real held-out", real["real_heldout"])]
@@ -310,4 +304,4 @@ def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
             png=base64.b64encode((out / "utility.png").read_bytes()).decode("ascii"),
         )
     )
-    _atomic_text(out / "index.html", html)
+    write_text(out / "index.html", html)

@@ -27,10 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +56,7 @@ from gliomagen.generation.writer import (
     write_clinical,
     write_manifest,
 )
+from gliomagen.io.atomic import atomic_dir
 
 OVERVIEW_PER_VIEW = 8
 
@@ -125,8 +123,7 @@ def write_slice_case(
     from PIL import Image
 
     final = Path(out) / cid
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}.", suffix=".tmp", dir=out))
-    try:
+    with atomic_dir(final) as tmp:
         for c, mod in enumerate(modalities):
             nib.save(
                 nifti(np.ascontiguousarray(images[c]), affine), str(tmp / f"{cid}-{mod}.nii.gz")
@@ -140,11 +137,6 @@ def write_slice_case(
         gap = np.zeros((panels[0].shape[0], 2, 3), np.uint8)
         strip = np.concatenate([p for q in panels for p in (q, gap)][:-1], axis=1)
         Image.fromarray(strip).save(tmp / f"{cid}-overlay.png")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
