@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from gliomagen import __version__
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import (
     apply_brain,
@@ -32,16 +30,13 @@ from gliomagen.generation.intensity import (
     scale_to_range,
     scanner_ranges,
 )
+from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import (
-    MEAN_SAMPLES,
-    MEAN_SEED,
-    ConditionMeans,
-    case_seeds,
-    case_ws,
-)
-from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
+from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
+from gliomagen.generation.slices2d import generate_slices, is_slice_source
+from gliomagen.generation.source import load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
+from gliomagen.generation.synthesis import synthesize
 from gliomagen.generation.writer import (
     case_id,
     prepare_out_dir,
@@ -90,44 +85,6 @@ def check_options(
         raise GliomagenError(f"noise mode {noise_mode!r}: must be one of {', '.join(NOISE_MODES)}")
 
 
-def synthesize(
-    source: GeneratorSource,
-    ws: torch.Tensor,
-    noise_mode: str = "random",
-    seeds: Sequence[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the synthesis network: ``ws [B, num_ws, w_dim]`` -> ``(images, logits)`` as float32 numpy ``[B, 4, *S]``.
-
-    With ``noise_mode="random"`` and case ``seeds``, each case's noise comes from its own generator
-    (seeded by :func:`noise_seed`), so it does not depend on the batch. On the CPU the cases run
-    one at a time (``--batch-size`` then only sets how many are generated between writes).
-    """
-    G, device = source.G, source.device
-    ws = ws.to(device)
-    noise = [noise_seed(s) for s in seeds] if noise_mode == "random" and seeds is not None else None
-    # On the CPU one case at a time: batched kernels round differently for different batch
-    # sizes, so this is what makes a case's bytes depend on its seed alone (not on --batch-size,
-    # --n or its place in the batch). It costs CPU throughput (benchmarks/generate.py).
-    groups = (
-        [[i] for i in range(ws.shape[0])] if device.type == "cpu" else [list(range(ws.shape[0]))]
-    )
-    images, logits = [], []
-    with torch.no_grad():
-        for g in groups:
-            kwargs: dict[str, Any] = {"noise_mode": noise_mode}
-            if noise is not None:
-                kwargs["noise_seeds"] = [noise[i] for i in g]
-            im, lg = G.synthesis(ws[g[0] : g[-1] + 1], **kwargs)
-            images.append(im.float().cpu().numpy())
-            logits.append(lg.float().cpu().numpy())
-    return np.concatenate(images), np.concatenate(logits)
-
-
-def noise_seed(case_seed: int) -> int:
-    """Seed of a case's noise inputs: derived from, but not equal to, the seed of its ``z``."""
-    return int(np.random.SeedSequence([int(case_seed), 1]).generate_state(1)[0])
-
-
 def finish_case(
     images: np.ndarray,
     logits: np.ndarray,
@@ -157,55 +114,6 @@ def finish_case(
     seg_g = grid.labels(seg)
     seg_g[~brain_g] = 0
     return apply_brain(scaled, brain_g, fmt), seg_g
-
-
-def _manifest(
-    source: GeneratorSource,
-    *,
-    n: int,
-    seeds: list[int],
-    mix: tuple[int, int] | None,
-    truncation: float,
-    space: str,
-    fmt: str,
-    noise_mode: str,
-    grid: OutputGrid,
-    ranges: Sequence[tuple[float, float]],
-    requested: Any,
-    command_line: str,
-) -> dict[str, Any]:
-    return {
-        "format_version": 1,
-        "gliomagen_version": __version__,
-        "torch_version": torch.__version__.split("+")[0],
-        "command_line": command_line,
-        "checkpoint": {"path": str(source.path), "sha256": source.sha256},
-        "n_cases": n,
-        "case_ids": [case_id(i) for i in range(n)],
-        "seeds": seeds,
-        "mix": None
-        if mix is None
-        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], n)},
-        "truncation": {
-            "psi": float(truncation),
-            "center": "per-condition mean w",
-            "mean_samples": MEAN_SAMPLES,
-            "mean_seed": MEAN_SEED,
-        },
-        "noise_mode": noise_mode,
-        # z ~ N(0, I), or moved onto the Gaussian (mixture) fitted to the encoded training cases
-        "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
-        "latent_prior_components": source.G.mapping.prior_components,
-        "conditions_requested": requested,
-        "space": space,
-        "shape": list(grid.shape),
-        "spacing_mm": [float(s) for s in grid.spacing],
-        "affine": np.asarray(grid.affine).round(6).tolist(),
-        "format": fmt,
-        "modalities": source.modalities,
-        "intensity_ranges": {m: list(r) for m, r in zip(source.modalities, ranges, strict=True)},
-        "mask_labels": {"0": "background", "1": "NCR", "2": "ED", "3": "ET"},
-    }
 
 
 def generate_cohort(
@@ -263,8 +171,6 @@ def generate_cohort(
     source = load_source(checkpoint, device)
     select_latent_prior(source, latent_prior)
     cmd = command_line if command_line is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    from gliomagen.generation.slices2d import generate_slices, is_slice_source
-
     if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (gliomagen.generation.slices2d)
         if space == "brats":
             raise GliomagenError("--space brats: a 2D model writes slices on its own grid; use --space native")
@@ -319,7 +225,7 @@ def generate_cohort(
     requested = requested_conditions(conditions, conditions_csv)
     write_manifest(
         out_dir,
-        _manifest(
+        cohort_manifest(
             source,
             n=n,
             seeds=seeds,

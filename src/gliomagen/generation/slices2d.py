@@ -34,9 +34,11 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from gliomagen.data.conditions import ConditionSchema, infer_kind, is_missing
+from gliomagen.data.preprocess import grid_affine
 from gliomagen.data.slices import grey_u8, grid_png, slice_affine, slice_rgb, to_display
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import (
@@ -46,13 +48,17 @@ from gliomagen.generation.intensity import (
     scale_to_range,
     scanner_ranges,
 )
+from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
 from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
 from gliomagen.generation.source import GeneratorSource
+from gliomagen.generation.space import OutputGrid, native_affine
+from gliomagen.generation.synthesis import synthesize
 from gliomagen.generation.writer import (
     case_id,
     nifti,
     prepare_out_dir,
+    requested_conditions,
     write_clinical,
     write_manifest,
 )
@@ -91,11 +97,7 @@ def _volume_affine(meta: Mapping[str, Any], side: int) -> np.ndarray:
     """Affine of the cubic grid the training slices were cut from (its template geometry)."""
     geometry = meta.get("template_geometry")
     if geometry and [int(s) for s in geometry.get("size", [])] == [side] * 3:
-        from gliomagen.data.preprocess import grid_affine
-
         return np.asarray(grid_affine(geometry), dtype=np.float64)
-    from gliomagen.generation.space import native_affine
-
     spacing = (list(meta.get("spacing_mm") or []) + [1.0, 1.0, 1.0])[:3]
     return native_affine([side] * 3, spacing)
 
@@ -120,8 +122,6 @@ def write_slice_case(
         affine: the slice's ``[4, 4]`` affine.
         modalities: channel names.
     """
-    from PIL import Image
-
     final = Path(out) / cid
     with atomic_dir(final) as tmp:
         for c, mod in enumerate(modalities):
@@ -160,9 +160,6 @@ def generate_slices(
     Arguments are those of :func:`gliomagen.generation.cohort.generate_cohort` (already checked
     there), with ``mix`` as a ``(seed, layer)`` pair.
     """
-    from gliomagen.generation.cohort import _manifest, synthesize
-    from gliomagen.generation.space import OutputGrid
-
     seeds = case_seeds(seed, n)
     plan = plan_slices(
         source.schema, seeds, conditions, Path(conditions_csv) if conditions_csv else None
@@ -210,11 +207,9 @@ def generate_slices(
         grid_png(list(overview.values()), out_dir / "overview.png", row_labels=list(overview),
                  title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
     write_clinical(out_dir, rows, source.schema.names)
-    from gliomagen.generation.writer import requested_conditions
-
     requested = requested_conditions(conditions, conditions_csv)
     grid = OutputGrid("native", (side, side), volume_affine)  # type: ignore[arg-type]
-    manifest = _manifest(
+    manifest = cohort_manifest(
         source, n=n, seeds=seeds, mix=mix, truncation=truncation, space="native", fmt=fmt,
         noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=command_line,
     )  # fmt: skip

@@ -17,7 +17,9 @@ from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.writer import file_sha256
+from gliomagen.io.checkpoint import resolve_checkpoint
 from gliomagen.io.device import resolve_device
+from gliomagen.models.loading import load_generator
 
 
 @dataclass
@@ -60,9 +62,6 @@ def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> G
     Raises:
         GliomagenError: the file is missing or is not a gliomagen checkpoint.
     """
-    from gliomagen.io.checkpoint import resolve_checkpoint
-    from gliomagen.models.loading import load_generator
-
     given = Path(checkpoint)
     if not given.exists():
         raise GliomagenError(f"--checkpoint {given}: file not found")
@@ -108,4 +107,3 @@ def select_latent_prior(source: GeneratorSource, choice: str | None) -> str:
             "(trained without model.latent_prior=fitted)"
         )
     return "fitted" if mapping.prior_is_fitted else "normal"
-
