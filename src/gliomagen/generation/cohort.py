@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,14 @@ from gliomagen.generation.intensity import (
 )
 from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
+from gliomagen.generation.sampling import case_seeds
 from gliomagen.generation.slices2d import generate_slices, is_slice_source
-from gliomagen.generation.source import load_source, select_latent_prior
+from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
-from gliomagen.generation.synthesis import synthesize
+from gliomagen.generation.synthesis import synthesize_batches
 from gliomagen.generation.writer import (
     case_id,
+    clinical_row,
     prepare_out_dir,
     requested_conditions,
     write_case,
@@ -170,10 +171,12 @@ def generate_cohort(
     check_options(n, truncation, seed, batch_size, space or "native", fmt, noise_mode)
     source = load_source(checkpoint, device)
     select_latent_prior(source, latent_prior)
-    cmd = command_line if command_line is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (gliomagen.generation.slices2d)
+    cmd = command_line if command_line is not None else _this_command_line()
+    if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (generation.slices2d)
         if space == "brats":
-            raise GliomagenError("--space brats: a 2D model writes slices on its own grid; use --space native")
+            raise GliomagenError(
+                "--space brats: a 2D model writes slices on its own grid; use --space native"
+            )
         return generate_slices(
             source, out, int(n), conditions, conditions_csv, truncation, seed, batch_size, fmt,
             check_mix(mix, source.G.num_ws), progress, noise_mode, cmd,
@@ -183,61 +186,64 @@ def generate_cohort(
         source.schema, int(n), conditions, Path(conditions_csv) if conditions_csv else None
     )
     cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
-    G = source.G
-    mix_pair = check_mix(mix, G.num_ws)
+    mix_pair = check_mix(mix, source.G.num_ws)
     grid = output_grid(source.meta, space)
     ranges = scanner_ranges(source.modalities, source.meta)
     out_dir = prepare_out_dir(Path(out))
 
     seeds = case_seeds(seed, n)
     mix_seeds = case_seeds(mix_pair[0], n) if mix_pair else None
-    means = ConditionMeans(G) if truncation != 1.0 else None
+    batches = synthesize_batches(
+        source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
+        mix_seeds=mix_seeds, mix_layer=mix_pair[1] if mix_pair else None, noise_mode=noise_mode,
+    )  # fmt: skip
+    rows = _write_cases(
+        out_dir, source, batches, plan, seeds, mix_seeds, grid, ranges, fmt, progress
+    )
+    write_clinical(out_dir, rows, source.schema.names)
+    requested = requested_conditions(conditions, conditions_csv)
+    manifest = cohort_manifest(
+        source, n=n, seeds=seeds, mix=mix_pair, truncation=truncation, space=space, fmt=fmt,
+        noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=cmd,
+    )  # fmt: skip
+    write_manifest(out_dir, manifest)
+    return out_dir
+
+
+def _this_command_line() -> str:
+    """This process's command line as a shell would take it (program name without its folder)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def _write_cases(
+    out_dir: Path,
+    source: GeneratorSource,
+    batches: Iterable[tuple[list[int], np.ndarray, np.ndarray]],
+    plan: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    mix_seeds: Sequence[int] | None,
+    grid: OutputGrid,
+    ranges: Sequence[tuple[float, float]],
+    fmt: str,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Finish and write each generated case as it comes (:func:`finish_case`, ``write_case``).
+
+    Returns:
+        The ``clinical.csv`` rows of the cases, in order.
+    """
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=n, unit="case", desc="generate", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(seeds), unit="case", desc="generate", disable=not progress, file=sys.stderr
+    )
     try:
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            ws = case_ws(
-                G,
-                [seeds[i] for i in idx],
-                cat[idx],
-                cont[idx],
-                psi=float(truncation),
-                means=means,
-                mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None,
-                mix_layer=mix_pair[1] if mix_pair else None,
-            )  # [b, num_ws, w_dim]
-            images, logits = synthesize(
-                source, ws, noise_mode, [seeds[i] for i in idx]
-            )  # [b, 4, *S] each
+        for idx, images, logits in batches:  # [b, 4, *S] each
             for j, i in enumerate(idx):
                 vols, seg = finish_case(images[j], logits[j], grid, ranges, fmt)
                 write_case(out_dir, case_id(i), vols, seg, grid.affine, source.modalities)
-                row: dict[str, Any] = {"case_id": case_id(i), "seed": seeds[i]}
-                if mix_seeds:
-                    row["mix_seed"] = mix_seeds[i]
-                rows.append({**row, **plan[i]})
+                rows.append(clinical_row(i, seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
                 bar.update(1)
             del images, logits
     finally:
         bar.close()
-    write_clinical(out_dir, rows, source.schema.names)
-    requested = requested_conditions(conditions, conditions_csv)
-    write_manifest(
-        out_dir,
-        cohort_manifest(
-            source,
-            n=n,
-            seeds=seeds,
-            mix=mix_pair,
-            truncation=truncation,
-            space=space,
-            fmt=fmt,
-            noise_mode=noise_mode,
-            grid=grid,
-            ranges=ranges,
-            requested=requested,
-            command_line=cmd,
-        ),
-    )
-    return out_dir
+    return rows

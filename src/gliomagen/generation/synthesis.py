@@ -1,17 +1,19 @@
 """The synthesis network on a batch of per-layer latents, with each case's noise from its own seed.
 
 Shared by the 3D cohort (:mod:`gliomagen.generation.cohort`) and the 2D slices
-(:mod:`gliomagen.generation.slices2d`).
+(:mod:`gliomagen.generation.slices2d`): :func:`synthesize_batches` yields a cohort's network
+output ``batch_size`` cases at a time, so memory is bounded by one batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from gliomagen.generation.sampling import ConditionMeans, case_ws
 from gliomagen.generation.source import GeneratorSource
 
 
@@ -51,3 +53,42 @@ def synthesize(
 def noise_seed(case_seed: int) -> int:
     """Seed of a case's noise inputs: derived from, but not equal to, the seed of its ``z``."""
     return int(np.random.SeedSequence([int(case_seed), 1]).generate_state(1)[0])
+
+
+def synthesize_batches(
+    source: GeneratorSource,
+    seeds: Sequence[int],
+    cat: np.ndarray,
+    cont: np.ndarray,
+    *,
+    truncation: float = 1.0,
+    batch_size: int = 4,
+    mix_seeds: Sequence[int] | None = None,
+    mix_layer: int | None = None,
+    noise_mode: str = "random",
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """The network output of a cohort, ``batch_size`` cases at a time.
+
+    Case ``i`` gets the styles of ``seeds[i]`` under its encoded conditions ``cat[i]``,
+    ``cont[i]`` (truncated toward its condition's mean ``w``; from ``mix_layer`` on, those of
+    ``mix_seeds[i]``) and the noise of its seed (:func:`synthesize`).
+
+    Yields:
+        ``(indices, images, logits)``: the batch's case indices and float32 ``[b, C, *S]``,
+        ``[b, 4, *S]``; the generator keeps no reference to the arrays it yields.
+    """
+    means = ConditionMeans(source.G) if truncation != 1.0 else None
+    n = len(seeds)
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        ws = case_ws(
+            source.G,
+            [seeds[i] for i in idx],
+            cat[idx],
+            cont[idx],
+            psi=float(truncation),
+            means=means,
+            mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None,
+            mix_layer=mix_layer,
+        )  # [b, num_ws, w_dim]
+        yield (idx, *synthesize(source, ws, noise_mode, [seeds[i] for i in idx]))

@@ -137,6 +137,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def clinical_row(
+    index: int, seed: int, mix_seed: int | None, conditions: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``clinical.csv`` row of case ``index``: id, seed, mix seed (when mixing), conditions."""
+    row: dict[str, Any] = {"case_id": case_id(index), "seed": seed}
+    if mix_seed is not None:
+        row["mix_seed"] = mix_seed
+    return {**row, **conditions}
+
+
 def write_clinical(out: Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Path:
     """``clinical.csv``: one row per case, columns ``case_id, seed, [mix_seed,] *fields``.
 
