@@ -93,6 +93,19 @@ def _dice_groups(per_case: Mapping[str, Mapping[str, float]], ids: Sequence[str]
     return {r: seg.mean_std([per_case[c][r] for c in ids]) for r in seg.REGIONS}
 
 
+CONVENTIONS: dict[str, str] = {
+    "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
+    "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
+    "both empty -> 0.0; one empty -> the volume diagonal in mm",
+    "std": "over seeds of the per-seed mean over held-out cases (ddof=1; 0.0 for one seed)",
+    "paired": "arm minus real per (seed, case); two-sided Wilcoxon signed-rank (scipy); "
+    "pairs of one case under several seeds are not independent",
+    "realism": "real-only segmenter on each image vs its own mask; per case mean over seeds; "
+    "mean/std over cases",
+}
+"""How the report's numbers are defined (``conventions`` of ``utility.json``, with the regions)."""
+
+
 def assemble_report(
     config: Mapping[str, Any],
     data: BenchmarkData,
@@ -111,25 +124,62 @@ def assemble_report(
     }
     realism: dict[str, Any] = {"real_heldout": _dice_groups(real_dice, held_ids)}
     if syn_dice:
-        syn_ids = [c.case_id for c in data.pools["synthetic"]]
-        per_case = {
-            c: {r: float(np.mean([syn_dice[s][c][r] for s in seeds])) for r in seg.REGIONS}
-            for c in syn_ids
-        }
-        conds = synthetic_conditions(data.pools["synthetic"], clinical_csv)
-        by: dict[str, dict[str, Any]] = {}
-        for col in sorted({k for d in conds.values() for k in d}):
-            groups: dict[str, list[str]] = {}
-            for cid in syn_ids:
-                if col in conds[cid]:
-                    groups.setdefault(conds[cid][col], []).append(cid)
-            by[col] = {val: _dice_groups(per_case, ids) for val, ids in sorted(groups.items())}
-        realism["synthetic"] = {
-            "all": _dice_groups(per_case, syn_ids),
-            "by_condition": by,
-            "per_case": per_case,
-            "conditions": conds,
-        }
+        realism["synthetic"] = _synthetic_realism(data, syn_dice, seeds, clinical_csv)
+    paired = {
+        a: seg.paired_vs_baseline({s: results[a][s]["per_case"] for s in seeds}, base)
+        for a in results
+        if a != "real"
+    }
+    return {
+        "config": dict(config),
+        "conventions": {"regions": {k: list(v) for k, v in seg.REGIONS.items()}, **CONVENTIONS},
+        "cases": {
+            "real_train": [c.case_id for c in data.pools["real"]],
+            "large_train": [c.case_id for c in data.pools["large"]],
+            "synthetic": [c.case_id for c in data.pools["synthetic"]],
+            "heldout": held_ids,
+        },
+        "arms": _arm_summaries(data, plans, results, seeds),
+        "paired_vs_real": paired,
+        "realism": realism,
+    }
+
+
+def _synthetic_realism(
+    data: BenchmarkData,
+    syn_dice: Mapping[int, Mapping[str, Mapping[str, float]]],
+    seeds: list[int],
+    clinical_csv: Path | None,
+) -> dict[str, Any]:
+    """The real-only segmenter's Dice on the synthetic cases: all, by condition, per case."""
+    syn_ids = [c.case_id for c in data.pools["synthetic"]]
+    per_case = {
+        c: {r: float(np.mean([syn_dice[s][c][r] for s in seeds])) for r in seg.REGIONS}
+        for c in syn_ids
+    }
+    conds = synthetic_conditions(data.pools["synthetic"], clinical_csv)
+    by: dict[str, dict[str, Any]] = {}
+    for col in sorted({k for d in conds.values() for k in d}):
+        groups: dict[str, list[str]] = {}
+        for cid in syn_ids:
+            if col in conds[cid]:
+                groups.setdefault(conds[cid][col], []).append(cid)
+        by[col] = {val: _dice_groups(per_case, ids) for val, ids in sorted(groups.items())}
+    return {
+        "all": _dice_groups(per_case, syn_ids),
+        "by_condition": by,
+        "per_case": per_case,
+        "conditions": conds,
+    }
+
+
+def _arm_summaries(
+    data: BenchmarkData,
+    plans: Mapping[str, ArmPlan],
+    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    seeds: list[int],
+) -> dict[str, Any]:
+    """Per arm: its training composition, pool sizes, the summary over seeds and every seed."""
     arms: dict[str, Any] = {}
     for a, per_seed in results.items():
         plan = plans[a]
@@ -139,34 +189,7 @@ def assemble_report(
             "summary": seg.summarise_seeds([per_seed[s]["mean"] for s in seeds]),
             "seeds": {str(s): dict(per_seed[s]) for s in seeds},
         }
-    paired = {
-        a: seg.paired_vs_baseline({s: results[a][s]["per_case"] for s in seeds}, base)
-        for a in results
-        if a != "real"
-    }
-    return {
-        "config": dict(config),
-        "conventions": {
-            "regions": {k: list(v) for k, v in seg.REGIONS.items()},
-            "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
-            "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
-            "both empty -> 0.0; one empty -> the volume diagonal in mm",
-            "std": "over seeds of the per-seed mean over held-out cases (ddof=1; 0.0 for one seed)",
-            "paired": "arm minus real per (seed, case); two-sided Wilcoxon signed-rank (scipy); "
-            "pairs of one case under several seeds are not independent",
-            "realism": "real-only segmenter on each image vs its own mask; per case mean over seeds; "
-            "mean/std over cases",
-        },
-        "cases": {
-            "real_train": [c.case_id for c in data.pools["real"]],
-            "large_train": [c.case_id for c in data.pools["large"]],
-            "synthetic": [c.case_id for c in data.pools["synthetic"]],
-            "heldout": held_ids,
-        },
-        "arms": arms,
-        "paired_vs_real": paired,
-        "realism": realism,
-    }
+    return arms
 
 
 def format_table(report: Mapping[str, Any]) -> str:
