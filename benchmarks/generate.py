@@ -39,12 +39,12 @@ from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.data.layouts import CaseRecord
 from gliomagen.data.preprocess import prepare_case, template_geometry
 from gliomagen.generation import generate_cohort
-from gliomagen.generation.cohort import synthesize
 from gliomagen.generation.plan import encode_plan
 from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
 from gliomagen.generation.source import load_source
+from gliomagen.generation.synthesis import synthesize
+from gliomagen.io.checkpoint import FORMAT_VERSION, save_checkpoint
 from gliomagen.models import build_generator
-from gliomagen.training.checkpoint import FORMAT_VERSION, save_checkpoint
 
 SCHEMA = ConditionSchema(
     [

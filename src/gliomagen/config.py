@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any, Literal
 import yaml
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import write_text
 
 LossKind = Literal["lsgan", "nonsaturating", "hinge", "wgan-gp"]
 StyleKind = Literal["adain", "modulated"]
@@ -464,14 +464,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def dump_yaml(cfg: Config, path: str | os.PathLike[str]) -> Path:
-    """Write the configuration as YAML atomically (temp file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(to_dict(cfg), fh, sort_keys=False)
-    os.replace(tmp, p)
-    return p
+    """Write the configuration as YAML atomically (:func:`gliomagen.io.atomic.write_text`)."""
+    return write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def resolve_config(

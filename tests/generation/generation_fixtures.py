@@ -13,8 +13,8 @@ import torch
 from gliomagen import MODALITIES
 from gliomagen.config import Config, preset, to_dict
 from gliomagen.data.conditions import ConditionField, ConditionSchema
+from gliomagen.io.checkpoint import FORMAT_VERSION, save_checkpoint
 from gliomagen.models import Generator, build_generator
-from gliomagen.training.checkpoint import FORMAT_VERSION, save_checkpoint
 
 SIZE = (16, 16, 16)
 REF_SHAPE = (40, 44, 30)
@@ -93,7 +93,7 @@ def store_meta(
 def save_tiny_checkpoint(
     run_dir: Path, G: Generator, schema: ConditionSchema, meta: dict[str, Any]
 ) -> Path:
-    """A real checkpoint (``gliomagen.training.checkpoint.save_checkpoint``) of a tiny generator."""
+    """A real checkpoint (``gliomagen.io.checkpoint.save_checkpoint``) of a tiny generator."""
     state = {
         "format_version": FORMAT_VERSION,
         "step": 0,

@@ -15,7 +15,7 @@ from slices2d_helpers import SIDE, run_cli
 from gliomagen.data.preprocess import grid_affine
 from gliomagen.data.slices import VIEW_AXIS, slice_affine
 from gliomagen.generation.slices2d import plan_slices, read_slice_cohort
-from gliomagen.training.checkpoint import load_generator
+from gliomagen.models.loading import load_generator
 
 
 def _clinical(folder: Path) -> list[dict[str, str]]:

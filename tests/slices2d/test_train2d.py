@@ -12,9 +12,10 @@ from slices2d_helpers import SIDE, run_cli, tiny_2d
 from gliomagen.config import check_store_size, preset, resolve_config
 from gliomagen.data import open_store
 from gliomagen.errors import GliomagenError
+from gliomagen.io.checkpoint import load_checkpoint
 from gliomagen.models import build_generator
+from gliomagen.models.loading import load_generator
 from gliomagen.training import train
-from gliomagen.training.checkpoint import load_checkpoint, load_generator
 
 
 def test_a_slice_store_trains_with_small_data_2d(run2d: Path, slice_store: Path) -> None:

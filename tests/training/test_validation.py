@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from gliomagen.cli import app
 from gliomagen.errors import GliomagenError
+from gliomagen.io.checkpoint import list_checkpoints
 from gliomagen.training import load_checkpoint, load_generator, train, validation
-from gliomagen.training.checkpoint import list_checkpoints
 
 # cheap validation for tests: a 20-step probe, 6 samples
 VAL = {"val_samples": 6, "val_batch_size": 3, "val_pairs": 6, "val_probe_steps": 20}

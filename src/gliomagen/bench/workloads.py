@@ -8,7 +8,7 @@ presets start with ADA's p = 0), the EMA update, the loop's non-finite guard and
 (``small-data``) runs every ``loss.r1_interval`` = 16 steps; the timed steps are steps without it
 (one R1 step is timed separately and reported as ``r1_step_s``).
 
-Generation goes through :func:`gliomagen.generation.cohort.synthesize`, the path
+Generation goes through :func:`gliomagen.generation.synthesis.synthesize`, the path
 ``gliomagen generate`` takes: styles from the case seeds, the synthesis network per case on the
 CPU (batched on a GPU), all modalities and the mask logits copied to host memory.
 """
@@ -183,8 +183,8 @@ class Generation:
 
     def __call__(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Generate ``n`` (default ``batch``) new cases (new seeds every call)."""
-        from gliomagen.generation.cohort import synthesize
         from gliomagen.generation.sampling import case_seeds, case_ws
+        from gliomagen.generation.synthesis import synthesize
 
         n = self.batch if n is None else int(n)
         seeds = case_seeds(1000 * self.calls, n)

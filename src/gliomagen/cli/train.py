@@ -106,7 +106,7 @@ def _run_config(
 def _report_validation(run: Path, ckpt: Path) -> None:
     """Print the best checkpoint and, when validation stopped the run, why."""
     # torch-heavy: loaded when the command runs
-    from gliomagen.training.checkpoint import BEST_NAME, CHECKPOINT_DIR
+    from gliomagen.io.checkpoint import BEST_NAME, CHECKPOINT_DIR
     from gliomagen.training.validation import read_records
 
     records = read_records(run)

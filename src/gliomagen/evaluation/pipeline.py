@@ -27,6 +27,7 @@ from gliomagen.evaluation.distances import distance_summary
 from gliomagen.evaluation.features import build_extractor
 from gliomagen.evaluation.inputs import held_out_split, resolve, split_spec
 from gliomagen.evaluation.probe import ProbeOptions
+from gliomagen.io.device import resolve_device
 from gliomagen.report.files import clean_json, write_bytes, write_json
 
 METRICS_FORMAT = 1
@@ -260,8 +261,6 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise GliomagenError(f"--out {out}: exists and is not a folder")
     cache = Path(cache_dir) if cache_dir else None
-    from gliomagen.generation.source import resolve_device
-
     dev = resolve_device(device)
     real_set, train_set, syn_set = resolve_sets(real, synthetic, train, cache, progress)
     say(f"real: {real_set.name} ({len(real_set)} cases); train: {train_set.name} ({len(train_set)}); "

@@ -39,7 +39,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_path
 
 PROBE_FORMAT = 2
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
@@ -341,15 +341,8 @@ def train_probe(
 
 
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_or_train_probe(

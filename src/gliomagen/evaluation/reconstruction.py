@@ -21,18 +21,13 @@ import torch.nn.functional as F
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cases import NO_MASK, CaseSet
 from gliomagen.evaluation.similarity import brain_mask, ms_ssim, mse, psnr, ssim
+from gliomagen.models.loading import load_generator
 
 MASK_WEIGHT = 0.1
 W_MEAN_SAMPLES = 64
 
 
 def _load(checkpoint: str | os.PathLike[str], device: torch.device) -> tuple[Any, Any]:
-    try:
-        from gliomagen.training.checkpoint import load_generator
-    except ImportError as exc:
-        raise GliomagenError(
-            f"--checkpoint {checkpoint}: generator code is not available ({exc})"
-        ) from None
     G, schema, _config, _meta = load_generator(checkpoint, device=device)
     for attr in ("mapping", "synthesis", "num_ws", "w_dim", "z_dim"):
         if not hasattr(G, attr):

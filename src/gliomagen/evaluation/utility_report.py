@@ -12,14 +12,15 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 import numpy as np
 
 from gliomagen.evaluation import segmentation as seg
+from gliomagen.io.atomic import atomic_path, write_text
 
 if TYPE_CHECKING:
     from gliomagen.evaluation.utility import ArmPlan, BenchmarkData, CaseRef
@@ -92,6 +93,19 @@ def _dice_groups(per_case: Mapping[str, Mapping[str, float]], ids: Sequence[str]
     return {r: seg.mean_std([per_case[c][r] for c in ids]) for r in seg.REGIONS}
 
 
+CONVENTIONS: dict[str, str] = {
+    "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
+    "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
+    "both empty -> 0.0; one empty -> the volume diagonal in mm",
+    "std": "over seeds of the per-seed mean over held-out cases (ddof=1; 0.0 for one seed)",
+    "paired": "arm minus real per (seed, case); two-sided Wilcoxon signed-rank (scipy); "
+    "pairs of one case under several seeds are not independent",
+    "realism": "real-only segmenter on each image vs its own mask; per case mean over seeds; "
+    "mean/std over cases",
+}
+"""How the report's numbers are defined (``conventions`` of ``utility.json``, with the regions)."""
+
+
 def assemble_report(
     config: Mapping[str, Any],
     data: BenchmarkData,
@@ -110,25 +124,62 @@ def assemble_report(
     }
     realism: dict[str, Any] = {"real_heldout": _dice_groups(real_dice, held_ids)}
     if syn_dice:
-        syn_ids = [c.case_id for c in data.pools["synthetic"]]
-        per_case = {
-            c: {r: float(np.mean([syn_dice[s][c][r] for s in seeds])) for r in seg.REGIONS}
-            for c in syn_ids
-        }
-        conds = synthetic_conditions(data.pools["synthetic"], clinical_csv)
-        by: dict[str, dict[str, Any]] = {}
-        for col in sorted({k for d in conds.values() for k in d}):
-            groups: dict[str, list[str]] = {}
-            for cid in syn_ids:
-                if col in conds[cid]:
-                    groups.setdefault(conds[cid][col], []).append(cid)
-            by[col] = {val: _dice_groups(per_case, ids) for val, ids in sorted(groups.items())}
-        realism["synthetic"] = {
-            "all": _dice_groups(per_case, syn_ids),
-            "by_condition": by,
-            "per_case": per_case,
-            "conditions": conds,
-        }
+        realism["synthetic"] = _synthetic_realism(data, syn_dice, seeds, clinical_csv)
+    paired = {
+        a: seg.paired_vs_baseline({s: results[a][s]["per_case"] for s in seeds}, base)
+        for a in results
+        if a != "real"
+    }
+    return {
+        "config": dict(config),
+        "conventions": {"regions": {k: list(v) for k, v in seg.REGIONS.items()}, **CONVENTIONS},
+        "cases": {
+            "real_train": [c.case_id for c in data.pools["real"]],
+            "large_train": [c.case_id for c in data.pools["large"]],
+            "synthetic": [c.case_id for c in data.pools["synthetic"]],
+            "heldout": held_ids,
+        },
+        "arms": _arm_summaries(data, plans, results, seeds),
+        "paired_vs_real": paired,
+        "realism": realism,
+    }
+
+
+def _synthetic_realism(
+    data: BenchmarkData,
+    syn_dice: Mapping[int, Mapping[str, Mapping[str, float]]],
+    seeds: list[int],
+    clinical_csv: Path | None,
+) -> dict[str, Any]:
+    """The real-only segmenter's Dice on the synthetic cases: all, by condition, per case."""
+    syn_ids = [c.case_id for c in data.pools["synthetic"]]
+    per_case = {
+        c: {r: float(np.mean([syn_dice[s][c][r] for s in seeds])) for r in seg.REGIONS}
+        for c in syn_ids
+    }
+    conds = synthetic_conditions(data.pools["synthetic"], clinical_csv)
+    by: dict[str, dict[str, Any]] = {}
+    for col in sorted({k for d in conds.values() for k in d}):
+        groups: dict[str, list[str]] = {}
+        for cid in syn_ids:
+            if col in conds[cid]:
+                groups.setdefault(conds[cid][col], []).append(cid)
+        by[col] = {val: _dice_groups(per_case, ids) for val, ids in sorted(groups.items())}
+    return {
+        "all": _dice_groups(per_case, syn_ids),
+        "by_condition": by,
+        "per_case": per_case,
+        "conditions": conds,
+    }
+
+
+def _arm_summaries(
+    data: BenchmarkData,
+    plans: Mapping[str, ArmPlan],
+    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
+    seeds: list[int],
+) -> dict[str, Any]:
+    """Per arm: its training composition, pool sizes, the summary over seeds and every seed."""
     arms: dict[str, Any] = {}
     for a, per_seed in results.items():
         plan = plans[a]
@@ -138,34 +189,7 @@ def assemble_report(
             "summary": seg.summarise_seeds([per_seed[s]["mean"] for s in seeds]),
             "seeds": {str(s): dict(per_seed[s]) for s in seeds},
         }
-    paired = {
-        a: seg.paired_vs_baseline({s: results[a][s]["per_case"] for s in seeds}, base)
-        for a in results
-        if a != "real"
-    }
-    return {
-        "config": dict(config),
-        "conventions": {
-            "regions": {k: list(v) for k, v in seg.REGIONS.items()},
-            "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
-            "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
-            "both empty -> 0.0; one empty -> the volume diagonal in mm",
-            "std": "over seeds of the per-seed mean over held-out cases (ddof=1; 0.0 for one seed)",
-            "paired": "arm minus real per (seed, case); two-sided Wilcoxon signed-rank (scipy); "
-            "pairs of one case under several seeds are not independent",
-            "realism": "real-only segmenter on each image vs its own mask; per case mean over seeds; "
-            "mean/std over cases",
-        },
-        "cases": {
-            "real_train": [c.case_id for c in data.pools["real"]],
-            "large_train": [c.case_id for c in data.pools["large"]],
-            "synthetic": [c.case_id for c in data.pools["synthetic"]],
-            "heldout": held_ids,
-        },
-        "arms": arms,
-        "paired_vs_real": paired,
-        "realism": realism,
-    }
+    return arms
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -203,7 +227,7 @@ def format_table(report: Mapping[str, Any]) -> str:
 
 
 def _plot(report: Mapping[str, Any], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy; and the Agg backend must be chosen before pyplot is imported
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -231,10 +255,11 @@ def _plot(report: Mapping[str, Any], path: Path) -> None:
     )
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 _HTML = """<!doctype html>
@@ -273,19 +298,11 @@ Regions: WT = {1,2,3}, TC = {1,3}, ET = {3}.</p>
 """
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
     """Write ``utility.json``, ``utility.png`` and a self-contained ``index.html`` into ``out``."""
-    import jinja2
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out / "utility.json", json.dumps(report, indent=1, allow_nan=True))
+    write_text(out / "utility.json", json.dumps(report, indent=1, allow_nan=True))
     _plot(report, out / "utility.png")
     real = report["realism"]
     rows = [("real held-out", real["real_heldout"])]
@@ -310,4 +327,4 @@ def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
             png=base64.b64encode((out / "utility.png").read_bytes()).decode("ascii"),
         )
     )
-    _atomic_text(out / "index.html", html)
+    write_text(out / "index.html", html)

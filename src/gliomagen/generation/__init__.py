@@ -4,8 +4,12 @@ Modules: :mod:`~gliomagen.generation.sampling` (seeded latents, per-condition tr
 mixing), :mod:`~gliomagen.generation.plan` (which conditions each case gets),
 :mod:`~gliomagen.generation.intensity` (network range -> scanner intensities, brain mask),
 :mod:`~gliomagen.generation.space` (native or BraTS output grid),
+:mod:`~gliomagen.generation.source` (the checkpoint's generator),
+:mod:`~gliomagen.generation.synthesis` (the network per batch, seeded noise per case),
 :mod:`~gliomagen.generation.writer` (atomic BraTS-layout files, ``clinical.csv``, ``manifest.json``),
-:mod:`~gliomagen.generation.cohort` (:func:`generate_cohort`) and
+:mod:`~gliomagen.generation.manifest` (what ``manifest.json`` records),
+:mod:`~gliomagen.generation.cohort` (:func:`generate_cohort`),
+:mod:`~gliomagen.generation.slices2d` (a 2D model's slices) and
 :mod:`~gliomagen.generation.interpolate` (PNG strip and GIF of a walk).
 
 Example:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import math
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from gliomagen import __version__
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import (
     apply_brain,
@@ -32,18 +30,16 @@ from gliomagen.generation.intensity import (
     scale_to_range,
     scanner_ranges,
 )
+from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import (
-    MEAN_SAMPLES,
-    MEAN_SEED,
-    ConditionMeans,
-    case_seeds,
-    case_ws,
-)
+from gliomagen.generation.sampling import case_seeds
+from gliomagen.generation.slices2d import generate_slices, is_slice_source
 from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
+from gliomagen.generation.synthesis import synthesize_batches
 from gliomagen.generation.writer import (
     case_id,
+    clinical_row,
     prepare_out_dir,
     requested_conditions,
     write_case,
@@ -90,44 +86,6 @@ def check_options(
         raise GliomagenError(f"noise mode {noise_mode!r}: must be one of {', '.join(NOISE_MODES)}")
 
 
-def synthesize(
-    source: GeneratorSource,
-    ws: torch.Tensor,
-    noise_mode: str = "random",
-    seeds: Sequence[int] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Run the synthesis network: ``ws [B, num_ws, w_dim]`` -> ``(images, logits)`` as float32 numpy ``[B, 4, *S]``.
-
-    With ``noise_mode="random"`` and case ``seeds``, each case's noise comes from its own generator
-    (seeded by :func:`noise_seed`), so it does not depend on the batch. On the CPU the cases run
-    one at a time (``--batch-size`` then only sets how many are generated between writes).
-    """
-    G, device = source.G, source.device
-    ws = ws.to(device)
-    noise = [noise_seed(s) for s in seeds] if noise_mode == "random" and seeds is not None else None
-    # On the CPU one case at a time: batched kernels round differently for different batch
-    # sizes, so this is what makes a case's bytes depend on its seed alone (not on --batch-size,
-    # --n or its place in the batch). It costs CPU throughput (benchmarks/generate.py).
-    groups = (
-        [[i] for i in range(ws.shape[0])] if device.type == "cpu" else [list(range(ws.shape[0]))]
-    )
-    images, logits = [], []
-    with torch.no_grad():
-        for g in groups:
-            kwargs: dict[str, Any] = {"noise_mode": noise_mode}
-            if noise is not None:
-                kwargs["noise_seeds"] = [noise[i] for i in g]
-            im, lg = G.synthesis(ws[g[0] : g[-1] + 1], **kwargs)
-            images.append(im.float().cpu().numpy())
-            logits.append(lg.float().cpu().numpy())
-    return np.concatenate(images), np.concatenate(logits)
-
-
-def noise_seed(case_seed: int) -> int:
-    """Seed of a case's noise inputs: derived from, but not equal to, the seed of its ``z``."""
-    return int(np.random.SeedSequence([int(case_seed), 1]).generate_state(1)[0])
-
-
 def finish_case(
     images: np.ndarray,
     logits: np.ndarray,
@@ -157,55 +115,6 @@ def finish_case(
     seg_g = grid.labels(seg)
     seg_g[~brain_g] = 0
     return apply_brain(scaled, brain_g, fmt), seg_g
-
-
-def _manifest(
-    source: GeneratorSource,
-    *,
-    n: int,
-    seeds: list[int],
-    mix: tuple[int, int] | None,
-    truncation: float,
-    space: str,
-    fmt: str,
-    noise_mode: str,
-    grid: OutputGrid,
-    ranges: Sequence[tuple[float, float]],
-    requested: Any,
-    command_line: str,
-) -> dict[str, Any]:
-    return {
-        "format_version": 1,
-        "gliomagen_version": __version__,
-        "torch_version": torch.__version__.split("+")[0],
-        "command_line": command_line,
-        "checkpoint": {"path": str(source.path), "sha256": source.sha256},
-        "n_cases": n,
-        "case_ids": [case_id(i) for i in range(n)],
-        "seeds": seeds,
-        "mix": None
-        if mix is None
-        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], n)},
-        "truncation": {
-            "psi": float(truncation),
-            "center": "per-condition mean w",
-            "mean_samples": MEAN_SAMPLES,
-            "mean_seed": MEAN_SEED,
-        },
-        "noise_mode": noise_mode,
-        # z ~ N(0, I), or moved onto the Gaussian (mixture) fitted to the encoded training cases
-        "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
-        "latent_prior_components": source.G.mapping.prior_components,
-        "conditions_requested": requested,
-        "space": space,
-        "shape": list(grid.shape),
-        "spacing_mm": [float(s) for s in grid.spacing],
-        "affine": np.asarray(grid.affine).round(6).tolist(),
-        "format": fmt,
-        "modalities": source.modalities,
-        "intensity_ranges": {m: list(r) for m, r in zip(source.modalities, ranges, strict=True)},
-        "mask_labels": {"0": "background", "1": "NCR", "2": "ED", "3": "ET"},
-    }
 
 
 def generate_cohort(
@@ -262,12 +171,12 @@ def generate_cohort(
     check_options(n, truncation, seed, batch_size, space or "native", fmt, noise_mode)
     source = load_source(checkpoint, device)
     select_latent_prior(source, latent_prior)
-    cmd = command_line if command_line is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    from gliomagen.generation.slices2d import generate_slices, is_slice_source
-
-    if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (gliomagen.generation.slices2d)
+    cmd = command_line if command_line is not None else _this_command_line()
+    if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (generation.slices2d)
         if space == "brats":
-            raise GliomagenError("--space brats: a 2D model writes slices on its own grid; use --space native")
+            raise GliomagenError(
+                "--space brats: a 2D model writes slices on its own grid; use --space native"
+            )
         return generate_slices(
             source, out, int(n), conditions, conditions_csv, truncation, seed, batch_size, fmt,
             check_mix(mix, source.G.num_ws), progress, noise_mode, cmd,
@@ -277,61 +186,64 @@ def generate_cohort(
         source.schema, int(n), conditions, Path(conditions_csv) if conditions_csv else None
     )
     cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
-    G = source.G
-    mix_pair = check_mix(mix, G.num_ws)
+    mix_pair = check_mix(mix, source.G.num_ws)
     grid = output_grid(source.meta, space)
     ranges = scanner_ranges(source.modalities, source.meta)
     out_dir = prepare_out_dir(Path(out))
 
     seeds = case_seeds(seed, n)
     mix_seeds = case_seeds(mix_pair[0], n) if mix_pair else None
-    means = ConditionMeans(G) if truncation != 1.0 else None
+    batches = synthesize_batches(
+        source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
+        mix_seeds=mix_seeds, mix_layer=mix_pair[1] if mix_pair else None, noise_mode=noise_mode,
+    )  # fmt: skip
+    rows = _write_cases(
+        out_dir, source, batches, plan, seeds, mix_seeds, grid, ranges, fmt, progress
+    )
+    write_clinical(out_dir, rows, source.schema.names)
+    requested = requested_conditions(conditions, conditions_csv)
+    manifest = cohort_manifest(
+        source, n=n, seeds=seeds, mix=mix_pair, truncation=truncation, space=space, fmt=fmt,
+        noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=cmd,
+    )  # fmt: skip
+    write_manifest(out_dir, manifest)
+    return out_dir
+
+
+def _this_command_line() -> str:
+    """This process's command line as a shell would take it (program name without its folder)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def _write_cases(
+    out_dir: Path,
+    source: GeneratorSource,
+    batches: Iterable[tuple[list[int], np.ndarray, np.ndarray]],
+    plan: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    mix_seeds: Sequence[int] | None,
+    grid: OutputGrid,
+    ranges: Sequence[tuple[float, float]],
+    fmt: str,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """Finish and write each generated case as it comes (:func:`finish_case`, ``write_case``).
+
+    Returns:
+        The ``clinical.csv`` rows of the cases, in order.
+    """
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=n, unit="case", desc="generate", disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        total=len(seeds), unit="case", desc="generate", disable=not progress, file=sys.stderr
+    )
     try:
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            ws = case_ws(
-                G,
-                [seeds[i] for i in idx],
-                cat[idx],
-                cont[idx],
-                psi=float(truncation),
-                means=means,
-                mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None,
-                mix_layer=mix_pair[1] if mix_pair else None,
-            )  # [b, num_ws, w_dim]
-            images, logits = synthesize(
-                source, ws, noise_mode, [seeds[i] for i in idx]
-            )  # [b, 4, *S] each
+        for idx, images, logits in batches:  # [b, 4, *S] each
             for j, i in enumerate(idx):
                 vols, seg = finish_case(images[j], logits[j], grid, ranges, fmt)
                 write_case(out_dir, case_id(i), vols, seg, grid.affine, source.modalities)
-                row: dict[str, Any] = {"case_id": case_id(i), "seed": seeds[i]}
-                if mix_seeds:
-                    row["mix_seed"] = mix_seeds[i]
-                rows.append({**row, **plan[i]})
+                rows.append(clinical_row(i, seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
                 bar.update(1)
             del images, logits
     finally:
         bar.close()
-    write_clinical(out_dir, rows, source.schema.names)
-    requested = requested_conditions(conditions, conditions_csv)
-    write_manifest(
-        out_dir,
-        _manifest(
-            source,
-            n=n,
-            seeds=seeds,
-            mix=mix_pair,
-            truncation=truncation,
-            space=space,
-            fmt=fmt,
-            noise_mode=noise_mode,
-            grid=grid,
-            ranges=ranges,
-            requested=requested,
-            command_line=cmd,
-        ),
-    )
-    return out_dir
+    return rows

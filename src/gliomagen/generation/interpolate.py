@@ -14,19 +14,21 @@ generated tumour mask outlined in colour (NCR red, ED green, ET yellow).
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
+from gliomagen.data.slices import to_display
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import brain_mask, mask_labels
 from gliomagen.generation.plan import parse_condition_args
 from gliomagen.generation.sampling import ConditionMeans, broadcast_ws, map_z, seeded_z, truncate
 from gliomagen.generation.source import GeneratorSource, load_source
+from gliomagen.io.atomic import atomic_path
 
 LABEL_COLOURS = {1: (230, 40, 40), 2: (40, 200, 60), 3: (250, 220, 30)}
 """RGB outline colour of mask labels 1 NCR, 2 ED, 3 ET."""
@@ -64,7 +66,6 @@ def render_frame(image: np.ndarray, seg: np.ndarray, scale: int = 1) -> np.ndarr
     Returns:
         ``[h, w, 3]`` uint8 RGB.
     """
-    from gliomagen.data.slices import to_display
 
     def planes(v: np.ndarray) -> list[np.ndarray]:
         return _planes(v) if v.ndim == 3 else [to_display(v)]
@@ -158,18 +159,6 @@ def walk_ws(
     return broadcast_ws(w, G.num_ws), labels
 
 
-def _save_atomic(path: Path, writer: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def interpolate(
     checkpoint: Path | str,
     out: Path | str,
@@ -193,12 +182,6 @@ def interpolate(
     Returns:
         ``{"png": path, "gif": path}``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
     source = load_source(checkpoint, device)
     if modality not in source.modalities:
         raise GliomagenError(
@@ -214,7 +197,16 @@ def interpolate(
         steps=steps,
         truncation=truncation,
     )
-    out_dir = Path(out)
+    out_dir = _writable_dir(Path(out))
+    frames, volumetric = _render_walk(source, ws, ch, batch_size)
+    png, gif = out_dir / "interpolation.png", out_dir / "interpolation.gif"
+    _write_strip(png, frames, labels, modality, volumetric)
+    _write_gif(gif, frames, frame_ms)
+    return {"png": png, "gif": gif}
+
+
+def _writable_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` if needed; a one-line GliomagenError when it cannot be written."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -223,6 +215,13 @@ def interpolate(
         ) from None
     if not os.access(out_dir, os.W_OK):
         raise GliomagenError(f"--out {out_dir}: cannot write there (permission denied)")
+    return out_dir
+
+
+def _render_walk(
+    source: GeneratorSource, ws: torch.Tensor, ch: int, batch_size: int
+) -> tuple[list[np.ndarray], bool]:
+    """The frames of channel ``ch`` along ``ws`` (constant noise) and whether they are volumes."""
     frames: list[np.ndarray] = []
     for start in range(0, ws.shape[0], batch_size):
         with torch.no_grad():
@@ -236,7 +235,18 @@ def interpolate(
         for im, lg in zip(images_np, logits_np, strict=True):
             seg = mask_labels(lg, brain_mask(im))
             frames.append(render_frame(im[ch], seg))
-    scale = max(1, 192 // max(frames[0].shape[:2]))
+    return frames, images_np.ndim == 5
+
+
+def _write_strip(
+    png: Path, frames: list[np.ndarray], labels: list[str], modality: str, volumetric: bool
+) -> None:
+    """The walk as one row of titled frames, written atomically as a PNG."""
+    import matplotlib  # heavy; and the Agg backend must be chosen before pyplot is imported
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     n = len(frames)
     fig, axes = plt.subplots(
         1, n, figsize=(3.2 * n, 3.2 * frames[0].shape[0] / frames[0].shape[1] + 0.6), squeeze=False
@@ -245,20 +255,22 @@ def interpolate(
         ax.imshow(frame, interpolation="nearest")
         ax.set_title(label.split(": ")[-1], fontsize=8)
         ax.axis("off")
-    shown = "(axial | coronal | sagittal)" if images_np.ndim == 5 else "(2D slices)"
+    shown = "(axial | coronal | sagittal)" if volumetric else "(2D slices)"
     fig.suptitle(f"{modality}: {labels[0].split(': ')[0]}  {shown}", fontsize=9)
     fig.tight_layout()
-    png, gif = out_dir / "interpolation.png", out_dir / "interpolation.gif"
     try:
-        _save_atomic(png, lambda p: fig.savefig(p, dpi=100, format="png"))
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
+
+
+def _write_gif(gif: Path, frames: list[np.ndarray], frame_ms: int) -> None:
+    """The walk forth and back as an animated GIF (small grids upscaled), written atomically."""
+    scale = max(1, 192 // max(frames[0].shape[:2]))
     big = [f.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else f for f in frames]
     pil = [Image.fromarray(f) for f in big + big[-2:0:-1]]  # forth and back
-    _save_atomic(
-        gif,
-        lambda p: pil[0].save(
-            p, format="GIF", save_all=True, append_images=pil[1:], duration=frame_ms, loop=0
-        ),
-    )
-    return {"png": png, "gif": gif}
+    with atomic_path(gif) as tmp:
+        pil[0].save(
+            tmp, format="GIF", save_all=True, append_images=pil[1:], duration=frame_ms, loop=0
+        )

@@ -27,19 +27,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from gliomagen.data.conditions import ConditionSchema, infer_kind, is_missing
+from gliomagen.data.preprocess import grid_affine
 from gliomagen.data.slices import grey_u8, grid_png, slice_affine, slice_rgb, to_display
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import (
@@ -49,16 +48,22 @@ from gliomagen.generation.intensity import (
     scale_to_range,
     scanner_ranges,
 )
+from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import ConditionMeans, case_seeds, case_ws
+from gliomagen.generation.sampling import case_seeds
 from gliomagen.generation.source import GeneratorSource
+from gliomagen.generation.space import OutputGrid, native_affine
+from gliomagen.generation.synthesis import synthesize_batches
 from gliomagen.generation.writer import (
     case_id,
+    clinical_row,
     nifti,
     prepare_out_dir,
+    requested_conditions,
     write_clinical,
     write_manifest,
 )
+from gliomagen.io.atomic import atomic_dir
 
 OVERVIEW_PER_VIEW = 8
 
@@ -93,11 +98,7 @@ def _volume_affine(meta: Mapping[str, Any], side: int) -> np.ndarray:
     """Affine of the cubic grid the training slices were cut from (its template geometry)."""
     geometry = meta.get("template_geometry")
     if geometry and [int(s) for s in geometry.get("size", [])] == [side] * 3:
-        from gliomagen.data.preprocess import grid_affine
-
         return np.asarray(grid_affine(geometry), dtype=np.float64)
-    from gliomagen.generation.space import native_affine
-
     spacing = (list(meta.get("spacing_mm") or []) + [1.0, 1.0, 1.0])[:3]
     return native_affine([side] * 3, spacing)
 
@@ -122,11 +123,8 @@ def write_slice_case(
         affine: the slice's ``[4, 4]`` affine.
         modalities: channel names.
     """
-    from PIL import Image
-
     final = Path(out) / cid
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}.", suffix=".tmp", dir=out))
-    try:
+    with atomic_dir(final) as tmp:
         for c, mod in enumerate(modalities):
             nib.save(
                 nifti(np.ascontiguousarray(images[c]), affine), str(tmp / f"{cid}-{mod}.nii.gz")
@@ -140,11 +138,6 @@ def write_slice_case(
         gap = np.zeros((panels[0].shape[0], 2, 3), np.uint8)
         strip = np.concatenate([p for q in panels for p in (q, gap)][:-1], axis=1)
         Image.fromarray(strip).save(tmp / f"{cid}-overlay.png")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -168,49 +161,33 @@ def generate_slices(
     Arguments are those of :func:`gliomagen.generation.cohort.generate_cohort` (already checked
     there), with ``mix`` as a ``(seed, layer)`` pair.
     """
-    from gliomagen.generation.cohort import _manifest, synthesize
-    from gliomagen.generation.space import OutputGrid
-
     seeds = case_seeds(seed, n)
     plan = plan_slices(
         source.schema, seeds, conditions, Path(conditions_csv) if conditions_csv else None
     )
     cat, cont = encode_plan(source.schema, plan)
-    G, side = source.G, int(source.meta["size"][0])
+    side = int(source.meta["size"][0])
     ranges = scanner_ranges(source.modalities, source.meta)
     volume_affine = _volume_affine(source.meta, side)
     out_dir = prepare_out_dir(Path(out))
     mix_seeds = case_seeds(mix[0], n) if mix else None
-    means = ConditionMeans(G) if truncation != 1.0 else None
+    batches = synthesize_batches(
+        source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
+        mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode,
+    )  # fmt: skip
     rows: list[dict[str, Any]] = []
     overview: dict[str, list[np.ndarray]] = {}
     bar = tqdm(total=n, unit="slice", desc="generate", disable=not progress, file=sys.stderr)
     try:
-        for start in range(0, n, batch_size):
-            idx = list(range(start, min(n, start + batch_size)))
-            ws = case_ws(
-                G, [seeds[i] for i in idx], cat[idx], cont[idx], psi=float(truncation), means=means,
-                mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None, mix_layer=mix[1] if mix else None,
-            )  # fmt: skip
-            images, logits = synthesize(
-                source, ws, noise_mode, [seeds[i] for i in idx]
-            )  # [b, C, a, b]
+        for idx, images, logits in batches:  # [b, C, a, b]
             for j, i in enumerate(idx):
-                brain = brain_mask(images[j])  # [a, b]
-                seg = mask_labels(logits[j], brain)
-                shown = np.where(brain[None], np.clip(images[j], -1, 1), -1.0).astype(np.float32)
-                files = apply_brain(scale_to_range(images[j], ranges), brain, fmt)
-                view = plan[i].get("view") or "axial"
-                position = plan[i].get("position")
-                index = (0.5 if position is None else float(position)) * (side - 1)
-                affine = slice_affine(volume_affine, view, index)
-                write_slice_case(out_dir, case_id(i), files, shown, seg, affine, source.modalities)
+                view, shown, seg = _finish_slice(
+                    out_dir, case_id(i), images[j], logits[j], plan[i], ranges, fmt, side,
+                    volume_affine, source.modalities,
+                )  # fmt: skip
                 if len(overview.setdefault(view, [])) < OVERVIEW_PER_VIEW:
                     overview[view].append(slice_rgb(shown[min(1, len(shown) - 1)], seg))
-                row: dict[str, Any] = {"case_id": case_id(i), "seed": seeds[i]}
-                if mix_seeds:
-                    row["mix_seed"] = mix_seeds[i]
-                rows.append({**row, **plan[i]})
+                rows.append(clinical_row(i, seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
                 bar.update(1)
     finally:
         bar.close()
@@ -218,14 +195,23 @@ def generate_slices(
         grid_png(list(overview.values()), out_dir / "overview.png", row_labels=list(overview),
                  title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
     write_clinical(out_dir, rows, source.schema.names)
-    from gliomagen.generation.writer import requested_conditions
-
     requested = requested_conditions(conditions, conditions_csv)
-    grid = OutputGrid("native", (side, side), volume_affine)  # type: ignore[arg-type]
-    manifest = _manifest(
+    manifest = cohort_manifest(
         source, n=n, seeds=seeds, mix=mix, truncation=truncation, space="native", fmt=fmt,
-        noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=command_line,
+        noise_mode=noise_mode, grid=OutputGrid("native", (side, side), volume_affine),  # type: ignore[arg-type]
+        ranges=ranges, requested=requested, command_line=command_line,
     )  # fmt: skip
+    write_manifest(out_dir, _with_slice_keys(manifest, rows, side, volume_affine))
+    return out_dir
+
+
+def _with_slice_keys(
+    manifest: dict[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    side: int,
+    volume_affine: np.ndarray,
+) -> dict[str, Any]:
+    """The cohort manifest with the keys of a 2D cohort: spatial_dims, views, the volume grid."""
     manifest.update(
         spatial_dims=2,
         shape=[side, side],
@@ -235,8 +221,39 @@ def generate_slices(
         files={"nifti": "2-D [a, b] per modality and seg, each with its slice's affine",
                "png": "per modality (grey, -1..1 -> 0..255) and -overlay.png (mask over every modality)"},
     )  # fmt: skip
-    write_manifest(out_dir, manifest)
-    return out_dir
+    return manifest
+
+
+def _finish_slice(
+    out_dir: Path,
+    cid: str,
+    images: np.ndarray,
+    logits: np.ndarray,
+    conditions: Mapping[str, Any],
+    ranges: Sequence[tuple[float, float]],
+    fmt: str,
+    side: int,
+    volume_affine: np.ndarray,
+    modalities: Sequence[str],
+) -> tuple[str, np.ndarray, np.ndarray]:
+    """One generated slice from network output to files (:func:`write_slice_case`).
+
+    The slice is placed at its ``view`` and ``position`` (centre when unset) in the volume grid.
+
+    Returns:
+        ``(view, shown, seg)``: its view, the network values shown in the PNGs ``[C, a, b]`` and
+        its labels ``[a, b]``.
+    """
+    brain = brain_mask(images)  # [a, b]
+    seg = mask_labels(logits, brain)
+    shown = np.where(brain[None], np.clip(images, -1, 1), -1.0).astype(np.float32)
+    files = apply_brain(scale_to_range(images, ranges), brain, fmt)
+    view = conditions.get("view") or "axial"
+    position = conditions.get("position")
+    index = (0.5 if position is None else float(position)) * (side - 1)
+    affine = slice_affine(volume_affine, view, index)
+    write_slice_case(out_dir, cid, files, shown, seg, affine, modalities)
+    return view, shown, seg
 
 
 def _read(path: Path) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The generator a cohort comes from: a checkpoint loaded and checked, with its checksum.
 
-Loading goes through :func:`gliomagen.training.checkpoint.load_generator` (``torch.load`` with
+Loading goes through :func:`gliomagen.models.loading.load_generator` (``torch.load`` with
 ``weights_only=True``: a checkpoint from a stranger cannot run code). Any failure becomes one
 :class:`GliomagenError` line naming the file.
 """
@@ -17,6 +17,9 @@ from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.writer import file_sha256
+from gliomagen.io.checkpoint import resolve_checkpoint
+from gliomagen.io.device import resolve_device
+from gliomagen.models.loading import load_generator
 
 
 @dataclass
@@ -49,19 +52,6 @@ class GeneratorSource:
         return next(self.G.parameters()).device
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """A torch device, checked: ``cuda`` without a GPU is a user error."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise GliomagenError(f"--device {device!r}: not a device (use cpu or cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise GliomagenError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise GliomagenError(f"--device {device}: only cpu and cuda are supported")
-    return dev
-
-
 def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> GeneratorSource:
     """Load the EMA generator of a gliomagen checkpoint.
 
@@ -72,8 +62,6 @@ def load_source(checkpoint: Path | str, device: str | torch.device = "cpu") -> G
     Raises:
         GliomagenError: the file is missing or is not a gliomagen checkpoint.
     """
-    from gliomagen.training.checkpoint import load_generator, resolve_checkpoint
-
     given = Path(checkpoint)
     if not given.exists():
         raise GliomagenError(f"--checkpoint {given}: file not found")
@@ -119,4 +107,3 @@ def select_latent_prior(source: GeneratorSource, choice: str | None) -> str:
             "(trained without model.latent_prior=fitted)"
         )
     return "fitted" if mapping.prior_is_fitted else "normal"
-

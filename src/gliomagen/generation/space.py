@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.data.preprocess import grid_affine, to_template_space
 from gliomagen.errors import GliomagenError
 
 Resample = Callable[[np.ndarray, int, Any], np.ndarray]
@@ -86,8 +87,6 @@ def native_grid(meta: Mapping[str, Any]) -> OutputGrid:
     size = _store_size(meta)
     geometry = meta.get("template_geometry")
     if geometry:
-        from gliomagen.data.preprocess import grid_affine
-
         affine = np.asarray(grid_affine(geometry), dtype=np.float64)
     else:
         affine = native_affine(size, meta.get("spacing_mm") or [1.0, 1.0, 1.0])
@@ -107,7 +106,6 @@ def brats_grid(meta: Mapping[str, Any]) -> OutputGrid:
             f"--space brats: the checkpoint's template geometry is for a {geometry['size']} grid, "
             f"the generator makes {list(size)}"
         )
-    from gliomagen.data.preprocess import to_template_space
 
     def resample(volume: np.ndarray, order: int, fill: Any) -> np.ndarray:
         return to_template_space(volume, geometry, order=order, fill=fill)[0]

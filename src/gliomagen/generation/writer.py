@@ -8,9 +8,10 @@ OUT/
   manifest.json    checkpoint path and sha256, seeds, truncation, space, format, mixing, versions, command line
 ```
 
-Each case is written into a hidden temporary folder beside its final place, then moved there with
-one ``os.replace``; a run that stops leaves only whole cases (and perhaps a ``.SYN-*.tmp`` folder).
-``clinical.csv`` and ``manifest.json`` are written last, the same way. nibabel writes ``.nii.gz``
+Each case is written into a hidden temporary folder beside its final place, then renamed into
+place (:func:`gliomagen.io.atomic.atomic_dir`); a run that stops leaves only whole cases (and
+perhaps a ``.SYN-*.tmp`` folder). ``clinical.csv`` and ``manifest.json`` are written last, each by
+an atomic rename. nibabel writes ``.nii.gz``
 with a gzip header without file name and with mtime 0, so the same arrays give the same bytes.
 """
 
@@ -20,8 +21,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_dir, write_text
 
 CASE_PREFIX = "SYN"
 
@@ -117,8 +117,7 @@ def write_case(
             f"images {images.shape} / seg {seg.shape} / {len(modalities)} modalities disagree"
         )
     final = Path(out) / cid
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}.", suffix=".tmp", dir=out))
-    try:
+    with atomic_dir(final) as tmp:
         for c, mod in enumerate(modalities):
             nib.save(
                 nifti(np.ascontiguousarray(images[c]), affine), str(tmp / f"{cid}-{mod}.nii.gz")
@@ -127,24 +126,7 @@ def write_case(
             nifti(np.ascontiguousarray(seg.astype(np.uint8)), affine),
             str(tmp / f"{cid}-seg.nii.gz"),
         )
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cell(value: Any) -> str:
@@ -153,6 +135,16 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def clinical_row(
+    index: int, seed: int, mix_seed: int | None, conditions: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``clinical.csv`` row of case ``index``: id, seed, mix seed (when mixing), conditions."""
+    row: dict[str, Any] = {"case_id": case_id(index), "seed": seed}
+    if mix_seed is not None:
+        row["mix_seed"] = mix_seed
+    return {**row, **conditions}
 
 
 def write_clinical(out: Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Path:
@@ -174,12 +166,12 @@ def write_clinical(out: Path, rows: Sequence[Mapping[str, Any]], fields: Sequenc
     for r in rows:
         writer.writerow([_cell(r.get(h)) for h in head])
     path = Path(out) / "clinical.csv"
-    _atomic_write_text(path, buf.getvalue())
+    write_text(path, buf.getvalue())
     return path
 
 
 def write_manifest(out: Path, manifest: Mapping[str, Any]) -> Path:
     """``manifest.json`` (sorted keys, 2-space indent)."""
     path = Path(out) / "manifest.json"
-    _atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return path

@@ -7,6 +7,8 @@ from typing import Any
 
 def rebuild(*args: Any, **kwargs: Any) -> Any:
     """Rebuild report(s) from metrics.json (see :func:`gliomagen.report.html.rebuild`)."""
+    # imported on use: ``gliomagen.report.files`` is read without the page machinery
+    # (jinja2, matplotlib figures)
     from gliomagen.report.html import rebuild as _rebuild
 
     return _rebuild(*args, **kwargs)

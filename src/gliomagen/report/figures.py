@@ -21,7 +21,7 @@ DPI = 80
 
 
 def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: imported with the first figure drawn
 
     return Figure(figsize=(width, height), dpi=DPI)
 
@@ -80,7 +80,7 @@ def montage_png(
 
 def histograms_png(hist: Mapping[str, Any], title: str = "") -> bytes:
     """Intensity densities, one panel per modality: a colour per tissue label, real solid, synthetic dashed."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # heavy: see _figure
 
     mods, tissues = list(hist["real"]), list(hist["tissues"])
     x = np.asarray(hist["bin_centres"])

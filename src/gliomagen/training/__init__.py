@@ -11,7 +11,8 @@ Python API::
 
 from __future__ import annotations
 
-from gliomagen.training.checkpoint import load_checkpoint, load_generator
+from gliomagen.io.checkpoint import load_checkpoint
+from gliomagen.models.loading import load_generator
 from gliomagen.training.loop import train
 
 __all__ = ["load_checkpoint", "load_generator", "train"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from gliomagen.errors import GliomagenError
+from gliomagen.io.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,6 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a GliomagenError."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise GliomagenError("--device cuda: no CUDA device is available; use --device cpu")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if preference not in ("auto", "cpu"):
-        raise GliomagenError(f"--device {preference!r}: expected cpu, cuda or auto")
-    return torch.device("cpu")
-
-
 def init_distributed(device_preference: str = "auto") -> DistInfo:
     """Join the process group that ``torchrun`` (or a test) describes; a single worker otherwise.
 
@@ -74,7 +63,7 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
         return DistInfo(rank, world, local, local_world, resolve_device(device_preference, local))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistInfo(device=resolve_device(device_preference))
+        return DistInfo(device=resolve_device(device_preference, 0))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     device = resolve_device(device_preference, local)

@@ -28,6 +28,14 @@ import torch
 
 from gliomagen.config import Config, dump_yaml, to_dict
 from gliomagen.errors import GliomagenError
+from gliomagen.io.checkpoint import (
+    FORMAT_VERSION,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from gliomagen.models import build_augment, build_discriminator, build_generator, cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.models.mapping import MappingNetwork
@@ -38,14 +46,6 @@ from gliomagen.training.batches import (
     TrainingData,
     slice_params,
     stack_items,
-)
-from gliomagen.training.checkpoint import (
-    FORMAT_VERSION,
-    list_checkpoints,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from gliomagen.training.latent_prior import fit_latent_prior
 from gliomagen.training.losses import MicroBatch, StyleGANLoss

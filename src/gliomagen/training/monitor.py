@@ -8,8 +8,6 @@ middle axial slice (last axis) of each modality and of the mask (argmax of the l
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import torch
 
 from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
+from gliomagen.io.atomic import atomic_path
 
 MAX_SAMPLE_CONDITIONS = 8
 
@@ -156,11 +155,11 @@ class RunMonitor:
         fig.suptitle(f"step {step}", fontsize=9)
         fig.tight_layout()
         out = self.run_dir / "samples" / f"step-{step:07d}.png"
-        fd, tmp = tempfile.mkstemp(prefix=".montage.", suffix=".png", dir=out.parent)
-        os.close(fd)
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        os.replace(tmp, out)
+        try:
+            with atomic_path(out) as tmp:
+                fig.savefig(tmp, dpi=80, format="png")
+        finally:
+            plt.close(fig)
         return out
 
     def close(self) -> None:

@@ -55,7 +55,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +64,7 @@ import numpy as np
 import torch
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import write_bytes
 
 VALIDATION_FILE = "validation.jsonl"
 CACHE_DIR = "validation"
@@ -125,18 +125,6 @@ def read_records(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _finite(x: Any) -> float | None:
@@ -254,7 +242,7 @@ class Validator:
             kept = [r for r in records if int(r.get("step", 0)) <= step]
             if len(kept) != len(records):  # the interrupted session evaluated past its checkpoint
                 text = "".join(json.dumps(r) + "\n" for r in kept)
-                _atomic_bytes(self.run_dir / VALIDATION_FILE, text.encode())
+                write_bytes(self.run_dir / VALIDATION_FILE, text.encode())
 
     # -- the real side, once -----------------------------------------------------------------------
     def _reference(self) -> dict[str, Any]:
@@ -321,7 +309,7 @@ class Validator:
             if self.enabled:
                 buf = io.BytesIO()
                 np.savez(buf, **cast(dict[str, Any], arrays))
-                _atomic_bytes(path, buf.getvalue())
+                write_bytes(path, buf.getvalue())
         sk = "train_structure_"
         self._ref = {
             "val": val, "train": train, "extractor": extractor, "cache": str(path),
@@ -424,7 +412,7 @@ class Validator:
         """
         if not self.enabled or not self.due(step):
             return None
-        from gliomagen.training.checkpoint import save_best
+        from gliomagen.io.checkpoint import save_best
 
         t0 = time.time()
         setup_s = None

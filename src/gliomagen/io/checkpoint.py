@@ -1,4 +1,4 @@
-"""Checkpoints: atomic writes, the last K kept, safe loading, and rebuilding the generator.
+"""Checkpoints: atomic writes, the last K kept, safe loading, RNG states.
 
 A checkpoint is a plain dict that ``torch.load(..., weights_only=True)`` accepts (tensors, numbers,
 strings, lists, dicts; no pickled classes, no code), so a checkpoint from a stranger cannot run
@@ -30,16 +30,14 @@ from __future__ import annotations
 import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gliomagen.config import Config, from_dict
-from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -83,21 +81,15 @@ def save_best(state: dict[str, Any], run_dir: str | os.PathLike[str]) -> Path:
 
     ``best.pt`` is a checkpoint like the others (plus a ``validation`` entry: metric, value, all
     metrics of that evaluation); :func:`list_checkpoints` does not list it, so the keep-last-K
-    pruning never deletes it, and ``load_generator`` / ``gliomagen generate --checkpoint`` read it.
+    pruning never deletes it, and :func:`gliomagen.models.loading.load_generator` /
+    ``gliomagen generate --checkpoint`` read it.
     """
     return _save_atomic(state, Path(run_dir) / CHECKPOINT_DIR / BEST_NAME)
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -142,35 +134,6 @@ def load_checkpoint(
             f"{p}: checkpoint format {ckpt['format_version']} is newer than this gliomagen ({FORMAT_VERSION}); upgrade"
         )
     return ckpt
-
-
-def load_generator(
-    path: str | os.PathLike[str], device: str | torch.device = "cpu", ema: bool = True
-) -> tuple[torch.nn.Module, ConditionSchema, Config, dict[str, Any]]:
-    """Rebuild the trained generator from a checkpoint.
-
-    Args:
-        path: a checkpoint file or a run folder (its newest checkpoint).
-        device: where to put the generator.
-        ema: load ``G_ema`` (the averaged weights, the ones to sample from) instead of ``G``.
-
-    Returns:
-        ``(G, schema, config, store_meta)``: the generator in eval mode, the conditioning schema,
-        the resolved :class:`gliomagen.config.Config`, and the store's meta (size, modalities,
-        spacing_mm, template_geometry) plus ``w_avg`` (per-condition mean ``w``) when present.
-    """
-    from gliomagen.models import build_generator
-
-    ckpt = load_checkpoint(path)
-    config = from_dict(ckpt["config"], source=str(path))
-    schema = ConditionSchema.from_dict(ckpt["schema"])
-    G = build_generator(config, schema, [int(s) for s in ckpt["size"]], int(ckpt["n_modalities"]))
-    G.load_state_dict(ckpt["G_ema" if ema else "G"])
-    G.to(device).eval().requires_grad_(False)
-    meta = dict(ckpt.get("store_meta", {}))
-    if ckpt.get("w_avg") is not None:
-        meta["w_avg"] = ckpt["w_avg"]
-    return G, schema, config, meta
 
 
 # -- RNG states as weights_only-safe values -------------------------------------------------------

@@ -1,0 +1,87 @@
+"""``manifest.json`` of a synthetic cohort: what was generated, from which checkpoint, and how.
+
+Shared by the 3D cohort (:mod:`gliomagen.generation.cohort`) and the 2D slices
+(:mod:`gliomagen.generation.slices2d`, which adds its own keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from gliomagen import __version__
+from gliomagen.generation.sampling import MEAN_SAMPLES, MEAN_SEED, case_seeds
+from gliomagen.generation.source import GeneratorSource
+from gliomagen.generation.space import OutputGrid
+from gliomagen.generation.writer import case_id
+
+
+def cohort_manifest(
+    source: GeneratorSource,
+    *,
+    n: int,
+    seeds: list[int],
+    mix: tuple[int, int] | None,
+    truncation: float,
+    space: str,
+    fmt: str,
+    noise_mode: str,
+    grid: OutputGrid,
+    ranges: Sequence[tuple[float, float]],
+    requested: Any,
+    command_line: str,
+) -> dict[str, Any]:
+    """The manifest dict of a cohort of ``n`` cases (``format_version`` 1).
+
+    Args:
+        source: the loaded generator (checkpoint path and checksum, latent prior, modalities).
+        n: number of cases.
+        seeds: the case seeds.
+        mix: ``(mix_seed, mix_layer)`` or ``None``.
+        truncation: psi.
+        space: ``brats`` or ``native``.
+        fmt: ``float32`` or ``int16``.
+        noise_mode: ``random``, ``const`` or ``none``.
+        grid: the output grid (shape, spacing, affine).
+        ranges: scanner ``(lo, hi)`` per modality.
+        requested: the requested conditions (:func:`gliomagen.generation.writer.requested_conditions`).
+        command_line: the command that generated the cohort.
+
+    Returns:
+        A JSON-ready dict (see :func:`gliomagen.generation.writer.write_manifest`).
+    """
+    return {
+        "format_version": 1,
+        "gliomagen_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "command_line": command_line,
+        "checkpoint": {"path": str(source.path), "sha256": source.sha256},
+        "n_cases": n,
+        "case_ids": [case_id(i) for i in range(n)],
+        "seeds": seeds,
+        "mix": None
+        if mix is None
+        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], n)},
+        "truncation": {
+            "psi": float(truncation),
+            "center": "per-condition mean w",
+            "mean_samples": MEAN_SAMPLES,
+            "mean_seed": MEAN_SEED,
+        },
+        "noise_mode": noise_mode,
+        # z ~ N(0, I), or moved onto the Gaussian (mixture) fitted to the encoded training cases
+        "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
+        "latent_prior_components": source.G.mapping.prior_components,
+        "conditions_requested": requested,
+        "space": space,
+        "shape": list(grid.shape),
+        "spacing_mm": [float(s) for s in grid.spacing],
+        "affine": np.asarray(grid.affine).round(6).tolist(),
+        "format": fmt,
+        "modalities": source.modalities,
+        "intensity_ranges": {m: list(r) for m, r in zip(source.modalities, ranges, strict=True)},
+        "mask_labels": {"0": "background", "1": "NCR", "2": "ED", "3": "ET"},
+    }

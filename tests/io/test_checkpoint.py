@@ -1,0 +1,139 @@
+"""gliomagen.io.checkpoint: atomic saves, the last K kept, best.pt, safe loading, RNG states."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gliomagen
+from gliomagen.errors import GliomagenError
+from gliomagen.io import checkpoint as ck
+from gliomagen.io.checkpoint import (
+    BEST_NAME,
+    CHECKPOINT_DIR,
+    FORMAT_VERSION,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    rng_state,
+    save_best,
+    save_checkpoint,
+    set_rng_state,
+)
+
+
+def _state(step: int) -> dict:
+    return {"format_version": FORMAT_VERSION, "step": step, "w": torch.full((3,), float(step))}
+
+
+def test_save_keeps_the_last_k_and_never_best(tmp_path: Path) -> None:
+    save_best(_state(1), tmp_path)
+    for step in (1, 2, 10, 3):
+        path = save_checkpoint(_state(step), tmp_path, keep=2)
+        assert path == checkpoint_path(tmp_path, step) and path.name == f"step-{step:07d}.pt"
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000003.pt", "step-0000010.pt"]
+    assert (tmp_path / CHECKPOINT_DIR / BEST_NAME).is_file()  # never pruned
+    assert not list((tmp_path / CHECKPOINT_DIR).glob(".*"))  # no temp files left
+    assert load_checkpoint(tmp_path)["step"] == 10  # a run folder: its newest checkpoint
+    assert load_checkpoint(tmp_path / CHECKPOINT_DIR / BEST_NAME)["step"] == 1
+
+
+def test_keep_zero_keeps_everything(tmp_path: Path) -> None:
+    for step in (1, 2, 3):
+        save_checkpoint(_state(step), tmp_path, keep=0)
+    assert len(list_checkpoints(tmp_path)) == 3
+
+
+def test_a_failed_save_leaves_the_old_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(_state(5), tmp_path)
+
+    def broken_save(obj: object, f: object) -> None:
+        Path(str(f)).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({**_state(5), "w": torch.zeros(3)}, tmp_path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["w"], torch.full((3,), 5.0))
+    assert [p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()] == [path.name]
+
+
+def test_resolve_checkpoint_file_run_folder_and_checkpoints_folder(tmp_path: Path) -> None:
+    save_checkpoint(_state(1), tmp_path)
+    newest = save_checkpoint(_state(2), tmp_path)
+    assert resolve_checkpoint(newest) == newest
+    assert resolve_checkpoint(tmp_path) == newest
+    assert resolve_checkpoint(tmp_path / CHECKPOINT_DIR) == newest
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GliomagenError, match="no checkpoints"):
+        resolve_checkpoint(tmp_path / "empty")
+    with pytest.raises(GliomagenError, match="checkpoint or run folder not found"):
+        resolve_checkpoint(tmp_path / "missing")
+
+
+def test_weights_only_load_refuses_pickled_objects(tmp_path: Path) -> None:
+    bad = tmp_path / "checkpoints" / "step-0000001.pt"
+    bad.parent.mkdir(parents=True)
+    torch.save({"format_version": 1, "obj": argparse.Namespace(x=1)}, bad)
+    with pytest.raises(GliomagenError, match="not a readable gliomagen checkpoint"):
+        load_checkpoint(tmp_path)
+    torch.save({"format_version": 99}, bad)
+    with pytest.raises(GliomagenError, match="newer than this gliomagen"):
+        load_checkpoint(bad)
+
+
+def test_foreign_and_truncated_files_are_one_line_errors(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(GliomagenError, match="no format_version"):
+        load_checkpoint(foreign)
+    good = save_checkpoint(_state(1), tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(GliomagenError, match="not a readable gliomagen checkpoint"):
+        load_checkpoint(truncated)
+
+
+def test_rng_state_survives_a_weights_only_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    np.random.standard_normal()  # a cached Gaussian in numpy's state
+    save_checkpoint({**_state(1), "rng": rng_state()}, tmp_path)
+    expected = (torch.rand(4), np.random.standard_normal(4), [random.random() for _ in range(4)])
+    torch.manual_seed(99)
+    np.random.seed(99)
+    random.seed(99)
+    set_rng_state(load_checkpoint(tmp_path)["rng"])
+    got = (torch.rand(4), np.random.standard_normal(4), [random.random() for _ in range(4)])
+    assert torch.equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert got[2] == expected[2]
+
+
+def test_io_imports_no_higher_layer() -> None:
+    src = str(Path(gliomagen.__file__).resolve().parents[1])  # this checkout, not an installed one
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    code = (
+        "import json, sys, gliomagen.io, gliomagen.io.atomic, gliomagen.io.checkpoint, "
+        "gliomagen.io.device; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('gliomagen.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    loaded = json.loads(out.stdout)
+    assert all(m.split(".")[1] in ("io", "errors") for m in loaded), loaded
