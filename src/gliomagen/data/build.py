@@ -50,13 +50,13 @@ from gliomagen.data.standardise import (
     nyul_meta,
     rewrite_images,
 )
-from gliomagen.data.store import (
+from gliomagen.data.store_format import (
     FORMAT_VERSION,
     NO_MASK,
     SPLITS,
-    _read_json,
     assign_splits,
     parse_size,
+    read_json,
 )
 from gliomagen.errors import GliomagenError
 
@@ -134,7 +134,7 @@ def build_store(
             prep_options["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
         options["preprocessing"] = prep_options
     stamp = _fingerprint(cases, labels_csv, options)
-    if (out / "meta.json").is_file() and _read_json(out / "meta.json").get(
+    if (out / "meta.json").is_file() and read_json(out / "meta.json").get(
         "input_fingerprint"
     ) == stamp:
         _say(progress, f"{out}: up to date with its inputs; nothing to do")
@@ -170,7 +170,7 @@ def build_store(
             standard,
             str(Path(nyul_from).resolve()) if nyul_from else None,
         )
-        meta = _read_json(tmp / "meta.json")
+        meta = read_json(tmp / "meta.json")
         meta["input_fingerprint"] = stamp
         meta["options"] = options
         meta["labels_csv"] = str(Path(labels_csv).resolve()) if labels_csv else None

@@ -41,7 +41,7 @@ import numpy as np
 from gliomagen import MODALITIES, __version__
 from gliomagen.data.conditions import SLICE_CONDITIONS, ConditionSchema, build_schema
 from gliomagen.data.qc import MASK_COLOURS
-from gliomagen.data.store import NO_MASK, SPLITS, _read_json, parse_size
+from gliomagen.data.store_format import NO_MASK, SPLITS, parse_size, read_json
 from gliomagen.errors import GliomagenError
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
@@ -247,7 +247,7 @@ def build_slice_store(
     if standard is not None:
         options["preprocessing"]["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
     stamp = vb._fingerprint(cases, labels_csv, options)
-    if (out / "meta.json").is_file() and _read_json(out / "meta.json").get(
+    if (out / "meta.json").is_file() and read_json(out / "meta.json").get(
         "input_fingerprint"
     ) == stamp:
         vb._say(progress, f"{out}: up to date with its inputs; nothing to do")
@@ -290,7 +290,7 @@ def _cut(
     """Cut the slices of ``volumes`` into ``tmp``'s arrays and index; return the slice store's meta."""
     from gliomagen.data.build import _NpyWriter
 
-    vmeta = _read_json(volumes / "meta.json")
+    vmeta = read_json(volumes / "meta.json")
     side = int(vmeta["size"][0])
     with open(volumes / "index.csv", newline="") as fh:
         reader = csv.DictReader(fh)
