@@ -30,19 +30,33 @@ is by case: every slice of a case is in its case's split.
 from __future__ import annotations
 
 import csv
-import os
+import io
+import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from gliomagen import MODALITIES, __version__
-from gliomagen.data.conditions import SLICE_CONDITIONS, ConditionSchema, build_schema
+from gliomagen.data.build import build_store
+from gliomagen.data.build_inputs import input_fingerprint, is_up_to_date, prep_options
+from gliomagen.data.build_workers import say
+from gliomagen.data.conditions import (
+    SLICE_CONDITIONS,
+    ConditionSchema,
+    build_schema,
+    parse_label_types,
+    read_label_table,
+)
+from gliomagen.data.layouts import find_cases
 from gliomagen.data.qc import MASK_COLOURS
 from gliomagen.data.store_format import NO_MASK, SPLITS, parse_size, read_json
+from gliomagen.data.store_output import NpyWriter, check_output, staged_store
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import write_bytes, write_text
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 """The views, in the order of the ``view`` condition's categories."""
@@ -130,10 +144,6 @@ def grid_png(
 ) -> bytes:
     """RGB panels ``[h, w, 3]`` in rows and columns as a labelled PNG (Pillow); written atomically
     to ``path`` when given. Panels smaller than ``min_panel`` are enlarged (nearest)."""
-    import io
-
-    from PIL import Image, ImageDraw, ImageFont
-
     side = max(max(p.shape[0], p.shape[1]) for row in panels for p in row)
     zoom = max(1, -(-min_panel // side))
     cell = side * zoom
@@ -155,10 +165,7 @@ def grid_png(
     canvas.save(buf, format="PNG")
     data = buf.getvalue()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
     return data
 
 
@@ -218,10 +225,6 @@ def build_slice_store(
     Raises:
         GliomagenError: bad options or input, naming them; nothing is left behind.
     """
-    from gliomagen.data import build as vb
-    from gliomagen.data.conditions import parse_label_types, read_label_table
-    from gliomagen.data.layouts import find_cases
-
     side = parse_slice_size(size)
     views_t = parse_views(views)
     if not 0.0 <= float(min_brain_fraction) < 1.0:
@@ -231,13 +234,13 @@ def build_slice_store(
     if workers < 1:
         raise GliomagenError(f"--workers {workers}: must be at least 1")
     out = Path(out)
-    vb._check_output(out)
+    check_output(out)
     cases = find_cases(sources)
     label_cols = read_label_table(Path(labels_csv))[0] if labels_csv else []
     for name in [*label_cols, *(k for c in cases for k in c.labels)]:
         if name in (*SLICE_CONDITIONS, *_SLICE_COLUMNS):
             raise GliomagenError(f"label column {name!r} is reserved in a slice store; rename it")
-    prep, standard = vb._prep_options(normalize, bias_correction, denoise, nyul_from)
+    prep, standard = prep_options(normalize, bias_correction, denoise, nyul_from)
     options: dict[str, Any] = {
         "slices": {"size": side, "views": list(views_t), "min_brain_fraction": float(min_brain_fraction),
                    "slice_step": int(slice_step)},
@@ -246,37 +249,21 @@ def build_slice_store(
     }  # fmt: skip
     if standard is not None:
         options["preprocessing"]["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
-    stamp = vb._fingerprint(cases, labels_csv, options)
-    if (out / "meta.json").is_file() and read_json(out / "meta.json").get(
-        "input_fingerprint"
-    ) == stamp:
-        vb._say(progress, f"{out}: up to date with its inputs; nothing to do")
+    stamp = input_fingerprint(cases, labels_csv, options)
+    if is_up_to_date(out, stamp):
+        say(progress, f"{out}: up to date with its inputs; nothing to do")
         return out
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        vb._remove_stale_temps(out)
-        tmp.mkdir()
-    except OSError as exc:
-        vb._remove_empty(created)
-        raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        volumes = vb.build_store(
+    with staged_store(out) as tmp:
+        volumes = build_store(
             sources, tmp / "volumes", labels_csv=labels_csv, size=(side, side, side), skip_bad=skip_bad,
             workers=workers, seed=seed, progress=progress, label_types=label_types, qc_cases=qc_cases,
             normalize=normalize, bias_correction=bias_correction, denoise=denoise, nyul_from=nyul_from,
         )  # fmt: skip
-        vb._say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
+        say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
         meta = _cut(tmp, volumes, views_t, float(min_brain_fraction), int(slice_step))
         meta.update(input_fingerprint=stamp, options=options)
-        vb._write_json(tmp / "meta.json", meta)
+        write_text(tmp / "meta.json", json.dumps(meta, indent=1))
         shutil.rmtree(volumes)
-        vb._replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        vb._remove_empty(created)
-        raise
     return out
 
 
@@ -288,8 +275,6 @@ def _cut(
     tmp: Path, volumes: Path, views: tuple[str, ...], min_fraction: float, step: int
 ) -> dict[str, Any]:
     """Cut the slices of ``volumes`` into ``tmp``'s arrays and index; return the slice store's meta."""
-    from gliomagen.data.build import _NpyWriter
-
     vmeta = read_json(volumes / "meta.json")
     side = int(vmeta["size"][0])
     with open(volumes / "index.csv", newline="") as fh:
@@ -299,8 +284,8 @@ def _cut(
     images = np.load(volumes / "images.npy", mmap_mode="r")  # [N, C, s, s, s]
     masks = np.load(volumes / "masks.npy", mmap_mode="r")  # [N, s, s, s]
     capacity = len(cases) * len(views) * len(range(0, side, step))
-    img_out = _NpyWriter(tmp / "images.npy", np.float16, (images.shape[1], side, side), capacity)
-    mask_out = _NpyWriter(tmp / "masks.npy", np.uint8, (side, side), capacity)
+    img_out = NpyWriter(tmp / "images.npy", np.float16, (images.shape[1], side, side), capacity)
+    mask_out = NpyWriter(tmp / "masks.npy", np.uint8, (side, side), capacity)
     rows: list[dict[str, Any]] = []
     width = len(str(side - 1))
     try:

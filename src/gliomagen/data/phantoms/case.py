@@ -6,8 +6,6 @@ those three numbers, so a cohort is the same whichever worker draws which case.
 
 from __future__ import annotations
 
-import os
-import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from gliomagen.data.phantoms.contrast import sample_contrast, synthesise
 from gliomagen.data.phantoms.params import PhantomParams
 from gliomagen.data.phantoms.tumour import label_map, mass_effect, sample_tumour, tumour_maps
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_dir
 
 
 def case_id(cohort: str, index: int) -> str:
@@ -171,22 +170,8 @@ def write_case(case: PhantomCase, out: Path) -> Path:
         The case folder ``out/<case_id>``.
     """
     final = out / case.case_id
-    tmp = out / f".{case.case_id}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(final, replace=True) as tmp:
         for m in MODALITIES:
             _nifti(case.images[m], case.affine).to_filename(str(tmp / f"{case.case_id}-{m}.nii.gz"))
         _nifti(case.seg, case.affine).to_filename(str(tmp / f"{case.case_id}-seg.nii.gz"))
-        if final.exists():
-            old = out / f".{case.case_id}.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
