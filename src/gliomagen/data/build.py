@@ -45,7 +45,7 @@ from gliomagen.data.build_inputs import (
     store_options,
 )
 from gliomagen.data.build_workers import prepare_cases, say, sigterm_as_interrupt
-from gliomagen.data.conditions import build_schema, parse_label_types, read_label_table
+from gliomagen.data.labels import build_schema, parse_label_types, read_label_table
 from gliomagen.data.layouts import CaseRecord, find_cases
 from gliomagen.data.preprocess import PrepOptions
 from gliomagen.data.qc import write_rows_qc

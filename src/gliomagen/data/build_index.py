@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from gliomagen import MODALITIES, __version__
-from gliomagen.data.conditions import COVARIATES, ConditionSchema
+from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.labels import COVARIATES
 from gliomagen.data.layouts import CaseRecord
 from gliomagen.data.preprocess import PERCENTILES, PreparedCase, template_geometry
 from gliomagen.data.store_format import FORMAT_VERSION, SPLITS

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gliomagen import MODALITIES
-from gliomagen.data.conditions import derive_covariates
+from gliomagen.data.labels import derive_covariates
 from gliomagen.data.layouts import CaseRecord
 from gliomagen.data.nifti import (
     check_same_space,

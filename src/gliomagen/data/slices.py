@@ -44,9 +44,9 @@ from gliomagen import MODALITIES, __version__
 from gliomagen.data.build import build_store
 from gliomagen.data.build_inputs import input_fingerprint, is_up_to_date, prep_options
 from gliomagen.data.build_workers import say
-from gliomagen.data.conditions import (
+from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.labels import (
     SLICE_CONDITIONS,
-    ConditionSchema,
     build_schema,
     parse_label_types,
     read_label_table,
