@@ -16,9 +16,10 @@ import numpy as np
 
 from gliomagen import MODALITIES, __version__
 from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.geometry import template_geometry
 from gliomagen.data.labels import COVARIATES
 from gliomagen.data.layouts import CaseRecord
-from gliomagen.data.preprocess import PERCENTILES, PreparedCase, template_geometry
+from gliomagen.data.preprocess import PERCENTILES, PreparedCase
 from gliomagen.data.store_format import FORMAT_VERSION, SPLITS
 
 Kept = list[tuple[CaseRecord, PreparedCase]]
