@@ -30,7 +30,6 @@ is by case: every slice of a case is in its case's split.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from collections.abc import Iterable, Sequence
@@ -38,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from gliomagen import MODALITIES, __version__
 from gliomagen.data.build import build_store
@@ -52,11 +50,21 @@ from gliomagen.data.labels import (
     read_label_table,
 )
 from gliomagen.data.layouts import find_cases
-from gliomagen.data.qc import MASK_COLOURS
+from gliomagen.data.slice_pictures import (
+    grey_u8,
+    grid_png,
+    slice_rgb,
+    slices_montage_png,
+    to_display,
+)
 from gliomagen.data.store_format import NO_MASK, SPLITS, parse_size, read_json
 from gliomagen.data.store_output import NpyWriter, check_output, staged_store
 from gliomagen.errors import GliomagenError
-from gliomagen.io.atomic import write_bytes, write_text
+from gliomagen.io.atomic import write_text
+
+__all__ = ["DEFAULT_MIN_BRAIN_FRACTION", "DEFAULT_SLICE_SIZE", "VIEWS", "VIEW_AXIS",
+           "build_slice_store", "grey_u8", "grid_png", "parse_slice_size", "parse_views",
+           "slice_affine", "slice_rgb", "slices_montage_png", "take_slice", "to_display"]  # fmt: skip
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 """The views, in the order of the ``view`` condition's categories."""
@@ -95,7 +103,7 @@ def parse_views(views: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(v for v in VIEWS if v in names)
 
 
-# -- geometry and pictures -----------------------------------------------------------------------
+# -- geometry --------------------------------------------------------------------------------------
 def take_slice(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     """Slice ``index`` of ``volume [..., X, Y, Z]`` (channels first, if any) along ``view``."""
     return np.take(volume, int(index), axis=volume.ndim - 3 + VIEW_AXIS[view])
@@ -109,81 +117,6 @@ def slice_affine(grid_affine: np.ndarray, view: str, index: float) -> np.ndarray
     pick[kept[0], 0] = pick[kept[1], 1] = pick[held, 2] = pick[3, 3] = 1.0
     pick[held, 3] = float(index)
     return np.asarray(grid_affine, dtype=np.float64) @ pick
-
-
-def to_display(arr: np.ndarray) -> np.ndarray:
-    """A slice ``[a, b]`` oriented for display, as :func:`gliomagen.data.qc.plane_slices` draws
-    planes: superior (coronal, sagittal) or anterior (axial) at the top."""
-    return np.ascontiguousarray(np.asarray(arr).T[::-1])
-
-
-def grey_u8(image: np.ndarray) -> np.ndarray:
-    """``[-1, 1]`` values -> uint8 grey (clipped): -1 -> 0, 1 -> 255."""
-    return np.round((np.clip(np.asarray(image, np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
-
-
-def slice_rgb(image: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """One slice ``[a, b]`` in [-1, 1] as display-oriented RGB ``[b, a, 3]`` uint8, labels 1-3 of ``mask`` overlaid."""
-    rgb = np.repeat(grey_u8(to_display(image))[..., None], 3, axis=2).astype(np.float32)
-    if mask is not None:
-        lab = to_display(mask)
-        for label in (1, 2, 3):
-            hit = lab == label
-            rgb[hit] = (1 - alpha) * rgb[hit] + alpha * MASK_COLOURS[label - 1]
-    return np.round(rgb).astype(np.uint8)
-
-
-def grid_png(
-    panels: Sequence[Sequence[np.ndarray]],
-    path: Path | None = None,
-    *,
-    row_labels: Sequence[str] = (),
-    col_labels: Sequence[str] = (),
-    title: str = "",
-    min_panel: int = 96,
-) -> bytes:
-    """RGB panels ``[h, w, 3]`` in rows and columns as a labelled PNG (Pillow); written atomically
-    to ``path`` when given. Panels smaller than ``min_panel`` are enlarged (nearest)."""
-    side = max(max(p.shape[0], p.shape[1]) for row in panels for p in row)
-    zoom = max(1, -(-min_panel // side))
-    cell = side * zoom
-    left, top = (48 if row_labels else 4), (16 if col_labels else 4) + (16 if title else 0)
-    n_cols = max(len(r) for r in panels)
-    canvas = Image.new("RGB", (left + n_cols * (cell + 2), top + len(panels) * (cell + 2)), "black")
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
-    for r, row in enumerate(panels):
-        for c, p in enumerate(row):
-            img = Image.fromarray(p.repeat(zoom, axis=0).repeat(zoom, axis=1))
-            canvas.paste(img, (left + c * (cell + 2), top + r * (cell + 2)))
-        if r < len(row_labels):
-            draw.text((left - 4, top + r * (cell + 2) + cell // 2), row_labels[r][:8], fill="white", font=font, anchor="rm")  # fmt: skip
-    for c, label in enumerate(col_labels):
-        draw.text((left + c * (cell + 2) + cell // 2, top - 3), label, fill="white", font=font, anchor="md")  # fmt: skip
-    if title:
-        draw.text((canvas.width // 2, 3), title, fill="white", font=font, anchor="mt")
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    data = buf.getvalue()
-    if path is not None:
-        write_bytes(path, data)
-    return data
-
-
-def slices_montage_png(
-    items: Sequence[tuple[np.ndarray, np.ndarray | None, str]],
-    modalities: Sequence[str],
-    title: str = "",
-) -> bytes:
-    """Rows of slices ``(image [C, a, b], mask [a, b] or None, name)``: every modality, then the
-    mask over the second one (T1Gd); the 2-D counterpart of :func:`gliomagen.report.figures.montage_png`."""
-    rows = []
-    for image, mask, _ in items:
-        m = None if mask is None or (np.asarray(mask) == NO_MASK).all() else np.asarray(mask)
-        row = [slice_rgb(ch) for ch in image]
-        row.append(slice_rgb(image[min(1, len(image) - 1)], m))
-        rows.append(row)
-    labels = [*modalities[: len(items[0][0])], "mask"] if items else []
-    return grid_png(rows, row_labels=[it[2][-8:] for it in items], col_labels=labels, title=title)
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -227,12 +160,7 @@ def build_slice_store(
     """
     side = parse_slice_size(size)
     views_t = parse_views(views)
-    if not 0.0 <= float(min_brain_fraction) < 1.0:
-        raise GliomagenError(f"--min-brain-fraction {min_brain_fraction}: must be in [0, 1)")
-    if int(slice_step) < 1:
-        raise GliomagenError(f"--slice-step {slice_step}: must be at least 1")
-    if workers < 1:
-        raise GliomagenError(f"--workers {workers}: must be at least 1")
+    _check_numbers(min_brain_fraction, slice_step, workers)
     out = Path(out)
     check_output(out)
     cases = find_cases(sources)
@@ -271,6 +199,16 @@ _SLICE_COLUMNS = ("source_case", "slice_index", "brain_fraction")
 """Index columns of a slice store beside the store's own (and the ``view``/``position`` conditions)."""
 
 
+def _check_numbers(min_brain_fraction: float, slice_step: int, workers: int) -> None:
+    """Refuse a brain fraction outside [0, 1), a slice step or worker count below 1."""
+    if not 0.0 <= float(min_brain_fraction) < 1.0:
+        raise GliomagenError(f"--min-brain-fraction {min_brain_fraction}: must be in [0, 1)")
+    if int(slice_step) < 1:
+        raise GliomagenError(f"--slice-step {slice_step}: must be at least 1")
+    if workers < 1:
+        raise GliomagenError(f"--workers {workers}: must be at least 1")
+
+
 def _cut(
     tmp: Path, volumes: Path, views: tuple[str, ...], min_fraction: float, step: int
 ) -> dict[str, Any]:
@@ -281,6 +219,37 @@ def _cut(
         reader = csv.DictReader(fh)
         header, cases = list(reader.fieldnames or []), list(reader)
     labels = header[header.index("has_mask") + 1 : header.index("layout")]
+    rows = _cut_arrays(tmp, volumes, cases, labels, views, side, min_fraction, step)
+    if not rows:
+        raise GliomagenError(
+            f"no slice has a brain fraction of at least {min_fraction:g}; lower --min-brain-fraction"
+        )
+    columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
+               "brain_fraction", *labels, "layout"]  # fmt: skip
+    with open(tmp / "index.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copyfile(volumes / "index.csv", tmp / "cases.csv")
+    if (volumes / "qc").is_dir():
+        shutil.move(str(volumes / "qc"), str(tmp / "qc"))
+        _slice_qc(tmp, volumes, views, [p.stem for p in (tmp / "qc").glob("*.png")])
+    if (volumes / "skipped.csv").is_file():
+        shutil.copyfile(volumes / "skipped.csv", tmp / "skipped.csv")
+    return _slice_meta(vmeta, rows, views, side, min_fraction, step)
+
+
+def _cut_arrays(
+    tmp: Path,
+    volumes: Path,
+    cases: list[dict[str, str]],
+    labels: list[str],
+    views: tuple[str, ...],
+    side: int,
+    min_fraction: float,
+    step: int,
+) -> list[dict[str, Any]]:
+    """Write the kept slices of every case into ``tmp``'s arrays; return their index rows."""
     images = np.load(volumes / "images.npy", mmap_mode="r")  # [N, C, s, s, s]
     masks = np.load(volumes / "masks.npy", mmap_mode="r")  # [N, s, s, s]
     capacity = len(cases) * len(views) * len(range(0, side, step))
@@ -311,22 +280,19 @@ def _cut(
         img_out.close(len(rows))
         mask_out.close(len(rows))
     del images, masks
-    if not rows:
-        raise GliomagenError(
-            f"no slice has a brain fraction of at least {min_fraction:g}; lower --min-brain-fraction"
-        )
-    columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
-               "brain_fraction", *labels, "layout"]  # fmt: skip
-    with open(tmp / "index.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    shutil.copyfile(volumes / "index.csv", tmp / "cases.csv")
-    if (volumes / "qc").is_dir():
-        shutil.move(str(volumes / "qc"), str(tmp / "qc"))
-        _slice_qc(tmp, volumes, views, [p.stem for p in (tmp / "qc").glob("*.png")])
-    if (volumes / "skipped.csv").is_file():
-        shutil.copyfile(volumes / "skipped.csv", tmp / "skipped.csv")
+    return rows
+
+
+def _slice_meta(
+    vmeta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    views: tuple[str, ...],
+    side: int,
+    min_fraction: float,
+    step: int,
+) -> dict[str, Any]:
+    """The slice store's meta: the volume store's, with 2-D sizes, the view and position
+    conditions (standardised on the training slices) and the slicing options."""
     train = [r["split"] == "train" for r in rows]
     extra = build_schema(
         [{"view": r["view"], "position": r["position"]} for r in rows],
