@@ -16,7 +16,7 @@ import numpy as np
 from gliomagen import MODALITIES
 from gliomagen.data.phantoms.anatomy import load_template, sample_geometry, warp_tissues
 from gliomagen.data.phantoms.contrast import sample_contrast, synthesise
-from gliomagen.data.phantoms.params import PhantomParams
+from gliomagen.data.phantoms.params import CohortParams, PhantomParams
 from gliomagen.data.phantoms.tumour import label_map, mass_effect, sample_tumour, tumour_maps
 from gliomagen.errors import GliomagenError
 from gliomagen.io.atomic import atomic_dir
@@ -101,25 +101,10 @@ def make_case(
         ((120, 120, 78), dtype('uint8'))
     """
     params = params or PhantomParams()
-    if cohort not in params.cohorts:
-        raise GliomagenError(
-            f"phantoms: unknown cohort {cohort!r}; known cohorts: {', '.join(params.cohorts)}"
-        )
-    if not 0 <= index <= 99999:
-        raise GliomagenError(f"phantoms: case index {index} is outside 0..99999")
-    if seed < 0:
-        raise GliomagenError(f"phantoms: --seed {seed} must be >= 0")
+    _check_case(cohort, index, seed, params)
     cp = params.cohorts[cohort]
     rng = case_rngs(seed, cohort, index)
-    grade = "HGG" if rng["clinical"].random() < cp.p_hgg else "LGG"
-    age = int(
-        round(
-            float(
-                np.clip(rng["clinical"].normal(cp.age_mean[grade], cp.age_sd[grade]), *cp.age_range)
-            )
-        )
-    )
-    sex = "M" if rng["clinical"].random() < cp.p_male else "F"
+    grade, age, sex = _clinical(rng["clinical"], cp)
 
     template = load_template(resolution, params.anatomy)
     grid = template.grid
@@ -149,6 +134,28 @@ def make_case(
     return PhantomCase(
         case_id(cohort, index), cohort, grade, age, sex, images, seg, grid.affine.copy()
     )
+
+
+def _check_case(cohort: str, index: int, seed: int, params: PhantomParams) -> None:
+    """Refuse an unknown cohort, an index outside 0..99999 or a negative seed."""
+    if cohort not in params.cohorts:
+        raise GliomagenError(
+            f"phantoms: unknown cohort {cohort!r}; known cohorts: {', '.join(params.cohorts)}"
+        )
+    if not 0 <= index <= 99999:
+        raise GliomagenError(f"phantoms: case index {index} is outside 0..99999")
+    if seed < 0:
+        raise GliomagenError(f"phantoms: --seed {seed} must be >= 0")
+
+
+def _clinical(rng: np.random.Generator, cp: CohortParams) -> tuple[str, int, str]:
+    """Draw ``(grade, age, sex)`` from the case's clinical stream, in that order."""
+    grade = "HGG" if rng.random() < cp.p_hgg else "LGG"
+    age = int(
+        round(float(np.clip(rng.normal(cp.age_mean[grade], cp.age_sd[grade]), *cp.age_range)))
+    )
+    sex = "M" if rng.random() < cp.p_male else "F"
+    return grade, age, sex
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:

@@ -181,7 +181,14 @@ def generate_cohort(
             disable=not progress,
         )
     )
+    _write_tables(out, rows, seed, resolution, cohorts)
+    return out
 
+
+def _write_tables(
+    out: Path, rows: list[dict[str, object]], seed: int, resolution: int, cohorts: dict[str, int]
+) -> None:
+    """Write ``clinical.csv`` (one row per case) and ``phantoms.json`` (how the cohort was made)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CLINICAL_COLUMNS), lineterminator="\n")
     writer.writeheader()
@@ -196,4 +203,3 @@ def generate_cohort(
         "n_cases": len(rows),
     }
     write_text(out / "phantoms.json", json.dumps(info, indent=2) + "\n")
-    return out
