@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gliomagen.data import conditions
-from gliomagen.data.conditions import (
-    ConditionSchema,
+from gliomagen.data import conditions, labels
+from gliomagen.data.conditions import ConditionSchema, infer_kind
+from gliomagen.data.labels import (
     build_schema,
     derive_covariates,
-    infer_kind,
     parse_label_types,
     read_label_table,
 )
@@ -23,6 +22,8 @@ from gliomagen.errors import GliomagenError
 def test_module_doctests_still_pass() -> None:
     result = doctest.testmod(conditions)
     assert result.attempted >= 4 and result.failed == 0
+    result = doctest.testmod(labels)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ import torch
 from synth_brats import Synth
 from torch.utils.data import DataLoader
 
-from gliomagen.data import build as build_mod
+from gliomagen.data import build_workers as build_mod
 from gliomagen.data import open_store as open_store_reexport
-from gliomagen.data.build import _NpyWriter
 from gliomagen.data.preprocess import to_original_space
 from gliomagen.data.store import assign_splits, build_store, open_store, parse_size
+from gliomagen.data.store_output import NpyWriter
 from gliomagen.errors import GliomagenError
 
 SIZE = (12, 14, 10)
@@ -278,7 +278,7 @@ def test_two_workers_give_the_same_store(tree: dict[str, Path]) -> None:
 
 
 def test_npy_writer_shrinks_to_the_written_count(tmp_path: Path) -> None:
-    w = _NpyWriter(tmp_path / "a.npy", np.float16, (2, 3), capacity=1000)
+    w = NpyWriter(tmp_path / "a.npy", np.float16, (2, 3), capacity=1000)
     w.write(0, np.ones((2, 3)))
     w.write(1, np.full((2, 3), 2.0))
     w.close(2)
@@ -293,11 +293,12 @@ def test_sigterm_with_workers_leaves_no_store_and_no_processes(tree: dict[str, P
     code = f"""
 import sys, time
 import gliomagen.data.build as b
-real = b.prepare_case
+import gliomagen.data.build_workers as w
+real = w.prepare_case
 def slow(record, size):
     time.sleep(0.5)
     return real(record, size)
-b.prepare_case = slow
+w.prepare_case = slow
 b.build_store([{str(tree["brats2023"])!r}, {str(tree["brats2018"])!r}], {str(tree["root"] / "S")!r},
               size=8, workers=2, progress=False, qc_cases=0)
 """

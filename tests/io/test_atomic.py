@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gliomagen.io.atomic import atomic_dir, atomic_path, write_json, write_text
+from gliomagen.io.atomic import atomic_dir, atomic_path, replace_dir, write_json, write_text
 
 
 def test_write_json_cleans_nan_and_numpy(tmp_path):
@@ -43,3 +43,32 @@ def test_atomic_dir_never_replaces_existing_folder(tmp_path):
         (tmp / "a").write_text("1")
     assert (tmp_path / "cohort" / "keep").read_text() == "mine"
     assert sorted(q.name for q in tmp_path.iterdir()) == ["cohort"]
+
+
+def test_replace_dir_swaps_an_existing_folder(tmp_path):
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "old").write_text("0")
+    new = tmp_path / ".case.new"
+    new.mkdir()
+    (new / "a").write_text("1")
+    assert replace_dir(new, tmp_path / "case") == tmp_path / "case"
+    assert [q.name for q in (tmp_path / "case").iterdir()] == ["a"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["case"]
+    newer = tmp_path / ".other.new"
+    newer.mkdir()
+    replace_dir(newer, tmp_path / "other")  # nothing there yet: a plain rename
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["case", "other"]
+
+
+def test_atomic_dir_replace_swaps_whole_or_keeps_old(tmp_path):
+    (tmp_path / "case").mkdir()
+    (tmp_path / "case" / "keep").write_text("mine")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "case", replace=True) as tmp:
+        (tmp / "a").write_text("1")
+        raise RuntimeError("killed")
+    assert [q.name for q in (tmp_path / "case").iterdir()] == ["keep"]
+    with atomic_dir(tmp_path / "case", replace=True) as tmp:
+        (tmp / "a").write_text("1")
+    assert [q.name for q in (tmp_path / "case").iterdir()] == ["a"]
+    assert oct((tmp_path / "case").stat().st_mode & 0o777) == "0o755"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["case"]

@@ -19,23 +19,32 @@ The output grid is axis-aligned with the canonical voxel grid: stored voxel ``i`
 sits at canonical voxel coordinate ``start[a] + step[a] * i``. ``geometry`` records that map and the
 file's shape, affine and orientation, so :func:`to_original_space` can map any stored-grid volume
 (e.g. a segmentation predicted on the store) back onto the case's original grid, and
-:func:`to_template_space` maps a volume of a *new* case with a store's median geometry.
+:func:`to_template_space` maps a volume of a *new* case with a store's median geometry (both
+implemented in :mod:`gliomagen.data.geometry`, with the resampling, and re-exported here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gliomagen import MODALITIES
-from gliomagen.data.conditions import derive_covariates
+from gliomagen.data.geometry import (
+    grid_affine,
+    resample_linear,
+    resample_nearest,
+    template_geometry,
+    to_original_space,
+    to_template_space,
+)
+from gliomagen.data.labels import derive_covariates
 from gliomagen.data.layouts import CaseRecord
 from gliomagen.data.nifti import (
+    Volume,
     check_same_space,
-    from_canonical,
     read_volume,
     sha256,
     to_canonical,
@@ -45,8 +54,9 @@ from gliomagen.data.restoration import DenoiseOptions, N4Options, restore
 from gliomagen.data.standardise import PERCENTILES, check_normalization, standardise
 from gliomagen.errors import GliomagenError
 
-Vector = Sequence[float] | np.ndarray
-"""Per-axis numbers: a sequence or a ``[3]`` array."""
+__all__ = ["LABEL_SETS", "PERCENTILES", "PrepOptions", "PreparedCase", "grid_affine", "prepare_case",
+           "remap_labels", "resample_linear", "resample_nearest", "template_geometry",
+           "to_original_space", "to_template_space"]  # fmt: skip
 
 LABEL_SETS: dict[str, tuple[int, ...]] = {"2023": (0, 1, 2, 3), "2021": (0, 1, 2, 4)}
 """Allowed mask values per label convention; ``auto`` accepts either (not 3 and 4 together)."""
@@ -132,35 +142,84 @@ def prepare_case(
     if record.problem:
         raise GliomagenError(f"{cid}: {record.problem}")
     size_arr = np.asarray(size, dtype=np.int64)
-    checksums = {m: sha256(record.images[m]) for m in MODALITIES}
-    vols = [read_volume(record.images[m], what=cid) for m in MODALITIES]
-    for vol in vols[1:]:
-        check_same_space(vols[0], vol, what=cid)
-    raw_mask = None
-    if record.seg is not None:
-        checksums["seg"] = sha256(record.seg)
-        seg = read_volume(record.seg, what=cid)
-        check_same_space(vols[0], seg, what=cid)
-        raw_mask = remap_labels(seg.data, record.label_convention, where=f"{cid}: {record.seg}")
-
-    # Whole-volume work happens in file voxel order (NIfTI arrays are Fortran-ordered, and
-    # mixing memory layouts is slow); the canonical arrays below are views.
+    vols, raw_mask, checksums = _read_case(record)
     backgrounds = [_background_value(v.data) for v in vols]
-    brain_file = vols[0].data != backgrounds[0]  # [X, Y, Z] bool, file order
-    for vol, bg in zip(vols[1:], backgrounds[1:], strict=True):
-        brain_file |= vol.data != bg
-    if raw_mask is not None:
-        brain_file |= raw_mask > 0
-    canon = [to_canonical(v.data, v.affine) for v in vols]
-    affine_c, ornt = canon[0][1], canon[0][2]
-    images_c = [c[0] for c in canon]  # 4 x [X, Y, Z] canonical views, file dtype
-    brain = to_canonical(brain_file, vols[0].affine)[0]
-    mask_c = to_canonical(raw_mask, vols[0].affine)[0] if raw_mask is not None else None
+    images_c, brain, mask_c, affine_c, ornt = _canonical(vols, backgrounds, raw_mask)
     if not brain.any():
         raise GliomagenError(
             f"{cid}: {record.images['t1n'].parent}: empty brain (every voxel is background)"
         )
+    box = _fit_box(brain, affine_c, size_arr)
+    brain_crop = np.ascontiguousarray(brain[box.crop])  # [x, y, z], C order from here on
+    brain_out = (
+        resample_linear(brain_crop[None], box.rel, box.step, size_arr, fill=0.0)[0] >= 0.5
+    )  # [D, H, W]
+    image, intensity = _intensities(
+        record, images_c, backgrounds, box, brain_crop, brain_out, size_arr, opts
+    )
+    mask: np.ndarray | None = None
+    if mask_c is not None:
+        mask = resample_nearest(mask_c[box.crop][None], box.rel, box.step, size_arr, fill=0)[0]
+        mask = mask.astype(np.uint8)
+    centre_world = (affine_c @ np.append(box.centre, 1.0))[:3]
+    file_grid = {
+        "shape": list(map(int, vols[0].shape)),
+        "affine": vols[0].affine.tolist(),
+        "ornt": ornt.tolist(),
+        "canonical_shape": list(map(int, brain.shape)),
+        "canonical_affine": affine_c.tolist(),
+        "size": size_arr.tolist(),
+    }
+    return PreparedCase(
+        case_id=cid,
+        image=image,
+        mask=mask,
+        geometry={**file_grid, **box.record(), "centre_world": centre_world.tolist()},
+        covariates=_covariates(mask_c, box, affine_c, centre_world),
+        intensity=intensity,
+        checksums=checksums,
+    )
 
+
+@dataclass(frozen=True)
+class _Box:
+    """The stored grid in canonical voxels (``start + step * i``) and the brain box it covers.
+
+    Attributes:
+        lo, hi: the brain's inclusive bounding box ``[3]``.
+        spacing: canonical voxel sizes (mm) ``[3]``.
+        scale_mm: the output voxel size (mm), the same along every axis.
+        step, centre, start: the grid map, in canonical voxels ``[3]``.
+        a0: the crop's first voxel ``[3]``; crop: the brain box plus a one-voxel margin.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    spacing: np.ndarray
+    scale_mm: float
+    step: np.ndarray
+    centre: np.ndarray
+    start: np.ndarray
+    a0: np.ndarray
+    crop: tuple[slice, ...]
+
+    @property
+    def rel(self) -> np.ndarray:
+        """``start`` relative to the crop."""
+        return self.start - self.a0
+
+    def record(self) -> dict[str, Any]:
+        """The grid's entries of a case's ``geometry``."""
+        return {
+            "start": self.start.tolist(),
+            "step": self.step.tolist(),
+            "spacing_mm": self.scale_mm,
+            "brain_box": [self.lo.tolist(), self.hi.tolist()],
+        }
+
+
+def _fit_box(brain: np.ndarray, affine_c: np.ndarray, size_arr: np.ndarray) -> _Box:
+    """The brain's bounding box, padded symmetrically to the grid's aspect ratio (isotropic voxels)."""
     lo, hi = _bbox(brain)
     sp = voxel_sizes(affine_c)
     scale_mm = float(((hi - lo + 1) * sp / size_arr).max())
@@ -172,22 +231,69 @@ def prepare_case(
     a0 = np.maximum(lo - 1, 0)
     a1 = np.minimum(hi + 2, np.array(brain.shape))
     crop = tuple(slice(int(p), int(q)) for p, q in zip(a0, a1, strict=True))
-    brain_crop = np.ascontiguousarray(brain[crop])  # [x, y, z], C order from here on
-    rel = start - a0
-    brain_out = (
-        resample_linear(brain_crop[None], rel, step, size_arr, fill=0.0)[0] >= 0.5
-    )  # [D, H, W]
+    return _Box(lo, hi, sp, scale_mm, step, centre, start, a0, crop)
 
+
+def _read_case(record: CaseRecord) -> tuple[list[Volume], np.ndarray | None, dict[str, str]]:
+    """The four images (checked to share one space), the remapped mask and every file's SHA-256."""
+    cid = record.case_id
+    checksums = {m: sha256(record.images[m]) for m in MODALITIES}
+    vols = [read_volume(record.images[m], what=cid) for m in MODALITIES]
+    for vol in vols[1:]:
+        check_same_space(vols[0], vol, what=cid)
+    raw_mask = None
+    if record.seg is not None:
+        checksums["seg"] = sha256(record.seg)
+        seg = read_volume(record.seg, what=cid)
+        check_same_space(vols[0], seg, what=cid)
+        raw_mask = remap_labels(seg.data, record.label_convention, where=f"{cid}: {record.seg}")
+    return vols, raw_mask, checksums
+
+
+def _canonical(
+    vols: list[Volume], backgrounds: list[float], raw_mask: np.ndarray | None
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The images, brain and mask in canonical RAS order: ``(images, brain, mask, affine, ornt)``.
+
+    The brain is the voxels differing from the background in any modality, plus the tumour.
+    Whole-volume work happens in file voxel order (NIfTI arrays are Fortran-ordered, and mixing
+    memory layouts is slow); the canonical arrays are views.
+    """
+    brain_file = vols[0].data != backgrounds[0]  # [X, Y, Z] bool, file order
+    for vol, bg in zip(vols[1:], backgrounds[1:], strict=True):
+        brain_file |= vol.data != bg
+    if raw_mask is not None:
+        brain_file |= raw_mask > 0
+    canon = [to_canonical(v.data, v.affine) for v in vols]
+    affine_c, ornt = canon[0][1], canon[0][2]
+    images_c = [c[0] for c in canon]  # 4 x [X, Y, Z] canonical views, file dtype
+    brain = to_canonical(brain_file, vols[0].affine)[0]
+    mask_c = to_canonical(raw_mask, vols[0].affine)[0] if raw_mask is not None else None
+    return images_c, brain, mask_c, affine_c, ornt
+
+
+def _intensities(
+    record: CaseRecord,
+    images_c: list[np.ndarray],
+    backgrounds: list[float],
+    box: _Box,
+    brain_crop: np.ndarray,
+    brain_out: np.ndarray,
+    size_arr: np.ndarray,
+    opts: PrepOptions,
+) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
+    """Restore, standardise and resample each modality: ``(image [C, D, H, W] float16, intensity)``."""
+    cid = record.case_id
     image = np.empty((len(MODALITIES), *size_arr.tolist()), dtype=np.float16)  # [C, D, H, W]
     intensity: dict[str, dict[str, Any]] = {}
     for c, (m, x, bg) in enumerate(zip(MODALITIES, images_c, backgrounds, strict=True)):
         xc = np.ascontiguousarray(
-            x[crop], dtype=np.float32
+            x[box.crop], dtype=np.float32
         )  # [x, y, z]; one channel at a time keeps memory small
         extra: dict[str, Any] = {}
         if opts.bias_correction or opts.denoise:
             try:
-                xc, extra = restore(xc, brain_crop, sp, opts.bias_correction, opts.denoise)
+                xc, extra = restore(xc, brain_crop, box.spacing, opts.bias_correction, opts.denoise)
             except GliomagenError as exc:
                 raise GliomagenError(f"{cid}: {record.images[m]}: {exc}") from None
         p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
@@ -196,45 +302,23 @@ def prepare_case(
                 f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
             )
         extra.update(standardise(xc, brain_crop, opts.normalize, p_lo, p_hi))  # in [-1, 1]
-        out = resample_linear(xc[None], rel, step, size_arr, fill=-1.0)[0]  # [D, H, W]
+        out = resample_linear(xc[None], box.rel, box.step, size_arr, fill=-1.0)[0]  # [D, H, W]
         out[~brain_out] = -1.0
         np.clip(out, -1.0, 1.0, out=out)
         image[c] = out
         intensity[m] = {"background": float(bg), "p_lo": p_lo, "p_hi": p_hi, **extra}
-    mask: np.ndarray | None = None
-    if mask_c is not None:
-        mask = resample_nearest(mask_c[crop][None], rel, step, size_arr, fill=0)[0].astype(np.uint8)
+    return image, intensity
 
-    centre_world = (affine_c @ np.append(centre, 1.0))[:3]
-    geometry = {
-        "shape": list(map(int, vols[0].shape)),
-        "affine": vols[0].affine.tolist(),
-        "ornt": ornt.tolist(),
-        "canonical_shape": list(map(int, brain.shape)),
-        "canonical_affine": affine_c.tolist(),
-        "size": size_arr.tolist(),
-        "start": start.tolist(),
-        "step": step.tolist(),
-        "spacing_mm": scale_mm,
-        "brain_box": [lo.tolist(), hi.tolist()],
-        "centre_world": centre_world.tolist(),
-    }
+
+def _covariates(
+    mask_c: np.ndarray | None, box: _Box, affine_c: np.ndarray, centre_world: np.ndarray
+) -> dict[str, Any]:
+    """The mask's covariates, measured on the crop (the tumour is inside it)."""
+    if mask_c is None:
+        return {"wt_volume_ml": None, "enhancing_fraction": None, "hemisphere": None}
     shift = np.eye(4)
-    shift[:3, 3] = a0  # the crop's voxel (0, 0, 0) is canonical voxel a0; the tumour is inside it
-    covariates = (
-        derive_covariates(mask_c[crop], affine_c @ shift, midline_x=float(centre_world[0]))
-        if mask_c is not None
-        else {"wt_volume_ml": None, "enhancing_fraction": None, "hemisphere": None}
-    )
-    return PreparedCase(
-        case_id=cid,
-        image=image,
-        mask=mask,
-        geometry=geometry,
-        covariates=covariates,
-        intensity=intensity,
-        checksums=checksums,
-    )
+    shift[:3, 3] = box.a0  # the crop's voxel (0, 0, 0) is canonical voxel a0
+    return derive_covariates(mask_c[box.crop], affine_c @ shift, midline_x=float(centre_world[0]))
 
 
 def remap_labels(data: np.ndarray, convention: str = "auto", *, where: str = "mask") -> np.ndarray:
@@ -278,175 +362,6 @@ def remap_labels(data: np.ndarray, convention: str = "auto", *, where: str = "ma
     if 4 in present:
         labels[labels == 4] = 3
     return labels
-
-
-# -- separable resampling --------------------------------------------------------------------
-def resample_linear(
-    x: np.ndarray,
-    start: Vector,
-    step: Vector,
-    size: Vector,
-    *,
-    fill: Any = 0.0,
-) -> np.ndarray:
-    """Sample ``x [C, X, Y, Z]`` at ``start + step * i`` along each spatial axis, trilinearly.
-
-    Positions outside the array take ``fill`` (a scalar or one value per channel ``[C]``), blended
-    linearly across the edge. Separable: three 1D passes, much faster than a 3D grid sample.
-
-    Returns:
-        ``[C, *size]`` float32.
-    """
-    out = np.asarray(x, dtype=np.float32)
-    fill_c = np.broadcast_to(np.asarray(fill, dtype=np.float32), (out.shape[0],)).reshape(
-        -1, 1, 1, 1
-    )
-    for axis in range(3):
-        n = out.shape[axis + 1]
-        pos = float(start[axis]) + float(step[axis]) * np.arange(int(size[axis]))
-        i0 = np.floor(pos).astype(np.int64)
-        w = (pos - i0).astype(np.float32)
-        shape = [1, 1, 1, 1]
-        shape[axis + 1] = -1
-        parts = []
-        for idx in (i0, i0 + 1):
-            part = np.take(out, np.clip(idx, 0, n - 1), axis=axis + 1)
-            outside = np.flatnonzero((idx < 0) | (idx >= n))
-            if outside.size:
-                cut: list[Any] = [slice(None)] * 4
-                cut[axis + 1] = outside
-                part[tuple(cut)] = fill_c
-            parts.append(part)
-        a, b = parts
-        b -= a
-        b *= w.reshape(shape)
-        a += b
-        out = a
-    return out
-
-
-def resample_nearest(
-    x: np.ndarray,
-    start: Vector,
-    step: Vector,
-    size: Vector,
-    *,
-    fill: Any = 0,
-) -> np.ndarray:
-    """Nearest-neighbour counterpart of :func:`resample_linear` (keeps the dtype)."""
-    out = np.asarray(x)
-    for axis in range(3):
-        n = out.shape[axis + 1]
-        idx = np.floor(
-            float(start[axis]) + float(step[axis]) * np.arange(int(size[axis])) + 0.5
-        ).astype(np.int64)
-        out = np.take(out, np.clip(idx, 0, n - 1), axis=axis + 1)
-        outside = np.flatnonzero((idx < 0) | (idx >= n))
-        if outside.size:
-            sl: list[Any] = [slice(None)] * 4
-            sl[axis + 1] = outside
-            out[tuple(sl)] = fill
-    return out
-
-
-# -- inverse ---------------------------------------------------------------------------------
-def to_original_space(
-    volume: Any, geometry: Mapping[str, Any], order: int = 1, fill: float | None = None
-) -> np.ndarray:
-    """Map a stored-grid volume back onto a case's original file grid (1 mm for BraTS).
-
-    Args:
-        volume: ``[D, H, W]`` or ``[C, D, H, W]`` on the store's grid (numpy or torch).
-        geometry: the case's geometry (``index.csv``) or a store's ``meta["template_geometry"]``.
-        order: 1 linear (images), 0 nearest (masks).
-        fill: value outside the stored box; default -1 for order 1 (image background), 0 for order 0.
-
-    Returns:
-        The volume in the original file's voxel order, ``geometry["shape"]`` (with the channel
-        axis first if given): float32 for order 1, the input dtype for order 0. Save it with
-        ``geometry["affine"]``.
-    """
-    arr = np.asarray(volume.detach().cpu().numpy() if hasattr(volume, "detach") else volume)
-    size = [int(s) for s in geometry["size"]]
-    squeeze = arr.ndim == 3
-    arr = arr[None] if squeeze else arr
-    if list(arr.shape[1:]) != size:
-        raise GliomagenError(
-            f"to_original_space: volume shape {list(arr.shape[1:])} is not the store grid {size}"
-        )
-    if order not in (0, 1):
-        raise GliomagenError(f"to_original_space: order must be 0 or 1, got {order}")
-    start = np.asarray(geometry["start"], dtype=np.float64)
-    step = np.asarray(geometry["step"], dtype=np.float64)
-    inv_start, inv_step = -start / step, 1.0 / step  # canonical voxel v -> stored index
-    shape_c = geometry["canonical_shape"]
-    if order == 1:
-        out = resample_linear(
-            arr, inv_start, inv_step, shape_c, fill=-1.0 if fill is None else fill
-        )
-    else:
-        out = resample_nearest(arr, inv_start, inv_step, shape_c, fill=0 if fill is None else fill)
-    ornt = np.asarray(geometry["ornt"], dtype=np.float64)
-    result = np.stack([from_canonical(c, ornt) for c in out])
-    return result[0] if squeeze else result
-
-
-def grid_affine(geometry: Mapping[str, Any]) -> np.ndarray:
-    """The ``[4, 4]`` affine of the stored grid itself (to save a stored-grid volume as NIfTI)."""
-    affine = np.asarray(geometry["canonical_affine"], dtype=np.float64)
-    scale = np.eye(4)
-    scale[:3, :3] = np.diag(geometry["step"])
-    scale[:3, 3] = geometry["start"]
-    return affine @ scale
-
-
-def template_geometry(geometries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A store-wide geometry for new (synthetic) cases: the most common file grid, with the
-    median brain-box centre (world mm) and median output voxel size."""
-    if not geometries:
-        raise GliomagenError("template_geometry: no case geometry given")
-    keys = [
-        (tuple(g["shape"]), tuple(np.round(np.asarray(g["affine"]), 3).ravel())) for g in geometries
-    ]
-    ref = geometries[max(range(len(keys)), key=lambda i: (keys.count(keys[i]), -i))]
-    affine_c = np.asarray(ref["canonical_affine"], dtype=np.float64)
-    centre_world = np.median(np.asarray([g["centre_world"] for g in geometries]), axis=0)
-    scale_mm = float(np.median([g["spacing_mm"] for g in geometries]))
-    size = np.asarray(ref["size"], dtype=np.float64)
-    centre = (np.linalg.inv(affine_c) @ np.append(centre_world, 1.0))[:3]
-    step = scale_mm / voxel_sizes(affine_c)
-    out = {
-        k: ref[k]
-        for k in ("shape", "affine", "ornt", "canonical_shape", "canonical_affine", "size")
-    }
-    out.update(
-        start=(centre - (size - 1) / 2.0 * step).tolist(),
-        step=step.tolist(),
-        spacing_mm=scale_mm,
-        centre_world=centre_world.tolist(),
-        n_cases=len(geometries),
-    )
-    return out
-
-
-def to_template_space(
-    volume: Any, meta: Mapping[str, Any], order: int = 1, fill: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Map a stored-grid volume of a new case to the store's template 1 mm grid.
-
-    Args:
-        volume: ``[D, H, W]`` or ``[C, D, H, W]`` on the store grid.
-        meta: a store's ``meta`` (uses ``meta["template_geometry"]``) or a template geometry.
-        order: 1 linear (images), 0 nearest (masks).
-        fill: see :func:`to_original_space`.
-
-    Returns:
-        ``(array, affine)``: e.g. ``[240, 240, 155]`` and the affine to save it with.
-    """
-    geometry = meta.get("template_geometry", meta)
-    return to_original_space(volume, geometry, order, fill), np.asarray(
-        geometry["affine"], dtype=np.float64
-    )
 
 
 def _background_value(x: np.ndarray) -> float:

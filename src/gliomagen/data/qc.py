@@ -18,14 +18,16 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from gliomagen import MODALITIES
+from gliomagen.data.store_format import NO_MASK
+from gliomagen.io.atomic import atomic_path
 
 MASK_COLOURS = np.array([[255, 59, 48], [52, 199, 89], [255, 214, 10]], dtype=np.float32)
 """Overlay colours (RGB) of labels 1 (NCR), 2 (ED), 3 (ET)."""
@@ -103,7 +105,7 @@ def montage(
     Returns:
         A matplotlib ``Figure`` (no pyplot state; the caller saves it, e.g. with ``savefig``).
     """
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # here: matplotlib costs ~1 CPU-second to import
 
     rgb = montage_rgb(image, mask, alpha=alpha)
     n_rows = rgb.shape[0] // (rgb.shape[1] // 3)
@@ -147,10 +149,7 @@ def save_montage(
     CPU-second per process, more than ``prepare`` spends on a case. Panels smaller than
     ``min_panel`` pixels are enlarged by an integer factor (nearest neighbour).
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rgb = montage_rgb(image, mask)  # [rows * S, 3 * S, 3]
     side = rgb.shape[1] // 3
     zoom = max(1, -(-min_panel // side))
@@ -168,9 +167,8 @@ def save_montage(
     for r in range(rgb.shape[0] // side):
         label = modalities[r] if r < len(modalities) else f"ch{r}"
         draw.text((left - 4, top + (r + 0.5) * side), label, fill="white", font=font, anchor="rm")
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
     return path
 
 
@@ -191,3 +189,20 @@ def write_store_qc(store: Path, case_ids: Sequence[str], n: int, seed: int = 0) 
         )
         for i in chosen
     ]
+
+
+def write_rows_qc(store: Path, cases: Sequence[tuple[str, int]]) -> None:
+    """Montages of a store's rows ``(case_id, row)`` from its arrays, as ``store/qc/<case_id>.png``."""
+    if not cases:
+        return
+    images = np.load(store / "images.npy", mmap_mode="r")  # [N, C, D, H, W]
+    masks = np.load(store / "masks.npy", mmap_mode="r")  # [N, D, H, W]
+    for cid, n in cases:
+        mask = np.asarray(masks[n])
+        save_montage(
+            np.asarray(images[n], dtype=np.float32),
+            None if (mask == NO_MASK).all() else mask,
+            store / "qc" / f"{cid}.png",
+            title=cid,
+        )
+    del images, masks

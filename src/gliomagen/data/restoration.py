@@ -224,7 +224,7 @@ def denoise_nlm(
     Returns:
         ``(denoised float32 [X, Y, Z], sigma, h)``; outside the brain unchanged.
     """
-    from skimage.restoration import denoise_nl_means
+    from skimage.restoration import denoise_nl_means  # here: only --denoise needs scikit-image
 
     opts = opts or DenoiseOptions()
     x = np.asarray(x, dtype=np.float32)

@@ -30,7 +30,7 @@ is by case: every slice of a case is in its case's split.
 from __future__ import annotations
 
 import csv
-import os
+import json
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -39,10 +39,32 @@ from typing import Any
 import numpy as np
 
 from gliomagen import MODALITIES, __version__
-from gliomagen.data.conditions import SLICE_CONDITIONS, ConditionSchema, build_schema
-from gliomagen.data.qc import MASK_COLOURS
-from gliomagen.data.store import NO_MASK, SPLITS, _read_json, parse_size
+from gliomagen.data.build import build_store
+from gliomagen.data.build_inputs import input_fingerprint, is_up_to_date, prep_options
+from gliomagen.data.build_workers import say
+from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.labels import (
+    SLICE_CONDITIONS,
+    build_schema,
+    parse_label_types,
+    read_label_table,
+)
+from gliomagen.data.layouts import find_cases
+from gliomagen.data.slice_pictures import (
+    grey_u8,
+    grid_png,
+    slice_rgb,
+    slices_montage_png,
+    to_display,
+)
+from gliomagen.data.store_format import NO_MASK, SPLITS, parse_size, read_json
+from gliomagen.data.store_output import NpyWriter, check_output, staged_store
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import write_text
+
+__all__ = ["DEFAULT_MIN_BRAIN_FRACTION", "DEFAULT_SLICE_SIZE", "VIEWS", "VIEW_AXIS",
+           "build_slice_store", "grey_u8", "grid_png", "parse_slice_size", "parse_views",
+           "slice_affine", "slice_rgb", "slices_montage_png", "take_slice", "to_display"]  # fmt: skip
 
 VIEWS: tuple[str, ...] = ("axial", "coronal", "sagittal")
 """The views, in the order of the ``view`` condition's categories."""
@@ -81,7 +103,7 @@ def parse_views(views: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(v for v in VIEWS if v in names)
 
 
-# -- geometry and pictures -----------------------------------------------------------------------
+# -- geometry --------------------------------------------------------------------------------------
 def take_slice(volume: np.ndarray, view: str, index: int) -> np.ndarray:
     """Slice ``index`` of ``volume [..., X, Y, Z]`` (channels first, if any) along ``view``."""
     return np.take(volume, int(index), axis=volume.ndim - 3 + VIEW_AXIS[view])
@@ -95,88 +117,6 @@ def slice_affine(grid_affine: np.ndarray, view: str, index: float) -> np.ndarray
     pick[kept[0], 0] = pick[kept[1], 1] = pick[held, 2] = pick[3, 3] = 1.0
     pick[held, 3] = float(index)
     return np.asarray(grid_affine, dtype=np.float64) @ pick
-
-
-def to_display(arr: np.ndarray) -> np.ndarray:
-    """A slice ``[a, b]`` oriented for display, as :func:`gliomagen.data.qc.plane_slices` draws
-    planes: superior (coronal, sagittal) or anterior (axial) at the top."""
-    return np.ascontiguousarray(np.asarray(arr).T[::-1])
-
-
-def grey_u8(image: np.ndarray) -> np.ndarray:
-    """``[-1, 1]`` values -> uint8 grey (clipped): -1 -> 0, 1 -> 255."""
-    return np.round((np.clip(np.asarray(image, np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
-
-
-def slice_rgb(image: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
-    """One slice ``[a, b]`` in [-1, 1] as display-oriented RGB ``[b, a, 3]`` uint8, labels 1-3 of ``mask`` overlaid."""
-    rgb = np.repeat(grey_u8(to_display(image))[..., None], 3, axis=2).astype(np.float32)
-    if mask is not None:
-        lab = to_display(mask)
-        for label in (1, 2, 3):
-            hit = lab == label
-            rgb[hit] = (1 - alpha) * rgb[hit] + alpha * MASK_COLOURS[label - 1]
-    return np.round(rgb).astype(np.uint8)
-
-
-def grid_png(
-    panels: Sequence[Sequence[np.ndarray]],
-    path: Path | None = None,
-    *,
-    row_labels: Sequence[str] = (),
-    col_labels: Sequence[str] = (),
-    title: str = "",
-    min_panel: int = 96,
-) -> bytes:
-    """RGB panels ``[h, w, 3]`` in rows and columns as a labelled PNG (Pillow); written atomically
-    to ``path`` when given. Panels smaller than ``min_panel`` are enlarged (nearest)."""
-    import io
-
-    from PIL import Image, ImageDraw, ImageFont
-
-    side = max(max(p.shape[0], p.shape[1]) for row in panels for p in row)
-    zoom = max(1, -(-min_panel // side))
-    cell = side * zoom
-    left, top = (48 if row_labels else 4), (16 if col_labels else 4) + (16 if title else 0)
-    n_cols = max(len(r) for r in panels)
-    canvas = Image.new("RGB", (left + n_cols * (cell + 2), top + len(panels) * (cell + 2)), "black")
-    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
-    for r, row in enumerate(panels):
-        for c, p in enumerate(row):
-            img = Image.fromarray(p.repeat(zoom, axis=0).repeat(zoom, axis=1))
-            canvas.paste(img, (left + c * (cell + 2), top + r * (cell + 2)))
-        if r < len(row_labels):
-            draw.text((left - 4, top + r * (cell + 2) + cell // 2), row_labels[r][:8], fill="white", font=font, anchor="rm")  # fmt: skip
-    for c, label in enumerate(col_labels):
-        draw.text((left + c * (cell + 2) + cell // 2, top - 3), label, fill="white", font=font, anchor="md")  # fmt: skip
-    if title:
-        draw.text((canvas.width // 2, 3), title, fill="white", font=font, anchor="mt")
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    data = buf.getvalue()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return data
-
-
-def slices_montage_png(
-    items: Sequence[tuple[np.ndarray, np.ndarray | None, str]],
-    modalities: Sequence[str],
-    title: str = "",
-) -> bytes:
-    """Rows of slices ``(image [C, a, b], mask [a, b] or None, name)``: every modality, then the
-    mask over the second one (T1Gd); the 2-D counterpart of :func:`gliomagen.report.figures.montage_png`."""
-    rows = []
-    for image, mask, _ in items:
-        m = None if mask is None or (np.asarray(mask) == NO_MASK).all() else np.asarray(mask)
-        row = [slice_rgb(ch) for ch in image]
-        row.append(slice_rgb(image[min(1, len(image) - 1)], m))
-        rows.append(row)
-    labels = [*modalities[: len(items[0][0])], "mask"] if items else []
-    return grid_png(rows, row_labels=[it[2][-8:] for it in items], col_labels=labels, title=title)
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -218,26 +158,17 @@ def build_slice_store(
     Raises:
         GliomagenError: bad options or input, naming them; nothing is left behind.
     """
-    from gliomagen.data import build as vb
-    from gliomagen.data.conditions import parse_label_types, read_label_table
-    from gliomagen.data.layouts import find_cases
-
     side = parse_slice_size(size)
     views_t = parse_views(views)
-    if not 0.0 <= float(min_brain_fraction) < 1.0:
-        raise GliomagenError(f"--min-brain-fraction {min_brain_fraction}: must be in [0, 1)")
-    if int(slice_step) < 1:
-        raise GliomagenError(f"--slice-step {slice_step}: must be at least 1")
-    if workers < 1:
-        raise GliomagenError(f"--workers {workers}: must be at least 1")
+    _check_numbers(min_brain_fraction, slice_step, workers)
     out = Path(out)
-    vb._check_output(out)
+    check_output(out)
     cases = find_cases(sources)
     label_cols = read_label_table(Path(labels_csv))[0] if labels_csv else []
     for name in [*label_cols, *(k for c in cases for k in c.labels)]:
         if name in (*SLICE_CONDITIONS, *_SLICE_COLUMNS):
             raise GliomagenError(f"label column {name!r} is reserved in a slice store; rename it")
-    prep, standard = vb._prep_options(normalize, bias_correction, denoise, nyul_from)
+    prep, standard = prep_options(normalize, bias_correction, denoise, nyul_from)
     options: dict[str, Any] = {
         "slices": {"size": side, "views": list(views_t), "min_brain_fraction": float(min_brain_fraction),
                    "slice_step": int(slice_step)},
@@ -246,37 +177,21 @@ def build_slice_store(
     }  # fmt: skip
     if standard is not None:
         options["preprocessing"]["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
-    stamp = vb._fingerprint(cases, labels_csv, options)
-    if (out / "meta.json").is_file() and _read_json(out / "meta.json").get(
-        "input_fingerprint"
-    ) == stamp:
-        vb._say(progress, f"{out}: up to date with its inputs; nothing to do")
+    stamp = input_fingerprint(cases, labels_csv, options)
+    if is_up_to_date(out, stamp):
+        say(progress, f"{out}: up to date with its inputs; nothing to do")
         return out
-    created = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        vb._remove_stale_temps(out)
-        tmp.mkdir()
-    except OSError as exc:
-        vb._remove_empty(created)
-        raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        volumes = vb.build_store(
+    with staged_store(out) as tmp:
+        volumes = build_store(
             sources, tmp / "volumes", labels_csv=labels_csv, size=(side, side, side), skip_bad=skip_bad,
             workers=workers, seed=seed, progress=progress, label_types=label_types, qc_cases=qc_cases,
             normalize=normalize, bias_correction=bias_correction, denoise=denoise, nyul_from=nyul_from,
         )  # fmt: skip
-        vb._say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
+        say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
         meta = _cut(tmp, volumes, views_t, float(min_brain_fraction), int(slice_step))
         meta.update(input_fingerprint=stamp, options=options)
-        vb._write_json(tmp / "meta.json", meta)
+        write_text(tmp / "meta.json", json.dumps(meta, indent=1))
         shutil.rmtree(volumes)
-        vb._replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        vb._remove_empty(created)
-        raise
     return out
 
 
@@ -284,23 +199,62 @@ _SLICE_COLUMNS = ("source_case", "slice_index", "brain_fraction")
 """Index columns of a slice store beside the store's own (and the ``view``/``position`` conditions)."""
 
 
+def _check_numbers(min_brain_fraction: float, slice_step: int, workers: int) -> None:
+    """Refuse a brain fraction outside [0, 1), a slice step or worker count below 1."""
+    if not 0.0 <= float(min_brain_fraction) < 1.0:
+        raise GliomagenError(f"--min-brain-fraction {min_brain_fraction}: must be in [0, 1)")
+    if int(slice_step) < 1:
+        raise GliomagenError(f"--slice-step {slice_step}: must be at least 1")
+    if workers < 1:
+        raise GliomagenError(f"--workers {workers}: must be at least 1")
+
+
 def _cut(
     tmp: Path, volumes: Path, views: tuple[str, ...], min_fraction: float, step: int
 ) -> dict[str, Any]:
     """Cut the slices of ``volumes`` into ``tmp``'s arrays and index; return the slice store's meta."""
-    from gliomagen.data.build import _NpyWriter
-
-    vmeta = _read_json(volumes / "meta.json")
+    vmeta = read_json(volumes / "meta.json")
     side = int(vmeta["size"][0])
     with open(volumes / "index.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         header, cases = list(reader.fieldnames or []), list(reader)
     labels = header[header.index("has_mask") + 1 : header.index("layout")]
+    rows = _cut_arrays(tmp, volumes, cases, labels, views, side, min_fraction, step)
+    if not rows:
+        raise GliomagenError(
+            f"no slice has a brain fraction of at least {min_fraction:g}; lower --min-brain-fraction"
+        )
+    columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
+               "brain_fraction", *labels, "layout"]  # fmt: skip
+    with open(tmp / "index.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    shutil.copyfile(volumes / "index.csv", tmp / "cases.csv")
+    if (volumes / "qc").is_dir():
+        shutil.move(str(volumes / "qc"), str(tmp / "qc"))
+        _slice_qc(tmp, volumes, views, [p.stem for p in (tmp / "qc").glob("*.png")])
+    if (volumes / "skipped.csv").is_file():
+        shutil.copyfile(volumes / "skipped.csv", tmp / "skipped.csv")
+    return _slice_meta(vmeta, rows, views, side, min_fraction, step)
+
+
+def _cut_arrays(
+    tmp: Path,
+    volumes: Path,
+    cases: list[dict[str, str]],
+    labels: list[str],
+    views: tuple[str, ...],
+    side: int,
+    min_fraction: float,
+    step: int,
+) -> list[dict[str, Any]]:
+    """Write the kept slices of every case into ``tmp``'s arrays; return their index rows."""
     images = np.load(volumes / "images.npy", mmap_mode="r")  # [N, C, s, s, s]
     masks = np.load(volumes / "masks.npy", mmap_mode="r")  # [N, s, s, s]
     capacity = len(cases) * len(views) * len(range(0, side, step))
-    img_out = _NpyWriter(tmp / "images.npy", np.float16, (images.shape[1], side, side), capacity)
-    mask_out = _NpyWriter(tmp / "masks.npy", np.uint8, (side, side), capacity)
+    img_out = NpyWriter(tmp / "images.npy", np.float16, (images.shape[1], side, side), capacity)
+    mask_out = NpyWriter(tmp / "masks.npy", np.uint8, (side, side), capacity)
     rows: list[dict[str, Any]] = []
     width = len(str(side - 1))
     try:
@@ -326,22 +280,19 @@ def _cut(
         img_out.close(len(rows))
         mask_out.close(len(rows))
     del images, masks
-    if not rows:
-        raise GliomagenError(
-            f"no slice has a brain fraction of at least {min_fraction:g}; lower --min-brain-fraction"
-        )
-    columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
-               "brain_fraction", *labels, "layout"]  # fmt: skip
-    with open(tmp / "index.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    shutil.copyfile(volumes / "index.csv", tmp / "cases.csv")
-    if (volumes / "qc").is_dir():
-        shutil.move(str(volumes / "qc"), str(tmp / "qc"))
-        _slice_qc(tmp, volumes, views, [p.stem for p in (tmp / "qc").glob("*.png")])
-    if (volumes / "skipped.csv").is_file():
-        shutil.copyfile(volumes / "skipped.csv", tmp / "skipped.csv")
+    return rows
+
+
+def _slice_meta(
+    vmeta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    views: tuple[str, ...],
+    side: int,
+    min_fraction: float,
+    step: int,
+) -> dict[str, Any]:
+    """The slice store's meta: the volume store's, with 2-D sizes, the view and position
+    conditions (standardised on the training slices) and the slicing options."""
     train = [r["split"] == "train" for r in rows]
     extra = build_schema(
         [{"view": r["view"], "position": r["position"]} for r in rows],

@@ -15,109 +15,38 @@ A 2D *slice store* (``prepare --slices``, :mod:`gliomagen.data.slices`) has the 
 2-D items (images ``[N, C, H, W]``, masks ``[N, H, W]``, one index row per slice, ``spatial_dims``
 2 in meta.json) and is read by the same :class:`StoreDataset`.
 
-:func:`build_store` (implemented in :mod:`gliomagen.data.build`) writes a store;
-:func:`open_store` gives a torch Dataset of ``(image [C, D, H, W], mask [D, H, W],
-cond {"cat", "cont"}, case_id)``.
+:func:`build_store` (implemented in :mod:`gliomagen.data.build`, re-exported here) writes a
+store; :func:`open_store` gives a torch Dataset of ``(image [C, D, H, W], mask [D, H, W],
+cond {"cat", "cont"}, case_id)``. The format's constants, the ``--size`` parser and the split live
+in :mod:`gliomagen.data.store_format`, shared with the writers.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gliomagen.data.build import build_store
 from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.store_format import (
+    FORMAT_VERSION,
+    NO_MASK,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    assign_splits,
+    parse_size,
+    read_json,
+)
 from gliomagen.errors import GliomagenError
-
-if TYPE_CHECKING:  # at run time build_store is imported on first use (see __getattr__)
-    from gliomagen.data.build import build_store
 
 __all__ = ["FORMAT_VERSION", "NO_MASK", "SPLITS", "SPLIT_FRACTIONS", "StoreDataset", "assign_splits",
            "build_store", "open_store", "parse_size"]  # fmt: skip
-
-
-FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-NO_MASK = 255
-"""Mask value filling every voxel of a case that has no mask."""
-
-
-def parse_size(value: int | str | Sequence[int]) -> tuple[int, int, int]:
-    """``64`` / ``"64"`` -> ``(64, 64, 64)``; ``"96,112,96"`` -> ``(96, 112, 96)``."""
-    if isinstance(value, int | np.integer):
-        parts: list[Any] = [int(value)] * 3
-    elif isinstance(value, str):
-        parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
-        parts = parts * 3 if len(parts) == 1 else parts
-    else:
-        parts = list(value)
-    try:
-        size = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        size = ()
-    if len(size) != 3 or not all(4 <= s <= 1024 for s in size):
-        raise GliomagenError(
-            f"--size {value!r}: expected one number or three (e.g. 128 or 96,112,96), each 4..1024"
-        )
-    return size
-
-
-def assign_splits(
-    keys: Sequence[str], seed: int, fractions: Sequence[float] = SPLIT_FRACTIONS
-) -> list[str]:
-    """A deterministic, seeded train/val/test split stratified by ``keys`` (one per case).
-
-    Cases are ordered by stratum (shuffled within it, seeded) and the val/test picks are spread
-    evenly over that order, so every stratum gets about its share; ``round(f * n)`` cases go to
-    val and to test, at least one to train.
-
-    Example:
-        >>> s = assign_splits(["GLI"] * 10 + ["SSA"] * 10, seed=0)
-        >>> [s.count(k) for k in ("train", "val", "test")], s[10:].count("train")
-        ([16, 2, 2], 8)
-    """
-    n = len(keys)
-    n_val, n_test = (int(np.floor(f * n + 0.5)) for f in fractions[1:3])
-    while n_val + n_test >= n and n > 0:
-        n_val, n_test = (n_val - 1, n_test) if n_val >= n_test else (n_val, n_test - 1)
-    rng = np.random.default_rng(seed)
-    tiebreak = rng.permutation(n)
-    order = sorted(range(n), key=lambda i: (keys[i], tiebreak[i]))
-    out = ["train"] * n
-    picks = n_val + n_test
-    if picks:
-        phase = rng.random()
-        # interleave val and test among the picks in proportion to their counts
-        kinds = [k for _, k in sorted(
-            [((j + 0.5) / n_val, "val") for j in range(n_val)] + [((j + 0.5) / n_test, "test") for j in range(n_test)]
-        )]  # fmt: skip
-        for j, kind in enumerate(kinds):
-            out[order[int((j + phase) * n / picks)]] = kind  # distinct: n / picks > 1
-    return out
-
-
-def __getattr__(name: str) -> Any:
-    """``build_store`` lives in :mod:`gliomagen.data.build` (imported on first use)."""
-    if name == "build_store":
-        from gliomagen.data.build import build_store
-
-        return build_store
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise GliomagenError(f"{path}: cannot read ({exc})") from None
 
 
 # -- the dataset -------------------------------------------------------------------------------
@@ -146,7 +75,7 @@ class StoreDataset(Dataset):
             )
         if split is not None and split not in SPLITS:
             raise GliomagenError(f"split {split!r}: must be one of {', '.join(SPLITS)} (or all)")
-        self.meta: dict[str, Any] = _read_json(self.path / "meta.json")
+        self.meta: dict[str, Any] = read_json(self.path / "meta.json")
         if self.meta.get("format_version") != FORMAT_VERSION:
             raise GliomagenError(
                 f"{self.path}: store format {self.meta.get('format_version')} is not {FORMAT_VERSION}; run prepare again"

@@ -46,11 +46,14 @@ def atomic_path(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Pat
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike[str], mode: int = 0o755) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], mode: int = 0o755, *, replace: bool = False
+) -> Iterator[Path]:
     """Yield a new temporary folder beside ``path``; on success it is renamed to ``path``.
 
-    ``path`` must not exist yet (a folder is never replaced here: the caller decides whether an
-    existing one may go). On any exception the temporary folder is removed.
+    By default ``path`` must not exist yet (a folder is never replaced: the caller decides whether
+    an existing one may go); with ``replace=True`` a folder already at ``path`` is swapped for the
+    new one by :func:`replace_dir`. On any exception the temporary folder is removed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,10 +61,35 @@ def atomic_dir(path: str | os.PathLike[str], mode: int = 0o755) -> Iterator[Path
     try:
         yield tmp
         os.chmod(tmp, mode)
-        os.rename(tmp, path)  # fails rather than replace an existing non-empty folder
+        if replace:
+            replace_dir(tmp, path)
+        else:
+            os.rename(tmp, path)  # fails rather than replace an existing non-empty folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_dir(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Move the finished folder ``tmp`` to ``path``, replacing a folder already there.
+
+    The old folder is first renamed aside to ``.<name>.old-<pid>`` beside ``path`` (so a cleaner
+    can tell a live run's leftovers from a dead one's), the new one renamed in, then the old one
+    removed. A reader sees the old folder or the new one, never a mix (for an instant, none).
+    ``tmp`` must be on the same file system as ``path``.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, path)
+    return path
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

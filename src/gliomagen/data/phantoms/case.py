@@ -6,8 +6,6 @@ those three numbers, so a cohort is the same whichever worker draws which case.
 
 from __future__ import annotations
 
-import os
-import shutil
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +16,10 @@ import numpy as np
 from gliomagen import MODALITIES
 from gliomagen.data.phantoms.anatomy import load_template, sample_geometry, warp_tissues
 from gliomagen.data.phantoms.contrast import sample_contrast, synthesise
-from gliomagen.data.phantoms.params import PhantomParams
+from gliomagen.data.phantoms.params import CohortParams, PhantomParams
 from gliomagen.data.phantoms.tumour import label_map, mass_effect, sample_tumour, tumour_maps
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import atomic_dir
 
 
 def case_id(cohort: str, index: int) -> str:
@@ -102,25 +101,10 @@ def make_case(
         ((120, 120, 78), dtype('uint8'))
     """
     params = params or PhantomParams()
-    if cohort not in params.cohorts:
-        raise GliomagenError(
-            f"phantoms: unknown cohort {cohort!r}; known cohorts: {', '.join(params.cohorts)}"
-        )
-    if not 0 <= index <= 99999:
-        raise GliomagenError(f"phantoms: case index {index} is outside 0..99999")
-    if seed < 0:
-        raise GliomagenError(f"phantoms: --seed {seed} must be >= 0")
+    _check_case(cohort, index, seed, params)
     cp = params.cohorts[cohort]
     rng = case_rngs(seed, cohort, index)
-    grade = "HGG" if rng["clinical"].random() < cp.p_hgg else "LGG"
-    age = int(
-        round(
-            float(
-                np.clip(rng["clinical"].normal(cp.age_mean[grade], cp.age_sd[grade]), *cp.age_range)
-            )
-        )
-    )
-    sex = "M" if rng["clinical"].random() < cp.p_male else "F"
+    grade, age, sex = _clinical(rng["clinical"], cp)
 
     template = load_template(resolution, params.anatomy)
     grid = template.grid
@@ -152,6 +136,28 @@ def make_case(
     )
 
 
+def _check_case(cohort: str, index: int, seed: int, params: PhantomParams) -> None:
+    """Refuse an unknown cohort, an index outside 0..99999 or a negative seed."""
+    if cohort not in params.cohorts:
+        raise GliomagenError(
+            f"phantoms: unknown cohort {cohort!r}; known cohorts: {', '.join(params.cohorts)}"
+        )
+    if not 0 <= index <= 99999:
+        raise GliomagenError(f"phantoms: case index {index} is outside 0..99999")
+    if seed < 0:
+        raise GliomagenError(f"phantoms: --seed {seed} must be >= 0")
+
+
+def _clinical(rng: np.random.Generator, cp: CohortParams) -> tuple[str, int, str]:
+    """Draw ``(grade, age, sex)`` from the case's clinical stream, in that order."""
+    grade = "HGG" if rng.random() < cp.p_hgg else "LGG"
+    age = int(
+        round(float(np.clip(rng.normal(cp.age_mean[grade], cp.age_sd[grade]), *cp.age_range)))
+    )
+    sex = "M" if rng.random() < cp.p_male else "F"
+    return grade, age, sex
+
+
 def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     img = nib.Nifti1Image(data, affine)
     img.header.set_data_dtype(data.dtype)
@@ -171,22 +177,8 @@ def write_case(case: PhantomCase, out: Path) -> Path:
         The case folder ``out/<case_id>``.
     """
     final = out / case.case_id
-    tmp = out / f".{case.case_id}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(final, replace=True) as tmp:
         for m in MODALITIES:
             _nifti(case.images[m], case.affine).to_filename(str(tmp / f"{case.case_id}-{m}.nii.gz"))
         _nifti(case.seg, case.affine).to_filename(str(tmp / f"{case.case_id}-seg.nii.gz"))
-        if final.exists():
-            old = out / f".{case.case_id}.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -25,6 +25,7 @@ from gliomagen.data.phantoms.case import case_id, make_case, write_case
 from gliomagen.data.phantoms.fields import RESOLUTIONS
 from gliomagen.data.phantoms.params import DEFAULT_COHORTS, PhantomParams
 from gliomagen.errors import GliomagenError
+from gliomagen.io.atomic import write_text
 
 CLINICAL_COLUMNS: tuple[str, ...] = ("case_id", "cohort", "grade", "age", "sex")
 """Columns of ``clinical.csv``."""
@@ -109,12 +110,6 @@ def _prepare_out(out: Path, wanted: set[str]) -> None:
         )
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _one(task: tuple[str, int, int, int, Path, PhantomParams]) -> dict[str, object]:
     cohort, index, seed, resolution, out, params = task
     case = make_case(cohort, index, seed=seed, resolution=resolution, params=params)
@@ -186,12 +181,19 @@ def generate_cohort(
             disable=not progress,
         )
     )
+    _write_tables(out, rows, seed, resolution, cohorts)
+    return out
 
+
+def _write_tables(
+    out: Path, rows: list[dict[str, object]], seed: int, resolution: int, cohorts: dict[str, int]
+) -> None:
+    """Write ``clinical.csv`` (one row per case) and ``phantoms.json`` (how the cohort was made)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CLINICAL_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_text(out / "clinical.csv", buf.getvalue())
+    write_text(out / "clinical.csv", buf.getvalue())
     info = {
         "generator": "gliomagen phantoms",
         "gliomagen_version": __version__,
@@ -200,5 +202,4 @@ def generate_cohort(
         "cohorts": cohorts,
         "n_cases": len(rows),
     }
-    _atomic_text(out / "phantoms.json", json.dumps(info, indent=2) + "\n")
-    return out
+    write_text(out / "phantoms.json", json.dumps(info, indent=2) + "\n")

@@ -102,24 +102,9 @@ def synthesise(
     local = np.flatnonzero(inside[crop])  # [K], flat indices in the crop, same order as idx
     crop_shape = inside[crop].shape
 
-    def at_brain(a: np.ndarray) -> np.ndarray:
-        return np.take(a.ravel(), idx)
-
-    def at_brain_sub(a: np.ndarray, fill: float) -> np.ndarray:
-        full = np.full(box, fill, dtype=np.float32)
-        full[tumour.where] = a
-        return at_brain(full)
-
-    texture = 1.0 + np.float32(params.texture) * at_brain(
-        smooth_field(box, params.texture_corr_mm / resolution, rng)
-    )
-    tumour_tex = 1.0 + np.float32(params.tumour_texture) * smooth_field(
-        tumour.ncr.shape, params.tumour_texture_corr_mm / resolution, rng
-    )
-    bias = at_brain(smooth_field(box, acq.bias_corr_mm / resolution, rng))
-    g, w, c, b = (at_brain(a) for a in (gm, wm, csf, brain))
-    ncr, et, ed = (at_brain_sub(a, 0.0) for a in (tumour.ncr, tumour.et, tumour.ed))
-    ttex = at_brain_sub(tumour_tex, 1.0)
+    texture, ttex, bias = _random_fields(params, acq, resolution, tumour, box, idx, rng)
+    g, w, c, b = (_at(a, idx) for a in (gm, wm, csf, brain))
+    ncr, et, ed = (_at_sub(a, 0.0, tumour, box, idx) for a in (tumour.ncr, tumour.et, tumour.ed))
     keep = (
         b - ncr - et - ed + np.float32(params.edema_tissue_mix) * ed
     ) / b  # share of normal tissue signal
@@ -140,6 +125,41 @@ def synthesise(
         n2 = rng.standard_normal(idx.size, dtype=np.float32)
         images[m] = np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
     return idx, images
+
+
+def _at(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The values of a box array at the brain's flat indices ``idx`` [K]."""
+    return np.take(a.ravel(), idx)
+
+
+def _at_sub(
+    a: np.ndarray, fill: float, tumour: TumourMaps, box: tuple[int, ...], idx: np.ndarray
+) -> np.ndarray:
+    """The values of a tumour sub-box array at the brain's flat indices (``fill`` outside it)."""
+    full = np.full(box, fill, dtype=np.float32)
+    full[tumour.where] = a
+    return _at(full, idx)
+
+
+def _random_fields(
+    params: ContrastParams,
+    acq: AcquisitionParams,
+    resolution: int,
+    tumour: TumourMaps,
+    box: tuple[int, ...],
+    idx: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The smooth random fields at the brain voxels [K], drawn in this order: tissue texture,
+    tumour texture (1 outside the tumour's sub-box) and the bias field's log-shape."""
+    texture = 1.0 + np.float32(params.texture) * _at(
+        smooth_field(box, params.texture_corr_mm / resolution, rng), idx
+    )
+    tumour_tex = 1.0 + np.float32(params.tumour_texture) * smooth_field(
+        tumour.ncr.shape, params.tumour_texture_corr_mm / resolution, rng
+    )
+    bias = _at(smooth_field(box, acq.bias_corr_mm / resolution, rng), idx)
+    return texture, _at_sub(tumour_tex, 1.0, tumour, box, idx), bias
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...]:

@@ -154,21 +154,7 @@ def tumour_maps(
         gm: warped grey matter [*box]; wm: white matter [*box]; brain: brain [*box].
         rng: random generator for the boundary noise.
     """
-    # Reach of the tumour: its longest semi-axis times the largest radius the boundary noise
-    # (3 standard deviations) can push either the core or the edema to.
-    semi_axis = 1.0 / float(np.linalg.svd(spec.shape, compute_uv=False).min())
-    reach = max(
-        spec.edema_ratio * (1.0 + 3.0 * params.edema_irregularity), 1.0 + 3.0 * params.irregularity
-    )
-    outer = spec.radius_mm * semi_axis * reach + 3 * params.boundary_mm
-    where = []
-    for ax in range(3):
-        coords = world[ax].ravel()  # [box[ax]]
-        inside = np.flatnonzero(np.abs(coords - spec.centre[ax]) <= outer)
-        if inside.size == 0:  # cannot happen for a centre inside the box; keep one voxel
-            inside = np.array([int(np.argmin(np.abs(coords - spec.centre[ax])))])
-        where.append(slice(int(inside[0]), int(inside[-1]) + 1))
-    sub = (where[0], where[1], where[2])
+    sub = _sub_box(spec, params, world)
     sx, sy, sz = world[0][sub[0]], world[1][:, sub[1]], world[2][:, :, sub[2]]
     shape = (sub[0].stop - sub[0].start, sub[1].stop - sub[1].start, sub[2].stop - sub[2].start)
     d = (
@@ -206,6 +192,25 @@ def tumour_maps(
         ncr = in_core * b
         et = np.zeros(shape, dtype=np.float32)
     return TumourMaps(sub, ncr, ed, et)
+
+
+def _sub_box(spec: TumourSpec, params: TumourParams, world: World) -> tuple[slice, slice, slice]:
+    """The sub-box of the working box the tumour (core, edema and boundary ramps) can reach."""
+    # Reach of the tumour: its longest semi-axis times the largest radius the boundary noise
+    # (3 standard deviations) can push either the core or the edema to.
+    semi_axis = 1.0 / float(np.linalg.svd(spec.shape, compute_uv=False).min())
+    reach = max(
+        spec.edema_ratio * (1.0 + 3.0 * params.edema_irregularity), 1.0 + 3.0 * params.irregularity
+    )
+    outer = spec.radius_mm * semi_axis * reach + 3 * params.boundary_mm
+    where = []
+    for ax in range(3):
+        coords = world[ax].ravel()  # [box[ax]]
+        inside = np.flatnonzero(np.abs(coords - spec.centre[ax]) <= outer)
+        if inside.size == 0:  # cannot happen for a centre inside the box; keep one voxel
+            inside = np.array([int(np.argmin(np.abs(coords - spec.centre[ax])))])
+        where.append(slice(int(inside[0]), int(inside[-1]) + 1))
+    return (where[0], where[1], where[2])
 
 
 def label_map(maps: TumourMaps, brain: np.ndarray) -> np.ndarray:
