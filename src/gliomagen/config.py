@@ -75,7 +75,6 @@ class ModelConfig:
     # z from a Gaussian fitted to the encoded training cases (gliomagen.training.latent_prior)
     latent_prior_components: int = 1  # >1: that fit is a mixture of this many Gaussians with a
     # shared covariance (draws stay near clusters of cases instead of between them)
-    tumour_crop: int = 0  # side of the tumour-centred crop a second D judges (0 = off; >= 16)
     d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
     # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
 
@@ -97,8 +96,6 @@ class LossConfig:
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
     kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to kl_weight over these steps
     # (KL annealing: a full KL weight from the start can switch the encoder off before it learns)
-    volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
-    # per categorical condition code, against the real cases' mean share (relative squared error)
     presence_weight: float = 0.0  # tumour presence: in each of G's samples, the k voxels most
     # likely tumour should be tumour, k = presence_floor x the smallest training tumour with the
     # sample's condition code (hinge: zero once the sample has a tumour that large)
@@ -204,6 +201,14 @@ class Config:
 
 
 SECTIONS = ("model", "loss", "augment", "train", "data")
+
+REMOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "model.tumour_crop": (0, "a second, tumour-crop discriminator"),
+    "loss.volume_weight": (0.0, "class-volume matching"),
+}
+"""Keys that options measured not to help once had: ``key -> (its 'off' value, what it was)``.
+A configuration or checkpoint holding the 'off' value loads as if the key were absent; any other
+value is refused (:func:`set_value`)."""
 
 
 def _origin() -> Config:
@@ -379,6 +384,14 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
         return
     if len(parts) != 2:
         raise GliomagenError(f"config key {key!r}: expected section.name, e.g. train.lr_g")
+    if key in REMOVED_KEYS:
+        off, what = REMOVED_KEYS[key]
+        if value == off:  # an older configuration or checkpoint with the option off
+            return
+        raise GliomagenError(
+            f"{key}={value!r}: this option ({what}) was removed, as it was measured not to help; "
+            f"delete {key} from the configuration"
+        )
     section, name = parts
     if section not in SECTIONS:
         raise _unknown("config section", section, list(SECTIONS))
@@ -545,7 +558,6 @@ def _validate(cfg: Config) -> None:
         "loss.recon_weight",
         "loss.recon_img_weight",
         "loss.kl_weight",
-        "loss.volume_weight",
         "loss.presence_weight",
         "loss.focality_weight",
         "train.ema_half_life_images",
@@ -607,10 +619,6 @@ def _validate(cfg: Config) -> None:
         "model.latent_prior_components",
         "a mixture is a fitted prior: set model.latent_prior=fitted (or 1)",
     )
-    crop = cfg.model.tumour_crop
-    need(crop == 0 or crop >= 16, "model.tumour_crop", "must be 0 (off) or at least 16")
-    if crop and d.size is not None:
-        need(crop <= min(d.size), "model.tumour_crop", f"must not exceed the grid {d.size}")
     need(d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
     if d.size is not None:
         from gliomagen.models.generator import plan_grid

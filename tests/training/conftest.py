@@ -167,9 +167,9 @@ def tiny_cfg() -> Callable[..., Config]:
 
 def small_loss(overrides: list[str], n_conditions: int = 1, **tables: torch.Tensor | None) -> Any:
     """A :class:`gliomagen.training.losses.StyleGANLoss` on a small 16^3 demo-cpu G and D, for the
-    mask-statistics terms: ``overrides`` are ``--set`` strings (``loss.volume_weight=1``), the
+    mask-statistics terms: ``overrides`` are ``--set`` strings (``loss.presence_weight=1``), the
     schema holds ``grade`` (HGG/LGG) and, with ``n_conditions=2``, ``side`` (left/right);
-    ``tables`` go to the loss (``class_fractions=``, ``tumour_floor=``, ``focal_floor=``)."""
+    ``tables`` go to the loss (``tumour_floor=``, ``focal_floor=``)."""
     import contextlib
 
     from gliomagen.config import resolve_config

@@ -110,16 +110,6 @@ class TrainingData:
                 out[j, c] = sel.mean(0) if reduce == "mean" else sel.min(0).values
         return out.float()
 
-    def class_fractions(self) -> torch.Tensor:
-        """Mean share of the grid per mask class among the training cases, by categorical condition.
-
-        Returns:
-            ``[n_cat, n_codes, 4]`` float32: entry ``[j, c, k]`` is the mean fraction of voxels
-            of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
-            (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
-        """
-        return self._per_code(self._case_masks[0], self._train_codes, "mean")
-
     def tumour_floor(self) -> torch.Tensor:
         """Smallest whole-tumour share of the grid among the training cases, by categorical condition.
 

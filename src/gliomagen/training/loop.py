@@ -182,7 +182,6 @@ class Trainer:
             _autocast_factory(cfg, dev),
             cat_sizes(self.data.schema),
             compile=t.compile,
-            class_fractions=self.data.class_fractions() if cfg.loss.volume_weight > 0 else None,
             tumour_floor=self.data.tumour_floor() if cfg.loss.presence_weight > 0 else None,
             focal_floor=self.data.focal_floor() if cfg.loss.focality_weight > 0 else None,
         )

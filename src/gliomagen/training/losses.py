@@ -15,9 +15,7 @@ Regularisers: R1 ``γ/2 ‖∇_x D(x_real)‖²`` applied lazily every ``r1_inte
 multiplied by the interval (Mescheder et al. 2018; StyleGAN2); the WGAN gradient penalty
 ``λ (‖∇ D(x̂)‖ - 1)²`` on random interpolates. The auxiliary classification loss (AC-GAN) is the
 cross-entropy of each categorical condition (the 'unknown' code ignored) plus the MSE of the
-continuous ones. When D has a tumour-crop discriminator (``model.tumour_crop``), its adversarial
-and auxiliary terms are added to the whole-volume ones, and R1 / the GP differentiate the sum of
-both scores. With ``model.d_mask=straight_through`` D sees the generated mask as the one-hot of its
+continuous ones. With ``model.d_mask=straight_through`` D sees the generated mask as the one-hot of its
 argmax (as real masks are one-hot) while G receives the gradient of the softmax.
 
 :class:`StyleGANLoss.accumulate_gradients` runs one phase (``"G"`` or ``"D"``) on one micro-batch
@@ -124,18 +122,7 @@ def _float_output(out: DOutput) -> DOutput:
         out.score.float(),
         tuple(c.float() for c in out.cat_logits),
         None if out.cont_pred is None else out.cont_pred.float(),
-        None if out.local is None else _float_output(out.local),
     )
-
-
-def _judges(out: DOutput) -> list[DOutput]:
-    """The whole-volume output, then the tumour-crop output when D has one."""
-    return [out] if out.local is None else [out, out.local]
-
-
-def total_score(out: DOutput) -> torch.Tensor:
-    """``[N]`` sum of the whole-volume and tumour-crop scores (what R1 and the GP differentiate)."""
-    return sum(o.score for o in _judges(out))  # type: ignore[return-value]
 
 
 @dataclass
@@ -192,8 +179,6 @@ class StyleGANLoss:
         cat_sizes: embedding sizes of the categorical conditions.
         compile: run G's mapping and synthesis and D's main passes through ``torch.compile``
             (the modules themselves, their state_dicts and the R1/GP passes stay plain).
-        class_fractions: ``[n_cat, n_codes, 4]`` real class shares by condition
-            (:meth:`TrainingData.class_fractions`), needed when ``loss.volume_weight > 0``.
         tumour_floor: ``[n_cat, n_codes]`` the smallest real tumour share by condition
             (:meth:`TrainingData.tumour_floor`), needed when ``loss.presence_weight > 0``.
         focal_floor: ``[n_cat, n_codes]`` the smallest share of a real tumour in its largest
@@ -210,7 +195,6 @@ class StyleGANLoss:
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         cat_sizes: Sequence[int],
         compile: bool = False,
-        class_fractions: torch.Tensor | None = None,
         tumour_floor: torch.Tensor | None = None,
         focal_floor: torch.Tensor | None = None,
     ) -> None:
@@ -231,15 +215,12 @@ class StyleGANLoss:
         self.recon_img_balanced = bool(getattr(cfg.loss, "recon_img_balanced", False))
         self.kl_scale = 1.0  # the KL weight's share this step (set by the loop: loss.kl_warmup_steps)
         # the mask-statistics terms: each reads a per-condition table taken from the store
-        self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
         self.presence_weight = float(getattr(cfg.loss, "presence_weight", 0.0))
         self.presence_floor = float(getattr(cfg.loss, "presence_floor", 0.5))
         self.focality_weight = float(getattr(cfg.loss, "focality_weight", 0.0))
-        self.class_fractions = class_fractions
         self.tumour_floor = tumour_floor
         self.focal_floor = focal_floor
         for name, weight, table in (
-            ("volume", self.volume_weight, class_fractions),
             ("presence", self.presence_weight, tumour_floor),
             ("focality", self.focality_weight, focal_floor),
         ):
@@ -247,30 +228,6 @@ class StyleGANLoss:
                 raise GliomagenError(
                     f"loss.{name}_weight needs a categorical condition (data.conditions has none)"
                 )
-
-    def volume_loss(self, mask: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Class-volume matching: per categorical condition and code present in the batch, the
-        batch mean of each tumour class's share of the grid in G's masks against the real cases'
-        mean share with that code, as squared error relative to the class's mean share over all
-        codes (a small necrotic core weighs as much as the edema). Averaged over the groups.
-
-        Args:
-            mask: ``[n, 4, *S]`` G's mask probabilities (or straight-through one-hots).
-            cat: ``[n, n_cat]`` the samples' categorical codes.
-        """
-        assert self.class_fractions is not None
-        target_all = self.class_fractions.to(mask.device)  # [n_cat, n_codes, 4]
-        share = mask.float().flatten(2).mean(2)[:, 1:]  # [n, 3] tumour classes
-        terms = []
-        for j in range(target_all.shape[0]):
-            scale = target_all[j, :, 1:].nanmean(0).clamp_min(1e-4)  # [3]
-            for c in cat[:, j].unique().tolist():
-                target = target_all[j, c, 1:]
-                if torch.isnan(target).any():  # a code no training case has: nothing to match
-                    continue
-                diff = (share[cat[:, j] == c].mean(0) - target) / scale
-                terms.append(diff.pow(2).sum())
-        return torch.stack(terms).mean() if terms else share.sum() * 0.0
 
     def presence_loss(self, probs: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
         """Tumour presence: each sample should hold at least a tumour of ``k`` voxels.
@@ -461,21 +418,14 @@ class StyleGANLoss:
             img, soft, w = self._generate(mb)
             mask = self._for_D(soft)
             out = self.run_D(img, mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
-            adv = sum(g_adv_loss(self.kind, o.score) for o in _judges(out))
-            assert isinstance(adv, torch.Tensor)
+            adv = g_adv_loss(self.kind, out.score)
             loss = adv.mean()
             stats["G/adv"] = adv.detach().sum()
-            if out.local is not None:
-                stats["G/adv_tumour"] = g_adv_loss(self.kind, out.local.score).detach().sum()
             if self.use_aux:
-                aux = sum(
-                    aux_loss(o, mb.gen_cat, mb.gen_cont, self.cat_sizes) for o in _judges(out)
-                )
-                assert isinstance(aux, torch.Tensor)
+                aux = aux_loss(out, mb.gen_cat, mb.gen_cont, self.cat_sizes)
                 loss = loss + c.aux_weight * aux
                 stats["G/aux"] = aux.detach() * len(adv)
             for name, weight, term, probs in (  # the mask-statistics terms
-                ("volume", self.volume_weight, self.volume_loss, mask),
                 ("presence", self.presence_weight, self.presence_loss, soft),
                 ("focality", self.focality_weight, self.focality_loss, soft),
             ):
@@ -508,15 +458,6 @@ class StyleGANLoss:
             autocast=not do_r1,
         )
         l_real, l_fake = d_adv_loss(self.kind, out_r.score, out_f.score, c.wgan_drift)
-        if out_r.local is not None and out_f.local is not None:
-            lr_loc, lf_loc = d_adv_loss(
-                self.kind, out_r.local.score, out_f.local.score, c.wgan_drift
-            )
-            stats["D/real_tumour"], stats["D/fake_tumour"] = (
-                lr_loc.detach().sum(),
-                lf_loc.detach().sum(),
-            )
-            l_real, l_fake = l_real + lr_loc, l_fake + lf_loc
         loss = (l_real + l_fake).mean()
         n = len(l_real)
         stats["D/real"], stats["D/fake"] = l_real.detach().sum(), l_fake.detach().sum()
@@ -526,14 +467,11 @@ class StyleGANLoss:
         )
         stats["ada_sign"] = torch.sign(out_r.score.detach() - REAL_SIGN_OFFSET[self.kind]).sum()
         if self.use_aux:
-            aux = sum(
-                aux_loss(o, mb.real_cat, mb.real_cont, self.cat_sizes) for o in _judges(out_r)
-            )
-            assert isinstance(aux, torch.Tensor)
+            aux = aux_loss(out_r, mb.real_cat, mb.real_cont, self.cat_sizes)
             loss = loss + c.aux_weight * aux
             stats["D/aux"] = aux.detach() * n
         if do_r1:
-            r1 = r1_penalty(total_score(out_r), [real_img, real_mask])
+            r1 = r1_penalty(out_r.score, [real_img, real_mask])
             loss = loss + (r1 * (c.r1_gamma / 2) * c.r1_interval).mean()
             stats["D/r1"] = r1.detach().sum()
         if self.kind == "wgan-gp" and c.gp_weight > 0:
@@ -544,7 +482,7 @@ class StyleGANLoss:
             out_gp = self.run_D(
                 x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False
             )
-            gp = gradient_penalty(total_score(out_gp), [x_img, x_mask])
+            gp = gradient_penalty(out_gp.score, [x_img, x_mask])
             loss = loss + c.gp_weight * gp.mean()
             stats["D/gp"] = gp.detach().sum()
         (loss * gain).backward()
