@@ -50,6 +50,7 @@ from gliomagen.training.checkpoint import (
 from gliomagen.training.latent_prior import fit_latent_prior
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
+from gliomagen.training.terms import build_terms
 from gliomagen.training.validation import Validator, validation_active
 
 MAX_W_AVG_CONDITIONS = 256
@@ -182,8 +183,7 @@ class Trainer:
             _autocast_factory(cfg, dev),
             cat_sizes(self.data.schema),
             compile=t.compile,
-            tumour_floor=self.data.tumour_floor() if cfg.loss.presence_weight > 0 else None,
-            focal_floor=self.data.focal_floor() if cfg.loss.focality_weight > 0 else None,
+            terms=build_terms(cfg, self.data),
         )
         self.plan = StepPlan(
             seed=t.seed,
@@ -340,6 +340,7 @@ class Trainer:
             mix_z=None if draws.mix_z is None else draws.mix_z[rows].to(dev),
             mix_cutoff=None if draws.mix_cutoff is None else draws.mix_cutoff[rows],
             gp_alpha=draws.gp_alpha[rows],
+            step=self.step,
         )
 
     def _phase(
@@ -486,8 +487,6 @@ class Trainer:
             if t.latent_prior_every and self.step % t.latent_prior_every == 0:
                 # G's adversarial draws come from the fit (every worker fits the same weights)
                 fit_latent_prior(self.G, self.data, dev, self.cfg.model.latent_prior_components)
-            if self.cfg.loss.kl_warmup_steps:  # KL annealing
-                self.loss.kl_scale = min(1.0, self.step / self.cfg.loss.kl_warmup_steps)
             ok_g, st_g = self._phase("G", real, real_rows, False)
             if ok_g:
                 self._update_ema()
