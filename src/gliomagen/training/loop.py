@@ -30,7 +30,7 @@ from gliomagen.config import Config, dump_yaml, to_dict
 from gliomagen.errors import GliomagenError
 from gliomagen.models import build_augment, build_discriminator, build_generator, cat_sizes
 from gliomagen.models.augment import ada_adjust
-from gliomagen.models.mapping import MappingNetwork
+from gliomagen.models.latent_prior import is_prior_buffer
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import (
     StepBatchSampler,
@@ -47,7 +47,7 @@ from gliomagen.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from gliomagen.training.latent_prior import fit_latent_prior
+from gliomagen.training.latent_prior import PriorSchedule
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
 from gliomagen.training.terms import build_terms
@@ -200,7 +200,7 @@ class Trainer:
         )
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
-        self._prior_step = -1  # step of G_ema's last latent-prior fit (model.latent_prior=fitted)
+        self.prior = PriorSchedule(cfg, self.data, dev, self.monitor.log, self.dist.is_main)
         self.validator = (
             Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
             if validation_active(cfg) else None
@@ -273,7 +273,7 @@ class Trainer:
             dump_yaml(self.cfg, self.run_dir / "config.yaml")
 
     def _state(self) -> dict[str, Any]:
-        self._fit_prior()
+        self.prior.refresh(self.G_ema, self.step)
         return {
             "format_version": FORMAT_VERSION,
             "step": self.step,
@@ -396,36 +396,13 @@ class Trainer:
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
             p_ema.copy_(p.detach().lerp(p_ema, beta))
         for (name, b_ema), b in zip(self.G_ema.named_buffers(), self.G.buffers(), strict=True):
-            if name.rsplit(".", 1)[-1] not in MappingNetwork.PRIOR_BUFFERS:  # G_ema's fitted prior is its own
+            if not is_prior_buffer(name):  # G_ema's fitted prior is its own
                 b_ema.copy_(b)
-
-    def _fit_prior(self) -> None:
-        """Refit G_ema's latent prior (``model.latent_prior=fitted``) once per step, before use."""
-        if (
-            not self.dist.is_main
-            or self.cfg.model.latent_prior != "fitted"
-            or self._prior_step == self.step
-        ):
-            return
-        stats = fit_latent_prior(
-            self.G_ema, self.data, self.dist.device, self.cfg.model.latent_prior_components
-        )
-        self._prior_step = self.step
-        self.monitor.log(
-            f"step {self.step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
-            f"|mean| {stats['prior_mean_norm']:.3f}, mean std {stats['prior_std_mean']:.3f}"
-            + (
-                f", {int(stats['prior_components'])} components "
-                f"(smallest weight {stats['prior_min_weight']:.3f})"
-                if stats["prior_components"] > 1
-                else ""
-            )
-        )
 
     def _samples(self) -> None:
         if not self.dist.is_main:
             return
-        self._fit_prior()
+        self.prior.refresh(self.G_ema, self.step)
         codes = self.data.cat[torch.as_tensor(self.data.train_index)]
         cat, cont, labels = montage_conditions(self.data.schema, codes)
         k = self.cfg.train.samples_per_condition
@@ -484,9 +461,7 @@ class Trainer:
             real = self.data.collate_real(items, dev)
             real_rows = self.plan.real_positions(self.step)
             real_rows = [int(self.data.train_index[i]) for i in real_rows]
-            if t.latent_prior_every and self.step % t.latent_prior_every == 0:
-                # G's adversarial draws come from the fit (every worker fits the same weights)
-                fit_latent_prior(self.G, self.data, dev, self.cfg.model.latent_prior_components)
+            self.prior.before_step(self.G, self.step)
             ok_g, st_g = self._phase("G", real, real_rows, False)
             if ok_g:
                 self._update_ema()
@@ -508,7 +483,7 @@ class Trainer:
             if self.callback is not None:
                 self.callback(self.step)
             if self.validator is not None and self.validator.enabled and self.validator.due(self.step):
-                self._fit_prior()
+                self.prior.refresh(self.G_ema, self.step)
             reason = (
                 self.validator.maybe_validate(self.step, self.G_ema, self._state)
                 if self.validator is not None else None
