@@ -186,3 +186,7 @@ def test_removed_options_refuse_a_value_and_ignore_their_off_value(
         else:
             with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
                 load_generator(old)
+    # resuming such a run names the key too (ckpt_path is the run's newest checkpoint)
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
+        train(tiny_cfg(train={"steps": 2}), fake_store(n=4), tmp_path / "run", resume=True, progress=False)

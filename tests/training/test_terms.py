@@ -86,7 +86,7 @@ def test_a_phase_adds_weight_times_value_of_its_terms() -> None:
         D.zero_grad(set_to_none=True)
         D.requires_grad_(True)
         losses[name] = loss.accumulate_gradients("D", mb, 1.0)
-        totals[name] = float(loss._d_loss(mb, False)[0])
+        totals[name] = float(loss._d_loss(mb, False)[0].detach())
     assert "D/scale" not in losses["plain"]
     value = float(mb.real_img.mean()) + 1.0
     assert float(losses["with"]["D/scale"]) == pytest.approx(value)
