@@ -621,7 +621,7 @@ def _validate(cfg: Config) -> None:
     )
     need(d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
     if d.size is not None:
-        from gliomagen.models.generator import plan_grid
+        from gliomagen.models.grid import plan_grid
 
         try:
             plan_grid(d.size)

@@ -17,7 +17,8 @@ from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
 from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.fastops import set_activation_checkpointing
-from gliomagen.models.generator import Generator, SynthesisNetwork, plan_grid
+from gliomagen.models.generator import Generator, SynthesisNetwork
+from gliomagen.models.grid import plan_grid
 from gliomagen.models.mapping import MappingNetwork
 
 

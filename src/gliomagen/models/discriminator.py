@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from gliomagen.models.fastops import fast_layout, run_blocks
-from gliomagen.models.generator import level_channels, plan_grid
+from gliomagen.models.grid import level_channels, plan_grid
 from gliomagen.models.layers import EqualConv, EqualLinear, downsample
 
 

@@ -23,7 +23,7 @@ from gliomagen.config import check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
-from gliomagen.models.generator import plan_grid
+from gliomagen.models.grid import plan_grid
 
 N_CLASSES = 4
 
