@@ -75,7 +75,6 @@ class ModelConfig:
     # z from a Gaussian fitted to the encoded training cases (gliomagen.training.latent_prior)
     latent_prior_components: int = 1  # >1: that fit is a mixture of this many Gaussians with a
     # shared covariance (draws stay near clusters of cases instead of between them)
-    tumour_crop: int = 0  # side of the tumour-centred crop a second D judges (0 = off; >= 16)
     d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
     # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
 
@@ -97,8 +96,6 @@ class LossConfig:
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
     kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to kl_weight over these steps
     # (KL annealing: a full KL weight from the start can switch the encoder off before it learns)
-    volume_weight: float = 0.0  # class-volume matching: each tumour class's share of G's masks,
-    # per categorical condition code, against the real cases' mean share (relative squared error)
     presence_weight: float = 0.0  # tumour presence: in each of G's samples, the k voxels most
     # likely tumour should be tumour, k = presence_floor x the smallest training tumour with the
     # sample's condition code (hinge: zero once the sample has a tumour that large)
@@ -204,6 +201,14 @@ class Config:
 
 
 SECTIONS = ("model", "loss", "augment", "train", "data")
+
+REMOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "model.tumour_crop": (0, "a second, tumour-crop discriminator"),
+    "loss.volume_weight": (0.0, "class-volume matching"),
+}
+"""Keys that options measured not to help once had: ``key -> (its 'off' value, what it was)``.
+A configuration or checkpoint holding the 'off' value loads as if the key were absent; any other
+value is refused (:func:`set_value`)."""
 
 
 def _origin() -> Config:
@@ -379,6 +384,14 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
         return
     if len(parts) != 2:
         raise GliomagenError(f"config key {key!r}: expected section.name, e.g. train.lr_g")
+    if key in REMOVED_KEYS:
+        off, what = REMOVED_KEYS[key]
+        if value == off:  # an older configuration or checkpoint with the option off
+            return
+        raise GliomagenError(
+            f"{key}={value!r}: this option ({what}) was removed, as it was measured not to help; "
+            f"delete {key} from the configuration"
+        )
     section, name = parts
     if section not in SECTIONS:
         raise _unknown("config section", section, list(SECTIONS))
@@ -487,133 +500,158 @@ def resolve_config(
 
 
 # -- validation -----------------------------------------------------------------------------------
-def _validate(cfg: Config) -> None:
-    def need(ok: bool, key: str, what: str) -> None:
-        if not ok:
-            raise GliomagenError(f"{key}={_get(cfg, key)!r}: {what}")
+AT_LEAST_ONE = (
+    "model.z_dim",
+    "model.w_dim",
+    "model.mapping_layers",
+    "model.latent_prior_components",
+    "model.cond_embed_dim",
+    "model.g_channels",
+    "model.g_max_channels",
+    "model.d_channels",
+    "model.d_max_channels",
+    "train.steps",
+    "train.batch_size",
+    "train.grad_accum",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "train.sample_every",
+    "train.log_every",
+    "train.nan_patience",
+    "train.val_batch_size",
+    "train.val_pairs",
+    "train.val_probe_steps",
+    "train.memorisation_threshold",
+    "loss.r1_interval",
+    "augment.interval",
+)
+NON_NEGATIVE = (
+    "model.mbstd_group",
+    "train.threads",
+    "train.num_workers",
+    "train.samples_per_condition",
+    "train.w_avg_samples",
+    "train.latent_prior_every",
+    "loss.kl_warmup_steps",
+    "train.val_every",
+    "train.val_patience",
+    "train.val_min_delta",
+    "train.weight_decay_g",
+    "train.weight_decay_d",
+    "loss.r1_gamma",
+    "loss.gp_weight",
+    "loss.wgan_drift",
+    "loss.aux_weight",
+    "loss.recon_weight",
+    "loss.recon_img_weight",
+    "loss.kl_weight",
+    "loss.presence_weight",
+    "loss.focality_weight",
+    "train.ema_half_life_images",
+    "train.ema_rampup",
+    "augment.translate",
+    "augment.rotate_deg",
+    "augment.scale_std",
+    "augment.brightness",
+    "augment.contrast",
+)
+POSITIVE = ("train.lr_g", "train.lr_d", "model.mapping_lr_mul", "augment.speed_images")
+UNIT_INTERVAL = ("augment.p", "augment.target", "train.style_mixing")
 
-    a, t, d = cfg.augment, cfg.train, cfg.data
-    for key in (
-        "model.z_dim",
-        "model.w_dim",
-        "model.mapping_layers",
-        "model.latent_prior_components",
-        "model.cond_embed_dim",
-        "model.g_channels",
-        "model.g_max_channels",
-        "model.d_channels",
-        "model.d_max_channels",
-        "train.steps",
-        "train.batch_size",
-        "train.grad_accum",
-        "train.checkpoint_every",
-        "train.keep_checkpoints",
-        "train.sample_every",
-        "train.log_every",
-        "train.nan_patience",
-        "train.val_batch_size",
-        "train.val_pairs",
-        "train.val_probe_steps",
-        "train.memorisation_threshold",
-        "loss.r1_interval",
-        "augment.interval",
-    ):
-        need(_get(cfg, key) >= 1, key, "must be >= 1")
-    for key in (
-        "model.mbstd_group",
-        "train.threads",
-        "train.num_workers",
-        "train.samples_per_condition",
-        "train.w_avg_samples",
-        "train.latent_prior_every",
-        "loss.kl_warmup_steps",
-        "train.val_every",
-        "train.val_patience",
-        "train.val_min_delta",
-        "train.weight_decay_g",
-        "train.weight_decay_d",
-        "loss.r1_gamma",
-        "loss.gp_weight",
-        "loss.wgan_drift",
-        "loss.aux_weight",
-        "loss.recon_weight",
-        "loss.recon_img_weight",
-        "loss.kl_weight",
-        "loss.volume_weight",
-        "loss.presence_weight",
-        "loss.focality_weight",
-        "train.ema_half_life_images",
-        "train.ema_rampup",
-        "augment.translate",
-        "augment.rotate_deg",
-        "augment.scale_std",
-        "augment.brightness",
-        "augment.contrast",
-    ):
-        need(_get(cfg, key) >= 0, key, "must be >= 0")
-    for key in ("train.lr_g", "train.lr_d", "model.mapping_lr_mul", "augment.speed_images"):
-        need(_get(cfg, key) > 0, key, "must be > 0")
-    for key in ("augment.p", "augment.target", "train.style_mixing"):
-        need(0.0 <= _get(cfg, key) <= 1.0, key, "must be in [0, 1]")
-    need(0.0 <= a.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
-    need(0.0 < cfg.loss.presence_floor <= 1.0, "loss.presence_floor", "must be in (0, 1]")
-    need(0.0 <= cfg.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)")
-    need(t.val_samples >= 2, "train.val_samples", "must be >= 2 (FD, KID and diversity need pairs)")
+
+def _need(cfg: Config, ok: bool, key: str, what: str) -> None:
+    """Raise ``GliomagenError("KEY=VALUE: WHAT")`` unless ``ok``."""
+    if not ok:
+        raise GliomagenError(f"{key}={_get(cfg, key)!r}: {what}")
+
+
+def _validate(cfg: Config) -> None:
+    _validate_ranges(cfg)
+    _validate_combinations(cfg)
+    _validate_data(cfg)
+
+
+def _validate_ranges(cfg: Config) -> None:
+    """Each key's own range (and the validation sample counts)."""
+    t = cfg.train
+    for key in AT_LEAST_ONE:
+        _need(cfg, _get(cfg, key) >= 1, key, "must be >= 1")
+    for key in NON_NEGATIVE:
+        _need(cfg, _get(cfg, key) >= 0, key, "must be >= 0")
+    for key in POSITIVE:
+        _need(cfg, _get(cfg, key) > 0, key, "must be > 0")
+    for key in UNIT_INTERVAL:
+        _need(cfg, 0.0 <= _get(cfg, key) <= 1.0, key, "must be in [0, 1]")
+    _need(cfg, 0.0 <= cfg.augment.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
+    _need(cfg, 0.0 < cfg.loss.presence_floor <= 1.0, "loss.presence_floor", "must be in (0, 1]")
+    _need(cfg, 0.0 <= cfg.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)")
+    _need(cfg, t.val_samples >= 2, "train.val_samples", "must be >= 2 (FD, KID and diversity need pairs)")
     if t.val_every > 0 and t.stop_on_memorisation:
-        need(
+        _need(
+            cfg,
             t.memorisation_threshold <= t.val_samples,
             "train.memorisation_threshold",
             f"must be <= train.val_samples={t.val_samples}",
         )
     for key in ("train.betas_g", "train.betas_d"):
-        need(all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
-    need(
+        _need(cfg, all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
+
+
+def _validate_combinations(cfg: Config) -> None:
+    """Keys that only make sense together (batch split, split name, the VAE-GAN and its prior)."""
+    t = cfg.train
+    _need(
+        cfg,
         t.batch_size % t.grad_accum == 0,
         "train.batch_size",
         f"must be divisible by train.grad_accum={t.grad_accum}",
     )
-    need(
-        d.split in ("train", "val", "test", "all"), "data.split", "must be train, val, test or all"
+    _need(
+        cfg,
+        cfg.data.split in ("train", "val", "test", "all"),
+        "data.split",
+        "must be train, val, test or all",
     )
     recon = cfg.loss.recon_weight > 0 or cfg.loss.recon_img_weight > 0
-    need(
-        not recon or cfg.model.encoder,
-        "loss.recon_weight",
-        "reconstruction terms need model.encoder=true",
-    )
-    need(
-        not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
-        "model.encoder",
-        "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",
-    )
-    need(
-        t.latent_prior_every == 0 or cfg.model.latent_prior == "fitted",
-        "train.latent_prior_every",
-        "refits the fitted latent prior: set model.latent_prior=fitted (or 0)",
-    )
-    need(
-        cfg.model.latent_prior == "normal" or cfg.model.encoder,
-        "model.latent_prior",
-        "fitted is fitted from the VAE-GAN encoder: set model.encoder=true",
-    )
-    need(
-        cfg.model.latent_prior_components == 1 or cfg.model.latent_prior == "fitted",
-        "model.latent_prior_components",
-        "a mixture is a fitted prior: set model.latent_prior=fitted (or 1)",
-    )
-    crop = cfg.model.tumour_crop
-    need(crop == 0 or crop >= 16, "model.tumour_crop", "must be 0 (off) or at least 16")
-    if crop and d.size is not None:
-        need(crop <= min(d.size), "model.tumour_crop", f"must not exceed the grid {d.size}")
-    need(d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
+    for ok, key, what in (
+        (not recon or cfg.model.encoder, "loss.recon_weight", "reconstruction terms need model.encoder=true"),
+        (
+            not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
+            "model.encoder",
+            "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",
+        ),
+        (
+            t.latent_prior_every == 0 or cfg.model.latent_prior == "fitted",
+            "train.latent_prior_every",
+            "refits the fitted latent prior: set model.latent_prior=fitted (or 0)",
+        ),
+        (
+            cfg.model.latent_prior == "normal" or cfg.model.encoder,
+            "model.latent_prior",
+            "fitted is fitted from the VAE-GAN encoder: set model.encoder=true",
+        ),
+        (
+            cfg.model.latent_prior_components == 1 or cfg.model.latent_prior == "fitted",
+            "model.latent_prior_components",
+            "a mixture is a fitted prior: set model.latent_prior=fitted (or 1)",
+        ),
+    ):
+        _need(cfg, ok, key, what)
+
+
+def _validate_data(cfg: Config) -> None:
+    """``data.spatial_dims`` and a ``data.size`` the networks can be built for."""
+    d = cfg.data
+    _need(cfg, d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
     if d.size is not None:
-        from gliomagen.models.generator import plan_grid
+        from gliomagen.models.grid import plan_grid  # config sits below models: checked lazily
 
         try:
             plan_grid(d.size)
         except ValueError as exc:
             raise GliomagenError(f"data.size={d.size}: unsupported size: {exc}") from None
-        need(
+        _need(
+            cfg,
             d.spatial_dims is None or len(d.size) == d.spatial_dims,
             "data.size",
             f"has {len(d.size)} sides but data.spatial_dims={d.spatial_dims}",

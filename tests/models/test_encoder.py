@@ -84,7 +84,7 @@ def test_reconstruction_terms_train_the_encoder_and_decrease() -> None:
     first = None
     for _ in range(25):
         opt.zero_grad()
-        rec, stats = loss._reconstruction(mb)
+        rec, stats = loss.terms[0].reconstruct(mb, loss)
         rec.backward()
         if first is None:
             first = float(stats["G/recon_ce"])
@@ -127,10 +127,11 @@ def test_class_balanced_image_l1_weighs_each_class_equally() -> None:
     img = mb.real_img.clone()
     core = mb.real_mask[:, 1] > 0  # 8 voxels per case
     img[:, :, core[0]] += 1.0  # an error of 1 in the core only, every modality
-    plain = loss._image_l1(img, mb.real_img, mb.real_mask)
+    term = loss.terms[0]
+    plain = term.image_l1(img, mb.real_img, mb.real_mask)
     assert torch.allclose(plain, torch.full((2,), 8 / 16**3), atol=1e-6)
-    loss.recon_img_balanced = True
-    balanced = loss._image_l1(img, mb.real_img, mb.real_mask)
+    term.balanced = True
+    balanced = term.image_l1(img, mb.real_img, mb.real_mask)
     # three classes present (background, core, edema): the core's mean error 1 counts a third
     assert torch.allclose(balanced, torch.full((2,), 1 / 3), atol=1e-6)
-    assert float(loss._image_l1(mb.real_img, mb.real_img, mb.real_mask).abs().max()) == 0.0
+    assert float(term.image_l1(mb.real_img, mb.real_img, mb.real_mask).abs().max()) == 0.0

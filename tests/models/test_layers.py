@@ -13,11 +13,11 @@ from gliomagen.models.layers import (
     EqualConv,
     EqualLinear,
     ModulatedConv,
-    NoiseInjection,
     downsample,
     modulated_conv,
     upsample,
 )
+from gliomagen.models.noise import NoiseInjection
 
 
 def _conv(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -165,36 +165,26 @@ def tiny_cfg() -> Callable[..., Config]:
     return tiny_config
 
 
-def small_loss(overrides: list[str], n_conditions: int = 1, **tables: torch.Tensor | None) -> Any:
-    """A :class:`gliomagen.training.losses.StyleGANLoss` on a small 16^3 demo-cpu G and D, for the
-    mask-statistics terms: ``overrides`` are ``--set`` strings (``loss.volume_weight=1``), the
-    schema holds ``grade`` (HGG/LGG) and, with ``n_conditions=2``, ``side`` (left/right);
-    ``tables`` go to the loss (``class_fractions=``, ``tumour_floor=``, ``focal_floor=``)."""
-    import contextlib
-
+def small_term(overrides: list[str], **tables: torch.Tensor | None) -> Any:
+    """The one training term (:mod:`gliomagen.training.terms`) that ``overrides`` (``--set``
+    strings, e.g. ``loss.presence_weight=1``) switch on in demo-cpu, built with ``tables``
+    (``tumour_floor=``, ``focal_floor=``) instead of the training data's."""
     from gliomagen.config import resolve_config
-    from gliomagen.models import build_discriminator, build_generator
-    from gliomagen.training.losses import StyleGANLoss
+    from gliomagen.training.terms import build_terms
 
-    small = ["model.g_channels=4", "model.d_channels=4", "model.g_max_channels=8", "model.d_max_channels=8"]
-    cfg = resolve_config("demo-cpu", overrides=[*small, *overrides])
-    fields = [ConditionField("grade", "categorical", categories=["HGG", "LGG"])]
-    if n_conditions == 2:
-        fields.append(ConditionField("side", "categorical", categories=["left", "right"]))
-    schema = ConditionSchema(fields)
-    G = build_generator(cfg, schema, (16, 16, 16))
-    D = build_discriminator(cfg, schema, (16, 16, 16))
-    return StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [2] * len(fields), **tables)
+    terms = build_terms(resolve_config("demo-cpu", overrides=overrides), tables=tables)
+    assert len(terms) == 1
+    return terms[0]
 
 
 @pytest.fixture
-def loss_factory() -> Callable[..., Any]:
-    """Factory of small losses: ``loss_factory(["loss.presence_weight=1"], 2, tumour_floor=t)``."""
-    return small_loss
+def term_factory() -> Callable[..., Any]:
+    """Factory of single terms: ``term_factory(["loss.presence_weight=1"], tumour_floor=t)``."""
+    return small_term
 
 
 def min_per_code(data: Any, value: Callable[[int], float]) -> torch.Tensor:
-    """By hand, what ``TrainingData``'s per-code floors compute: ``[n_cat, n_codes]`` holding the
+    """By hand, what ``MaskTables``' per-code floors compute: ``[n_cat, n_codes]`` holding the
     smallest ``value(i)`` over the training cases ``i`` with each categorical code (NaN: none)."""
     n_codes = int(data.cat.max()) + 1
     out = torch.full((data.cat.shape[1], n_codes), float("nan"))

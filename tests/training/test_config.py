@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from gliomagen.cli import app
@@ -159,3 +160,33 @@ def test_shipped_config_files_resolve() -> None:
     assert vaegan.train.val_metric == "mask" and vaegan.train.val_every == 500
     assert vaegan.model.latent_prior_components == 16
     assert vaegan.loss.presence_weight == 1.0 and vaegan.loss.focality_weight == 3.0
+
+
+@pytest.mark.parametrize(
+    ("key", "on"), [("model.tumour_crop", 16), ("loss.volume_weight", 1.0)]
+)
+def test_removed_options_refuse_a_value_and_ignore_their_off_value(
+    tmp_path: Path, fake_store, tiny_cfg, key: str, on: float  # noqa: ANN001
+) -> None:
+    section, name = key.split(".")
+    with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
+        resolve_config("demo-cpu", overrides=[f"{key}={on}"])
+    assert to_dict(resolve_config("demo-cpu", overrides=[f"{key}=0"])) == to_dict(preset("demo-cpu"))
+    # a checkpoint written while the option existed: off loads silently, on names the key
+    from gliomagen.training import load_checkpoint, load_generator
+
+    ckpt_path = train(tiny_cfg(train={"steps": 1}), fake_store(n=4), tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(ckpt_path)
+    for value, ok in ((0, True), (on, False)):
+        ckpt["config"][section][name] = value
+        old = tmp_path / f"old-{ok}.pt"
+        torch.save(ckpt, old)
+        if ok:
+            assert load_generator(old)[2].model.z_dim == 8
+        else:
+            with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
+                load_generator(old)
+    # resuming such a run names the key too (ckpt_path is the run's newest checkpoint)
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
+        train(tiny_cfg(train={"steps": 2}), fake_store(n=4), tmp_path / "run", resume=True, progress=False)

@@ -10,16 +10,17 @@ import torch
 
 from gliomagen.config import resolve_config
 from gliomagen.errors import GliomagenError
-from gliomagen.training.batches import TrainingData, main_lesion_share
-from gliomagen.training.losses import StyleGANLoss
+from gliomagen.training.batches import TrainingData
+from gliomagen.training.terms.focality import FocalityTerm
+from gliomagen.training.terms.tables import MaskTables, main_lesion_share
 
 
 @pytest.fixture
-def make_loss(loss_factory):  # noqa: ANN001, ANN201
-    """``make_loss(floor, weight)``: a small StyleGANLoss with this term on."""
+def make_loss(term_factory):  # noqa: ANN001, ANN201
+    """``make_loss(floor, weight)``: the focality term with this floor table."""
 
-    def make(floor: torch.Tensor | None, weight: float = 1.0) -> StyleGANLoss:
-        return loss_factory([f"loss.focality_weight={weight}"], 2, focal_floor=floor)
+    def make(floor: torch.Tensor | None, weight: float = 1.0) -> FocalityTerm:
+        return term_factory([f"loss.focality_weight={weight}"], focal_floor=floor)
 
     return make
 
@@ -48,7 +49,7 @@ def test_main_lesion_share_and_the_floor_per_code(fake_store, tiny_cfg, per_code
     store = fake_store(n=6)
     data = TrainingData(store, tiny_cfg())
     want = per_code_min(data, lambda i: main_lesion_share(store[i][1].numpy() > 0))
-    torch.testing.assert_close(data.focal_floor(), want, equal_nan=True)
+    torch.testing.assert_close(MaskTables(data).focal_floor(), want, equal_nan=True)
 
 
 def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
@@ -59,7 +60,7 @@ def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     one = torch.full((8, 8, 8), 0.1)
     one[2:5, 2:5, 2:5] = 0.9
     share = 8 * 0.6 / (27 * 0.9 + 8 * 0.6)  # satellite mass / argmax-tumour mass = 0.165
-    got = loss.focality_loss(_probs(torch.stack([two, two, one])), torch.tensor([[0, 2], [1, 2], [0, 0]]))
+    got = loss.value(_probs(torch.stack([two, two, one])), torch.tensor([[0, 2], [1, 2], [0, 0]]))
     # HGG: all of it; LGG: only what exceeds the 20% allowance (none); one lesion: 0
     assert float(got) == pytest.approx((share + 0.0 + 0.0) / 3, rel=1e-5)
 
@@ -68,7 +69,7 @@ def test_the_push_falls_on_the_satellite_and_removes_it(make_loss) -> None:  # n
     loss = make_loss(torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
     logit = torch.logit(_two_lesions()).unsqueeze(0).requires_grad_(True)
     cat = torch.tensor([[1, 1]])
-    loss.focality_loss(_probs(torch.sigmoid(logit)), cat).backward()
+    loss.value(_probs(torch.sigmoid(logit)), cat).backward()
     assert logit.grad is not None
     g = logit.grad[0]
     assert bool((g[5:7, 5:7, 5:7] > 0).all())  # the satellite is pushed down
@@ -79,7 +80,7 @@ def test_the_push_falls_on_the_satellite_and_removes_it(make_loss) -> None:  # n
     opt = torch.optim.Adam([logit], lr=0.3)
     for _ in range(40):
         opt.zero_grad()
-        v = loss.focality_loss(_probs(torch.sigmoid(logit)), cat)
+        v = loss.value(_probs(torch.sigmoid(logit)), cat)
         v.backward()
         opt.step()
     p = torch.sigmoid(logit.detach())[0]

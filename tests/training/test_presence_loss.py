@@ -10,15 +10,16 @@ import torch
 from gliomagen.config import resolve_config
 from gliomagen.errors import GliomagenError
 from gliomagen.training.batches import TrainingData
-from gliomagen.training.losses import StyleGANLoss
+from gliomagen.training.terms.presence import PresenceTerm
+from gliomagen.training.terms.tables import MaskTables
 
 
 @pytest.fixture
-def make_loss(loss_factory):  # noqa: ANN001, ANN201
-    """``make_loss(floor, weight, share)``: a small StyleGANLoss with this term on."""
+def make_loss(term_factory):  # noqa: ANN001, ANN201
+    """``make_loss(floor, weight, share)``: the presence term with this floor table."""
 
-    def make(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> StyleGANLoss:
-        return loss_factory([f"loss.presence_weight={weight}", f"loss.presence_floor={share}"], 2, tumour_floor=floor)
+    def make(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> PresenceTerm:
+        return term_factory([f"loss.presence_weight={weight}", f"loss.presence_floor={share}"], tumour_floor=floor)
 
     return make
 
@@ -33,7 +34,7 @@ def _probs(tumour: torch.Tensor) -> torch.Tensor:
 def test_tumour_floor_is_the_smallest_tumour_per_code(fake_store, tiny_cfg, per_code_min) -> None:  # noqa: ANN001
     store = fake_store(n=6)
     data = TrainingData(store, tiny_cfg())
-    floor = data.tumour_floor()
+    floor = MaskTables(data).tumour_floor()
     want = per_code_min(data, lambda i: float((store[i][1] > 0).float().mean()))
     torch.testing.assert_close(floor, want, equal_nan=True)
     assert float(torch.nan_to_num(floor, nan=1.0).min()) > 0  # every fake case has a tumour
@@ -49,17 +50,17 @@ def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     cat = torch.tensor([[0, 1], [1, 0], [1, 1]])
     # k: sample 0 max(0.2, unknown) -> 10; sample 1 max(0.1, 0.3) -> 15; sample 2 -> 5
     want = [1.0 - tumour[0].topk(10).values.mean(), 0.0, 1.0 - tumour[2].topk(5).values.mean()]
-    got = loss.presence_loss(_probs(tumour), cat)
+    got = loss.value(_probs(tumour), cat)
     assert float(got) == pytest.approx(float(sum(want)) / 3, rel=1e-6)
     # a whole-tumour sample, or none with a bound, gives exactly zero
     full = torch.ones(1, 100)
-    assert float(loss.presence_loss(_probs(full), torch.tensor([[0, 0]]))) == 0.0
+    assert float(loss.value(_probs(full), torch.tensor([[0, 0]]))) == 0.0
     # the 'unknown' slot (code 2) sets no bound: grade's alone counts
     torch.testing.assert_close(
-        loss.presence_loss(_probs(tumour[:1]), torch.tensor([[0, 2]])), 1.0 - tumour[0].topk(10).values.mean()
+        loss.value(_probs(tumour[:1]), torch.tensor([[0, 2]])), 1.0 - tumour[0].topk(10).values.mean()
     )
     nobound = make_loss(torch.tensor([[math.nan, 0.0], [math.nan, math.nan]]))
-    assert float(nobound.presence_loss(_probs(tumour[:1]), torch.tensor([[1, 0]]))) == 0.0
+    assert float(nobound.value(_probs(tumour[:1]), torch.tensor([[1, 0]]))) == 0.0
 
 
 def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour(make_loss) -> None:  # noqa: ANN001
@@ -68,7 +69,7 @@ def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour(make_loss) ->
     logits[0, 40:50] = -2.0  # a faint tumour the sample almost drew
     logits.requires_grad_(True)
     cat = torch.tensor([[1, 1]])
-    v = loss.presence_loss(_probs(torch.sigmoid(logits)), cat)
+    v = loss.value(_probs(torch.sigmoid(logits)), cat)
     v.backward()
     assert logits.grad is not None
     moved = (logits.grad[0] != 0).nonzero().flatten().tolist()
@@ -77,7 +78,7 @@ def test_the_pull_falls_on_the_likeliest_voxels_and_grows_a_tumour(make_loss) ->
     opt = torch.optim.Adam([logits], lr=0.2)
     for _ in range(60):
         opt.zero_grad()
-        v = loss.presence_loss(_probs(torch.sigmoid(logits)), cat)
+        v = loss.value(_probs(torch.sigmoid(logits)), cat)
         v.backward()
         opt.step()
     p = torch.sigmoid(logits.detach())[0]

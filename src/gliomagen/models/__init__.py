@@ -13,12 +13,12 @@ from typing import Any
 
 from gliomagen import MASK_CLASSES
 from gliomagen.data.conditions import ConditionSchema
-from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
 from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.fastops import set_activation_checkpointing
-from gliomagen.models.generator import Generator, SynthesisNetwork, plan_grid
+from gliomagen.models.generator import Generator, SynthesisNetwork
+from gliomagen.models.grid import plan_grid
 from gliomagen.models.mapping import MappingNetwork
 
 
@@ -91,11 +91,6 @@ def build_discriminator(
 ) -> Discriminator:
     """Build the discriminator (same arguments as :func:`build_generator`)."""
     m = _model_cfg(cfg)
-    crop = int(getattr(m, "tumour_crop", 0))
-    if crop and crop > min(size):
-        raise GliomagenError(
-            f"model.tumour_crop={crop}: exceeds the grid {'x'.join(map(str, size))}"
-        )
     D = Discriminator(
         size=tuple(size),
         cat_sizes=cat_sizes(schema),
@@ -108,7 +103,6 @@ def build_discriminator(
         aux_classifier=m.aux_classifier,
         spectral_norm=m.spectral_norm,
         stem=m.d_stem,
-        tumour_crop=crop,
         dropout=float(getattr(m, "d_dropout", 0.0)),
     )
     set_activation_checkpointing(D, activation_checkpointing(cfg))

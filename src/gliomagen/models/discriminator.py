@@ -6,14 +6,6 @@ down-blocks (StyleGAN2's resnet D) bring the grid to the generator's start grid;
 standard-deviation feature, a conv and a dense layer give the feature ``h``. The score is
 ``out(h) + <embed(c), h> / sqrt(C)`` (projection conditioning, Miyato & Koyama 2018); an optional
 auxiliary classifier predicts every condition from ``h`` (AC-GAN, Odena et al. 2017).
-
-With ``tumour_crop`` set, a second, smaller discriminator of the same design judges a cube of that
-side cut around the tumour (the centroid of the tumour probability ``1 - p(background)``, detached;
-the grid centre when a volume holds less than one voxel of tumour). A tumour is a few percent of a
-brain volume: the whole-volume D barely sees its inner structure (an enhancing rim around a
-necrotic core, or none) or its absence; the crop makes both the bulk of what the second D judges,
-as HA-GAN's sub-volume discriminator does for fine detail. Its score and class predictions come
-back in :attr:`DOutput.local` and the losses add them to the whole-volume terms.
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrizations
 
 from gliomagen.models.fastops import fast_layout, run_blocks
-from gliomagen.models.generator import level_channels, plan_grid
+from gliomagen.models.grid import level_channels, plan_grid
 from gliomagen.models.layers import EqualConv, EqualLinear, downsample
 
 
@@ -44,39 +36,6 @@ class DOutput(NamedTuple):
     score: torch.Tensor
     cat_logits: tuple[torch.Tensor, ...]
     cont_pred: torch.Tensor | None
-    local: DOutput | None = None  # the tumour-crop discriminator's output (``tumour_crop``)
-
-
-def tumour_centred_crop(x: torch.Tensor, tumour: torch.Tensor, side: int) -> torch.Tensor:
-    """Cut a cube of ``side`` voxels from every sample, centred on its tumour's centroid.
-
-    Args:
-        x: ``[N, C, *S]`` volumes.
-        tumour: ``[N, *S]`` tumour probability (only its detached value places the crop).
-        side: crop side, at most every side of ``S``.
-
-    Returns:
-        ``[N, C, side, ...]``: the crop, clamped inside the grid; a volume with less than one voxel
-        of tumour is cropped at the grid centre.
-    """
-    grid = x.shape[2:]
-    if side > min(grid):
-        raise ValueError(f"tumour crop {side} exceeds the grid {list(grid)}")
-    t = tumour.detach().float()
-    mass = t.flatten(1).sum(1)  # [N]
-    starts = []
-    for d, n in enumerate(grid):
-        coord = torch.arange(n, device=t.device, dtype=t.dtype)
-        marginal = t.sum(dim=tuple(i + 1 for i in range(len(grid)) if i != d))  # [N, n]
-        centre = (marginal * coord).sum(1) / mass.clamp_min(1e-6)
-        centre = torch.where(mass >= 1.0, centre, torch.full_like(centre, (n - 1) / 2))
-        starts.append((centre - (side - 1) / 2).round().clamp(0, n - side).long())
-    corner = torch.stack(starts, 1).tolist()  # [N, sd]: one host sync per D call
-    crops = []
-    for i in range(x.shape[0]):
-        index: tuple[int | slice, ...] = (i, slice(None), *(slice(c, c + side) for c in corner[i]))
-        crops.append(x[index])
-    return torch.stack(crops)
 
 
 def minibatch_std(x: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -145,8 +104,6 @@ class Discriminator(nn.Module):
         spectral_norm: spectral normalisation of every conv and dense weight.
         dropout: dropout probability on the flattened epilogue features (before ``fc``) and on
             ``h`` (before the score, projection and auxiliary heads); active in train mode only.
-        tumour_crop: side of the tumour-centred crop judged by a second discriminator of the same
-            design (0 = none); at least 16 and at most the smallest side of ``size``.
         stem: ``"conv"`` (a 1x1 conv at the input grid, then residual blocks from there) or
             ``"space_to_depth"`` (fold each 2^d block of voxels into channels first, losslessly,
             and start the blocks at half the grid: about a quarter of the compute at 32^3).
@@ -172,7 +129,6 @@ class Discriminator(nn.Module):
         aux_classifier: bool = False,
         spectral_norm: bool = False,
         stem: str = "conv",
-        tumour_crop: int = 0,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -216,28 +172,6 @@ class Discriminator(nn.Module):
             for m in self.modules():
                 if isinstance(m, (EqualConv, EqualLinear)):
                     parametrizations.spectral_norm(m, name="weight")
-        self.tumour_crop = int(tumour_crop)
-        self.local: Discriminator | None = None
-        if self.tumour_crop:
-            if not 16 <= self.tumour_crop <= min(self.size):
-                raise ValueError(
-                    f"tumour_crop must be in [16, {min(self.size)}] for a "
-                    f"{'x'.join(map(str, self.size))} grid, got {self.tumour_crop}"
-                )
-            self.local = Discriminator(
-                size=(self.tumour_crop,) * sd,
-                cat_sizes=cat_sizes,
-                n_cont=n_cont,
-                n_img=n_img,
-                n_cls=n_cls,
-                channels=channels,
-                max_channels=max_channels,
-                mbstd_group=mbstd_group,
-                aux_classifier=aux_classifier,
-                spectral_norm=spectral_norm,
-                stem=stem,
-                dropout=dropout,
-            )
 
     def forward(
         self, images: torch.Tensor, mask: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor
@@ -284,12 +218,4 @@ class Discriminator(nn.Module):
             score = score + (h * torch.stack(cmap).sum(0)).sum(1) / math.sqrt(self.feature_dim)
         cat_logits = tuple(head(h) for head in self.aux_cat)
         cont_pred = self.aux_cont(h) if self.aux_cont is not None else None
-        local = None
-        if self.local is not None:
-            crop = tumour_centred_crop(
-                torch.cat([images, mask.to(images.dtype)], dim=1),
-                1.0 - mask[:, 0],
-                self.tumour_crop,
-            )
-            local = self.local(crop[:, : self.n_img], crop[:, self.n_img :], cat, cont)
-        return DOutput(score.float(), cat_logits, cont_pred, local)
+        return DOutput(score.float(), cat_logits, cont_pred)

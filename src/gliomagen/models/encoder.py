@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gliomagen.models.discriminator import DBlock, space_to_depth
-from gliomagen.models.generator import level_channels, plan_grid
+from gliomagen.models.grid import level_channels, plan_grid
 from gliomagen.models.layers import EqualConv, EqualLinear
 
 

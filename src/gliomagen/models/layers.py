@@ -210,6 +210,36 @@ class EqualConv(nn.Module):
         return self._activate(y)
 
 
+def _modulate_activations(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool,
+    eps: float,
+    b: torch.Tensor | None,
+    gain: float,
+) -> torch.Tensor:
+    """:func:`modulated_conv` as scaled activations around one shared convolution (the unfused
+    form): ``x * styles``, the convolution, then the demodulation and ``gain`` per output channel,
+    plus the (already gain-scaled) bias ``b``."""
+    n, in_ch = x.shape[:2]
+    out_ch = weight.shape[0]
+    view = (1,) * (weight.ndim - 2)
+    y = x * styles.reshape(n, in_ch, *view).to(x.dtype)
+    y = conv_nd(y, weight.to(x.dtype), padding=weight.shape[-1] // 2)
+    if demodulate:
+        wsq = weight.square().sum(dim=tuple(range(2, weight.ndim)))  # [O, I]
+        dcoef = (styles.square() @ wsq.t() + eps).rsqrt()  # [N, O]
+        scale = dcoef * gain if gain != 1.0 else dcoef
+        scale = scale.reshape(n, out_ch, *view).to(y.dtype)
+        if b is None:
+            return y * scale
+        return torch.addcmul(b.to(y.dtype).reshape(1, out_ch, *view), y, scale)
+    if gain != 1.0:
+        y = y * gain
+    return y if b is None else y + b.to(y.dtype).reshape(1, out_ch, *view)
+
+
 def modulated_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -254,19 +284,7 @@ def modulated_conv(
         w = weight.reshape(1, out_ch, in_ch) * styles.reshape(n, 1, in_ch)  # [N, O, I]
         return pointwise([x], [w * gain if gain != 1.0 else w], b)
     if not fused or (n > 1 and is_channels_last(x)):
-        y = x * styles.reshape(n, in_ch, *view).to(x.dtype)
-        y = conv_nd(y, weight.to(x.dtype), padding=pad)
-        if demodulate:
-            wsq = weight.square().sum(dim=tuple(range(2, weight.ndim)))  # [O, I]
-            dcoef = (styles.square() @ wsq.t() + eps).rsqrt()  # [N, O]
-            scale = dcoef * gain if gain != 1.0 else dcoef
-            scale = scale.reshape(n, out_ch, *view).to(y.dtype)
-            if b is None:
-                return y * scale
-            return torch.addcmul(b.to(y.dtype).reshape(1, out_ch, *view), y, scale)
-        if gain != 1.0:
-            y = y * gain
-        return y if b is None else y + b.to(y.dtype).reshape(1, out_ch, *view)
+        return _modulate_activations(x, weight, styles, demodulate, eps, b, gain)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, in_ch, *view)  # [N, O, I, *K]
     if demodulate:
         dcoef = (w.square().sum(dim=tuple(range(2, w.ndim))) + eps).rsqrt()  # [N, O]
@@ -377,81 +395,3 @@ class AdaIN(nn.Module):
         # one affine pass, with a layout-keeping backward (gliomagen.models.fastops)
         out = instance_norm_affine(x, 1.0 + scale.reshape(view), shift.reshape(view), 1e-5)
         return out.to(x.dtype)
-
-
-@torch.compiler.disable
-def _per_sample_randn(
-    shape: tuple[int, ...], generators: Sequence[torch.Generator], device: torch.device
-) -> torch.Tensor:
-    """``randn(shape)`` with row ``i`` drawn from ``generators[i]`` (kept out of compiled graphs)."""
-    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device) for g in generators])
-
-
-class NoiseInjection(nn.Module):
-    """Add per-voxel Gaussian noise with a learned per-channel strength (initialised to 0).
-
-    ``noise_mode``: ``"random"`` draws fresh noise (from one generator per sample when ``generators``
-    are given, so a sample's noise does not depend on the batch it sits in), ``"const"`` uses a fixed
-    buffer drawn at construction, ``"none"`` adds nothing.
-
-    Args:
-        channels: feature channels.
-        shape: spatial shape of the features this layer sees (for the constant noise).
-        seed: seed of the constant noise buffer.
-    """
-
-    noise_const: torch.Tensor
-
-    def __init__(self, channels: int, shape: Sequence[int], seed: int = 0) -> None:
-        super().__init__()
-        self.strength = nn.Parameter(torch.zeros(channels))
-        gen = torch.Generator().manual_seed(seed)
-        self.register_buffer("noise_const", torch.randn((1, 1, *shape), generator=gen))
-
-    def draw(
-        self,
-        shape: Sequence[int],
-        noise_mode: str,
-        generators: Sequence[torch.Generator] | None,
-        device: torch.device,
-        dtype: torch.dtype = torch.float32,
-    ) -> torch.Tensor | None:
-        """The noise ``[N, 1, *S]`` this layer adds to features of ``shape`` (``None`` for ``"none"``)."""
-        if noise_mode == "none":
-            return None
-        shape = (shape[0], 1, *shape[2:])
-        if noise_mode == "const":
-            return self.noise_const.to(dtype).expand(shape)
-        if noise_mode == "random":
-            if generators is None:
-                return torch.randn(shape, device=device, dtype=dtype)
-            if len(generators) != shape[0]:
-                raise ValueError(
-                    f"need one noise generator per sample ({shape[0]}), got {len(generators)}"
-                )
-            return _per_sample_randn(shape, generators, device).to(dtype)
-        raise ValueError(f"noise_mode must be random, const or none, got {noise_mode!r}")
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        noise_mode: str = "random",
-        generators: Sequence[torch.Generator] | None = None,
-        gain: float = 1.0,
-        inplace: bool = False,
-        noise: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``[N, C, *S] -> [N, C, *S]``: ``x + gain * strength * noise``.
-
-        ``inplace`` writes into ``x`` (for a fresh tensor no backward pass needs); ``noise`` is
-        noise drawn beforehand with :meth:`draw` (then ``noise_mode`` and ``generators`` are unused).
-        """
-        if noise is None:
-            noise = self.draw(x.shape, noise_mode, generators, x.device, x.dtype)
-            if noise is None:
-                return x
-        view = (1, -1) + (1,) * (x.ndim - 2)
-        strength = self.strength * gain if gain != 1.0 else self.strength
-        s = strength.to(x.dtype).reshape(view)
-        noise = noise.to(x.dtype)
-        return x.addcmul_(noise, s) if inplace else torch.addcmul(x, noise, s)

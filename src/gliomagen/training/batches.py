@@ -11,7 +11,6 @@ at step ``s`` replays exactly what an uninterrupted run does at ``s``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ from gliomagen.config import check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
-from gliomagen.models.generator import plan_grid
+from gliomagen.models.grid import plan_grid
 
 N_CLASSES = 4
 
@@ -79,72 +78,6 @@ class TrainingData:
             )
         self.n_skipped = len(store) - len(self.train_index)
 
-    @functools.cached_property
-    def _case_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per training case, from one read of its mask (on first use, for the mask-statistics
-        loss terms): ``[n_train, 4]`` float64 share of the grid per mask class and ``[n_train]``
-        float64 share of the tumour in its largest lesion (:func:`main_lesion_share`)."""
-        fractions, main = [], []
-        for i in self.train_index:
-            mask = self.store[int(i)][1].clamp(0, N_CLASSES - 1)
-            fractions.append(torch.bincount(mask.flatten(), minlength=N_CLASSES).double())
-            main.append(main_lesion_share(mask.numpy()))
-        fr = torch.stack(fractions)
-        return fr / fr.sum(1, keepdim=True), torch.tensor(main, dtype=torch.float64)
-
-    @property
-    def _train_codes(self) -> torch.Tensor:
-        """``[n_train, n_cat]`` categorical codes of the training cases."""
-        return self.cat[torch.as_tensor(self.train_index)]
-
-    def _per_code(self, value: torch.Tensor, codes: torch.Tensor, reduce: str) -> torch.Tensor:
-        """``value`` ``[n_train, *T]`` reduced (``mean`` or ``min``) over the training cases of each
-        categorical code -> ``[n_cat, n_codes, *T]`` float32, NaN where no case has the code."""
-        n_codes = int(self.cat.max()) + 1 if self.cat.numel() else 0
-        out = torch.full(
-            (codes.shape[1], n_codes, *value.shape[1:]), float("nan"), dtype=torch.float64
-        )
-        for j in range(codes.shape[1]):
-            for c in codes[:, j].unique().tolist():
-                sel = value[codes[:, j] == c]
-                out[j, c] = sel.mean(0) if reduce == "mean" else sel.min(0).values
-        return out.float()
-
-    def class_fractions(self) -> torch.Tensor:
-        """Mean share of the grid per mask class among the training cases, by categorical condition.
-
-        Returns:
-            ``[n_cat, n_codes, 4]`` float32: entry ``[j, c, k]`` is the mean fraction of voxels
-            of class ``k`` in training cases whose ``j``-th categorical condition has code ``c``
-            (NaN where no training case has that code). Read once, for ``loss.volume_weight``.
-        """
-        return self._per_code(self._case_masks[0], self._train_codes, "mean")
-
-    def tumour_floor(self) -> torch.Tensor:
-        """Smallest whole-tumour share of the grid among the training cases, by categorical condition.
-
-        Returns:
-            ``[n_cat, n_codes]`` float32: entry ``[j, c]`` is the smallest fraction of tumour voxels
-            (labels 1-3) of a training case whose ``j``-th categorical condition has code ``c``
-            (0 when such a case has no tumour; NaN where no training case has the code). Read
-            once, for ``loss.presence_weight``.
-        """
-        return self._per_code(self._case_masks[0][:, 1:].sum(1), self._train_codes, "min")
-
-    def focal_floor(self) -> torch.Tensor:
-        """Smallest share of a training case's tumour held by its largest lesion, by condition.
-
-        The lesion is the largest 26-connected component of labels 1-3; a case without tumour
-        counts as 1 (unifocal).
-
-        Returns:
-            ``[n_cat, n_codes]`` float32: entry ``[j, c]`` is the smallest such share among the
-            training cases whose ``j``-th categorical condition has code ``c`` (1 when every one
-            is a single lesion; NaN where no training case has the code). Read once, for
-            ``loss.focality_weight``.
-        """
-        return self._per_code(self._case_masks[1], self._train_codes, "min")
-
     @property
     def meta(self) -> dict[str, Any]:
         """The store facts a checkpoint keeps (size, modalities, spacing_mm, template_geometry)."""
@@ -179,17 +112,6 @@ class StackedItems(NamedTuple):
 
     images: torch.Tensor
     masks: torch.Tensor
-
-
-def main_lesion_share(mask: np.ndarray) -> float:
-    """Share of the tumour (labels 1-3, or ``True``) in its largest 26-connected lesion (8 in 2D),
-    as :func:`gliomagen.evaluation.tissue.structure_statistics` measures it; 1.0 without tumour
-    (no satellite to allow for)."""
-    from gliomagen.evaluation.tissue import structure_statistics
-
-    if not bool(((mask >= 1) & (mask <= 3)).any()):
-        return 1.0
-    return float(structure_statistics(np.asarray(mask)[None])["main_component_share"][0])
 
 
 def stack_items(batch: list[Any]) -> StackedItems:
@@ -315,6 +237,39 @@ class StepPlan:
             cutoff if use_mix else None,
             gp_alpha,
         )
+
+
+@dataclass
+class MicroBatch:
+    """Everything one phase on one micro-batch needs; all randomness drawn beforehand.
+
+    Attributes:
+        real_img: ``[n, C, *S]`` real images in [-1, 1].
+        real_mask: ``[n, 4, *S]`` one-hot real masks.
+        real_cat / real_cont: the real cases' conditions.
+        z: ``[n, z_dim]`` latents; ``gen_cat`` / ``gen_cont``: their conditions.
+        noise_seeds: one noise seed per generated sample.
+        aug_real / aug_fake: augmentation parameters (``None`` = no augmentation).
+        mix_z: ``[n, z_dim]`` second latents for style mixing; ``mix_cutoff``: ``[n]`` first layer
+            taking ``mix_z`` (``num_ws`` = no mixing). ``None`` = no mixing.
+        gp_alpha: ``[n]`` interpolation weights of the gradient penalty.
+        step: the optimiser step (schedules such as the KL warm-up; ``None``: no schedule).
+    """
+
+    real_img: torch.Tensor
+    real_mask: torch.Tensor
+    real_cat: torch.Tensor
+    real_cont: torch.Tensor
+    z: torch.Tensor
+    gen_cat: torch.Tensor
+    gen_cont: torch.Tensor
+    noise_seeds: list[int]
+    aug_real: dict[str, torch.Tensor] | None = None
+    aug_fake: dict[str, torch.Tensor] | None = None
+    mix_z: torch.Tensor | None = None
+    mix_cutoff: torch.Tensor | None = None
+    gp_alpha: torch.Tensor | None = None
+    step: int | None = None
 
 
 def slice_params(

@@ -14,10 +14,10 @@ The fit is the moment-matched Gaussian of the aggregate posterior ``(1/n) sum_i 
 over the training cases: mean ``mean_i mu_i``, covariance ``cov_i(mu_i) + mean_i diag(s_i^2)``
 (plus ``JITTER`` on the diagonal); one Gaussian for all cases, as the conditions reach the
 generator through their own embedding. It is stored in the mapping network's ``z_mean`` and
-``z_tril`` buffers (a Cholesky factor), so a standard-normal seed maps to a draw from the fit.
+``z_tril`` buffers (a Cholesky factor; :class:`gliomagen.models.latent_prior.LatentPrior`), so a standard-normal seed maps to a draw from the fit.
 
 The training loop refits ``G_ema`` (from ``G_ema``'s own encoder) before every sample montage,
-validation and checkpoint. ``G`` itself keeps ``N(0, I)`` (training is then unchanged by the
+validation and checkpoint, through :class:`PriorSchedule`. ``G`` itself keeps ``N(0, I)`` (training is then unchanged by the
 option) unless ``train.latent_prior_every = N``: then ``G`` refits its own prior from its own
 encoder every N steps and the adversarial loss judges draws from the fit, which is what ``G_ema``
 will sample (measured better on the phantoms: 0.81 / 0.91 faithful HGG / LGG after 11 minutes
@@ -34,6 +34,7 @@ posterior variance as above, sets each component's spread. ``K = 1`` is the sing
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -155,8 +156,64 @@ def fit_latent_prior(
     }
 
 
+class PriorSchedule:
+    """When a run refits its latent priors (``model.latent_prior=fitted``): the loop's one seam.
+
+    ``G_ema``'s prior is refitted from its own encoder once per step, before it samples (montage,
+    validation, checkpoint; main worker only): :meth:`refresh`. ``G``'s own prior is refitted every
+    ``train.latent_prior_every`` steps, on every worker (they fit the same weights):
+    :meth:`before_step`.
+
+    Args:
+        cfg: the run configuration.
+        data: the training data.
+        device: where the encoder runs.
+        log: where a fit's summary goes (the run log).
+        is_main: whether this worker is the main one.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        data: TrainingData,
+        device: torch.device,
+        log: Callable[[str], None],
+        is_main: bool = True,
+    ) -> None:
+        self.data, self.device, self.log, self.is_main = data, device, log, is_main
+        self.fitted = cfg.model.latent_prior == "fitted"
+        self.components = int(cfg.model.latent_prior_components)
+        self.every = int(cfg.train.latent_prior_every)
+        self._refreshed_at = -1  # step of G_ema's last fit
+
+    def before_step(self, G: Any, step: int) -> None:
+        """Refit ``G``'s prior at every ``train.latent_prior_every``-th step (G's adversarial draws
+        then come from the fit)."""
+        if self.every and step % self.every == 0:
+            fit_latent_prior(G, self.data, self.device, self.components)
+
+    def refresh(self, G_ema: Any, step: int) -> None:
+        """Refit ``G_ema``'s prior once per step, before use, and log the fit."""
+        if not self.is_main or not self.fitted or self._refreshed_at == step:
+            return
+        stats = fit_latent_prior(G_ema, self.data, self.device, self.components)
+        self._refreshed_at = step
+        mixture = (
+            f", {int(stats['prior_components'])} components "
+            f"(smallest weight {stats['prior_min_weight']:.3f})"
+            if stats["prior_components"] > 1
+            else ""
+        )
+        self.log(
+            f"step {step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
+            f"|mean| {stats['prior_mean_norm']:.3f}, mean std {stats['prior_std_mean']:.3f}"
+            + mixture
+        )
+
+
 __all__ = [
     "JITTER",
+    "PriorSchedule",
     "encode_cases",
     "fit_latent_prior",
     "gaussian_of_posterior",

@@ -2,23 +2,26 @@
 
 One optimiser step has two phases, each accumulated over ``grad_accum`` micro-batches and averaged
 over workers: ``G`` (generator loss through D) then ``D`` (real/fake loss, plus lazy R1 every
-``r1_interval`` steps and the gradient penalty for ``wgan-gp``). After ``G`` the EMA copy of G is
-updated; after ``D`` the ADA probability is adjusted every ``augment.interval`` steps. A step whose
-losses or gradients are not finite is skipped and logged; ``train.nan_patience`` bad steps in a row
-stop the run with a GliomagenError. The optimisers are AdamW (decoupled weight decay
-``train.weight_decay_g`` / ``train.weight_decay_d``; 0 = plain Adam). Every ``train.val_every``
-steps :class:`~gliomagen.training.validation.Validator` measures G_ema on the val split, keeps
+``r1_interval`` steps and the gradient penalty for ``wgan-gp``); each phase also adds its training
+terms (:mod:`gliomagen.training.terms`). After ``G`` the EMA copy of G is updated; after ``D`` the
+ADA probability is adjusted every ``augment.interval`` steps. A step whose losses or gradients are
+not finite is skipped and logged; ``train.nan_patience`` bad steps in a row stop the run with a
+GliomagenError. The optimisers are AdamW (decoupled weight decay ``train.weight_decay_g`` /
+``train.weight_decay_d``; 0 = plain Adam). Every ``train.val_every`` steps
+:class:`~gliomagen.training.validation.Validator` measures G_ema on the val split, keeps
 ``checkpoints/best.pt`` and may stop the run early (plateau or memorisation); a final checkpoint is
-written either way.
+written either way. With a fitted latent prior, :class:`~gliomagen.training.latent_prior.PriorSchedule`
+refits it when due.
+
+The pieces live beside this module: :mod:`.setup` (what a run is built from), :mod:`.step` (a
+phase's micro-batches and reduction, the EMA), :mod:`.run_state` (resuming, the checkpoint's mean
+``w``) and :mod:`.reporting` (log lines, scalars, sample montages).
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import os
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +31,10 @@ import torch
 
 from gliomagen.config import Config, dump_yaml, to_dict
 from gliomagen.errors import GliomagenError
+from gliomagen.models import cat_sizes
+from gliomagen.models.augment import ada_adjust
+from gliomagen.training import distributed as dd
+from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
 from gliomagen.io.checkpoint import (
     FORMAT_VERSION,
     list_checkpoints,
@@ -36,78 +43,29 @@ from gliomagen.io.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from gliomagen.models import build_augment, build_discriminator, build_generator, cat_sizes
-from gliomagen.models.augment import ada_adjust
-from gliomagen.models.mapping import MappingNetwork
-from gliomagen.training import distributed as dd
-from gliomagen.training.batches import (
-    StepBatchSampler,
-    StepPlan,
-    TrainingData,
-    slice_params,
-    stack_items,
+from gliomagen.training.latent_prior import PriorSchedule
+from gliomagen.training.losses import StyleGANLoss
+from gliomagen.training.monitor import RunMonitor
+from gliomagen.training.reporting import (
+    LogWindow,
+    log_steps,
+    progress_bar,
+    run_header,
+    sample_montage,
 )
-from gliomagen.training.latent_prior import fit_latent_prior
-from gliomagen.training.losses import MicroBatch, StyleGANLoss
-from gliomagen.training.monitor import RunMonitor, condition_grid, montage_conditions
+from gliomagen.training.run_state import compute_w_avg, resume_changes, use_configured_hparams
+from gliomagen.training.setup import (
+    autocast_factory,
+    build_augment_pipe,
+    build_networks,
+    build_optimisers,
+    build_plan,
+    open_store,
+    set_cpu_threads,
+)
+from gliomagen.training.step import ema_beta, micro_batch, reduce_phase, update_ema
+from gliomagen.training.terms import build_terms
 from gliomagen.training.validation import Validator, validation_active
-
-MAX_W_AVG_CONDITIONS = 256
-
-
-def _open(store: Any, cfg: Config) -> tuple[Any, str]:
-    if isinstance(store, (str, os.PathLike)):
-        from gliomagen.data import open_store
-
-        split = None if cfg.data.split == "all" else cfg.data.split
-        return open_store(store, split=split), str(store)
-    return store, str(getattr(store, "path", "store"))
-
-
-def _autocast_factory(
-    cfg: Config, device: torch.device
-) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    precision = cfg.train.precision
-    if precision == "bf16" and device.type != "cuda":
-        raise GliomagenError(
-            "train.precision=bf16 needs a CUDA device; use auto (fp32 on CPU) or fp32"
-        )
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def _grads_finite(params: list[torch.nn.Parameter]) -> torch.Tensor:
-    """A 0-d bool tensor on the gradients' device: all finite (no host sync per parameter)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.ones((), dtype=torch.bool)
-    return torch.stack([torch.isfinite(g).all() for g in grads]).all()
-
-
-@torch.no_grad()
-def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, torch.Tensor] | None:
-    """Mean ``w`` of ``G`` per combination of categorical conditions (continuous at 0)."""
-    cat, cont, _ = condition_grid(schema, limit=MAX_W_AVG_CONDITIONS)
-    if n_samples <= 0 or len(cat) == 0:
-        return None
-    gen = torch.Generator().manual_seed(seed)
-    dev = next(G.parameters()).device
-    z = torch.randn(n_samples, G.z_dim, generator=gen).to(dev)
-    ws = [
-        G.mapping(z, c.expand(n_samples, -1).to(dev), k.expand(n_samples, -1).to(dev)).mean(0)
-        for c, k in zip(cat, cont, strict=True)
-    ]
-    return {"cat": cat, "cont": cont, "w": torch.stack(ws).cpu()}
-
-
-# model keys a resumed run may change: they do not change any weight's shape or meaning
-RESUME_CHANGEABLE = frozenset({"model.latent_prior", "model.latent_prior_components"})
-
-
-def _plain(v: Any) -> Any:
-    """A config value as YAML gives it back (tuples as lists), for comparisons."""
-    return list(v) if isinstance(v, tuple) else v
 
 
 class Trainer:
@@ -125,87 +83,37 @@ class Trainer:
         progress: bool,
     ) -> None:
         cfg.validate()
-        self.cfg, self.run_dir, self.callback, self.progress = (
-            cfg,
-            Path(run_dir),
-            callback,
-            progress,
-        )
-        self.max_minutes = max_minutes
-        t = cfg.train
-        self.dist = dd.init_distributed(t.device)
+        self.cfg, self.run_dir, self.callback = cfg, Path(run_dir), callback
+        self.progress, self.max_minutes = progress, max_minutes
+        self.dist = dd.init_distributed(cfg.train.device)
         dev = self.dist.device
-        # auto: the worker's share of the cores minus one; measured on 2 shared cores, 2 OpenMP
-        # threads ran 6x slower than 1 (spinning threads fight the other processes)
-        threads = t.threads or max(1, (os.cpu_count() or 1) // self.dist.local_world_size - 1)
-        if dev.type == "cpu":
-            torch.set_num_threads(threads)
-        store, name = _open(store, cfg)
+        set_cpu_threads(cfg, self.dist)
+        store, name = open_store(store, cfg)
         self.data = TrainingData(store, cfg, name)
         self._check_run_dir(resume)
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
-
-        torch.manual_seed(t.seed)
-        self.G = build_generator(cfg, self.data.schema, self.data.size, self.data.n_modalities).to(
-            dev
-        )
-        self.D = build_discriminator(
-            cfg, self.data.schema, self.data.size, self.data.n_modalities
-        ).to(dev)
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        dd.broadcast_module(self.G, self.dist.world_size)
-        dd.broadcast_module(self.D, self.dist.world_size)
-        dd.broadcast_module(self.G_ema, self.dist.world_size)
-        lazy = cfg.loss.r1_gamma > 0
-        ratio = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1) if lazy else 1.0
-        # AdamW: decoupled weight decay (p -= lr * wd * p per step); with wd = 0 it is Adam
-        self.opt_G = torch.optim.AdamW(
-            self.G.parameters(), lr=t.lr_g, betas=t.betas_g, eps=1e-8, weight_decay=t.weight_decay_g
-        )
-        self.opt_D = torch.optim.AdamW(
-            self.D.parameters(),
-            lr=t.lr_d * ratio,
-            betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio),
-            eps=1e-8,
-            weight_decay=t.weight_decay_d,
-        )
-        augment = (
-            build_augment(cfg, len(self.data.size), self.data.n_modalities)
-            if (cfg.augment.ada or cfg.augment.p > 0)
-            else None
-        )
+        self.G, self.D, self.G_ema = build_networks(cfg, self.data, self.dist)
+        self.opt_G, self.opt_D = build_optimisers(cfg, self.G, self.D)
+        augment = build_augment_pipe(cfg, self.data)
         self.loss = StyleGANLoss(
             self.G,
             self.D,
             cfg,
             augment,
-            _autocast_factory(cfg, dev),
+            autocast_factory(cfg, dev),
             cat_sizes(self.data.schema),
-            compile=t.compile,
-            class_fractions=self.data.class_fractions() if cfg.loss.volume_weight > 0 else None,
-            tumour_floor=self.data.tumour_floor() if cfg.loss.presence_weight > 0 else None,
-            focal_floor=self.data.focal_floor() if cfg.loss.focality_weight > 0 else None,
+            compile=cfg.train.compile,
+            terms=build_terms(cfg, self.data),
         )
-        self.plan = StepPlan(
-            seed=t.seed,
-            n_train=len(self.data.train_index),
-            batch=t.batch_size,
-            accum=t.grad_accum,
-            world=self.dist.world_size,
-            rank=self.dist.rank,
-            z_dim=cfg.model.z_dim,
-            num_ws=self.G.num_ws,
-            style_mixing=t.style_mixing,
-            augment=augment,
-            size=self.data.size,
-        )
+        self.plan = build_plan(cfg, self.data, self.dist, self.G.num_ws, augment)
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
-        self._prior_step = -1  # step of G_ema's last latent-prior fit (model.latent_prior=fitted)
+        self.prior = PriorSchedule(cfg, self.data, dev, self.monitor.log, self.dist.is_main)
         self.validator = (
             Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
             if validation_active(cfg) else None
         )  # fmt: skip
+        self._clock = time.time()  # start of the time not yet in elapsed_s
         if resume:
             self._restore()
         elif self.dist.is_main:
@@ -225,39 +133,14 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def _restore(self) -> None:
+        """Take the newest checkpoint's weights, optimisers, counters and RNG states back."""
         ckpt = load_checkpoint(self.run_dir, map_location=self.dist.device)
-        saved, now, base = ckpt["config"], to_dict(self.cfg), to_dict(Config())
-        changed = {  # a key newer than the checkpoint had its default
-            f"{sec}.{k}": (_plain(was.get(k)), _plain(v))
-            for sec in ("model", "data", "loss", "augment", "train")
-            for was in [{**base[sec], **saved.get(sec, {})}]
-            for k, v in now[sec].items()
-            if _plain(v) != _plain(was.get(k))
-        }
-        for key, (was, v) in changed.items():  # shapes and data must stay what the weights saw
-            if key.split(".")[0] in ("model", "data") and key not in RESUME_CHANGEABLE:
-                raise GliomagenError(
-                    f"--resume: {key} differs from the run's checkpoint "
-                    f"({was!r} -> {v!r}); keep it or start a new run"
-                )
-        self.G.load_state_dict(ckpt["G"])
-        self.D.load_state_dict(ckpt["D"])
-        self.G_ema.load_state_dict(ckpt["G_ema"])
-        self.opt_G.load_state_dict(ckpt["opt_G"])
-        self.opt_D.load_state_dict(ckpt["opt_D"])
-        for opt in (
-            self.opt_G,
-            self.opt_D,
-        ):  # the configured learning rates and weight decay win over the saved ones
-            for group in opt.param_groups:
-                for key in ("lr", "weight_decay", "decoupled_weight_decay"):
-                    if key in opt.defaults:
-                        group[key] = opt.defaults[key]
-        self.step, self.images_seen, self.aug_p = (
-            int(ckpt["step"]),
-            int(ckpt["images_seen"]),
-            float(ckpt["aug_p"]),
-        )
+        changed = resume_changes(ckpt["config"], self.cfg, str(self.run_dir))
+        for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
+            getattr(self, name).load_state_dict(ckpt[name])
+        use_configured_hparams(self.opt_G, self.opt_D)  # configured lr and weight decay win
+        self.step, self.images_seen = int(ckpt["step"]), int(ckpt["images_seen"])
+        self.aug_p = float(ckpt["aug_p"])
         st = ckpt["train_state"]
         self.ada_sign_sum, self.ada_count = float(st["ada_sign_sum"]), int(st["ada_count"])
         self.nan_streak, self.elapsed_s = int(st["nan_streak"]), float(st["elapsed_s"])
@@ -274,7 +157,7 @@ class Trainer:
             dump_yaml(self.cfg, self.run_dir / "config.yaml")
 
     def _state(self) -> dict[str, Any]:
-        self._fit_prior()
+        self.prior.refresh(self.G_ema, self.step)
         return {
             "format_version": FORMAT_VERSION,
             "step": self.step,
@@ -314,227 +197,48 @@ class Trainer:
         return path
 
     # -- one step --------------------------------------------------------------------------------
-    def _micro(
-        self,
-        draws: Any,
-        round_: int,
-        real: tuple[torch.Tensor, torch.Tensor],
-        real_rows: list[int],
-    ) -> MicroBatch:
-        """Micro-batch ``round_`` of this worker: its real cases and its rows of the draws."""
-        dev = self.dist.device
-        rows = self.plan.local_rows(round_)  # rows of the global draws
-        gen_rows = self.data.train_index[draws.cond_rows[rows].numpy()]  # conditions of the fakes
-        mine = slice(round_ * self.plan.micro, (round_ + 1) * self.plan.micro)  # of the local reals
-        real_idx = real_rows[mine]
-        return MicroBatch(
-            real_img=real[0][mine],
-            real_mask=real[1][mine],
-            real_cat=self.data.cat[real_idx].to(dev),
-            real_cont=self.data.cont[real_idx].to(dev),
-            z=draws.z[rows].to(dev),
-            gen_cat=self.data.cat[gen_rows].to(dev),
-            gen_cont=self.data.cont[gen_rows].to(dev),
-            noise_seeds=[int(s) for s in draws.noise_seeds[rows]],
-            aug_real=slice_params(draws.aug_real, rows),
-            aug_fake=slice_params(draws.aug_fake, rows),
-            mix_z=None if draws.mix_z is None else draws.mix_z[rows].to(dev),
-            mix_cutoff=None if draws.mix_cutoff is None else draws.mix_cutoff[rows],
-            gp_alpha=draws.gp_alpha[rows],
-        )
-
     def _phase(
         self, phase: str, real: Any, real_rows: list[int], do_r1: bool
     ) -> tuple[bool, dict[str, float]]:
+        """Run phase ``"G"`` or ``"D"`` of the current step; ``(ok, mean statistics per case)``."""
         net, opt = (self.G, self.opt_G) if phase == "G" else (self.D, self.opt_D)
         self.G.requires_grad_(phase == "G")
         self.D.requires_grad_(phase == "D")
         opt.zero_grad(set_to_none=True)
         draws = self.plan.draw(self.step, phase, self.aug_p)
+        accum, dev = self.cfg.train.grad_accum, self.dist.device
         acc: dict[str, torch.Tensor] = {}
-        for r in range(self.cfg.train.grad_accum):
-            mb = self._micro(draws, r, real, real_rows)
-            for k, v in self.loss.accumulate_gradients(
-                phase, mb, 1.0 / self.cfg.train.grad_accum, do_r1
-            ).items():
+        for r in range(accum):
+            mb = micro_batch(self.data, self.plan, draws, r, real, real_rows, dev, self.step)
+            for k, v in self.loss.accumulate_gradients(phase, mb, 1.0 / accum, do_r1).items():
                 acc[k] = acc.get(k, 0) + v.detach().float()  # on the device: no sync here
-        params = list(net.parameters())
-        dd.all_reduce_mean_grads(params, self.dist.world_size)
-        keys = sorted(acc)
-        flat = dd.all_reduce_sum(
-            torch.cat([acc[k].reshape(-1) for k in keys]).to(self.dist.device), self.dist.world_size
-        )
-        grads_ok = _grads_finite(params).to(flat.device, flat.dtype).reshape(1)
-        host = torch.cat([flat, grads_ok]).cpu()  # the phase's one host-device sync
-        flat, finite_grads = host[:-1], bool(host[-1])
-        stats, off = {}, 0
-        for k in keys:
-            n = acc[k].numel()
-            stats[k] = flat[off : off + n] if n > 1 else flat[off]
-            off += n
-        ok = bool(torch.isfinite(flat).all()) and finite_grads
+        ok, stats = reduce_phase(acc, list(net.parameters()), self.dist)
         if ok:
             opt.step()
         else:
             opt.zero_grad(set_to_none=True)
         b = self.cfg.train.batch_size
-        out = {k: float(v) / b for k, v in stats.items() if v.ndim == 0}
         if phase == "G" and ok:
-            self.G.mapping.track_w_avg(stats["w_sum"].to(self.dist.device) / b)
-        return ok, out
+            self.G.mapping.track_w_avg(stats["w_sum"].to(dev) / b)
+        return ok, {k: float(v) / b for k, v in stats.items() if v.ndim == 0}
 
-    @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _train_step(self, items: Any) -> dict[str, float]:
+        """One optimiser step on the loader's ``items``: G, the EMA, D, ADA, the NaN guard."""
         t = self.cfg.train
-        if t.ema_half_life_images <= 0:
-            beta = 0.0
-        else:
-            hl = t.ema_half_life_images
-            if t.ema_rampup > 0:
-                hl = min(hl, self.images_seen * t.ema_rampup)
-            beta = 0.5 ** (t.batch_size / max(hl, 1e-8))
-        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
-            p_ema.copy_(p.detach().lerp(p_ema, beta))
-        for (name, b_ema), b in zip(self.G_ema.named_buffers(), self.G.buffers(), strict=True):
-            if name.rsplit(".", 1)[-1] not in MappingNetwork.PRIOR_BUFFERS:  # G_ema's fitted prior is its own
-                b_ema.copy_(b)
-
-    def _fit_prior(self) -> None:
-        """Refit G_ema's latent prior (``model.latent_prior=fitted``) once per step, before use."""
-        if (
-            not self.dist.is_main
-            or self.cfg.model.latent_prior != "fitted"
-            or self._prior_step == self.step
-        ):
-            return
-        stats = fit_latent_prior(
-            self.G_ema, self.data, self.dist.device, self.cfg.model.latent_prior_components
-        )
-        self._prior_step = self.step
-        self.monitor.log(
-            f"step {self.step} latent prior fitted to {int(stats['prior_cases'])} encoded cases: "
-            f"|mean| {stats['prior_mean_norm']:.3f}, mean std {stats['prior_std_mean']:.3f}"
-            + (
-                f", {int(stats['prior_components'])} components "
-                f"(smallest weight {stats['prior_min_weight']:.3f})"
-                if stats["prior_components"] > 1
-                else ""
-            )
-        )
-
-    def _samples(self) -> None:
-        if not self.dist.is_main:
-            return
-        self._fit_prior()
-        codes = self.data.cat[torch.as_tensor(self.data.train_index)]
-        cat, cont, labels = montage_conditions(self.data.schema, codes)
-        k = self.cfg.train.samples_per_condition
-        if k == 0 or len(cat) == 0:
-            return
-        gen = torch.Generator().manual_seed(self.cfg.train.seed + 12345)
-        z = torch.randn(len(cat) * k, self.cfg.model.z_dim, generator=gen)
-        dev = self.dist.device
-        cat, cont = cat.repeat_interleave(k, 0), cont.repeat_interleave(k, 0)
-        imgs, logits = [], []
-        with torch.no_grad():
-            for i in range(0, len(z), 4):
-                a, b = self.G_ema(
-                    z[i : i + 4].to(dev),
-                    cat[i : i + 4].to(dev),
-                    cont[i : i + 4].to(dev),
-                    noise_mode="const",
-                )
-                imgs.append(a.cpu())
-                logits.append(b.cpu())
-        self.monitor.montage(
-            self.step, torch.cat(imgs), torch.cat(logits), [lab for lab in labels for _ in range(k)]
-        )
-
-    # -- the loop --------------------------------------------------------------------------------
-    def run(self) -> Path:
-        t, dev = self.cfg.train, self.dist.device
-        start_step, t0 = self.step, time.time()
-        deadline = t0 + self.max_minutes * 60 if self.max_minutes is not None else math.inf
-        world = self.dist.world_size
-        self.monitor.log(
-            f"training {self.data.name}: {len(self.data.train_index)} cases ({self.data.n_skipped} without mask skipped), "
-            f"grid {'x'.join(map(str, self.data.size))}, conditions {self.data.schema.names}, preset {self.cfg.preset}, "
-            f"{world} worker(s) on {dev}, G {sum(p.numel() for p in self.G.parameters()) / 1e6:.2f}M / "
-            f"D {sum(p.numel() for p in self.D.parameters()) / 1e6:.2f}M parameters"
-        )
-        loader = torch.utils.data.DataLoader(
-            self.data.store,
-            batch_sampler=StepBatchSampler(self.plan, self.data.train_index, start_step, t.steps),
-            num_workers=t.num_workers,
-            collate_fn=stack_items,
-            pin_memory=dev.type == "cuda",  # pinned batches: asynchronous host-to-GPU copies
-        )
-        bar = None
-        if self.dist.is_main and self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=t.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True
-            )
-        sums: dict[str, float] = {}
-        n_log, t_log = 0, time.time()
-        last_ckpt: Path | None = None
-        stopped_early = False
-        for items in loader:
-            real = self.data.collate_real(items, dev)
-            real_rows = self.plan.real_positions(self.step)
-            real_rows = [int(self.data.train_index[i]) for i in real_rows]
-            if t.latent_prior_every and self.step % t.latent_prior_every == 0:
-                # G's adversarial draws come from the fit (every worker fits the same weights)
-                fit_latent_prior(self.G, self.data, dev, self.cfg.model.latent_prior_components)
-            if self.cfg.loss.kl_warmup_steps:  # KL annealing
-                self.loss.kl_scale = min(1.0, self.step / self.cfg.loss.kl_warmup_steps)
-            ok_g, st_g = self._phase("G", real, real_rows, False)
-            if ok_g:
-                self._update_ema()
-            do_r1 = self.cfg.loss.r1_gamma > 0 and self.step % self.cfg.loss.r1_interval == 0
-            ok_d, st_d = self._phase("D", real, real_rows, do_r1)
-            self.step += 1
-            self.images_seen += t.batch_size
-            if ok_d:
-                self._adapt_augment(st_d.get("ada_sign", 0.0))
-            self._guard(ok_g, ok_d)
-            for k, v in {**st_g, **st_d}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n_log += 1
-            if self.step % t.log_every == 0 or self.step == t.steps:
-                self._log(sums, n_log, time.time() - t_log, bar)
-                sums, n_log, t_log = {}, 0, time.time()
-            if bar is not None:
-                bar.update(1)
-            if self.callback is not None:
-                self.callback(self.step)
-            if self.validator is not None and self.validator.enabled and self.validator.due(self.step):
-                self._fit_prior()
-            reason = (
-                self.validator.maybe_validate(self.step, self.G_ema, self._state)
-                if self.validator is not None else None
-            )  # fmt: skip
-            stop = dd.any_worker(time.time() > deadline or reason is not None, world, dev)
-            if self.step % t.sample_every == 0 or self.step == t.steps or stop:
-                self._samples()
-            if self.step % t.checkpoint_every == 0 or self.step == t.steps or stop:
-                self.elapsed_s += time.time() - t0
-                t0 = time.time()
-                last_ckpt = self.checkpoint()
-            if stop:
-                stopped_early = True
-                why = f"early stop ({reason})" if reason else f"--max-minutes {self.max_minutes}"
-                self.monitor.log(f"stopped at step {self.step}: {why} reached")
-                break
-        if bar is not None:
-            bar.close()
-        if last_ckpt is None:  # nothing left to do (resumed a finished run)
-            last_ckpt = self.checkpoint()
-        if not stopped_early:
-            self.monitor.log(f"finished at step {self.step}")
-        self.monitor.close()
-        return last_ckpt
+        real = self.data.collate_real(items, self.dist.device)
+        real_rows = [int(self.data.train_index[i]) for i in self.plan.real_positions(self.step)]
+        self.prior.before_step(self.G, self.step)
+        ok_g, st_g = self._phase("G", real, real_rows, False)
+        if ok_g:
+            update_ema(self.G_ema, self.G, ema_beta(t, self.images_seen))
+        do_r1 = self.cfg.loss.r1_gamma > 0 and self.step % self.cfg.loss.r1_interval == 0
+        ok_d, st_d = self._phase("D", real, real_rows, do_r1)
+        self.step += 1
+        self.images_seen += t.batch_size
+        if ok_d:
+            self._adapt_augment(st_d.get("ada_sign", 0.0))
+        self._guard(ok_g, ok_d)
+        return {**st_g, **st_d}
 
     def _adapt_augment(self, sign_mean: float) -> None:
         """Accumulate ``E[sign(D(real) - offset)]`` and move ``p`` every ``augment.interval`` steps."""
@@ -567,29 +271,80 @@ class Trainer:
                 f"for bad values"
             )
 
-    def _log(self, sums: dict[str, float], n: int, dt: float, bar: Any) -> None:
-        t = self.cfg.train
-        vals = {f"loss/{k}": v / max(n, 1) for k, v in sums.items() if "/" in k}
-        vals["aug/p"] = self.aug_p
-        vals["lr/G"] = self.opt_G.param_groups[0]["lr"]
-        vals["lr/D"] = self.opt_D.param_groups[0]["lr"]
-        vals["perf/volumes_per_s"] = n * t.batch_size / max(dt, 1e-9)
-        vals["perf/rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if self.dist.device.type == "cuda":
-            vals["perf/cuda_peak_mb"] = torch.cuda.max_memory_allocated(self.dist.device) / 2**20
-        self.monitor.scalars(self.step, vals)
-        short = " ".join(
-            f"{k.split('/', 1)[1]}={v:.4g}" for k, v in vals.items() if k.startswith("loss/")
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train from the current step to ``train.steps`` or a stop; the last checkpoint's path."""
+        t, dev = self.cfg.train, self.dist.device
+        self._clock = time.time()
+        deadline = self._clock + self.max_minutes * 60 if self.max_minutes is not None else math.inf
+        self.monitor.log(run_header(self.data, self.cfg, self.dist.world_size, dev, self.G, self.D))
+        loader = torch.utils.data.DataLoader(
+            self.data.store,
+            batch_sampler=StepBatchSampler(self.plan, self.data.train_index, self.step, t.steps),
+            num_workers=t.num_workers,
+            collate_fn=stack_items,
+            pin_memory=dev.type == "cuda",  # pinned batches: asynchronous host-to-GPU copies
         )
-        self.monitor.log(
-            f"step {self.step} {short} p={self.aug_p:.3f} vol/s={vals['perf/volumes_per_s']:.2f}"
-        )
+        bar = progress_bar(t.steps, self.step) if self.dist.is_main and self.progress else None
+        window = LogWindow()
+        last_ckpt: Path | None = None
+        why: str | None = None
+        for items in loader:
+            window.add(self._train_step(items))
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                self._log(window, bar)
+            if bar is not None:
+                bar.update(1)
+            if self.callback is not None:
+                self.callback(self.step)
+            why, ckpt = self._after_step(deadline)
+            if ckpt is not None:
+                last_ckpt = ckpt
+            if why is not None:
+                self.monitor.log(f"stopped at step {self.step}: {why} reached")
+                break
         if bar is not None:
-            g, d = (
-                vals.get("loss/G/adv", float("nan")),
-                vals.get("loss/D/real", float("nan")) + vals.get("loss/D/fake", float("nan")),
-            )
-            bar.set_postfix(G=f"{g:.3f}", D=f"{d:.3f}", p=f"{self.aug_p:.2f}", refresh=False)
+            bar.close()
+        if last_ckpt is None:  # nothing left to do (resumed a finished run)
+            last_ckpt = self.checkpoint()
+        if why is None:
+            self.monitor.log(f"finished at step {self.step}")
+        self.monitor.close()
+        return last_ckpt
+
+    def _after_step(self, deadline: float) -> tuple[str | None, Path | None]:
+        """Validation, samples and the checkpoint when due; ``(why the run stops or None, the
+        checkpoint written or None)``."""
+        t, v = self.cfg.train, self.validator
+        if v is not None and v.enabled and v.due(self.step):
+            self.prior.refresh(self.G_ema, self.step)
+        reason = v.maybe_validate(self.step, self.G_ema, self._state) if v is not None else None
+        stop = dd.any_worker(
+            time.time() > deadline or reason is not None, self.dist.world_size, self.dist.device
+        )
+        if self.step % t.sample_every == 0 or self.step == t.steps or stop:
+            self._samples()
+        ckpt = None
+        if self.step % t.checkpoint_every == 0 or self.step == t.steps or stop:
+            self.elapsed_s += time.time() - self._clock
+            self._clock = time.time()
+            ckpt = self.checkpoint()
+        if not stop:
+            return None, ckpt
+        return (f"early stop ({reason})" if reason else f"--max-minutes {self.max_minutes}"), ckpt
+
+    def _samples(self) -> None:
+        if self.dist.is_main:
+            self.prior.refresh(self.G_ema, self.step)
+            sample_montage(self.G_ema, self.data, self.cfg, self.dist.device, self.monitor, self.step)
+
+    def _log(self, window: LogWindow, bar: Any) -> None:
+        lrs = (self.opt_G.param_groups[0]["lr"], self.opt_D.param_groups[0]["lr"])
+        log_steps(
+            self.monitor, self.step, window.sums, window.n, time.time() - window.start,
+            cfg=self.cfg, aug_p=self.aug_p, lrs=lrs, device=self.dist.device, bar=bar,
+        )  # fmt: skip
+        window.reset()
 
 
 def train(

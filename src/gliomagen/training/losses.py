@@ -15,32 +15,28 @@ Regularisers: R1 ``γ/2 ‖∇_x D(x_real)‖²`` applied lazily every ``r1_inte
 multiplied by the interval (Mescheder et al. 2018; StyleGAN2); the WGAN gradient penalty
 ``λ (‖∇ D(x̂)‖ - 1)²`` on random interpolates. The auxiliary classification loss (AC-GAN) is the
 cross-entropy of each categorical condition (the 'unknown' code ignored) plus the MSE of the
-continuous ones. When D has a tumour-crop discriminator (``model.tumour_crop``), its adversarial
-and auxiliary terms are added to the whole-volume ones, and R1 / the GP differentiate the sum of
-both scores. With ``model.d_mask=straight_through`` D sees the generated mask as the one-hot of its
-argmax (as real masks are one-hot) while G receives the gradient of the softmax.
+continuous ones. With ``model.d_mask=straight_through`` D sees the generated mask as the one-hot
+of its argmax (as real masks are one-hot) while G receives the gradient of the softmax.
 
 :class:`StyleGANLoss.accumulate_gradients` runs one phase (``"G"`` or ``"D"``) on one micro-batch
-and calls ``backward``; the caller all-reduces and steps the optimisers.
+and calls ``backward``; the caller all-reduces and steps the optimisers. Every other objective (the
+mask-statistics penalties, the VAE-GAN reconstruction) is a training term
+(:mod:`gliomagen.training.terms`): each phase adds ``weight * value`` of its terms.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import scipy.ndimage
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
 
-from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.models.discriminator import DOutput
-from gliomagen.models.encoder import kl_standard_normal
+from gliomagen.training.batches import MicroBatch
+from gliomagen.training.terms import Term, TermInputs, build_terms
 
 LOSS_KINDS = ("lsgan", "nonsaturating", "hinge", "wgan-gp")
 
@@ -124,60 +120,7 @@ def _float_output(out: DOutput) -> DOutput:
         out.score.float(),
         tuple(c.float() for c in out.cat_logits),
         None if out.cont_pred is None else out.cont_pred.float(),
-        None if out.local is None else _float_output(out.local),
     )
-
-
-def _judges(out: DOutput) -> list[DOutput]:
-    """The whole-volume output, then the tumour-crop output when D has one."""
-    return [out] if out.local is None else [out, out.local]
-
-
-def total_score(out: DOutput) -> torch.Tensor:
-    """``[N]`` sum of the whole-volume and tumour-crop scores (what R1 and the GP differentiate)."""
-    return sum(o.score for o in _judges(out))  # type: ignore[return-value]
-
-
-@dataclass
-class MicroBatch:
-    """Everything one phase on one micro-batch needs; all randomness drawn beforehand.
-
-    Attributes:
-        real_img: ``[n, C, *S]`` real images in [-1, 1].
-        real_mask: ``[n, 4, *S]`` one-hot real masks.
-        real_cat / real_cont: the real cases' conditions.
-        z: ``[n, z_dim]`` latents; ``gen_cat`` / ``gen_cont``: their conditions.
-        noise_seeds: one noise seed per generated sample.
-        aug_real / aug_fake: augmentation parameters (``None`` = no augmentation).
-        mix_z: ``[n, z_dim]`` second latents for style mixing; ``mix_cutoff``: ``[n]`` first layer
-            taking ``mix_z`` (``num_ws`` = no mixing). ``None`` = no mixing.
-        gp_alpha: ``[n]`` interpolation weights of the gradient penalty.
-    """
-
-    real_img: torch.Tensor
-    real_mask: torch.Tensor
-    real_cat: torch.Tensor
-    real_cont: torch.Tensor
-    z: torch.Tensor
-    gen_cat: torch.Tensor
-    gen_cont: torch.Tensor
-    noise_seeds: list[int]
-    aug_real: dict[str, torch.Tensor] | None = None
-    aug_fake: dict[str, torch.Tensor] | None = None
-    mix_z: torch.Tensor | None = None
-    mix_cutoff: torch.Tensor | None = None
-    gp_alpha: torch.Tensor | None = None
-
-
-def _bound_by_code(table: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-    """Look up a per-code bound ``table [n_cat, n_codes]`` (NaN: no bound) for each sample's codes
-    ``cat [n, n_cat]`` -> ``[n, n_cat]`` with 0 where there is no bound: codes no training case
-    has, the 'unknown' slot included, set none."""
-    cat = cat.to(table.device)
-    width = max(table.shape[1], int(cat.max()) + 1 if cat.numel() else 0)
-    padded = F.pad(table.float(), (0, width - table.shape[1]), value=float("nan"))
-    cols = torch.arange(table.shape[0], device=table.device)
-    return torch.nan_to_num(padded, nan=0.0)[cols.unsqueeze(0), cat]
 
 
 class StyleGANLoss:
@@ -192,13 +135,8 @@ class StyleGANLoss:
         cat_sizes: embedding sizes of the categorical conditions.
         compile: run G's mapping and synthesis and D's main passes through ``torch.compile``
             (the modules themselves, their state_dicts and the R1/GP passes stay plain).
-        class_fractions: ``[n_cat, n_codes, 4]`` real class shares by condition
-            (:meth:`TrainingData.class_fractions`), needed when ``loss.volume_weight > 0``.
-        tumour_floor: ``[n_cat, n_codes]`` the smallest real tumour share by condition
-            (:meth:`TrainingData.tumour_floor`), needed when ``loss.presence_weight > 0``.
-        focal_floor: ``[n_cat, n_codes]`` the smallest share of a real tumour in its largest
-            lesion by condition (:meth:`TrainingData.focal_floor`), needed when
-            ``loss.focality_weight > 0``.
+        terms: the training terms each phase adds (:func:`gliomagen.training.terms.build_terms`);
+            ``None``: those of ``cfg`` that need no table from the training data.
     """
 
     def __init__(
@@ -210,9 +148,7 @@ class StyleGANLoss:
         autocast: Callable[[], contextlib.AbstractContextManager[Any]],
         cat_sizes: Sequence[int],
         compile: bool = False,
-        class_fractions: torch.Tensor | None = None,
-        tumour_floor: torch.Tensor | None = None,
-        focal_floor: torch.Tensor | None = None,
+        terms: Sequence[Term] | None = None,
     ) -> None:
         self.num_ws = G.num_ws
         self.mapping: Any = torch.compile(G.mapping) if compile else G.mapping
@@ -227,112 +163,19 @@ class StyleGANLoss:
         self.use_aux = bool(cfg.model.aux_classifier) and cfg.loss.aux_weight > 0
         self.straight_through = getattr(cfg.model, "d_mask", "soft") == "straight_through"
         self.encoder: Any = getattr(G, "encoder", None)
-        self._dice = DiceLoss(include_background=False, softmax=True, reduction="none")
-        self.recon_img_balanced = bool(getattr(cfg.loss, "recon_img_balanced", False))
-        self.kl_scale = 1.0  # the KL weight's share this step (set by the loop: loss.kl_warmup_steps)
-        # the mask-statistics terms: each reads a per-condition table taken from the store
-        self.volume_weight = float(getattr(cfg.loss, "volume_weight", 0.0))
-        self.presence_weight = float(getattr(cfg.loss, "presence_weight", 0.0))
-        self.presence_floor = float(getattr(cfg.loss, "presence_floor", 0.5))
-        self.focality_weight = float(getattr(cfg.loss, "focality_weight", 0.0))
-        self.class_fractions = class_fractions
-        self.tumour_floor = tumour_floor
-        self.focal_floor = focal_floor
-        for name, weight, table in (
-            ("volume", self.volume_weight, class_fractions),
-            ("presence", self.presence_weight, tumour_floor),
-            ("focality", self.focality_weight, focal_floor),
-        ):
-            if weight > 0 and (table is None or table.shape[0] == 0):
-                raise GliomagenError(
-                    f"loss.{name}_weight needs a categorical condition (data.conditions has none)"
-                )
+        self.terms = list(terms) if terms is not None else build_terms(cfg)
 
-    def volume_loss(self, mask: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Class-volume matching: per categorical condition and code present in the batch, the
-        batch mean of each tumour class's share of the grid in G's masks against the real cases'
-        mean share with that code, as squared error relative to the class's mean share over all
-        codes (a small necrotic core weighs as much as the edema). Averaged over the groups.
-
-        Args:
-            mask: ``[n, 4, *S]`` G's mask probabilities (or straight-through one-hots).
-            cat: ``[n, n_cat]`` the samples' categorical codes.
-        """
-        assert self.class_fractions is not None
-        target_all = self.class_fractions.to(mask.device)  # [n_cat, n_codes, 4]
-        share = mask.float().flatten(2).mean(2)[:, 1:]  # [n, 3] tumour classes
-        terms = []
-        for j in range(target_all.shape[0]):
-            scale = target_all[j, :, 1:].nanmean(0).clamp_min(1e-4)  # [3]
-            for c in cat[:, j].unique().tolist():
-                target = target_all[j, c, 1:]
-                if torch.isnan(target).any():  # a code no training case has: nothing to match
-                    continue
-                diff = (share[cat[:, j] == c].mean(0) - target) / scale
-                terms.append(diff.pow(2).sum())
-        return torch.stack(terms).mean() if terms else share.sum() * 0.0
-
-    def presence_loss(self, probs: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Tumour presence: each sample should hold at least a tumour of ``k`` voxels.
-
-        ``k = ceil(presence_floor x V x m)``, ``V`` voxels and ``m`` the smallest training tumour
-        share among the cases that share a categorical code with the sample, the largest such
-        bound over the conditions (each is a lower bound the real cases respect; the largest is
-        the tightest). The term is the mean of ``1 - p(tumour)`` over the sample's ``k`` voxels
-        most likely to be tumour. It is zero once the sample has ``k`` sure tumour voxels, so
-        samples with a tumour of their condition's size feel nothing, and a sample whose tumour
-        vanished or shrank is pulled where its tumour probability is already highest (it grows a
-        tumour there, rather than specks everywhere, as a pull on every voxel would). Averaged
-        over the samples; codes no training case has, or whose smallest case has no tumour, set
-        no bound.
-
-        Args:
-            probs: ``[n, 4, *S]`` G's (soft) mask probabilities.
-            cat: ``[n, n_cat]`` the samples' categorical codes.
-        """
-        assert self.tumour_floor is not None
-        tumour = 1.0 - probs.float()[:, 0].flatten(1)  # [n, V]
-        n_vox = tumour.shape[1]
-        share = _bound_by_code(self.tumour_floor, cat).amax(1)  # [n]
-        ks = (share * self.presence_floor * n_vox).ceil().clamp(0, n_vox).long().tolist()
-        terms = [1.0 - tumour[i].topk(k).values.mean() for i, k in enumerate(ks) if k >= 1]
-        return torch.stack(terms).mean() if terms else tumour.sum() * 0.0
-
-    def focality_loss(self, probs: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Focality: tumour outside each sample's largest lesion, beyond what the real cases have.
-
-        Per sample, the argmax tumour (labels 1-3) is split into 26-connected lesions (no
-        gradient; :func:`scipy.ndimage.label`). ``s`` is the tumour
-        probability ``1 - p(bg)`` summed over the voxels of the lesions other than the largest,
-        divided by that probability summed over all the argmax tumour; the term is
-        ``max(0, s - (1 - f))`` with ``f`` the smallest share of a real tumour in its largest
-        lesion among the training cases sharing a categorical code with the sample (the largest
-        such bound over the conditions). With unifocal training cases (``f = 1``) every satellite
-        voxel is pulled to background; multifocal cases loosen the bound. Averaged over the
-        samples; one lesion or none gives 0. The labelling runs on the CPU (a small copy of the
-        argmax per step).
-
-        Args:
-            probs: ``[n, 4, *S]`` G's (soft) mask probabilities.
-            cat: ``[n, n_cat]`` the samples' categorical codes.
-        """
-        assert self.focal_floor is not None
-        allow = 1.0 - _bound_by_code(self.focal_floor, cat).amax(1).to(probs.device)  # [n]
-        tumour = 1.0 - probs.float()[:, 0]  # [n, *S]
-        hard = (probs.detach().argmax(1) > 0).cpu().numpy()  # [n, *S] the argmax tumour
-        connectivity = np.ones((3,) * (probs.ndim - 2), bool)  # 26 (3D) or 8 (2D) neighbours
-        terms = []
-        for i in range(len(probs)):
-            lab, n = scipy.ndimage.label(hard[i], structure=connectivity)
-            if n <= 1:
-                terms.append(tumour[i].sum() * 0.0)
-                continue
-            main = int(np.bincount(lab.ravel())[1:].argmax()) + 1
-            sat = torch.from_numpy(hard[i] & (lab != main)).to(probs.device)
-            inside = torch.from_numpy(hard[i]).to(probs.device)
-            share = (tumour[i] * sat).sum() / (tumour[i] * inside).sum().clamp_min(1e-6)
-            terms.append(F.relu(share - allow[i]))
-        return torch.stack(terms).mean() if terms else tumour.sum() * 0.0
+    def _add_terms(
+        self, phase: str, inputs: TermInputs, loss: torch.Tensor, stats: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``loss`` plus ``weight * value`` of each term of ``phase``; their statistics into
+        ``stats``."""
+        for term in self.terms:
+            if term.phase == phase:
+                value, term_stats = term.loss(inputs)
+                loss = loss + term.weight * value
+                stats.update(term_stats)
+        return loss
 
     # -- forward helpers ---------------------------------------------------------------------
     def run_G(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -384,62 +227,6 @@ class StyleGANLoss:
             out = D(img, mask, cat, cont)
         return _float_output(out)
 
-    def _reconstruction(self, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """VAE-GAN terms: encode the reals, regenerate them under their conditions, compare.
-
-        Returns the weighted sum ``recon_weight * (CE + soft Dice of the tumour classes)(mask) +
-        recon_img_weight * L1(images) + kl_weight * kl_scale * KL`` (``kl_scale`` < 1 during
-        ``loss.kl_warmup_steps``) (L1 class-balanced with
-        ``loss.recon_img_balanced``, see :meth:`_image_l1`) (means over the micro-batch) and its
-        parts summed over the micro-batch. The Dice is MONAI's ``DiceLoss`` per case.
-        """
-        c, enc = self.cfg, self.encoder
-        assert enc is not None
-        real_img, real_mask = mb.real_img.detach(), mb.real_mask.detach()
-        with self.autocast():
-            mu, logvar = enc(real_img, real_mask)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
-            w = self.mapping(z, mb.real_cat, mb.real_cont, prior=False)  # z is encoded
-            ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-            seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)
-            img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
-        n = len(mu)
-        ce = F.cross_entropy(logits.float(), real_mask.argmax(1), reduction="none")
-        ce = ce.flatten(1).mean(1)  # [n]
-        # a tumour is a few percent of the volume: the soft Dice of the tumour classes makes its
-        # inner structure (a small necrotic core, a thin enhancing rim) weigh as much as the rest
-        dice = self._dice(logits.float(), real_mask).flatten(1).mean(1)  # [n]
-        l1 = self._image_l1(img.float(), real_img, real_mask)  # [n]
-        kl = kl_standard_normal(mu, logvar)  # [n]
-        kl_w = c.kl_weight * self.kl_scale
-        loss = (c.recon_weight * (ce + dice) + c.recon_img_weight * l1 + kl_w * kl).mean()
-        stats = {
-            "G/recon_ce": ce.detach().sum(),
-            "G/recon_dice": dice.detach().sum(),
-            "G/recon_l1": l1.detach().sum(),
-            "G/kl": kl.detach().sum(),
-        }
-        assert n == len(ce)
-        return loss, stats
-
-    def _image_l1(
-        self, img: torch.Tensor, real_img: torch.Tensor, real_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Per-case image L1 of a reconstruction, ``[n]``.
-
-        Plain: the mean over every voxel and modality. ``loss.recon_img_balanced``: the mean of
-        the L1 within each mask class the real case has (background, core, edema, enhancing),
-        so that the intensities of a 30-voxel necrotic core count as much as the brain's.
-        """
-        err = (img - real_img).abs().mean(1)  # [n, *S]
-        if not self.recon_img_balanced:
-            return err.flatten(1).mean(1)
-        m = real_mask.flatten(2)  # [n, 4, V]
-        count = m.sum(2)  # [n, 4]
-        per_class = (m * err.flatten(1).unsqueeze(1)).sum(2) / count.clamp_min(1.0)
-        present = (count > 0).to(err.dtype)
-        return (per_class * present).sum(1) / present.sum(1).clamp_min(1.0)
-
     # -- phases ------------------------------------------------------------------------------
     def accumulate_gradients(
         self, phase: str, mb: MicroBatch, gain: float, do_r1: bool = False
@@ -455,45 +242,40 @@ class StyleGANLoss:
         Returns:
             Detached statistics (sums over the micro-batch, to be all-reduced and averaged).
         """
+        if phase == "G":
+            loss, stats = self._g_loss(mb)
+        elif phase == "D":
+            loss, stats = self._d_loss(mb, do_r1)
+        else:
+            raise ValueError(f"phase must be G or D, got {phase!r}")
+        (loss * gain).backward()
+        return stats
+
+    def _g_loss(self, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """G's loss on its fakes (adversarial, auxiliary, its terms) and its statistics."""
         c = self.cfg
         stats: dict[str, torch.Tensor] = {}
-        if phase == "G":
-            img, soft, w = self._generate(mb)
-            mask = self._for_D(soft)
-            out = self.run_D(img, mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
-            adv = sum(g_adv_loss(self.kind, o.score) for o in _judges(out))
-            assert isinstance(adv, torch.Tensor)
-            loss = adv.mean()
-            stats["G/adv"] = adv.detach().sum()
-            if out.local is not None:
-                stats["G/adv_tumour"] = g_adv_loss(self.kind, out.local.score).detach().sum()
-            if self.use_aux:
-                aux = sum(
-                    aux_loss(o, mb.gen_cat, mb.gen_cont, self.cat_sizes) for o in _judges(out)
-                )
-                assert isinstance(aux, torch.Tensor)
-                loss = loss + c.aux_weight * aux
-                stats["G/aux"] = aux.detach() * len(adv)
-            for name, weight, term, probs in (  # the mask-statistics terms
-                ("volume", self.volume_weight, self.volume_loss, mask),
-                ("presence", self.presence_weight, self.presence_loss, soft),
-                ("focality", self.focality_weight, self.focality_loss, soft),
-            ):
-                if weight > 0:
-                    value = term(probs, mb.gen_cat)
-                    loss = loss + weight * value
-                    stats[f"G/{name}"] = value.detach() * len(adv)
-            if self.encoder is not None:
-                rec, rec_stats = self._reconstruction(mb)
-                loss = loss + rec
-                stats.update(rec_stats)
-            (loss * gain).backward()
-            stats["w_sum"] = w.detach().sum(0)
-            return stats
-        if phase != "D":
-            raise ValueError(f"phase must be G or D, got {phase!r}")
+        img, soft, w = self._generate(mb)
+        mask = self._for_D(soft)
+        out = self.run_D(img, mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
+        adv = g_adv_loss(self.kind, out.score)
+        loss = adv.mean()
+        stats["G/adv"] = adv.detach().sum()
+        if self.use_aux:
+            aux = aux_loss(out, mb.gen_cat, mb.gen_cont, self.cat_sizes)
+            loss = loss + c.aux_weight * aux
+            stats["G/aux"] = aux.detach() * len(adv)
+        loss = self._add_terms("G", TermInputs(mb, img, soft, self), loss, stats)
+        stats["w_sum"] = w.detach().sum(0)
+        return loss, stats
+
+    def _d_loss(self, mb: MicroBatch, do_r1: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on fakes and reals (adversarial, auxiliary, R1 / GP, its terms)."""
+        c = self.cfg
+        stats: dict[str, torch.Tensor] = {}
         with torch.no_grad():
-            fake_img, fake_mask, _ = self.run_G(mb)
+            fake_img, fake_soft, _ = self._generate(mb)
+            fake_mask = self._for_D(fake_soft)
         out_f = self.run_D(fake_img, fake_mask, mb.gen_cat, mb.gen_cont, mb.aug_fake)
         real_img, real_mask = mb.real_img.detach(), mb.real_mask.detach()
         if do_r1:
@@ -508,17 +290,7 @@ class StyleGANLoss:
             autocast=not do_r1,
         )
         l_real, l_fake = d_adv_loss(self.kind, out_r.score, out_f.score, c.wgan_drift)
-        if out_r.local is not None and out_f.local is not None:
-            lr_loc, lf_loc = d_adv_loss(
-                self.kind, out_r.local.score, out_f.local.score, c.wgan_drift
-            )
-            stats["D/real_tumour"], stats["D/fake_tumour"] = (
-                lr_loc.detach().sum(),
-                lf_loc.detach().sum(),
-            )
-            l_real, l_fake = l_real + lr_loc, l_fake + lf_loc
         loss = (l_real + l_fake).mean()
-        n = len(l_real)
         stats["D/real"], stats["D/fake"] = l_real.detach().sum(), l_fake.detach().sum()
         stats["D/score_real"], stats["D/score_fake"] = (
             out_r.score.detach().sum(),
@@ -526,26 +298,44 @@ class StyleGANLoss:
         )
         stats["ada_sign"] = torch.sign(out_r.score.detach() - REAL_SIGN_OFFSET[self.kind]).sum()
         if self.use_aux:
-            aux = sum(
-                aux_loss(o, mb.real_cat, mb.real_cont, self.cat_sizes) for o in _judges(out_r)
-            )
-            assert isinstance(aux, torch.Tensor)
+            aux = aux_loss(out_r, mb.real_cat, mb.real_cont, self.cat_sizes)
             loss = loss + c.aux_weight * aux
-            stats["D/aux"] = aux.detach() * n
+            stats["D/aux"] = aux.detach() * len(l_real)
         if do_r1:
-            r1 = r1_penalty(total_score(out_r), [real_img, real_mask])
+            r1 = r1_penalty(out_r.score, [real_img, real_mask])
             loss = loss + (r1 * (c.r1_gamma / 2) * c.r1_interval).mean()
             stats["D/r1"] = r1.detach().sum()
         if self.kind == "wgan-gp" and c.gp_weight > 0:
-            alpha = mb.gp_alpha if mb.gp_alpha is not None else torch.rand(n)
-            a = alpha.to(fake_img.device).reshape(n, *(1,) * (fake_img.ndim - 1))
-            x_img = (a * mb.real_img + (1 - a) * fake_img).requires_grad_(True)
-            x_mask = (a * mb.real_mask + (1 - a) * fake_mask).requires_grad_(True)
-            out_gp = self.run_D(
-                x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False
-            )
-            gp = gradient_penalty(total_score(out_gp), [x_img, x_mask])
+            gp = self._gradient_penalty(mb, fake_img, fake_mask)
             loss = loss + c.gp_weight * gp.mean()
             stats["D/gp"] = gp.detach().sum()
-        (loss * gain).backward()
-        return stats
+        loss = self._add_terms("D", TermInputs(mb, fake_img, fake_soft, self), loss, stats)
+        return loss, stats
+
+    def _gradient_penalty(
+        self, mb: MicroBatch, fake_img: torch.Tensor, fake_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """WGAN-GP ``[n]`` at ``a * real + (1 - a) * fake`` with the micro-batch's ``gp_alpha``."""
+        n = len(fake_img)
+        alpha = mb.gp_alpha if mb.gp_alpha is not None else torch.rand(n)
+        a = alpha.to(fake_img.device).reshape(n, *(1,) * (fake_img.ndim - 1))
+        x_img = (a * mb.real_img + (1 - a) * fake_img).requires_grad_(True)
+        x_mask = (a * mb.real_mask + (1 - a) * fake_mask).requires_grad_(True)
+        out_gp = self.run_D(
+            x_img, x_mask, mb.real_cat, mb.real_cont, None, D=self.D_reg, autocast=False
+        )
+        return gradient_penalty(out_gp.score, [x_img, x_mask])
+
+
+__all__ = [
+    "LOSS_KINDS",
+    "REAL_SIGN_OFFSET",
+    "MicroBatch",
+    "StyleGANLoss",
+    "aux_loss",
+    "d_adv_loss",
+    "g_adv_loss",
+    "gradient_penalty",
+    "grad_sq_norm",
+    "r1_penalty",
+]

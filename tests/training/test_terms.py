@@ -1,0 +1,98 @@
+"""The training-term interface: the registry, what a configuration builds, how a phase adds terms."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from gliomagen.config import resolve_config
+from gliomagen.data.conditions import ConditionField, ConditionSchema
+from gliomagen.errors import GliomagenError
+from gliomagen.models import build_discriminator, build_generator
+from gliomagen.training.batches import TrainingData
+from gliomagen.training.losses import MicroBatch, StyleGANLoss
+from gliomagen.training.terms import TERMS, MaskTables, Term, TermInputs, build_terms
+
+SMALL = [
+    "model.g_channels=4",
+    "model.d_channels=4",
+    "model.g_max_channels=8",
+    "model.d_max_channels=8",
+]
+
+
+def test_build_terms_returns_the_terms_that_are_on_in_registry_order(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    assert list(TERMS) == ["presence", "focality", "reconstruction"]
+    assert build_terms(resolve_config("demo-cpu")) == []
+    recipe = resolve_config("demo-cpu", "configs/structure-vaegan.yaml")
+    data = TrainingData(fake_store(n=4), tiny_cfg())
+    terms = build_terms(recipe, data)
+    assert [t.name for t in terms] == ["presence", "focality", "reconstruction"]
+    assert [t.weight for t in terms] == [1.0, 3.0, 1.0]
+    assert all(t.phase == "G" for t in terms)
+    # a term that needs a table the data cannot give (no categorical condition) says so
+    with pytest.raises(GliomagenError, match="loss.presence_weight needs a categorical"):
+        build_terms(recipe)
+
+
+def test_mask_tables_read_every_mask_once(fake_store, tiny_cfg, monkeypatch) -> None:  # noqa: ANN001
+    store = fake_store(n=6)
+    reads: list[int] = []
+    get = type(store).__getitem__
+    monkeypatch.setattr(
+        type(store), "__getitem__", lambda self, i: (reads.append(i), get(self, i))[1]
+    )
+    tables = MaskTables(TrainingData(store, tiny_cfg()))
+    a, b = tables.get("tumour_floor"), tables.get("focal_floor")
+    assert a.shape == b.shape == (2, 2) and sorted(reads) == list(range(6))
+    with pytest.raises(KeyError, match="no mask table"):
+        tables.get("class_fractions")
+
+
+class _Scale(Term):
+    """A D-phase term for the test: ``mean(real images) + 1``, its value logged."""
+
+    name: ClassVar[str] = "scale"
+    phase: ClassVar[str] = "D"
+    weight_key: ClassVar[str] = "loss.aux_weight"
+
+    def loss(self, inputs: TermInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert inputs.probs.shape[1] == 4 and not inputs.probs.requires_grad
+        value = inputs.mb.real_img.mean() + 1.0
+        return value, {"D/scale": value.detach()}
+
+
+def test_a_phase_adds_weight_times_value_of_its_terms() -> None:
+    cfg = resolve_config("demo-cpu", overrides=SMALL)
+    schema = ConditionSchema([ConditionField("grade", "categorical", categories=["HGG", "LGG"])])
+    torch.manual_seed(0)
+    G, D = (
+        build_generator(cfg, schema, (16, 16, 16)),
+        build_discriminator(cfg, schema, (16, 16, 16)),
+    )
+    mb = MicroBatch(
+        real_img=torch.rand(2, 4, 16, 16, 16) * 2 - 1,
+        real_mask=torch.nn.functional.one_hot(torch.zeros(2, 16, 16, 16, dtype=torch.long), 4).movedim(-1, 1).float(),
+        real_cat=torch.tensor([[0], [1]]), real_cont=torch.zeros(2, 0), z=torch.randn(2, G.z_dim),
+        gen_cat=torch.tensor([[0], [1]]), gen_cont=torch.zeros(2, 0), noise_seeds=[1, 2],
+    )  # fmt: skip
+    losses: dict[str, Any] = {}
+    totals: dict[str, float] = {}
+    for name, terms in (("plain", []), ("with", [_Scale(cfg)])):
+        loss = StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [3], terms=terms)
+        D.zero_grad(set_to_none=True)
+        D.requires_grad_(True)
+        losses[name] = loss.accumulate_gradients("D", mb, 1.0)
+        totals[name] = float(loss._d_loss(mb, False)[0].detach())
+    assert "D/scale" not in losses["plain"]
+    value = float(mb.real_img.mean()) + 1.0
+    assert float(losses["with"]["D/scale"]) == pytest.approx(value)
+    assert totals["with"] - totals["plain"] == pytest.approx(cfg.loss.aux_weight * value, rel=1e-5)
+    # G's phase ignores a D term
+    g_stats = StyleGANLoss(
+        G, D, cfg, None, contextlib.nullcontext, [3], terms=[_Scale(cfg)]
+    ).accumulate_gradients("G", mb, 1.0)
+    assert "D/scale" not in g_stats
