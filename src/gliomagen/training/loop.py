@@ -31,10 +31,6 @@ import torch
 
 from gliomagen.config import Config, dump_yaml, to_dict
 from gliomagen.errors import GliomagenError
-from gliomagen.models import cat_sizes
-from gliomagen.models.augment import ada_adjust
-from gliomagen.training import distributed as dd
-from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
 from gliomagen.io.checkpoint import (
     FORMAT_VERSION,
     list_checkpoints,
@@ -43,6 +39,10 @@ from gliomagen.io.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from gliomagen.models import cat_sizes
+from gliomagen.models.augment import ada_adjust
+from gliomagen.training import distributed as dd
+from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
 from gliomagen.training.latent_prior import PriorSchedule
 from gliomagen.training.losses import StyleGANLoss
 from gliomagen.training.monitor import RunMonitor
