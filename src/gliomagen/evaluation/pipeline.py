@@ -335,7 +335,7 @@ def evaluate(
         )
     curves = None
     if run is not None:
-        from gliomagen.report.curves import read_curves
+        from gliomagen.evaluation.curves import read_curves
 
         curves = read_curves(Path(run))
 

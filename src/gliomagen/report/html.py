@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.curves import read_curves
 from gliomagen.report import figures
 from gliomagen.report.files import write_json, write_text
 
@@ -283,8 +284,6 @@ def rebuild(path: Path | str, run: Path | str | None = None) -> list[Path]:
     Returns:
         The ``index.html`` paths written.
     """
-    from gliomagen.report.curves import read_curves
-
     path = Path(path)
     if not path.is_dir():
         raise GliomagenError(f"{path}: not a report or run folder")
