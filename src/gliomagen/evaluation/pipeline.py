@@ -26,8 +26,9 @@ from gliomagen.evaluation.cases import CaseSet, check_compatible
 from gliomagen.evaluation.distances import distance_summary
 from gliomagen.evaluation.features import build_extractor
 from gliomagen.evaluation.inputs import held_out_split, resolve, split_spec
+from gliomagen.evaluation.montages import write_montages
 from gliomagen.evaluation.probe import ProbeOptions
-from gliomagen.report.files import clean_json, write_bytes, write_json
+from gliomagen.report.files import clean_json, write_json
 
 METRICS_FORMAT = 1
 ALL = "all"
@@ -96,44 +97,6 @@ def _distances(
         pick = _subsample(len(train_f), max(2, len(syn_f)), seed)
         entry["floor"] = distance_summary(real_f, train_f[pick], n_boot=n_boot, seed=seed)
     return entry
-
-
-def _montages(
-    out: Path,
-    groups: dict[str, Any],
-    real: CaseSet,
-    synthetic: CaseSet,
-    n: int,
-    seed: int,
-    modalities: list[str],
-) -> dict[str, Any]:
-    from gliomagen.data.slices import slices_montage_png
-    from gliomagen.report.figures import montage_png
-
-    # slices: one row per slice (every modality, then the mask); volumes: three planes per case
-    draw = slices_montage_png if len(real.spatial) == 2 else montage_png
-    result: dict[str, Any] = {}
-    rng = np.random.default_rng(seed)
-    for key, (pr, ps, _) in groups.items():
-        entry = {}
-        for role, cases, pos in (("real", real, pr), ("synthetic", synthetic, ps)):
-            if not len(pos) or n <= 0:
-                continue
-            chosen = np.sort(rng.choice(pos, min(n, len(pos)), replace=False))
-            imgs, masks = cases.load(chosen)
-            items = [
-                (imgs[i].numpy(), masks[i].numpy(), cases.case_ids[int(c)])
-                for i, c in enumerate(chosen)
-            ]
-            name = f"montage-{_slug(key)}-{role}.png"
-            write_bytes(out / "figures" / name, draw(items, modalities, f"{role}: {key}"))
-            entry[role] = f"figures/{name}"
-        result[key] = entry
-    return result
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
 
 def resolve_sets(
@@ -319,7 +282,7 @@ def evaluate(
         )
         for key, (pr, ps, _) in groups.items()
     }
-    montages = _montages(out, groups, real_set, syn_set, n_montage, seed, modalities)
+    montages = write_montages(out, groups, real_set, syn_set, n_montage, seed, modalities)
     reconstruction = None
     if checkpoint is not None:
         from gliomagen.evaluation.reconstruction import reconstruct
