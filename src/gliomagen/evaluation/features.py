@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cache import load_or_train_probe
 from gliomagen.evaluation.cases import CaseSet
-from gliomagen.evaluation.probe import ProbeOptions, load_or_train_probe, to_probe_input
+from gliomagen.evaluation.probe import ProbeOptions, to_probe_input
 from gliomagen.evaluation.similarity import brain_mask
 
 EXTRACTORS: tuple[str, ...] = ("probe", "medicalnet", "slices")

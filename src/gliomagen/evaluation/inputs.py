@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cache import default_cache_dir
 from gliomagen.evaluation.cases import CaseSet
-from gliomagen.evaluation.probe import default_cache_dir
 
 SPLITS = ("train", "val", "test")
 MAX_BREAKDOWN_CATEGORIES = 12
