@@ -229,6 +229,7 @@ def conditional_fidelity(
     Returns:
         ``{name: {...}}``; a label that cannot be scored has ``{"skipped": reason}``.
     """
+    # scikit-learn: a heavy import (seconds), only needed here
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -136,7 +136,7 @@ def _load_state_dict(path: Path, option: str) -> dict[str, torch.Tensor]:
 
 def build_medicalnet(state: Mapping[str, torch.Tensor], source: str = "--weights") -> nn.Module:
     """A MONAI ResNet in MedicalNet layout that fits ``state`` (depth, block, shortcut from its keys)."""
-    from monai.networks.nets.resnet import ResNet, get_inplanes
+    from monai.networks.nets.resnet import ResNet, get_inplanes  # MONAI: a heavy import (seconds)
 
     keys = [k for k in state if not k.startswith(("conv_seg.", "fc."))]
     if "conv1.weight" not in state or state["conv1.weight"].ndim != 5:
