@@ -73,7 +73,8 @@ def test_validation_writes_metrics_and_keeps_best(
     # real-side cache in the run folder, keyed by a hash; TensorBoard scalars; the log line
     cache = run / "validation"
     assert (
-        len(list(cache.glob("real-*.npz"))) == 1 and len(list((cache / "probe").glob("*.pt"))) == 1
+        len(list(cache.glob("reference/*.npz"))) == 1
+        and len(list((cache / "probe").glob("*.pt"))) == 1
     )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
