@@ -238,6 +238,35 @@ def realism_dice(
     }
 
 
+def _run_arms(
+    data: BenchmarkData,
+    arm_list: Sequence[str],
+    seeds: Sequence[int],
+    opts: dict[str, Any],
+    progress: bool,
+) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[int, dict[str, dict[str, float]]]]:
+    """Every arm for every seed: ``(results[arm][seed], realism Dice per seed)``."""
+    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arm_list}
+    syn_dice: dict[int, dict[str, dict[str, float]]] = {}
+    for seed in seeds:
+        for arm in arm_list:
+            net, res = run_arm(data, arm, seed, **opts)
+            results[arm][seed] = res
+            if arm == "real" and data.pools["synthetic"]:
+                syn_dice[seed] = realism_dice(
+                    net, data.pools["synthetic"], opts["batch_size"], opts["device"]
+                )
+            if progress:
+                d = " ".join(f"{r} {res['mean'][r]['dice']:.3f}" for r in seg.REGIONS)
+                print(
+                    f"utility: seed {seed} {arm:<21} loss {res['loss_last']:.3f}  Dice {d}"
+                    f"  ({res['seconds']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results, syn_dice
+
+
 def run_utility(
     real_store: str | Path,
     synthetic: str | Path | None = None,
@@ -309,22 +338,7 @@ def run_utility(
         lr=lr,
         init_filters=init_filters,
     )
-    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arm_list}
-    syn_dice: dict[int, dict[str, dict[str, float]]] = {}
-    for seed in seeds:
-        for arm in arm_list:
-            net, res = run_arm(data, arm, seed, **opts)  # type: ignore[arg-type]
-            results[arm][seed] = res
-            if arm == "real" and data.pools["synthetic"]:
-                syn_dice[seed] = realism_dice(net, data.pools["synthetic"], batch_size, device)
-            if progress:
-                d = " ".join(f"{r} {res['mean'][r]['dice']:.3f}" for r in seg.REGIONS)
-                print(
-                    f"utility: seed {seed} {arm:<21} loss {res['loss_last']:.3f}  Dice {d}"
-                    f"  ({res['seconds']:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    results, syn_dice = _run_arms(data, arm_list, seeds, opts, progress)
     config = {
         "real_store": str(real_store),
         "synthetic": None if synthetic is None else str(synthetic),
