@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,10 @@ def evaluate_report(
         The metrics dict.
     """
     metrics = evaluate(real, synthetic, out, **options)
+    if options.get("log") is not None:
+        options["log"]("writing index.html")
+    elif options.get("progress"):
+        print("writing index.html", file=sys.stderr, flush=True)
     write_report(Path(out), metrics)
     return metrics
 
