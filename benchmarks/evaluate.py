@@ -3,8 +3,10 @@
 The cases are synthetic arrays (ellipsoidal brains with tissue contrast, a tumour with a mask,
 smooth bias and noise; background exactly -1) written as float16/uint8 memory maps, as a store
 holds them; a third set of 200 is the training split (the probe trains on it; the floor and the
-memorisation audit use it). The evaluation runs twice: cold (the probe is trained and cached) and
-warm (the probe comes from the cache). Stage times come from ``evaluate``'s progress messages.
+memorisation audit use it). The evaluation (metrics, montages and ``index.html``:
+:func:`gliomagen.report.html.evaluate_report`, what ``gliomagen evaluate`` runs) runs twice: cold
+(the probe and the real side of the metrics are computed and cached) and warm (both come from the
+cache). Stage times come from ``evaluate``'s progress messages.
 Memory: a sampler thread reads ``/proc/self/status`` every 0.1 s during each run and keeps the
 peak of ``RssAnon`` (memory the evaluation allocated: arrays, tensors, Python) and of ``VmRSS``
 (which also counts the memory-mapped case files' pages, reclaimable page cache); ``getrusage``'s
@@ -32,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gliomagen.evaluation import evaluate
 from gliomagen.evaluation.cases import CaseSet
+from gliomagen.report.html import evaluate_report
 
 CONTRAST = torch.tensor(  # tissue (wm, gm, csf, tumour core, edema) x modality (t1n, t1c, t2w, t2f)
     [
@@ -145,7 +147,7 @@ def timed_run(
         print(f"  {time.perf_counter() - t0:8.1f} s  {message}", flush=True)
 
     with MemorySampler() as mem:
-        evaluate(
+        evaluate_report(
             real, syn, out, train=train, n_boot=args.bootstrap, n_pairs=args.pairs, seed=0,
             cache_dir=cache, log=log,
         )  # fmt: skip

@@ -11,9 +11,10 @@ import torch
 from monai.networks.nets import resnet10, resnet18
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cache import probe_key
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.evaluation.features import build_extractor, extract_features
-from gliomagen.evaluation.probe import ProbeOptions, probe_key, to_probe_input
+from gliomagen.evaluation.probe import ProbeOptions, to_probe_input
 
 TINY = ProbeOptions(size=16, width=4, steps=6, batch_size=4)
 

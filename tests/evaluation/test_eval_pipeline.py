@@ -16,6 +16,7 @@ from gliomagen.errors import GliomagenError
 from gliomagen.evaluation import evaluate
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.evaluation.probe import ProbeOptions
+from gliomagen.report.html import evaluate_report
 
 TINY = ProbeOptions(size=16, width=4, steps=20)
 
@@ -32,7 +33,7 @@ def report(
     volumes: ModuleType, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
     out = tmp_path_factory.mktemp("report")
-    metrics = evaluate(
+    metrics = evaluate_report(
         _set(volumes, 8, 2, "REAL"), _set(volumes, 8, 3, "SYN"), out, train=_set(volumes, 12, 1, "TRAIN"),
         probe_options=TINY, n_boot=10, n_pairs=6, n_montage=1,
     )  # fmt: skip

@@ -36,9 +36,9 @@ def _one_thread_and_cache(
 @pytest.fixture(scope="session")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
     """``(report folder, run folder, metrics)`` of a tiny evaluation at 16^3."""
-    from gliomagen.evaluation import evaluate
     from gliomagen.evaluation.cases import CaseSet
     from gliomagen.evaluation.probe import ProbeOptions
+    from gliomagen.report.html import evaluate_report
 
     vol = _volumes()
     root = tmp_path_factory.mktemp("evaluated")
@@ -52,7 +52,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
         )
 
     out = run / "report"
-    metrics = evaluate(
+    metrics = evaluate_report(
         make(8, 2, "REAL"), make(8, 3, "SYN"), out, train=make(12, 1, "TRAIN"), run=run,
         probe_options=ProbeOptions(size=16, width=4, steps=20), n_boot=10, n_pairs=6, n_montage=2,
     )  # fmt: skip

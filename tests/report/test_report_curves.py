@@ -9,7 +9,7 @@ import pytest
 from report_run_folder import write_run
 
 from gliomagen.errors import GliomagenError
-from gliomagen.report.curves import MAX_POINTS, read_curves
+from gliomagen.evaluation.curves import MAX_POINTS, read_curves
 
 
 def test_reads_tensorboard_and_jsonl(tmp_path: Path) -> None:

@@ -73,7 +73,8 @@ def test_validation_writes_metrics_and_keeps_best(
     # real-side cache in the run folder, keyed by a hash; TensorBoard scalars; the log line
     cache = run / "validation"
     assert (
-        len(list(cache.glob("real-*.npz"))) == 1 and len(list((cache / "probe").glob("*.pt"))) == 1
+        len(list(cache.glob("reference/*.npz"))) == 1
+        and len(list((cache / "probe").glob("*.pt"))) == 1
     )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -279,3 +280,46 @@ def test_mask_metric_ranks_structure(
     assert best["step"] == 1 and best["validation"]["metric"] == "mask"
     assert best["validation"]["value"] == pytest.approx(good["mask"])
 
+
+
+@pytest.fixture(scope="module")
+def slice_store(phantom_store: Path) -> Path:
+    """The module's phantom cases as a 16x16 slice store (``prepare --slices``; every 2nd slice)."""
+    from gliomagen.data.slices import build_slice_store
+
+    cases = phantom_store.parent / "cases"
+    out = phantom_store.parent / "slices"
+    build_slice_store([cases], out, size=16, slice_step=2, labels_csv=cases / "clinical.csv",
+                      progress=False, qc_cases=0)  # fmt: skip
+    return out
+
+
+@pytest.mark.slow  # the module's phantom store takes ~15 s once
+def test_validation_of_a_2d_run(tmp_path: Path, slice_store: Path) -> None:
+    """A model trained on slices is validated like a volume model: the same record, the slice
+    store's val slices as held-out cases, the view among the conditions, best.pt kept."""
+    from gliomagen.config import resolve_config
+    from gliomagen.data.store import open_store
+
+    tiny = ["model.z_dim=8", "model.w_dim=16", "model.mapping_layers=2", "model.cond_embed_dim=8",
+            "model.g_channels=4", "model.g_max_channels=8", "model.d_channels=4",
+            "model.d_max_channels=8", "train.batch_size=4", "train.threads=1",
+            "train.w_avg_samples=16", "train.checkpoint_every=1000", "train.sample_every=1000",
+            "train.steps=2", "train.val_every=1", "train.val_patience=0", "train.val_metric=mask",
+            "train.stop_on_memorisation=false", *[f"train.{k}={v}" for k, v in VAL.items()]]  # fmt: skip
+    run = tmp_path / "run"
+    train(resolve_config("small-data-2d", overrides=tiny), str(slice_store), run, progress=False)
+    recs = _records(run)
+    n_val = len(open_store(slice_store, split="val"))
+    assert [r["step"] for r in recs] == [1, 2] and n_val >= 2
+    for r in recs:
+        m = r["metrics"]
+        assert set(m) == METRICS and m["n_samples"] == 6 and m["n_val"] == n_val
+        assert m["fd"] > 0 and m["kid"] is not None and 0 < m["diversity"] <= 1
+        assert 0 <= m["fidelity"] <= 1 and m["mask"] is not None and m["memorised"] is not None
+        assert "view=axial" in m["mask_groups"] or "view=coronal" in m["mask_groups"]
+    assert recs[0]["setup_seconds"] > 0 and recs[1]["setup_seconds"] is None
+    cache = run / "validation"
+    assert len(list(cache.glob("reference/*.npz"))) == 1
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["validation"]["metric"] == "mask" and best["step"] in (1, 2)

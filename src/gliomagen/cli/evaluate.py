@@ -81,8 +81,8 @@ def evaluate(
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
     diversity, memorisation, conditional fidelity, mask and intensity realism; writes an HTML report."""
-    from gliomagen.evaluation import evaluate as run_evaluation
     from gliomagen.evaluation.probe import ProbeOptions
+    from gliomagen.report.html import evaluate_report as run_evaluation
 
     if bootstrap < 0:
         raise GliomagenError(f"--bootstrap {bootstrap}: must be >= 0")

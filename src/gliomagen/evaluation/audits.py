@@ -206,6 +206,10 @@ def _known(values: list[Any]) -> np.ndarray:
     return np.array([v is not None for v in values], dtype=bool)
 
 
+_Roles = tuple[tuple[str, np.ndarray, list[Any], np.ndarray], ...]
+"""``(role, features, label values, known)`` of the scored sets (held-out real, synthetic)."""
+
+
 def conditional_fidelity(
     fields: Sequence[tuple[str, str]],
     train: CaseSet,
@@ -229,10 +233,6 @@ def conditional_fidelity(
     Returns:
         ``{name: {...}}``; a label that cannot be scored has ``{"skipped": reason}``.
     """
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     out: dict[str, Any] = {}
     for name, kind in fields:
         ytr, yho, ysy = (
@@ -244,70 +244,87 @@ def conditional_fidelity(
         if not ksy.any():
             out[name] = {"kind": kind, "skipped": "no synthetic case has this label"}
             continue
-        if kind == "categorical":
-            y = np.array([str(v) for v in ytr], dtype=object)
-            cats = sorted(set(y[ktr]))
-            if len(cats) < 2:
-                out[name] = {
-                    "kind": kind,
-                    "skipped": "fewer than 2 categories among training cases",
-                }
-                continue
-            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            clf.fit(train_feats[ktr], y[ktr])
-            entry: dict[str, Any] = {"kind": kind, "categories": cats, "n_train": int(ktr.sum())}
-            counts = {c: int((y[ktr] == c).sum()) for c in cats}
-            entry["chance"] = max(counts.values()) / int(ktr.sum())
-            for role, feats, values, known in (
-                ("heldout", heldout_feats, yho, kho), ("synthetic", synthetic_feats, ysy, ksy)
-            ):  # fmt: skip
-                target = np.array([str(v) for v in values], dtype=object)[known]
-                if not known.any():
-                    entry[role] = {"n": 0, "accuracy": None}
-                    continue
-                pred = clf.predict(feats[known])
-                per = {
-                    c: {
-                        "n": int((target == c).sum()),
-                        "accuracy": float((pred[target == c] == c).mean())
-                        if (target == c).any()
-                        else None,
-                    }
-                    for c in sorted(set(target))
-                }
-                confusion = [[int(((target == a) & (pred == b)).sum()) for b in cats] for a in cats]
-                entry[role] = {
-                    "n": int(known.sum()),
-                    "accuracy": float((pred == target).mean()),
-                    "per_category": per,
-                    "confusion": confusion,
-                }
-            out[name] = entry
-        else:
-            ytr_f = np.array([float(v) if k else np.nan for v, k in zip(ytr, ktr, strict=True)])
-            if ktr.sum() < 3:
-                out[name] = {"kind": kind, "skipped": "fewer than 3 training cases with this label"}
-                continue
-            reg = make_pipeline(StandardScaler(), Ridge(alpha=10.0))
-            reg.fit(train_feats[ktr], ytr_f[ktr])
-            entry = {"kind": kind, "n_train": int(ktr.sum())}
-            for role, feats, values, known in (
-                ("heldout", heldout_feats, yho, kho), ("synthetic", synthetic_feats, ysy, ksy)
-            ):  # fmt: skip
-                if known.sum() < 2:
-                    entry[role] = {"n": int(known.sum()), "pearson_r": None, "mae": None}
-                    continue
-                target = np.array([float(v) for v, k in zip(values, known, strict=True) if k])
-                pred = reg.predict(feats[known])
-                r = (
-                    float(np.corrcoef(pred, target)[0, 1])
-                    if np.std(pred) > 0 and np.std(target) > 0
-                    else None
-                )
-                entry[role] = {
-                    "n": int(known.sum()),
-                    "pearson_r": r,
-                    "mae": float(np.abs(pred - target).mean()),
-                }
-            out[name] = entry
+        roles: _Roles = (
+            ("heldout", heldout_feats, yho, kho), ("synthetic", synthetic_feats, ysy, ksy)
+        )  # fmt: skip
+        score = _categorical_fidelity if kind == "categorical" else _continuous_fidelity
+        out[name] = score(kind, train_feats, ytr, ktr, roles)
     return out
+
+
+def _categorical_fidelity(
+    kind: str, train_feats: np.ndarray, ytr: list[Any], ktr: np.ndarray, roles: _Roles
+) -> dict[str, Any]:
+    """A logistic-regression classifier on the training cases' features, scored on each role:
+    accuracy, per category, confusion matrix; ``chance`` is the majority class's share."""
+    # scikit-learn: a heavy import (seconds), only needed here
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.array([str(v) for v in ytr], dtype=object)
+    cats = sorted(set(y[ktr]))
+    if len(cats) < 2:
+        return {"kind": kind, "skipped": "fewer than 2 categories among training cases"}
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    clf.fit(train_feats[ktr], y[ktr])
+    entry: dict[str, Any] = {"kind": kind, "categories": cats, "n_train": int(ktr.sum())}
+    counts = {c: int((y[ktr] == c).sum()) for c in cats}
+    entry["chance"] = max(counts.values()) / int(ktr.sum())
+    for role, feats, values, known in roles:
+        target = np.array([str(v) for v in values], dtype=object)[known]
+        if not known.any():
+            entry[role] = {"n": 0, "accuracy": None}
+            continue
+        pred = clf.predict(feats[known])
+        per = {
+            c: {
+                "n": int((target == c).sum()),
+                "accuracy": float((pred[target == c] == c).mean())
+                if (target == c).any()
+                else None,
+            }
+            for c in sorted(set(target))
+        }
+        confusion = [[int(((target == a) & (pred == b)).sum()) for b in cats] for a in cats]
+        entry[role] = {
+            "n": int(known.sum()),
+            "accuracy": float((pred == target).mean()),
+            "per_category": per,
+            "confusion": confusion,
+        }
+    return entry
+
+
+def _continuous_fidelity(
+    kind: str, train_feats: np.ndarray, ytr: list[Any], ktr: np.ndarray, roles: _Roles
+) -> dict[str, Any]:
+    """A ridge regression on the training cases' features, scored on each role (Pearson r, MAE)."""
+    # scikit-learn: a heavy import (seconds), only needed here
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    ytr_f = np.array([float(v) if k else np.nan for v, k in zip(ytr, ktr, strict=True)])
+    if ktr.sum() < 3:
+        return {"kind": kind, "skipped": "fewer than 3 training cases with this label"}
+    reg = make_pipeline(StandardScaler(), Ridge(alpha=10.0))
+    reg.fit(train_feats[ktr], ytr_f[ktr])
+    entry: dict[str, Any] = {"kind": kind, "n_train": int(ktr.sum())}
+    for role, feats, values, known in roles:
+        if known.sum() < 2:
+            entry[role] = {"n": int(known.sum()), "pearson_r": None, "mae": None}
+            continue
+        target = np.array([float(v) for v, k in zip(values, known, strict=True) if k])
+        pred = reg.predict(feats[known])
+        r = (
+            float(np.corrcoef(pred, target)[0, 1])
+            if np.std(pred) > 0 and np.std(target) > 0
+            else None
+        )
+        entry[role] = {
+            "n": int(known.sum()),
+            "pearson_r": r,
+            "mae": float(np.abs(pred - target).mean()),
+        }
+    return entry

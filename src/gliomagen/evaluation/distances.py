@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.spatial.distance
+from threadpoolctl import threadpool_limits
 
 from gliomagen.errors import GliomagenError
 
@@ -265,8 +266,6 @@ def distance_summary(
         "precision": {...}, "recall": {...}, "density": {...}, "coverage": {...}}``
         (``ci`` is ``[low, high]`` or ``None``).
     """
-    from threadpoolctl import threadpool_limits
-
     r, f = _as_features(real, "real features"), _as_features(fake, "generated features")
     if r.shape[1] != f.shape[1]:
         raise GliomagenError(f"feature sizes differ ({r.shape[1]} vs {f.shape[1]})")

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cache import load_or_train_probe
 from gliomagen.evaluation.cases import CaseSet
-from gliomagen.evaluation.probe import ProbeOptions, load_or_train_probe, to_probe_input
+from gliomagen.evaluation.probe import ProbeOptions, to_probe_input
 from gliomagen.evaluation.similarity import brain_mask
 
 EXTRACTORS: tuple[str, ...] = ("probe", "medicalnet", "slices")
@@ -135,7 +136,7 @@ def _load_state_dict(path: Path, option: str) -> dict[str, torch.Tensor]:
 
 def build_medicalnet(state: Mapping[str, torch.Tensor], source: str = "--weights") -> nn.Module:
     """A MONAI ResNet in MedicalNet layout that fits ``state`` (depth, block, shortcut from its keys)."""
-    from monai.networks.nets.resnet import ResNet, get_inplanes
+    from monai.networks.nets.resnet import ResNet, get_inplanes  # MONAI: a heavy import (seconds)
 
     keys = [k for k in state if not k.startswith(("conv_seg.", "fc."))]
     if "conv1.weight" not in state or state["conv1.weight"].ndim != 5:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.data.store import build_store, open_store
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.cache import default_cache_dir
 from gliomagen.evaluation.cases import CaseSet
-from gliomagen.evaluation.probe import default_cache_dir
+from gliomagen.generation.slices2d import read_slice_cohort
 
 SPLITS = ("train", "val", "test")
 MAX_BREAKDOWN_CATEGORIES = 12
@@ -52,7 +55,6 @@ def breakdown_fields(schema: Any) -> list[str]:
 
 def from_store(path: Path, split: str | None, role: str) -> CaseSet:
     """A store (or one split) as a CaseSet backed by its memory-mapped arrays."""
-    from gliomagen.data.store import open_store
 
     ds = open_store(path, split=split)
     if len(ds) == 0:
@@ -71,7 +73,6 @@ def from_store(path: Path, split: str | None, role: str) -> CaseSet:
 
 def held_out_split(path: Path) -> str:
     """The default held-out split of a store: ``test``, else ``val``."""
-    from gliomagen.data.store import open_store
 
     ds = open_store(path)
     counts = {s: int(n) for s, n in ds.meta.get("splits", {}).items()}
@@ -91,8 +92,6 @@ def ingest_folder(
     The cache folder is keyed by the folder's absolute path and the size; ``build_store`` itself
     skips the work when the inputs are unchanged.
     """
-    from gliomagen.data.store import build_store
-
     if not folder.is_dir():
         raise GliomagenError(f"--synthetic {folder}: not a folder or store")
     key = hashlib.sha256(f"{folder.resolve()}|{list(size)}".encode()).hexdigest()[:16]
@@ -107,8 +106,6 @@ def ingest_folder(
 
 
 def _is_2d_cohort(folder: Path) -> bool:
-    import json
-
     try:
         return json.loads((folder / "manifest.json").read_text()).get("spatial_dims") == 2
     except (OSError, ValueError, AttributeError):
@@ -117,8 +114,6 @@ def _is_2d_cohort(folder: Path) -> bool:
 
 def from_slice_folder(folder: Path, side: int, role: str) -> CaseSet:
     """A 2D cohort folder of ``gliomagen generate`` as a CaseSet of ``side x side`` slices (in memory)."""
-    from gliomagen.generation.slices2d import read_slice_cohort
-
     if not folder.is_dir():
         raise GliomagenError(f"{role} {folder}: not a folder or store")
     images, masks, ids, labels, spacing = read_slice_cohort(folder, side)

@@ -27,22 +27,15 @@ means and standard deviations of every stage (``30 * width`` numbers), z-scored 
 cases' statistics so that every feature counts alike in FD and KID. Volumes are resized (area
 interpolation) so that their longest side is ``options.size`` voxels.
 
-The trained weights are cached under a SHA-256 of the exact probe inputs, labels and options, in
-``cache_dir`` (default ``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``) ``/probe/<hash>.pt``, written
-to a temporary name and renamed, and loaded with ``torch.load(weights_only=True)``.
+The trained weights are cached on disk (:func:`gliomagen.evaluation.cache.load_or_train_probe`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -50,9 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gliomagen.errors import GliomagenError
-from gliomagen.io.atomic import atomic_path
 
-PROBE_FORMAT = 2
 PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
 # flipped dims of [B, C, D, H, W] in RAS order: none, A-P (H), I-S (W), both
 FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
@@ -189,28 +180,6 @@ class ProbeNet(nn.Module):
         return {name: head(f) for name, head in self.heads.items()}
 
 
-def probe_key(
-    inputs: torch.Tensor, labels: Mapping[str, torch.Tensor], options: ProbeOptions
-) -> str:
-    """SHA-256 of the probe inputs (as float16 bytes), the labels and the options."""
-    h = hashlib.sha256()
-    h.update(
-        json.dumps({"format": PROBE_FORMAT, "options": asdict(options)}, sort_keys=True).encode()
-    )
-    h.update(str(tuple(inputs.shape)).encode())
-    h.update(inputs.to(torch.float16).contiguous().numpy().tobytes())
-    for name in sorted(labels):
-        h.update(name.encode())
-        h.update(labels[name].to(torch.int64).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``."""
-    env = os.environ.get("GLIOMAGEN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "gliomagen"
-
-
 def _blur(v: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of ``[1, C, d, h, w]`` or ``[1, C, h, w]`` (replicate padding), one 1D pass per axis."""
     radius = max(1, int(math.ceil(2.5 * sigma)))
@@ -263,7 +232,8 @@ def _augment(
     return torch.cat(out), targets
 
 
-def _heads(labels: Mapping[str, torch.Tensor], spatial_dims: int = 3) -> dict[str, int]:
+def probe_heads(labels: Mapping[str, torch.Tensor], spatial_dims: int = 3) -> dict[str, int]:
+    """Classes of every head: the three self-supervised tasks and one per label."""
     n_flips = len(FLIPS if spatial_dims == 3 else FLIPS_2D)
     heads = {"modality": 4 * 4, "flip": n_flips, "corruption": len(CORRUPTIONS)}
     heads.update({f"label_{k}": int(v.max()) + 1 for k, v in labels.items()})
@@ -311,7 +281,7 @@ def train_probe(
     if inputs.shape[0] < 2:
         raise GliomagenError(f"probe: needs at least 2 training cases, got {inputs.shape[0]}")
     spatial_dims = inputs.ndim - 2
-    heads = _heads(labels, spatial_dims)
+    heads = probe_heads(labels, spatial_dims)
     rng = np.random.default_rng(options.seed)
     losses: list[float] = []
     with torch.random.fork_rng(devices=[]):
@@ -338,67 +308,3 @@ def train_probe(
     net.eval()
     net.standardise(inputs)
     return net, losses
-
-
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_or_train_probe(
-    inputs: torch.Tensor,
-    labels: Mapping[str, torch.Tensor],
-    options: ProbeOptions,
-    cache_dir: Path | None = None,
-    progress: Callable[[int, float], None] | None = None,
-    device: torch.device | str = "cpu",
-) -> tuple[ProbeNet, dict[str, Any]]:
-    """Load the cached probe for these inputs, labels and options, or train and cache it.
-
-    The cache key does not include the device: a probe trained on a GPU serves CPU runs too.
-
-    Returns:
-        ``(net, info)`` with ``info = {"key", "path", "cached", "final_loss", "options"}``.
-    """
-    key = probe_key(inputs, labels, options)
-    path = Path(cache_dir or default_cache_dir()) / "probe" / f"{key}.pt"
-    heads = _heads(labels, inputs.ndim - 2)
-    if path.is_file():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            net = ProbeNet(inputs.shape[1], options.width, blob["heads"], inputs.ndim - 2)
-            net.load_state_dict(blob["state_dict"])
-            net.to(device).eval()
-            return net, {
-                "key": key,
-                "path": str(path),
-                "cached": True,
-                "final_loss": blob["final_loss"],
-                "options": asdict(options),
-            }
-        except Exception:  # a damaged cache entry is retrained and replaced
-            pass
-    net, losses = train_probe(inputs, labels, options, progress, device)
-    final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
-    try:
-        _save_atomic(
-            {
-                "format": PROBE_FORMAT,
-                "heads": heads,
-                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "final_loss": final,
-                "losses": losses,
-            },
-            path,
-        )
-    except OSError as exc:
-        raise GliomagenError(
-            f"probe cache {path.parent}: cannot write ({exc.strerror}); set GLIOMAGEN_CACHE"
-        ) from None
-    return net, {
-        "key": key,
-        "path": str(path),
-        "cached": False,
-        "final_loss": final,
-        "options": asdict(options),
-    }

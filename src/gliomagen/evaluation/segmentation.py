@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import wilcoxon
 from torch import nn
 
 from gliomagen.errors import GliomagenError
@@ -68,7 +69,7 @@ def region_masks(labels: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def dice_score(pred: np.ndarray | torch.Tensor, true: np.ndarray | torch.Tensor) -> float:
     """Dice of two binary masks of one shape; both empty -> 1.0, one empty -> 0.0."""
-    from monai.metrics import compute_dice
+    from monai.metrics import compute_dice  # MONAI: a heavy import (seconds), only when scoring
 
     p, t = _as_numpy(pred).astype(bool), _as_numpy(true).astype(bool)
     if p.shape != t.shape:
@@ -100,7 +101,7 @@ def hd95(
     Returns:
         HD95 in mm; 0.0 when both are empty; :func:`volume_diagonal_mm` when exactly one is.
     """
-    from monai.metrics import compute_hausdorff_distance
+    from monai.metrics import compute_hausdorff_distance  # MONAI: a heavy import (seconds)
 
     p, t = _as_numpy(pred).astype(bool), _as_numpy(true).astype(bool)
     if p.shape != t.shape:
@@ -177,7 +178,7 @@ def build_network(
     Returns:
         A module mapping ``[N, in, D, H, W]`` to logits ``[N, out, D, H, W]``.
     """
-    from monai.networks.nets import SegResNet, UNet
+    from monai.networks.nets import SegResNet, UNet  # MONAI: a heavy import (seconds)
 
     if name == "segresnet":
         groups = max(1, min(8, init_filters))
@@ -258,7 +259,7 @@ def train_segmenter(
     Returns:
         The loss of every step.
     """
-    from monai.losses import DiceCELoss
+    from monai.losses import DiceCELoss  # MONAI: a heavy import (seconds)
 
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
@@ -336,8 +337,6 @@ def paired_test(diffs: Sequence[float]) -> dict[str, Any]:
 
     All-zero differences give p = 1.0 (scipy refuses them; nothing differs); no pairs give ``None``.
     """
-    from scipy.stats import wilcoxon
-
     d = np.asarray(list(diffs), dtype=np.float64)
     if d.size == 0:
         return {

@@ -101,6 +101,7 @@ def ssim_and_cs_maps(
         )
     x, y = x.float(), y.float()
     if x.ndim == 4:
+        # MONAI: a heavy import (seconds), only for 2-D slices
         from monai.metrics.regression import compute_ssim_and_cs
 
         return compute_ssim_and_cs(

@@ -28,8 +28,6 @@ Outputs: ``OUT/utility.json`` (every figure, per case), ``OUT/utility.png`` and 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -42,6 +40,14 @@ import torch
 
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation import segmentation as seg
+from gliomagen.evaluation.utility_data import (
+    HELDOUT,
+    BenchmarkData,
+    CaseRef,
+    load_benchmark_data,
+    store_cases,
+    synthetic_store,
+)
 from gliomagen.evaluation.utility_report import assemble_report, format_table, write_outputs
 
 ARMS: tuple[str, ...] = (
@@ -53,18 +59,6 @@ ARMS: tuple[str, ...] = (
 )
 """The arms, in report order; ``real`` is the baseline of every paired comparison."""
 
-HELDOUT: dict[str, tuple[str, ...]] = {"val+test": ("val", "test"), "test": ("test",)}
-"""Which real splits of the scarce cohort are scored."""
-
-
-@dataclass(frozen=True)
-class CaseRef:
-    """One case of an opened store: the dataset, its index there, its id and raw labels."""
-
-    dataset: Any
-    index: int
-    case_id: str
-    row: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -158,154 +152,6 @@ def _predict(
     return out
 
 
-# -- data -------------------------------------------------------------------------------------
-def store_cases(ds: Any, cohorts: set[str] | None = None) -> list[CaseRef]:
-    """The cases of an opened store that have a mask (and belong to ``cohorts``, if given)."""
-    has_mask = np.asarray(ds.has_mask, dtype=bool)
-    rows = getattr(ds, "index_rows", ds.rows)  # every index.csv column, not only the schema's
-    return [
-        CaseRef(ds, i, str(cid), rows[i])
-        for i, cid in enumerate(ds.case_ids)
-        if has_mask[i] and (cohorts is None or str(rows[i].get("cohort", "")) in cohorts)
-    ]
-
-
-def _tree_key(folder: Path, size: Sequence[int]) -> str:
-    h = hashlib.sha256(json.dumps([int(s) for s in size]).encode())
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and (p.name.endswith((".nii.gz", ".nii")) or p.name == "clinical.csv"):
-            st = p.stat()
-            h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def synthetic_store(synthetic: str | Path, size: Sequence[int], cache_dir: str | Path) -> Path:
-    """A store of a synthetic cohort on the real store's grid (built once, then reused).
-
-    Args:
-        synthetic: a store (folder with ``meta.json``) or a BraTS-layout folder of cases, e.g. the
-            output of ``gliomagen generate``; its ``clinical.csv`` is passed as the labels CSV.
-        size: the real store's ``[D, H, W]``.
-        cache_dir: where an ingested folder's store is kept, keyed by a hash of its files.
-
-    Returns:
-        The path of a store of ``size``.
-    """
-    src = Path(synthetic)
-    if not src.is_dir():
-        raise GliomagenError(f"--synthetic {src}: no such folder")
-    if (src / "meta.json").is_file():
-        meta = json.loads((src / "meta.json").read_text())
-        if [int(s) for s in meta.get("size", [])] != [int(s) for s in size]:
-            raise GliomagenError(
-                f"--synthetic {src}: store size {meta.get('size')} differs from the real store's {list(size)}"
-            )
-        return src
-    from gliomagen.data.store import build_store
-
-    out = Path(cache_dir) / f"synthetic-{_tree_key(src, size)}"
-    if (out / "meta.json").is_file():
-        return out
-    clinical = src / "clinical.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    built = build_store(
-        [src],
-        out,
-        labels_csv=clinical if clinical.is_file() else None,
-        size=tuple(int(s) for s in size),
-        seed=0,
-        progress=False,
-    )
-    return Path(built)
-
-
-@dataclass
-class BenchmarkData:
-    """The cases of a benchmark: training pools, the scored held-out cases, the grid."""
-
-    pools: dict[str, list[CaseRef]]  # "real", "large", "real+large", "synthetic"
-    heldout: list[CaseRef]
-    cohort: str
-    large_cohorts: list[str]
-    size: tuple[int, int, int]
-    spacing: list[float]
-    synthetic_store: Path | None = None
-
-
-def load_benchmark_data(
-    real_store: str | Path,
-    synthetic: str | Path | None,
-    cohort: str,
-    *,
-    large_cohort: str | Sequence[str] | None = None,
-    heldout: str = "val+test",
-    needs_large: bool = True,
-    needs_synthetic: bool = True,
-    cache_dir: str | Path = "cache",
-) -> BenchmarkData:
-    """Open the real store (and ingest the synthetic cohort) and sort the cases into pools.
-
-    ``real``: the scarce cohort's *train* cases with a mask; ``large``: the large cohorts' *train*
-    cases with a mask; ``synthetic``: every synthetic case with a mask; held-out: the scarce
-    cohort's cases with a mask in the ``heldout`` splits. Raises GliomagenError naming the option
-    when a needed pool is empty.
-    """
-    from gliomagen.data.store import open_store
-
-    splits = {s: open_store(real_store, split=s) for s in ("train", "val", "test")}
-    size = tuple(int(s) for s in splits["train"].size)
-    if len(size) == 2:
-        raise GliomagenError(
-            f"--real {real_store}: a 2D slice store; the downstream benchmark segments 3D volumes (prepare without --slices)"
-        )
-    seg.check_size(size, str(real_store))
-    cohorts = sorted(
-        {
-            str(r.get("cohort", ""))
-            for ds in splits.values()
-            for r in getattr(ds, "index_rows", ds.rows)
-        }
-    )
-    if cohort not in cohorts:
-        raise GliomagenError(
-            f"--cohort {cohort}: not in {real_store} (cohorts: {', '.join(cohorts)})"
-        )
-    if large_cohort is None:
-        large = [c for c in cohorts if c != cohort]
-    else:
-        large = [large_cohort] if isinstance(large_cohort, str) else list(large_cohort)
-        bad = [c for c in large if c not in cohorts or c == cohort]
-        if bad:
-            raise GliomagenError(
-                f"--large-cohort {','.join(bad)}: not another cohort of {real_store} ({', '.join(cohorts)})"
-            )
-    real = store_cases(splits["train"], {cohort})
-    large_cases = store_cases(splits["train"], set(large))
-    held = [c for s in HELDOUT[heldout] for c in store_cases(splits[s], {cohort})]
-    if not real:
-        raise GliomagenError(f"--cohort {cohort}: no train cases with a mask in {real_store}")
-    if not held:
-        raise GliomagenError(
-            f"--cohort {cohort}: no {heldout} cases with a mask in {real_store} to score"
-        )
-    if needs_large and not large_cases:
-        raise GliomagenError(
-            f"--large-cohort: {real_store} has no train cases with a mask outside {cohort} for the +large arms"
-        )
-    syn: list[CaseRef] = []
-    syn_path = None
-    if synthetic is not None:
-        syn_path = synthetic_store(synthetic, size, cache_dir)
-        syn = store_cases(open_store(syn_path, split=None))
-        if not syn:
-            raise GliomagenError(f"--synthetic {synthetic}: no synthetic cases with a mask")
-    elif needs_synthetic:
-        raise GliomagenError("--synthetic: a synthetic cohort is required by the synthetic arms")
-    pools = {"real": real, "large": large_cases, "real+large": real + large_cases, "synthetic": syn}
-    spacing = [float(s) for s in splits["train"].spacing_mm]
-    return BenchmarkData(pools, held, cohort, large, size, spacing, syn_path)  # type: ignore[arg-type]
-
-
 # -- the benchmark ----------------------------------------------------------------------------
 def _validate(
     arms: Sequence[str],
@@ -392,6 +238,35 @@ def realism_dice(
     }
 
 
+def _run_arms(
+    data: BenchmarkData,
+    arm_list: Sequence[str],
+    seeds: Sequence[int],
+    opts: dict[str, Any],
+    progress: bool,
+) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[int, dict[str, dict[str, float]]]]:
+    """Every arm for every seed: ``(results[arm][seed], realism Dice per seed)``."""
+    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arm_list}
+    syn_dice: dict[int, dict[str, dict[str, float]]] = {}
+    for seed in seeds:
+        for arm in arm_list:
+            net, res = run_arm(data, arm, seed, **opts)
+            results[arm][seed] = res
+            if arm == "real" and data.pools["synthetic"]:
+                syn_dice[seed] = realism_dice(
+                    net, data.pools["synthetic"], opts["batch_size"], opts["device"]
+                )
+            if progress:
+                d = " ".join(f"{r} {res['mean'][r]['dice']:.3f}" for r in seg.REGIONS)
+                print(
+                    f"utility: seed {seed} {arm:<21} loss {res['loss_last']:.3f}  Dice {d}"
+                    f"  ({res['seconds']:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    return results, syn_dice
+
+
 def run_utility(
     real_store: str | Path,
     synthetic: str | Path | None = None,
@@ -463,22 +338,7 @@ def run_utility(
         lr=lr,
         init_filters=init_filters,
     )
-    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arm_list}
-    syn_dice: dict[int, dict[str, dict[str, float]]] = {}
-    for seed in seeds:
-        for arm in arm_list:
-            net, res = run_arm(data, arm, seed, **opts)  # type: ignore[arg-type]
-            results[arm][seed] = res
-            if arm == "real" and data.pools["synthetic"]:
-                syn_dice[seed] = realism_dice(net, data.pools["synthetic"], batch_size, device)
-            if progress:
-                d = " ".join(f"{r} {res['mean'][r]['dice']:.3f}" for r in seg.REGIONS)
-                print(
-                    f"utility: seed {seed} {arm:<21} loss {res['loss_last']:.3f}  Dice {d}"
-                    f"  ({res['seconds']:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    results, syn_dice = _run_arms(data, arm_list, seeds, opts, progress)
     config = {
         "real_store": str(real_store),
         "synthetic": None if synthetic is None else str(synthetic),

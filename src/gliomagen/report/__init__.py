@@ -1,4 +1,4 @@
-"""The HTML report of an evaluation: figures (matplotlib), training curves, jinja2 page."""
+"""The HTML report of an evaluation: figures (matplotlib) and the jinja2 page."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 def rebuild(*args: Any, **kwargs: Any) -> Any:
     """Rebuild report(s) from metrics.json (see :func:`gliomagen.report.html.rebuild`)."""
-    # imported on use: ``gliomagen.report.files`` is read without the page machinery
-    # (jinja2, matplotlib figures)
+    # imported on use: importing gliomagen.report stays free of jinja2 and matplotlib
     from gliomagen.report.html import rebuild as _rebuild
 
     return _rebuild(*args, **kwargs)

@@ -1,8 +1,8 @@
 """Figures of the evaluation report, drawn with matplotlib's object API and returned as PNG bytes.
 
-Every function but :func:`montage_png` draws from the JSON-ready data in ``metrics.json``, so
-``gliomagen report`` can redraw a report without the volumes. Montages reuse the store's QC
-panels (:func:`gliomagen.data.qc.montage_rgb`: every modality in three planes, mask overlaid).
+Every function draws from the JSON-ready data in ``metrics.json``, so ``gliomagen report`` can
+redraw a report without the volumes. The montages need the volumes: the evaluation draws them
+(:func:`gliomagen.evaluation.montages.montage_png`, importable from here too).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gliomagen.data.qc import montage_rgb
+from gliomagen.evaluation.montages import montage_png as montage_png  # re-exported
 
 REAL_COLOUR, SYN_COLOUR, FLOOR_COLOUR = "#1f77b4", "#d62728", "#7f7f7f"
 DPI = 80
@@ -40,42 +40,6 @@ def png_bytes(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", facecolor=fig.get_facecolor())
     return buf.getvalue()
-
-
-def montage_png(
-    items: Sequence[tuple[np.ndarray, np.ndarray | None, str]],
-    modalities: Sequence[str],
-    title: str,
-) -> bytes:
-    """Cases side by side: each a panel of every modality (rows) in three planes, mask overlaid.
-
-    Args:
-        items: ``(image [C, D, H, W], mask [D, H, W] or None, case id)`` per case.
-        modalities: row names.
-        title: figure title.
-    """
-    n = max(1, len(items))
-    rgbs = [
-        montage_rgb(img, mask if mask is not None and (mask != 255).any() else None)
-        for img, mask, _ in items
-    ]
-    width = 2.6 * n + 0.5
-    fig = _figure(width, 0.65 * len(modalities) * 1.3 + 0.8)
-    fig.subplots_adjust(left=0.4 / width, right=0.99, bottom=0.01, top=0.85, wspace=0.05)
-    fig.set_facecolor("black")
-    fig.suptitle(title, color="white", fontsize=10)
-    for i, (rgb, (_, _, cid)) in enumerate(zip(rgbs, items, strict=True)):
-        ax = fig.add_subplot(1, n, i + 1)
-        ax.imshow(rgb, interpolation="nearest")
-        ax.set_title(cid, color="white", fontsize=8)
-        ax.set_xticks([])
-        side = rgb.shape[1] // 3
-        rows = [(r + 0.5) * side for r in range(len(modalities))]
-        ax.set_yticks(rows, list(modalities) if i == 0 else [], color="white", fontsize=7)
-        ax.tick_params(length=0)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    return png_bytes(fig)
 
 
 def histograms_png(hist: Mapping[str, Any], title: str = "") -> bytes:

@@ -3,13 +3,16 @@
 Every image is embedded as a ``data:image/png;base64`` URI and the page has no external links,
 scripts or styles, so the file can be mailed or archived alone. Figures are redrawn from the
 metrics (:mod:`gliomagen.report.figures`); montages are read from ``REPORT/figures/``.
-:func:`rebuild` is what ``gliomagen report`` runs.
+:func:`evaluate_report` is what ``gliomagen evaluate`` runs, :func:`rebuild` what ``gliomagen
+report`` runs.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,10 @@ from typing import Any
 import jinja2
 
 from gliomagen.errors import GliomagenError
+from gliomagen.evaluation.curves import read_curves
+from gliomagen.evaluation.pipeline import evaluate
+from gliomagen.io.atomic import write_json, write_text
 from gliomagen.report import figures
-from gliomagen.report.curves import read_curves
-from gliomagen.report.files import write_json, write_text
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -259,6 +263,26 @@ def write_report(folder: Path | str, metrics: Mapping[str, Any]) -> Path:
     path = folder / "index.html"
     write_text(path, render(metrics, folder))
     return path
+
+
+def evaluate_report(
+    real: Any, synthetic: Any, out: str | os.PathLike[str], **options: Any
+) -> dict[str, Any]:
+    """Evaluate a synthetic cohort and render its report: what ``gliomagen evaluate`` runs.
+
+    :func:`gliomagen.evaluation.pipeline.evaluate` (same arguments) writes ``out/metrics.json``
+    and the montages; this adds ``out/index.html``.
+
+    Returns:
+        The metrics dict.
+    """
+    metrics = evaluate(real, synthetic, out, **options)
+    if options.get("log") is not None:
+        options["log"]("writing index.html")
+    elif options.get("progress"):
+        print("writing index.html", file=sys.stderr, flush=True)
+    write_report(Path(out), metrics)
+    return metrics
 
 
 def _load_metrics(path: Path) -> dict[str, Any]:

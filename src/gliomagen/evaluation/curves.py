@@ -34,7 +34,7 @@ def _thin(steps: list[float], values: list[float]) -> dict[str, list[float]]:
 
 
 def _tensorboard(run: Path) -> dict[str, tuple[list[float], list[float]]]:
-    # heavy (tensorboard pulls in its protobuf stack): only when a run's curves are read
+    # TensorBoard: a heavy import, only when a run has event files to read
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     series: dict[str, tuple[list[float], list[float]]] = {}
