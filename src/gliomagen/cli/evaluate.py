@@ -81,6 +81,7 @@ def evaluate(
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
     diversity, memorisation, conditional fidelity, mask and intensity realism; writes an HTML report."""
+    # torch-heavy: loaded when the command runs, so `gliomagen --help` starts fast
     from gliomagen.evaluation.probe import ProbeOptions
     from gliomagen.report.html import evaluate_report as run_evaluation
 
@@ -119,6 +120,7 @@ def report(
     ),
 ) -> None:
     """Rebuild index.html from metrics.json (and the run folder's training curves)."""
+    # torch-heavy (the page imports the evaluation pipeline): loaded when the command runs
     from gliomagen.report.html import rebuild
 
     for page in rebuild(path, run=run):

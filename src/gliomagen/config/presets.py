@@ -81,7 +81,6 @@ def _origin_2d() -> Config:
     cfg = _origin()
     cfg.preset = "origin-2d"
     cfg.data = DataConfig(size=[256, 256], spatial_dims=2)
-    cfg.train.val_every = 0  # validation (training.validation) measures 3D volumes only
     return cfg
 
 
@@ -90,7 +89,6 @@ def _small_data_2d() -> Config:
     cfg.preset = "small-data-2d"
     cfg.train.batch_size = 16
     cfg.data = DataConfig(spatial_dims=2)
-    cfg.train.val_every = 0  # validation (training.validation) measures 3D volumes only
     return cfg
 
 
