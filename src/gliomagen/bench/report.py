@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gliomagen.config import preset
+
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 TARGETS_TEXT = {
@@ -25,8 +27,6 @@ def _find(results: list[dict[str, Any]], kind: str, **match: Any) -> dict[str, A
 
 def _naive_for(results: list[dict[str, Any]], kind: str, r: dict[str, Any]) -> dict[str, Any] | None:
     """The naive measurement at ``r``'s grid and widths (measured once per distinct widths)."""
-    from gliomagen.config import preset
-
     m = preset(r["preset"]).model
     for cand in results:
         if cand.get("kind") != kind or "error" in cand or cand.get("size") != r["size"]:
