@@ -30,6 +30,7 @@ from gliomagen.bench.workloads import SCHEMA, GanStep, Generation, bench_config
 from gliomagen.config import PRESETS, preset
 from gliomagen.config.grid import plan_grid
 from gliomagen.errors import GliomagenError
+from gliomagen.io import atomic
 
 DEFAULT_PRESETS = ("origin", "small-data")
 DEFAULT_SIZES = (32, 64, 128)
@@ -274,12 +275,8 @@ def run_bench(options: BenchOptions, echo: Any = print) -> dict[str, Any]:
 
 
 def write_json(doc: dict[str, Any], path: Path) -> Path:
-    """Write ``doc`` as JSON atomically (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``doc`` as indented JSON atomically (:func:`gliomagen.io.atomic.write_json`)."""
+    return atomic.write_json(path, doc)
 
 
 def main(argv: list[str] | None = None) -> None:
