@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
+from gliomagen.bench.ldm import build_ldm, time_ldm
+from gliomagen.bench.memory import measure_phases
 from gliomagen.bench.naive import NaiveDiscriminator, NaiveGenerator, naive_widths
 from gliomagen.bench.report import END, START, rows, targets
 from gliomagen.bench.timing import count_flops
@@ -119,8 +121,6 @@ def test_naive_model_has_the_presets_widths(preset: str) -> None:
 
 
 def test_ldm_reference_builds_and_samples_at_a_tiny_size() -> None:
-    from gliomagen.bench.ldm import build_ldm, time_ldm
-
     t0 = time.perf_counter()
     ae, unet = build_ldm(torch.device("cpu"))
     assert ae.decoder is not None and sum(p.numel() for p in unet.parameters()) > 1e6
@@ -132,8 +132,6 @@ def test_ldm_reference_builds_and_samples_at_a_tiny_size() -> None:
 
 
 def test_memory_measurement_sees_less_with_activation_checkpointing() -> None:
-    from gliomagen.bench.memory import measure_phases
-
     plain = measure_phases("demo-cpu", 16, checkpointing=False)
     ckpt = measure_phases("demo-cpu", 16, checkpointing=True)
     for phase in ("G", "D"):

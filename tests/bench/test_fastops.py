@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gliomagen.models.fastops import (
+    _InstanceNormAffine,
     avg_pool2,
     can_write,
     fast_layout,
@@ -70,8 +71,6 @@ def test_upsample2_linear_equals_trilinear_interpolation() -> None:
 
 
 def test_instance_norm_affine_matches_the_formula_with_gradients() -> None:
-    from gliomagen.models.fastops import _InstanceNormAffine
-
     torch.manual_seed(1)
     x = _cl(torch.randn(2, 3, 5, 5, 5, dtype=torch.float64) * 3 + 1).requires_grad_()
     s = (torch.rand(2, 3, 1, 1, 1, dtype=torch.float64) + 0.5).requires_grad_()

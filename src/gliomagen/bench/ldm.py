@@ -26,6 +26,9 @@ import time
 from typing import Any
 
 import torch
+from monai.inferers import LatentDiffusionInferer
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from gliomagen.bench.timing import count_flops, sync
 
@@ -34,8 +37,6 @@ LATENT_DOWNSAMPLING = 4  # two downsamplings in the autoencoder
 
 def build_ldm(device: torch.device) -> tuple[Any, Any]:
     """``(autoencoder, unet)`` of the tutorial's configuration, random weights, eval mode."""
-    from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
-
     autoencoder = AutoencoderKL(
         spatial_dims=3,
         in_channels=1,
@@ -60,8 +61,6 @@ def build_ldm(device: torch.device) -> tuple[Any, Any]:
 
 def schedulers() -> tuple[Any, Any]:
     """``(ddpm, ddim)`` schedulers of the tutorial's noise schedule."""
-    from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
-
     kw: dict[str, Any] = {"num_train_timesteps": 1000, "schedule": "scaled_linear_beta",
                           "beta_start": 0.0015, "beta_end": 0.0195}  # fmt: skip
     return DDPMScheduler(**kw), DDIMScheduler(**kw)
@@ -76,8 +75,6 @@ def time_ldm(
         ``ddim_s`` (timed, ``ddim_steps`` steps and the decode), ``ddpm_1000_s`` (extrapolated),
         ``unet_step_s``, ``decode_s``, ``unet_step_flops``, ``decode_flops``, parameter counts.
     """
-    from monai.inferers import LatentDiffusionInferer
-
     autoencoder, unet = build_ldm(device)
     ddpm, ddim = schedulers()
     side = size // LATENT_DOWNSAMPLING

@@ -28,7 +28,10 @@ from typing import Any
 
 import torch
 
-from gliomagen.bench.workloads import GanStep, bench_config
+from gliomagen.bench.workloads import SCHEMA, GanStep, bench_config
+from gliomagen.models import build_discriminator, build_generator
+from gliomagen.models.discriminator import Discriminator
+from gliomagen.models.levels import StyledLayer
 
 TARGETS = ({"size": 128, "batch": 4, "budget_gb": 24.0}, {"size": 256, "batch": 1, "budget_gb": 80.0})
 ALLOCATOR_SLACK = 1.10
@@ -57,9 +60,6 @@ class _Meter:
 def _metered(step: GanStep) -> Iterator[_Meter]:
     """Count saved tensors, and the inputs checkpointed modules keep (their saved tensors are
     recomputed instead): a styled layer's input and its pre-drawn noise, a D block's input."""
-    from gliomagen.models.discriminator import Discriminator
-    from gliomagen.models.generator import StyledLayer
-
     params = {p.untyped_storage().data_ptr() for m in (step.G, step.D) for p in m.parameters()}
     meter = _Meter(params)
 
@@ -125,9 +125,6 @@ def estimate_training_memory(preset: str = "origin", sizes: tuple[int, int] = (3
         for target in TARGETS:
             side, batch = int(target["size"]), int(target["batch"])
             cfg = bench_config(preset, side, batch)
-            from gliomagen.bench.workloads import SCHEMA
-            from gliomagen.models import build_discriminator, build_generator
-
             with torch.device("meta"):
                 n_params = sum(
                     p.numel()

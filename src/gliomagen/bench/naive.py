@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gliomagen.models.generator import level_channels, plan_grid
+from gliomagen.bench.workloads import conditions, random_reals
+from gliomagen.models.grid import level_channels, plan_grid
 from gliomagen.training.losses import d_adv_loss, g_adv_loss
 
 
@@ -187,8 +188,6 @@ class NaiveGanStep:
         device: torch.device,
         seed: int = 0,
     ) -> None:
-        from gliomagen.bench.workloads import conditions, random_reals
-
         torch.manual_seed(seed)
         self.G = NaiveGenerator(
             size, g_channels, g_max_channels, z_dim, w_dim, n_cat_embeddings, mapping_layers
@@ -227,8 +226,6 @@ class NaiveGeneration:
     """Naive generation of ``batch`` volumes (one at a time on the CPU, as gliomagen's)."""
 
     def __init__(self, G: NaiveGenerator, batch: int, device: torch.device) -> None:
-        from gliomagen.bench.workloads import conditions
-
         self.G = G.eval().requires_grad_(False)
         self.batch, self.device = batch, device
         self.cat = conditions(batch)[0].to(device)

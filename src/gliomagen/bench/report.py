@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from gliomagen.config import preset
+from gliomagen.io.atomic import write_text
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -25,8 +27,6 @@ def _find(results: list[dict[str, Any]], kind: str, **match: Any) -> dict[str, A
 
 def _naive_for(results: list[dict[str, Any]], kind: str, r: dict[str, Any]) -> dict[str, Any] | None:
     """The naive measurement at ``r``'s grid and widths (measured once per distinct widths)."""
-    from gliomagen.config import preset
-
     m = preset(r["preset"]).model
     for cand in results:
         if cand.get("kind") != kind or "error" in cand or cand.get("size") != r["size"]:
@@ -185,15 +185,11 @@ def markdown_section(doc: dict[str, Any], command: str) -> str:
 
 def write_markdown(doc: dict[str, Any], path: Path, command: str) -> Path:
     """Put the results section into ``path``: between the bench markers when the file has them,
-    else as a new file. Atomic (temp name, then rename)."""
+    else as a new file. Atomic (:func:`gliomagen.io.atomic.write_text`)."""
     section = markdown_section(doc, command)
     if path.is_file() and START in (text := path.read_text()) and END in text:
         head, rest = text.split(START, 1)
         text = head + section.rstrip("\n") + rest.split(END, 1)[1]
     else:
         text = "# gliomagen performance\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)

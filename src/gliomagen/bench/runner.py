@@ -21,7 +21,16 @@ from typing import Any
 
 import torch
 
+from gliomagen.bench.ldm import time_ldm
+from gliomagen.bench.memory import estimate_training_memory
+from gliomagen.bench.naive import NaiveGanStep, NaiveGeneration, NaiveGenerator
+from gliomagen.bench.peak import measure_peaks
+from gliomagen.bench.timing import count_flops, machine_info, peak_memory, reset_peak, timed_calls
+from gliomagen.bench.workloads import SCHEMA, GanStep, Generation, bench_config
+from gliomagen.config import PRESETS, preset
+from gliomagen.config.grid import plan_grid
 from gliomagen.errors import GliomagenError
+from gliomagen.io import atomic
 
 DEFAULT_PRESETS = ("origin", "small-data")
 DEFAULT_SIZES = (32, 64, 128)
@@ -48,9 +57,6 @@ class BenchOptions:
 
     def resolved(self) -> BenchOptions:
         """A copy with the device-dependent defaults filled in and every value checked."""
-        from gliomagen.config import PRESETS
-        from gliomagen.models.generator import plan_grid
-
         o = BenchOptions(**asdict(self))
         if o.device == "auto":
             o.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -84,9 +90,6 @@ class BenchOptions:
 
 # -- jobs (run in a child process) ---------------------------------------------------------------
 def _train_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.timing import count_flops, peak_memory, reset_peak, timed_calls
-    from gliomagen.bench.workloads import GanStep, bench_config
-
     over = list(job["overrides"])
     if job.get("checkpointing"):
         over.append("train.activation_checkpointing=true")
@@ -108,9 +111,6 @@ def _train_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _generate_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.timing import count_flops, peak_memory, reset_peak, timed_calls
-    from gliomagen.bench.workloads import Generation, bench_config
-
     cfg = bench_config(job["preset"], job["size"], job["batch"], job["overrides"])
     reset_peak(device)
     gen = Generation(cfg, device, job["repeats"] if device.type == "cpu" else job["batch"])
@@ -129,8 +129,6 @@ def _generate_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _naive_kwargs(job: dict[str, Any]) -> dict[str, Any]:
-    from gliomagen.bench.workloads import SCHEMA, bench_config
-
     m = bench_config(job["preset"], job["size"], job["batch"], job["overrides"]).model
     return {"g_channels": m.g_channels, "g_max_channels": m.g_max_channels,
             "d_channels": m.d_channels, "d_max_channels": m.d_max_channels, "z_dim": m.z_dim,
@@ -139,9 +137,6 @@ def _naive_kwargs(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _naive_train_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.naive import NaiveGanStep
-    from gliomagen.bench.timing import count_flops, peak_memory, reset_peak, timed_calls
-
     reset_peak(device)
     step = NaiveGanStep(job["size"], job["batch"], device=device, **_naive_kwargs(job))
     flops = count_flops(step)  # on the (untimed) warm-up step
@@ -156,9 +151,6 @@ def _naive_train_job(job: dict[str, Any], device: torch.device) -> dict[str, Any
 
 
 def _naive_generate_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.naive import NaiveGeneration, NaiveGenerator
-    from gliomagen.bench.timing import count_flops, peak_memory, reset_peak, timed_calls
-
     kw = _naive_kwargs(job)
     reset_peak(device)
     torch.manual_seed(0)
@@ -177,9 +169,6 @@ def _naive_generate_job(job: dict[str, Any], device: torch.device) -> dict[str, 
 
 
 def _ldm_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.ldm import time_ldm
-    from gliomagen.bench.timing import peak_memory, reset_peak
-
     reset_peak(device)
     out = time_ldm(job["size"], device)
     out.update(peak_memory(device))
@@ -187,8 +176,6 @@ def _ldm_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _memory_job(job: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    from gliomagen.bench.memory import estimate_training_memory
-
     return estimate_training_memory("origin")
 
 
@@ -226,8 +213,6 @@ def _spawn(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 
 def plan_jobs(o: BenchOptions) -> list[dict[str, Any]]:
     """The measurements of a resolved :class:`BenchOptions`, in running order."""
-    from gliomagen.config import preset as get_preset
-
     assert o.max_train_size is not None
     gpu = o.device == "cuda"
     base = {"device": o.device, "threads": o.threads, "precision": "bf16" if gpu else "fp32",
@@ -236,7 +221,7 @@ def plan_jobs(o: BenchOptions) -> list[dict[str, Any]]:
     naive_done: set[tuple[Any, ...]] = set()
     for size in o.sizes:
         for p in o.presets:
-            batch = o.batch_size or get_preset(p).train.batch_size
+            batch = o.batch_size or preset(p).train.batch_size
             common = {**base, "preset": p, "size": size, "batch": batch}
             train = size <= o.max_train_size
             if train:
@@ -244,7 +229,7 @@ def plan_jobs(o: BenchOptions) -> list[dict[str, Any]]:
                 if gpu and p == "origin" and size >= 128:
                     jobs.append({**common, "kind": "train", "checkpointing": True})
             jobs.append({**common, "kind": "generate"})
-            m = get_preset(p).model
+            m = preset(p).model
             key = (size, batch, m.g_channels, m.g_max_channels, m.d_channels, m.d_max_channels,
                    m.z_dim, m.w_dim, m.mapping_layers)  # fmt: skip
             if not o.skip_naive and key not in naive_done:
@@ -262,9 +247,6 @@ def plan_jobs(o: BenchOptions) -> list[dict[str, Any]]:
 
 def run_bench(options: BenchOptions, echo: Any = print) -> dict[str, Any]:
     """Measure everything :class:`BenchOptions` asks for; returns the results document."""
-    from gliomagen.bench.peak import measure_peaks
-    from gliomagen.bench.timing import machine_info
-
     o = options.resolved()
     torch.set_num_threads(o.threads)
     device = torch.device(o.device)
@@ -293,12 +275,8 @@ def run_bench(options: BenchOptions, echo: Any = print) -> dict[str, Any]:
 
 
 def write_json(doc: dict[str, Any], path: Path) -> Path:
-    """Write ``doc`` as JSON atomically (temp name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write ``doc`` as indented JSON atomically (:func:`gliomagen.io.atomic.write_json`)."""
+    return atomic.write_json(path, doc)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils import flop_counter
 
 
 def sync(device: torch.device) -> None:
@@ -42,8 +42,6 @@ def _conv_backward_flop(*args: Any, **kwargs: Any) -> int:
     """torch's formula for ``convolution_backward`` with the weight gradient of a *grouped*
     convolution divided by ``groups`` (torch 2.13 counts it ``groups`` times: a grouped conv's
     forward + backward came out at 6x its forward for 4 groups instead of 3x)."""
-    from torch.utils import flop_counter
-
     conv_backward_flop: Any = flop_counter.conv_backward_flop  # shape-wrapped at import
 
     (grad_out, x, w, bias, stride, padding, dilation, transposed, out_pad, groups,
@@ -60,7 +58,7 @@ def count_flops(fn: Callable[[], Any]) -> float:
     """FLOPs of one call of ``fn`` as :class:`torch.utils.flop_counter.FlopCounterMode` counts them
     (matrix products and convolutions, forward and backward; element-wise work is not counted),
     with the weight gradient of grouped convolutions counted once (:func:`_conv_backward_flop`)."""
-    counter = FlopCounterMode(
+    counter = flop_counter.FlopCounterMode(
         display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}
     )
     with counter:

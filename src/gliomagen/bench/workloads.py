@@ -26,6 +26,9 @@ import torch.nn.functional as F
 
 from gliomagen.config import Config, resolve_config
 from gliomagen.data.conditions import ConditionField, ConditionSchema
+from gliomagen.generation.sampling import case_seeds, case_ws
+from gliomagen.generation.source import GeneratorSource
+from gliomagen.generation.synthesis import synthesize
 from gliomagen.models import build_discriminator, build_generator, cat_sizes
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
 
@@ -162,8 +165,6 @@ class Generation:
     """
 
     def __init__(self, cfg: Config, device: torch.device, batch: int, seed: int = 0) -> None:
-        from gliomagen.generation.source import GeneratorSource
-
         assert cfg.data.size is not None
         torch.manual_seed(seed)
         G = build_generator(cfg, SCHEMA, tuple(cfg.data.size), N_IMG).to(device).eval()
@@ -183,9 +184,6 @@ class Generation:
 
     def __call__(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Generate ``n`` (default ``batch``) new cases (new seeds every call)."""
-        from gliomagen.generation.sampling import case_seeds, case_ws
-        from gliomagen.generation.synthesis import synthesize
-
         n = self.batch if n is None else int(n)
         seeds = case_seeds(1000 * self.calls, n)
         self.calls += 1

@@ -111,6 +111,7 @@ def mixture_of_posterior(
     if k == 1:
         mean, tril = gaussian_of_posterior(mu, logvar)
         return mean, tril, torch.zeros(1, mu.shape[1]), torch.ones(1)
+    # scikit-learn: only with model.latent_prior_components > 1
     from sklearn.mixture import GaussianMixture
 
     gm = GaussianMixture(

@@ -92,6 +92,7 @@ class RunMonitor:
         self.writer: Any = None
         if enabled:
             (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+            # TensorBoard: heavy, only for a run that logs (enabled, main worker)
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
@@ -124,6 +125,7 @@ class RunMonitor:
         """
         if not self.enabled:
             return None
+        # matplotlib: heavy, only when a montage is drawn (Agg chosen before pyplot is imported)
         import matplotlib
 
         matplotlib.use("Agg")
