@@ -10,9 +10,7 @@ from generation_fixtures import SIZE, save_tiny_checkpoint, store_meta, tiny_gen
 
 from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.generation import generate_cohort
-from gliomagen.generation.covariates import covariate_columns, mask_covariates
-
-COLUMNS = covariate_columns([])
+from gliomagen.generation.covariates import covariate_columns, fill_covariates, mask_covariates
 
 
 def _rows(folder: Path) -> list[dict[str, str]]:
@@ -27,14 +25,18 @@ def test_a_known_mask() -> None:
     seg[1, 0, 0] = 3
     brain = np.ones_like(seg, dtype=bool)  # x from 0 to 18 mm: midline at 9 mm
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    assert mask_covariates(seg, brain, affine, COLUMNS) == {
+    assert mask_covariates(seg, brain, affine) == {
         "wt_volume_ml": "0.064", "enhancing_fraction": "0.125", "hemisphere": "left",
     }  # fmt: skip
     flipped = seg[::-1].copy()  # the tumour on the right side
-    assert mask_covariates(flipped, brain, affine, COLUMNS)["hemisphere"] == "right"
-    none = mask_covariates(np.zeros_like(seg), brain, affine, COLUMNS)
+    assert mask_covariates(flipped, brain, affine)["hemisphere"] == "right"
+    none = mask_covariates(np.zeros_like(seg), brain, affine)
     assert none == {"wt_volume_ml": "0.0", "enhancing_fraction": None, "hemisphere": None}
-    assert covariate_columns(["grade", "hemisphere"])["hemisphere"] == "hemisphere_measured"
+    assert covariate_columns(["grade", "hemisphere"]) == ["wt_volume_ml", "enhancing_fraction"]
+    assert fill_covariates({"grade": "HGG", "hemisphere": "right", "wt_volume_ml": None},
+                           {"hemisphere": "left", "wt_volume_ml": "0.064"}) == {
+        "grade": "HGG", "hemisphere": "right", "wt_volume_ml": "0.064",
+    }  # fmt: skip
 
 
 def test_clinical_csv_holds_what_prepare_measures(checkpoint: Path, tmp_path: Path) -> None:
@@ -58,12 +60,15 @@ def test_clinical_csv_holds_what_prepare_measures(checkpoint: Path, tmp_path: Pa
     assert tumours > 0
 
 
-def test_a_covariate_the_model_is_conditioned_on_keeps_the_request(
+def test_covariate_conditions_keep_the_request_and_fill_the_rest(
     tmp_path: Path, reference_record
 ) -> None:  # noqa: ANN001
-    schema = ConditionSchema(
-        [ConditionField("hemisphere", "categorical", categories=["bilateral", "left", "right"])]
-    )
+    """A model conditioned on covariates (as a `prepare` store makes it): a requested covariate
+    keeps its value, an unrequested one is filled with what the mask measures."""
+    schema = ConditionSchema([
+        ConditionField("hemisphere", "categorical", categories=["bilateral", "left", "right"], source="mask"),
+        ConditionField("wt_volume_ml", "continuous", mean=20.0, std=10.0, source="mask"),
+    ])  # fmt: skip
     ckpt = save_tiny_checkpoint(
         tmp_path / "run", tiny_generator(schema), schema, store_meta(reference_record, schema=schema)
     )
@@ -71,7 +76,6 @@ def test_a_covariate_the_model_is_conditioned_on_keeps_the_request(
         ckpt, tmp_path / "syn", 2, conditions={"hemisphere": "left"}, space="native", progress=False
     )
     rows = _rows(out)
-    assert list(rows[0]) == ["case_id", "seed", "hemisphere", "wt_volume_ml",
-                             "enhancing_fraction", "hemisphere_measured"]  # fmt: skip
+    assert list(rows[0]) == ["case_id", "seed", "hemisphere", "wt_volume_ml", "enhancing_fraction"]
     assert {r["hemisphere"] for r in rows} == {"left"}  # the request, not the measurement
-    assert all(r["hemisphere_measured"] in ("", "left", "right", "bilateral") for r in rows)
+    assert all(float(r["wt_volume_ml"]) > 0 for r in rows)  # measured (the request left it unset)

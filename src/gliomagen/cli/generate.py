@@ -115,7 +115,9 @@ def generate(
 
     One case per seed, with the seed in its id (ID = SYN-1a2b3c4d-s000123).
 
-    clinical.csv: the seed, the requested conditions and the covariates measured on each mask.
+    clinical.csv: the seed, the requested conditions and the covariates measured on each mask as
+    `prepare` measures them (wt_volume_ml, enhancing_fraction, hemisphere; a covariate the
+    request set keeps the requested value).
 
     A 2D model (trained on a `prepare --slices` store) writes slices: 2-D NIfTI and PNG per
     modality, the mask and an overlay PNG per slice, and overview.png; --condition view=axial

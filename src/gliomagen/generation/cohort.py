@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gliomagen.errors import GliomagenError
-from gliomagen.generation.covariates import covariate_columns, mask_covariates
+from gliomagen.generation.covariates import covariate_columns, fill_covariates, mask_covariates
 from gliomagen.generation.ids import case_id, check_prefix, cohort_seeds, default_prefix
 from gliomagen.generation.intensity import (
     apply_brain,
@@ -235,12 +235,11 @@ def _generate_volumes(
         mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode,
     )  # fmt: skip
     ids = [case_id(prefix, s) for s in seeds]
-    columns = covariate_columns(source.schema.names)
     with staged_cohort(out) as tmp:
         rows = _write_cases(
-            tmp, source, batches, plan, ids, seeds, mix_seeds, grid, ranges, fmt, columns, progress
+            tmp, source, batches, plan, ids, seeds, mix_seeds, grid, ranges, fmt, progress
         )
-        write_clinical(tmp, rows, source.schema.names, list(columns.values()))
+        write_clinical(tmp, rows, source.schema.names, covariate_columns(source.schema.names))
         manifest = cohort_manifest(
             source, id_prefix=prefix, case_ids=ids, seeds=seeds, mix=mix, truncation=truncation,
             space=space, fmt=fmt, noise_mode=noise_mode, grid=grid, ranges=ranges,
@@ -261,14 +260,13 @@ def _write_cases(
     grid: OutputGrid,
     ranges: Sequence[tuple[float, float]],
     fmt: str,
-    columns: dict[str, str],
     progress: bool,
 ) -> list[dict[str, Any]]:
     """Finish and write each generated case as it comes (:func:`finish_case`, ``write_case``).
 
     Returns:
         The ``clinical.csv`` rows of the cases, in order, with the covariates measured on each
-        mask (``columns``: :func:`gliomagen.generation.covariates.covariate_columns`).
+        mask (:mod:`gliomagen.generation.covariates`).
     """
     rows: list[dict[str, Any]] = []
     bar = tqdm(
@@ -279,9 +277,10 @@ def _write_cases(
             for j, i in enumerate(idx):
                 vols, seg = finish_case(images[j], logits[j], grid, ranges, fmt)
                 write_case(out_dir, ids[i], vols, seg, grid.affine, source.modalities)
-                measured = mask_covariates(seg, np.any(vols != 0, axis=0), grid.affine, columns)
+                measured = mask_covariates(seg, np.any(vols != 0, axis=0), grid.affine)
+                conditions = fill_covariates(plan[i], measured)
                 mix_seed = mix_seeds[i] if mix_seeds else None
-                rows.append(clinical_row(ids[i], seeds[i], mix_seed, plan[i], measured))
+                rows.append(clinical_row(ids[i], seeds[i], mix_seed, conditions))
                 bar.update(1)
             del images, logits
     finally:

@@ -1,17 +1,18 @@
 """The covariates ``prepare`` measures on a real case's mask, measured on each generated case.
 
 ``gliomagen prepare`` derives ``wt_volume_ml``, ``enhancing_fraction`` and ``hemisphere`` from
-every real mask (:func:`gliomagen.data.conditions.derive_covariates`, the brain's mid-sagittal
-plane through the centre of its bounding box). A synthetic cohort's ``clinical.csv`` gets the same
-columns, computed by the same function on the mask as written (its grid and affine), with the
-midline through the centre of the written brain's bounding box, as ``prepare`` would find it in
-the files. A covariate the model is conditioned on keeps its column for the *requested* value;
-the measured one then goes to ``<name>_measured``.
+every real mask (:func:`gliomagen.data.conditions.derive_covariates`, with the brain's
+mid-sagittal plane through the centre of its bounding box). A synthetic cohort's ``clinical.csv``
+gets the same columns, computed by the same function on the mask as written (its grid and
+affine), with the midline through the centre of the bounding box of the written brain (the
+non-zero voxels), as ``prepare`` would find it in the files. Where the model is conditioned on a
+covariate and the request set it, the cell keeps the requested value (what the case was asked
+to be); a cell the request left empty (unknown) is filled with the measured value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,9 @@ import numpy as np
 from gliomagen.data.conditions import COVARIATES, derive_covariates
 
 
-def covariate_columns(condition_names: Sequence[str]) -> dict[str, str]:
-    """``{covariate: clinical.csv column}``: its own name, or ``<name>_measured`` for a condition."""
-    taken = set(condition_names)
-    return {c: f"{c}_measured" if c in taken else c for c in COVARIATES}
+def covariate_columns(condition_names: Sequence[str]) -> list[str]:
+    """The covariate columns ``clinical.csv`` adds after the conditions (those not conditions)."""
+    return [c for c in COVARIATES if c not in set(condition_names)]
 
 
 def brain_midline_x(brain: np.ndarray, affine: np.ndarray) -> float:
@@ -34,19 +34,27 @@ def brain_midline_x(brain: np.ndarray, affine: np.ndarray) -> float:
     return float((np.asarray(affine, dtype=np.float64) @ centre)[0])
 
 
-def mask_covariates(
-    seg: np.ndarray, brain: np.ndarray, affine: np.ndarray, columns: dict[str, str]
-) -> dict[str, Any]:
+def mask_covariates(seg: np.ndarray, brain: np.ndarray, affine: np.ndarray) -> dict[str, Any]:
     """The covariates of one generated case as ``clinical.csv`` cells.
 
     Args:
         seg: ``[X, Y, Z]`` labels {0..3} as written.
         brain: ``[X, Y, Z]`` bool, the voxels written as brain (non-zero in the images).
         affine: the files' ``[4, 4]`` voxel -> world (RAS mm) matrix.
-        columns: :func:`covariate_columns`.
 
     Returns:
-        ``{column: value}``; numbers as :func:`derive_covariates` rounds them, ``None`` = empty.
+        ``{covariate: value}``; numbers as :func:`derive_covariates` rounds them (as text),
+        ``None`` where it gives none (no tumour).
     """
-    values = derive_covariates(seg, np.asarray(affine, dtype=np.float64), brain_midline_x(brain | (seg > 0), affine))
-    return {columns[k]: (None if v is None else str(v)) for k, v in values.items()}
+    aff = np.asarray(affine, dtype=np.float64)
+    values = derive_covariates(seg, aff, brain_midline_x(brain | (seg > 0), aff))
+    return {k: None if v is None else str(v) for k, v in values.items()}
+
+
+def fill_covariates(conditions: Mapping[str, Any], measured: Mapping[str, Any]) -> dict[str, Any]:
+    """``conditions`` with each covariate it leaves unset (absent or ``None``) set to ``measured``."""
+    row = dict(conditions)
+    for name, value in measured.items():
+        if row.get(name) is None:
+            row[name] = value
+    return row

@@ -5,8 +5,9 @@ OUT/
   SYN-1a2b3c4d-s000000/SYN-1a2b3c4d-s000000-t1n.nii.gz  -t1c  -t2w  -t2f  -seg.nii.gz
   SYN-1a2b3c4d-s000001/...
   clinical.csv     case_id, seed, [mix_seed,] one column per condition (raw values; empty =
-                   unknown), then the covariates measured on each mask (wt_volume_ml,
-                   enhancing_fraction, hemisphere; see generation.covariates)
+                   unknown), then wt_volume_ml, enhancing_fraction, hemisphere where they are
+                   no conditions: measured on each mask (see generation.covariates), which
+                   also fills those condition cells the request left empty
   manifest.json    checkpoint path and sha256, id prefix, case ids, seeds, truncation, space,
                    format, mixing, versions, command line
 ```
@@ -112,18 +113,14 @@ def _cell(value: Any) -> str:
 
 
 def clinical_row(
-    cid: str,
-    seed: int,
-    mix_seed: int | None,
-    conditions: Mapping[str, Any],
-    measured: Mapping[str, Any] | None = None,
+    cid: str, seed: int, mix_seed: int | None, conditions: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The ``clinical.csv`` row of a case: id, seed, mix seed (when mixing), conditions and the
-    covariates measured on its mask (:func:`gliomagen.generation.covariates.mask_covariates`)."""
+    """The ``clinical.csv`` row of a case: id, seed, mix seed (when mixing), conditions (and
+    measured covariates, :func:`gliomagen.generation.covariates.fill_covariates`)."""
     row: dict[str, Any] = {"case_id": cid, "seed": seed}
     if mix_seed is not None:
         row["mix_seed"] = mix_seed
-    return {**row, **conditions, **(measured or {})}
+    return {**row, **conditions}
 
 
 def write_clinical(
@@ -138,7 +135,7 @@ def write_clinical(
         out: cohort folder.
         rows: per case ``{"case_id", "seed", "mix_seed"?, field: raw value or None, ...}``.
         fields: condition names in schema order.
-        measured: the columns measured on the masks, in order (none for 2D slices).
+        measured: further columns measured on the masks, in order (none for 2D slices).
     """
     head = (
         ["case_id", "seed"]
