@@ -114,10 +114,13 @@ class OneLineGroup(TyperGroup):
     """The ``gliomagen`` command group with the output rules of the module docstring."""
 
     def invoke(self, ctx: Any) -> Any:
-        """Run the command with one-line warnings; Ctrl-C / SIGTERM end it with one line."""
+        """Run the command with one-line warnings; a GliomagenError (also from a command without
+        :func:`user_errors`), Ctrl-C or SIGTERM end it with one line."""
         with one_line_warnings():
             try:
                 return super().invoke(ctx)
+            except GliomagenError as exc:
+                raise fail(str(exc)) from None
             except KeyboardInterrupt as exc:
                 print("error: interrupted", file=sys.stderr)
                 code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
