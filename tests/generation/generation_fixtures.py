@@ -107,3 +107,24 @@ def save_tiny_checkpoint(
         "n_modalities": len(MODALITIES),
     }
     return save_checkpoint(state, run_dir)
+
+
+def case_ids(cohort: Path) -> list[str]:
+    """The case ids of a generated cohort, in order (from its manifest)."""
+    import json
+
+    return list(json.loads((Path(cohort) / "manifest.json").read_text())["case_ids"])
+
+
+def case_file(cohort: Path, index: int, suffix: str) -> Path:
+    """File ``suffix`` (e.g. ``t1c.nii.gz``) of case ``index`` of a generated cohort."""
+    cid = case_ids(cohort)[index]
+    return Path(cohort) / cid / f"{cid}-{suffix}"
+
+
+def expected_id(checkpoint: Path, seed: int) -> str:
+    """The default id of the case of ``seed`` generated from ``checkpoint`` (a .pt file)."""
+    from gliomagen.generation.ids import case_id, default_prefix
+    from gliomagen.generation.writer import file_sha256
+
+    return case_id(default_prefix(file_sha256(checkpoint)), seed)

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from generation_fixtures import case_file, expected_id
 from typer.testing import CliRunner
 
 from gliomagen.cli import app
@@ -58,7 +59,8 @@ def test_generate_cli_writes_a_cohort(checkpoint: Path, tmp_path: Path) -> None:
     assert (
         manifest["command_line"].startswith("gliomagen ") or "generate" in manifest["command_line"]
     )
-    assert (out / "clinical.csv").read_text().splitlines()[1] == "SYN-00000,11,40,SSA,HGG,"
+    line = (out / "clinical.csv").read_text().splitlines()[1]
+    assert line.startswith(f"{expected_id(checkpoint, 11)},11,40,SSA,HGG,,")
 
 
 def _bad_csv(tmp_path: Path) -> str:
@@ -171,12 +173,12 @@ def test_existing_cohort_is_not_overwritten(checkpoint: Path, tmp_path: Path) ->
         ).exit_code
         == 0
     )
-    before = (out / "SYN-00000" / "SYN-00000-t1n.nii.gz").read_bytes()
+    before = case_file(out, 0, "t1n.nii.gz").read_bytes()
     result = _run(
         "generate", "--checkpoint", str(checkpoint), "--n", "1", "--seed", "7", "--out", str(out)
     )
     assert "already holds a cohort" in _one_error_line(result)
-    assert (out / "SYN-00000" / "SYN-00000-t1n.nii.gz").read_bytes() == before
+    assert case_file(out, 0, "t1n.nii.gz").read_bytes() == before
 
 
 def test_interpolate_cli(checkpoint: Path, tmp_path: Path) -> None:
@@ -261,7 +263,7 @@ def test_generate_latent_prior_choice(tmp_path: Path, reference_record) -> None:
     assert [man[k]["latent_prior"] for k in "abc"] == ["fitted", "normal", "normal"]
 
     def t1c(out: str):  # noqa: ANN202
-        return nib.load(tmp_path / out / "SYN-00000" / "SYN-00000-t1c.nii.gz").get_fdata()
+        return nib.load(case_file(tmp_path / out, 0, "t1c.nii.gz")).get_fdata()
 
     # same seed: --latent-prior normal on the fitted model draws what the plain model draws
     assert (t1c("b") == t1c("c")).all() and not (t1c("a") == t1c("c")).all()

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from generation_fixtures import REF_SHAPE, SIZE
+from generation_fixtures import REF_SHAPE, SIZE, case_file, expected_id
 
 from gliomagen import MODALITIES
 from gliomagen.generation import generate_cohort
@@ -19,8 +19,12 @@ FILES = [*(f"-{m}.nii.gz" for m in MODALITIES), "-seg.nii.gz"]
 
 
 def _bytes(folder: Path) -> dict[str, bytes]:
+    """The NIfTI files of a cohort by ``(case seed, file suffix)``."""
+    manifest = json.loads((folder / "manifest.json").read_text())
     return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*.nii.gz"))
+        (seed, p.name[len(cid) :]): p.read_bytes()
+        for cid, seed in zip(manifest["case_ids"], manifest["seeds"], strict=True)
+        for p in sorted((folder / cid).glob("*.nii.gz"))
     }
 
 
@@ -40,17 +44,19 @@ def test_layout_clinical_and_manifest(checkpoint: Path, tmp_path: Path) -> None:
         command_line="gliomagen generate ...",
     )
     cases = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert cases == ["SYN-00000", "SYN-00001", "SYN-00002"]
+    assert cases == [expected_id(checkpoint, s) for s in (5, 6, 7)]
+    assert cases[0] == f"SYN-{load_source(checkpoint).sha256[:8]}-s000005"
     for cid in cases:
         assert sorted(p.name for p in (out / cid).iterdir()) == sorted(f"{cid}{s}" for s in FILES)
-    assert not list(out.glob(".*"))  # no temporary left behind
+    assert not list(out.glob(".*")) and not list(out.parent.glob(".*"))  # no temporary left
     rows = _rows(out)
     assert [r["seed"] for r in rows] == ["5", "6", "7"]
     assert {r["grade"] for r in rows} == {"LGG"} and {r["cohort"] for r in rows} == {""}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["checkpoint"]["sha256"] == load_source(checkpoint).sha256
     assert len(manifest["checkpoint"]["sha256"]) == 64
-    assert manifest["seeds"] == [5, 6, 7]
+    assert manifest["seeds"] == [5, 6, 7] and manifest["case_ids"] == cases
+    assert manifest["id_prefix"] == f"SYN-{manifest['checkpoint']['sha256'][:8]}"
     assert manifest["truncation"]["psi"] == 1.0
     assert manifest["latent_prior"] == "normal"  # no encoder: z ~ N(0, I)
     assert manifest["latent_prior_components"] == 1
@@ -72,14 +78,12 @@ def test_same_seed_gives_byte_identical_files(checkpoint: Path, tmp_path: Path) 
     assert len(a) == 15 and a == b
     assert a == c  # independent of the batch size too
     d = _bytes(generate_cohort(checkpoint, tmp_path / "d", 3, **{**kw, "seed": 4}))
-    assert (
-        d["SYN-00000/SYN-00000-t1n.nii.gz"] == a["SYN-00001/SYN-00001-t1n.nii.gz"]
-    )  # case seed = seed + i
-    assert d["SYN-00000/SYN-00000-t1n.nii.gz"] != a["SYN-00000/SYN-00000-t1n.nii.gz"]
+    assert d[(4, "-t1n.nii.gz")] == a[(4, "-t1n.nii.gz")]  # case seed = seed + i
+    assert d[(4, "-t1n.nii.gz")] != a[(3, "-t1n.nii.gz")]
     # One case regenerated alone (other --n, other batch) is bit-identical to its cohort version.
     e = _bytes(generate_cohort(checkpoint, tmp_path / "e", 1, batch_size=4, **{**kw, "seed": 5}))
     for suffix in FILES:
-        assert e[f"SYN-00000/SYN-00000{suffix}"] == a[f"SYN-00002/SYN-00002{suffix}"]
+        assert e[(5, suffix)] == a[(5, suffix)]
 
 
 @pytest.mark.parametrize("fmt", ["float32", "int16"])
@@ -90,10 +94,9 @@ def test_brats_space_files_load_with_the_training_geometry(
 
     out = generate_cohort(checkpoint, tmp_path / "syn", 1, fmt=fmt, progress=False)
     meta = load_source(checkpoint).meta["template_geometry"]
-    case = out / "SYN-00000"
     brain = None
     for m in MODALITIES:
-        img = nib.load(case / f"SYN-00000-{m}.nii.gz")
+        img = nib.load(case_file(out, 0, f"{m}.nii.gz"))
         assert img.shape == REF_SHAPE
         assert img.get_data_dtype() == np.dtype(fmt)
         np.testing.assert_allclose(img.affine, np.asarray(meta["affine"]), atol=1e-5)
@@ -107,11 +110,11 @@ def test_brats_space_files_load_with_the_training_geometry(
         brain = data != 0 if brain is None else brain
         assert np.array_equal(brain, data != 0)  # one brain for every modality
         assert not brain[0].any() and not brain[-1].any()  # background around the generated box
-        loaded = LoadImage(image_only=True)(str(case / f"SYN-00000-{m}.nii.gz"))
+        loaded = LoadImage(image_only=True)(str(case_file(out, 0, f"{m}.nii.gz")))
         assert tuple(loaded.shape) == REF_SHAPE
         np.testing.assert_allclose(np.asarray(loaded.affine), np.asarray(meta["affine"]), atol=1e-5)
         np.testing.assert_allclose(loaded.pixdim.numpy(), [1.0, 1.0, 1.0])
-    seg = nib.load(case / "SYN-00000-seg.nii.gz")
+    seg = nib.load(case_file(out, 0, "seg.nii.gz"))
     assert seg.get_data_dtype() == np.uint8
     labels = np.asarray(seg.dataobj)
     assert set(np.unique(labels).tolist()) <= {0, 1, 2, 3}
@@ -128,7 +131,7 @@ def test_native_space_has_the_generator_grid_and_true_spacing(
     out = generate_cohort(
         checkpoint, tmp_path / "n", 1, space="native", seed=9, noise_mode="const", progress=False
     )
-    img = nib.load(out / "SYN-00000" / "SYN-00000-t2f.nii.gz")
+    img = nib.load(case_file(out, 0, "t2f.nii.gz"))
     assert img.shape == SIZE
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     np.testing.assert_allclose(img.header.get_zooms(), [geometry["spacing_mm"]] * 3, rtol=1e-5)
@@ -151,9 +154,9 @@ def test_psi_zero_gives_the_condition_mean_case(checkpoint: Path, tmp_path: Path
     kw = {"truncation": 0.0, "noise_mode": "const", "space": "native", "progress": False}
     hgg = generate_cohort(checkpoint, tmp_path / "hgg", 2, conditions={"grade": "HGG"}, **kw)
     lgg = generate_cohort(checkpoint, tmp_path / "lgg", 1, conditions={"grade": "LGG"}, **kw)
-    a = np.asarray(nib.load(hgg / "SYN-00000" / "SYN-00000-t1c.nii.gz").dataobj)
-    b = np.asarray(nib.load(hgg / "SYN-00001" / "SYN-00001-t1c.nii.gz").dataobj)
-    c = np.asarray(nib.load(lgg / "SYN-00000" / "SYN-00000-t1c.nii.gz").dataobj)
+    a = np.asarray(nib.load(case_file(hgg, 0, "t1c.nii.gz")).dataobj)
+    b = np.asarray(nib.load(case_file(hgg, 1, "t1c.nii.gz")).dataobj)
+    c = np.asarray(nib.load(case_file(lgg, 0, "t1c.nii.gz")).dataobj)
     assert np.array_equal(a, b)  # every seed collapses onto the HGG mean
     assert np.abs(a - c).max() > 10.0  # the LGG mean is another case
     # ... and that case is the synthesis of the HGG mean w.
@@ -181,7 +184,7 @@ def test_conditions_csv_mixture_lands_in_clinical_csv(checkpoint: Path, tmp_path
     )
     rows = _rows(out)
     assert [(r["grade"], r["cohort"]) for r in rows] == [("HGG", "GLI")] * 6 + [("LGG", "SSA")] * 2
-    assert [r["case_id"] for r in rows] == [f"SYN-{i:05d}" for i in range(8)]
+    assert [r["case_id"] for r in rows] == [expected_id(checkpoint, i) for i in range(8)]
 
 
 def test_style_mixing_is_recorded_and_changes_only_with_the_mix(
@@ -197,15 +200,17 @@ def test_style_mixing_is_recorded_and_changes_only_with_the_mix(
         "layer": 2,
         "seeds": [50],
     }
-    a = np.asarray(nib.load(plain / "SYN-00000" / "SYN-00000-t1n.nii.gz").dataobj)
-    b = np.asarray(nib.load(mixed / "SYN-00000" / "SYN-00000-t1n.nii.gz").dataobj)
+    a = np.asarray(nib.load(case_file(plain, 0, "t1n.nii.gz")).dataobj)
+    b = np.asarray(nib.load(case_file(mixed, 0, "t1n.nii.gz")).dataobj)
     assert not np.array_equal(a, b)
 
 
-def test_each_case_is_written_atomically(
+def test_a_failed_write_leaves_nothing(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A write error in the middle of the cohort: nothing at ``out``, no temporary folder beside."""
     import gliomagen.generation.writer as writer
+    from gliomagen.errors import GliomagenError
 
     calls = {"n": 0}
     real_save = nib.save
@@ -217,8 +222,6 @@ def test_each_case_is_written_atomically(
         return real_save(img, path)
 
     monkeypatch.setattr(writer.nib, "save", flaky_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(GliomagenError, match="disk full"):
         generate_cohort(checkpoint, tmp_path / "syn", 3, space="native", progress=False)
-    entries = sorted(p.name for p in (tmp_path / "syn").iterdir())
-    assert entries == ["SYN-00000"]  # the whole first case, nothing of the second, no temp folder
-    assert len(list((tmp_path / "syn" / "SYN-00000").iterdir())) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no syn, no .syn.*.tmp

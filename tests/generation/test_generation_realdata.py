@@ -7,7 +7,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from generation_fixtures import save_tiny_checkpoint, store_meta, tiny_generator, tiny_schema
+from generation_fixtures import (
+    case_file,
+    save_tiny_checkpoint,
+    store_meta,
+    tiny_generator,
+    tiny_schema,
+)
 
 from gliomagen import MODALITIES
 from gliomagen.generation import generate_cohort
@@ -27,15 +33,15 @@ def test_brats_space_matches_a_real_brats_case(real_data: Path, tmp_path: Path) 
     out = generate_cohort(ckpt, tmp_path / "syn", 1, fmt="int16", progress=False)
     real = nib.load(record.images["t1c"])
     for m in MODALITIES:
-        img = nib.load(out / "SYN-00000" / f"SYN-00000-{m}.nii.gz")
+        img = nib.load(case_file(out, 0, f"{m}.nii.gz"))
         assert img.shape == (240, 240, 155) == real.shape
         np.testing.assert_allclose(img.affine, real.affine, atol=1e-4)
         assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(real.affine) == ("L", "P", "S")
         assert img.get_data_dtype() == np.int16
-        loaded = LoadImage(image_only=True)(str(out / "SYN-00000" / f"SYN-00000-{m}.nii.gz"))
+        loaded = LoadImage(image_only=True)(str(case_file(out, 0, f"{m}.nii.gz")))
         assert tuple(loaded.shape) == (240, 240, 155)
         np.testing.assert_allclose(loaded.pixdim.numpy(), [1.0, 1.0, 1.0])
     # The generated brain sits where the real brain is: their centres agree within a few mm.
-    syn = np.asarray(nib.load(out / "SYN-00000" / "SYN-00000-t1c.nii.gz").dataobj) > 0
+    syn = np.asarray(nib.load(case_file(out, 0, "t1c.nii.gz")).dataobj) > 0
     ref = np.asarray(real.dataobj) > 0
     assert np.abs(np.argwhere(syn).mean(0) - np.argwhere(ref).mean(0)).max() < 6.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from generation_fixtures import SIZE
+from generation_fixtures import SIZE, expected_id
 from typer.testing import CliRunner
 
 from gliomagen.cli import app
@@ -34,11 +34,12 @@ def test_prepare_reingests_a_generated_cohort(checkpoint: Path, tmp_path: Path) 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     ds = open_store(store)
-    assert sorted(ds.case_ids) == [f"SYN-{i:05d}" for i in range(4)]
+    ids = [expected_id(checkpoint, i) for i in range(4)]
+    assert sorted(ds.case_ids) == ids
     assert tuple(ds.size) == SIZE and bool(ds.has_mask.all())
     by_id = {cid: row for cid, row in zip(ds.case_ids, ds.rows, strict=True)}
-    assert [by_id[f"SYN-{i:05d}"]["grade"] for i in range(4)] == ["HGG", "HGG", "LGG", "LGG"]
-    assert [by_id[f"SYN-{i:05d}"]["cohort"] for i in range(4)] == ["GLI", "GLI", "SSA", "SSA"]
+    assert [by_id[c]["grade"] for c in ids] == ["HGG", "HGG", "LGG", "LGG"]
+    assert [by_id[c]["cohort"] for c in ids] == ["GLI", "GLI", "SSA", "SSA"]
     for i, cid in enumerate(ds.case_ids):
         image, mask, _, _ = ds[i]
         # The re-ingested case is the generated one: compare with the native-grid file.

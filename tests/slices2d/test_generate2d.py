@@ -89,7 +89,8 @@ def test_conditions_pick_view_and_position(run2d: Path, tmp_path: Path) -> None:
     assert "wrote 3 slices" in stdout
     rows = _clinical(out)
     assert {r["view"] for r in rows} == {"sagittal"} and {r["position"] for r in rows} == {"0.25"}
-    img = nib.load(out / "SYN-00002" / "SYN-00002-t2f.nii.gz")
+    cid = rows[2]["case_id"]
+    img = nib.load(out / cid / f"{cid}-t2f.nii.gz")
     assert img.get_data_dtype() == np.int16 and img.shape == (SIDE, SIDE)
 
 
@@ -108,8 +109,10 @@ def test_a_case_depends_on_its_seed_only(run2d: Path, cohort2d: Path, tmp_path: 
     )
     assert code == 0, err
     assert _clinical(tmp_path / "one")[0]["view"] == _clinical(cohort2d)[4]["view"]
-    a = (tmp_path / "one" / "SYN-00000" / "SYN-00000-t1c.nii.gz").read_bytes()
-    b = (cohort2d / "SYN-00004" / "SYN-00004-t1c.nii.gz").read_bytes()
+    one, four = _clinical(tmp_path / "one")[0]["case_id"], _clinical(cohort2d)[4]["case_id"]
+    assert one == four  # the same seed (4): the same id
+    a = (tmp_path / "one" / one / f"{one}-t1c.nii.gz").read_bytes()
+    b = (cohort2d / four / f"{four}-t1c.nii.gz").read_bytes()
     assert a == b
 
 

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module of this package and registers itself through
 ``register(app)``; the modules are thin: they parse options, call the Python API and turn a
-:class:`gliomagen.errors.GliomagenError` into one line on stderr and exit code 2.
+:class:`gliomagen.errors.GliomagenError` into one line on stderr and exit code 2. The group
+(:class:`gliomagen.cli._common.OneLineGroup`) keeps every other message to one line too: usage
+errors, warnings, and ``error: interrupted`` after Ctrl-C (exit 130) or SIGTERM (exit 143).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import sys
 import typer
 
 from gliomagen import __version__
+from gliomagen.cli._common import OneLineGroup
 
 app = typer.Typer(
     name="gliomagen",
+    cls=OneLineGroup,
     help="Conditional 3D StyleGAN for multi-parametric glioma MRI: "
     "phantoms -> prepare -> train -> generate -> evaluate -> report.",
     no_args_is_help=True,

@@ -16,9 +16,28 @@ def _command_line() -> str:
     return shlex.join(["gliomagen", *sys.argv[1:]])
 
 
-_CHECKPOINT = typer.Option(..., "--checkpoint", help="Checkpoint written by `gliomagen train`.")
-_GEN_OUT = typer.Option(..., "--out", help="Output folder (new or empty).")
-_N = typer.Option(..., "--n", help="Number of cases.")
+_CHECKPOINT = typer.Option(
+    ...,
+    "--checkpoint",
+    help="Checkpoint (.pt) written by `gliomagen train`, or a RUN folder (its newest checkpoint).",
+)
+_GEN_OUT = typer.Option(
+    ...,
+    "--out",
+    help="Output folder (new or empty); written under a temporary name and renamed when complete.",
+)
+_N = typer.Option(None, "--n", help="Number of cases (seeds --seed, --seed + 1, ...); or --seeds.")
+_SEED_LIST = typer.Option(
+    None,
+    "--seeds",
+    help="One case per seed, e.g. 0-99,123 (ranges inclusive); instead of --n and --seed.",
+)
+_ID_PREFIX = typer.Option(
+    None,
+    "--id-prefix",
+    help="Case ids are ID_PREFIX-s000123 (the seed); default SYN-<first 8 hex digits of the "
+    "checkpoint's sha256>, so cohorts of different models never share an id.",
+)
 _GEN_CONDITION = typer.Option(
     [],
     "--condition",
@@ -32,20 +51,26 @@ _CONDITIONS_CSV = typer.Option(
 _GEN_TRUNCATION = typer.Option(
     1.0,
     "--truncation",
-    help="psi: pull w toward the mean w of each case's condition (1 = none, 0 = the mean).",
+    help="psi >= 0: pull w toward the mean w of each case's condition (1 = none, 0 = the mean; "
+    "above 1 extrapolates, with a warning).",
 )
-_GEN_SEED = typer.Option(0, "--seed", help="Case i uses seed SEED + i.")
+_GEN_SEED = typer.Option(None, "--seed", help="Case i uses seed SEED + i (default 0).")
 _BATCH_SIZE = typer.Option(
     4,
     "--batch-size",
     help="Cases per generator call on a GPU (the CPU runs one at a time, for bit-exact cases).",
 )
-_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_DEVICE = typer.Option(
+    "auto",
+    "--device",
+    help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N. The CPU "
+    "gives bit-identical cases for a seed.",
+)
 _SPACE = typer.Option(
     None,
     "--space",
-    help="brats: 1 mm 240x240x155 grid of the training data (the default in 3D); native: the "
-    "generator's grid (a 2D model writes its slices there).",
+    help="brats: the training data's 1 mm file grid (for BraTS data the 240x240x155 BraTS/SRI24 "
+    "grid; the default in 3D); native: the generator's grid (a 2D model writes its slices there).",
 )
 _FORMAT = typer.Option("float32", "--format", help="Image voxel type: float32 or int16.")
 _MIX_SEED = typer.Option(
@@ -69,11 +94,13 @@ _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 def generate(
     checkpoint: Path = _CHECKPOINT,
     out: Path = _GEN_OUT,
-    n: int = _N,
+    n: int | None = _N,
+    seeds: str | None = _SEED_LIST,
+    id_prefix: str | None = _ID_PREFIX,
     condition: list[str] = _GEN_CONDITION,
     conditions_csv: Path | None = _CONDITIONS_CSV,
     truncation: float = _GEN_TRUNCATION,
-    seed: int = _GEN_SEED,
+    seed: int | None = _GEN_SEED,
     batch_size: int = _BATCH_SIZE,
     device: str = _DEVICE,
     space: str | None = _SPACE,
@@ -84,7 +111,13 @@ def generate(
     latent_prior: str | None = _LATENT_PRIOR,
     quiet: bool = _QUIET,
 ) -> None:
-    """Generate a synthetic cohort: SYN-xxxxx/SYN-xxxxx-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
+    """Generate a synthetic cohort: ID/ID-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
+
+    One case per seed, with the seed in its id (ID = SYN-1a2b3c4d-s000123).
+
+    clinical.csv: the seed, the requested conditions and the covariates measured on each mask as
+    `prepare` measures them (wt_volume_ml, enhancing_fraction, hemisphere; a covariate the
+    request set keeps the requested value).
 
     A 2D model (trained on a `prepare --slices` store) writes slices: 2-D NIfTI and PNG per
     modality, the mask and an overlay PNG per slice, and overview.png; --condition view=axial
@@ -92,19 +125,25 @@ def generate(
     """
     # torch-heavy: loaded when the command runs
     from gliomagen.generation import generate_cohort
+    from gliomagen.generation.ids import parse_seeds
     from gliomagen.generation.plan import split_assignments
 
     if (mix_seed is None) != (mix_layer is None):
         raise fail("--mix-seed and --mix-layer go together")
+    if seeds is not None and (n is not None or seed is not None):
+        raise fail("--seeds and --n/--seed exclude each other: give --seeds LIST or --n N [--seed S]")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     conditions = split_assignments(condition, "--condition") if condition else None
     path = generate_cohort(
         checkpoint,
         out,
         n,
+        seeds=seed_list,
+        id_prefix=id_prefix,
         conditions=conditions,
         conditions_csv=conditions_csv,
         truncation=truncation,
-        seed=seed,
+        seed=seed or 0,
         batch_size=batch_size,
         device=device,
         space=space,
@@ -115,7 +154,8 @@ def generate(
         command_line=_command_line(),
         latent_prior=latent_prior,
     )
-    typer.echo(f"wrote {n} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
+    count = len(seed_list) if seed_list is not None else n
+    typer.echo(f"wrote {count} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
 
 
 def _seed_pair(text: str) -> list[int]:
@@ -140,7 +180,9 @@ _WALK_CONDITION = typer.Option(
 _WALK_SEED = typer.Option(0, "--seed", help="Seed of a --conditions walk.")
 _STEPS = typer.Option(8, "--steps", help="Frames, both ends included.")
 _WALK_TRUNCATION = typer.Option(
-    1.0, "--truncation", help="psi toward each end's condition mean."
+    1.0,
+    "--truncation",
+    help="psi >= 0 toward each end's condition mean (1 = none; above 1 extrapolates, with a warning).",
 )
 _MODALITY = typer.Option("t1c", "--modality", help="Modality shown (t1n, t1c, t2w or t2f).")
 

@@ -6,13 +6,16 @@ the next batch is generated. The same checkpoint, seed and conditions give byte-
 the CPU: ``z`` and the noise inputs come from the case seed alone, the CPU runs the generator one
 case at a time (batched float kernels round differently for different batch sizes), and gzip
 headers carry no time stamp. So a case's files depend only on the checkpoint, its seed and its
-conditions: ``--seed 17 --n 1`` rewrites case 17 of a ``--seed 0`` cohort bit for bit, whatever
-``--batch-size`` or ``--n`` were. On a GPU the cases run in batches of ``batch_size``.
+conditions: ``--seed 17 --n 1`` (or ``--seeds 17``) rewrites case 17 of a ``--seed 0`` cohort bit
+for bit, whatever ``--batch-size`` or ``--n`` were, and under the same id (``PREFIX-s000017``, see
+:mod:`gliomagen.generation.ids`). On a GPU the cases run in batches of ``batch_size``.
+
+The cohort is written under a temporary name beside ``out`` and renamed when complete
+(:mod:`gliomagen.generation.staging`): ``out`` holds a whole cohort or nothing.
 """
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +26,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gliomagen.errors import GliomagenError
+from gliomagen.generation.covariates import covariate_columns, fill_covariates, mask_covariates
+from gliomagen.generation.ids import case_id, check_prefix, cohort_seeds, default_prefix
 from gliomagen.generation.intensity import (
     apply_brain,
     brain_mask,
@@ -32,15 +37,14 @@ from gliomagen.generation.intensity import (
 )
 from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import case_seeds
+from gliomagen.generation.sampling import case_seeds, check_truncation
 from gliomagen.generation.slices2d import generate_slices, is_slice_source
 from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
+from gliomagen.generation.staging import check_out, staged_cohort
 from gliomagen.generation.synthesis import synthesize_batches
 from gliomagen.generation.writer import (
-    case_id,
     clinical_row,
-    prepare_out_dir,
     requested_conditions,
     write_case,
     write_clinical,
@@ -65,17 +69,10 @@ def check_mix(mix: Mapping[str, int] | Sequence[int] | None, num_ws: int) -> tup
 
 
 def check_options(
-    n: int, truncation: float, seed: int, batch_size: int, space: str, fmt: str, noise_mode: str
+    truncation: float, batch_size: int, space: str, fmt: str, noise_mode: str
 ) -> None:
-    """Raise a one-line GliomagenError for an option out of range."""
-    if int(n) != n or n <= 0:
-        raise GliomagenError(f"--n {n}: must be a whole number of cases >= 1")
-    if not math.isfinite(float(truncation)):
-        raise GliomagenError(
-            f"--truncation {truncation}: must be a finite number (1 = no truncation)"
-        )
-    if int(seed) < 0:
-        raise GliomagenError(f"--seed {seed}: must be >= 0")
+    """Raise a one-line GliomagenError for an option out of range (warn for ``truncation > 1``)."""
+    check_truncation(truncation)
     if int(batch_size) < 1:
         raise GliomagenError(f"--batch-size {batch_size}: must be >= 1")
     if space not in SPACES:
@@ -120,7 +117,7 @@ def finish_case(
 def generate_cohort(
     checkpoint: Path | str,
     out: Path | str,
-    n: int,
+    n: int | None = None,
     conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     conditions_csv: Path | str | None = None,
     truncation: float = 1.0,
@@ -134,23 +131,27 @@ def generate_cohort(
     noise_mode: str = "random",
     command_line: str | None = None,
     latent_prior: str | None = None,
+    seeds: Sequence[int] | None = None,
+    id_prefix: str | None = None,
 ) -> Path:
-    """Generate ``n`` synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
+    """Generate synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
     slices, see :func:`gliomagen.generation.slices2d.generate_slices`).
 
     Args:
-        checkpoint: a gliomagen training checkpoint.
-        out: output folder (created; must not already hold a cohort).
-        n: number of cases.
+        checkpoint: a gliomagen training checkpoint, or a run folder (its newest checkpoint).
+        out: output folder (must not exist, or be empty; written whole at the end).
+        n: number of cases, with seeds ``seed, seed + 1, ...`` (or give ``seeds``).
         conditions: one ``{field: value}`` for all cases, or weighted rows (see
             :mod:`gliomagen.generation.plan`); unset fields are 'unknown'.
         conditions_csv: a CSV of weighted condition rows (``--conditions-csv``).
-        truncation: psi; pulls each case's ``w`` toward the mean ``w`` of its own condition.
+        truncation: psi >= 0; pulls each case's ``w`` toward the mean ``w`` of its own condition
+            (above 1: extrapolation, with a warning).
         seed: case ``i`` uses seed ``seed + i``.
         batch_size: cases per generator call.
-        device: ``cpu`` or ``cuda``.
-        space: ``brats`` (1 mm 240x240x155 grid of the training data; the default for 3D) or
-            ``native`` (the generator's grid with its true spacing; the only one for 2D).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        space: ``brats`` (the training data's 1 mm file grid, e.g. BraTS's 240x240x155; the
+            default for 3D) or ``native`` (the generator's grid with its true spacing; the only
+            one for 2D).
         fmt: ``float32`` or ``int16`` image files (the mask is always uint8).
         mix: style mixing ``{"seed": S, "layer": L}`` or ``(S, L)``: styles from layer ``L`` on
             come from seed ``S + i``.
@@ -161,53 +162,44 @@ def generate_cohort(
         latent_prior: ``None`` (the checkpoint's), ``"normal"`` (``z ~ N(0, I)``) or ``"fitted"``
             (the checkpoint's fit to its encoded training cases; an error without one); see
             :func:`gliomagen.generation.source.select_latent_prior`.
+        seeds: one case per seed, in this order (instead of ``n`` and ``seed``).
+        id_prefix: case ids are ``ID_PREFIX-s000123`` (default ``SYN-`` and 8 hex digits of the
+            checkpoint's SHA-256; see :mod:`gliomagen.generation.ids`).
 
     Returns:
         The cohort folder.
 
     Raises:
-        GliomagenError: bad options, checkpoint, conditions or output folder; nothing is written then.
+        GliomagenError: bad options, checkpoint, conditions or output folder, or a failed write;
+            nothing is left at ``out`` then.
     """
-    check_options(n, truncation, seed, batch_size, space or "native", fmt, noise_mode)
+    check_options(truncation, batch_size, space or "native", fmt, noise_mode)
+    seed_list = cohort_seeds(n, seed, seeds)
+    if id_prefix is not None:
+        check_prefix(id_prefix)
     source = load_source(checkpoint, device)
     select_latent_prior(source, latent_prior)
     cmd = command_line if command_line is not None else _this_command_line()
+    prefix = id_prefix or default_prefix(source.sha256)
+    mix_pair = check_mix(mix, source.G.num_ws)
     if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (generation.slices2d)
         if space == "brats":
             raise GliomagenError(
                 "--space brats: a 2D model writes slices on its own grid; use --space native"
             )
         return generate_slices(
-            source, out, int(n), conditions, conditions_csv, truncation, seed, batch_size, fmt,
-            check_mix(mix, source.G.num_ws), progress, noise_mode, cmd,
+            source, out, seed_list, conditions, conditions_csv, truncation, batch_size, fmt,
+            mix_pair, progress, noise_mode, cmd, id_prefix=prefix,
         )  # fmt: skip
-    space = space or "brats"
     plan = plan_conditions(
-        source.schema, int(n), conditions, Path(conditions_csv) if conditions_csv else None
+        source.schema, len(seed_list), conditions, Path(conditions_csv) if conditions_csv else None
     )
-    cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
-    mix_pair = check_mix(mix, source.G.num_ws)
-    grid = output_grid(source.meta, space)
-    ranges = scanner_ranges(source.modalities, source.meta)
-    out_dir = prepare_out_dir(Path(out))
-
-    seeds = case_seeds(seed, n)
-    mix_seeds = case_seeds(mix_pair[0], n) if mix_pair else None
-    batches = synthesize_batches(
-        source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
-        mix_seeds=mix_seeds, mix_layer=mix_pair[1] if mix_pair else None, noise_mode=noise_mode,
-    )  # fmt: skip
-    rows = _write_cases(
-        out_dir, source, batches, plan, seeds, mix_seeds, grid, ranges, fmt, progress
-    )
-    write_clinical(out_dir, rows, source.schema.names)
     requested = requested_conditions(conditions, conditions_csv)
-    manifest = cohort_manifest(
-        source, n=n, seeds=seeds, mix=mix_pair, truncation=truncation, space=space, fmt=fmt,
-        noise_mode=noise_mode, grid=grid, ranges=ranges, requested=requested, command_line=cmd,
+    return _generate_volumes(
+        source, Path(out), seed_list, prefix, plan, requested, truncation=truncation,
+        batch_size=batch_size, space=space or "brats", fmt=fmt, mix=mix_pair, progress=progress,
+        noise_mode=noise_mode, command_line=cmd,
     )  # fmt: skip
-    write_manifest(out_dir, manifest)
-    return out_dir
 
 
 def _this_command_line() -> str:
@@ -215,11 +207,54 @@ def _this_command_line() -> str:
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+def _generate_volumes(
+    source: GeneratorSource,
+    out: Path,
+    seeds: list[int],
+    prefix: str,
+    plan: list[dict[str, Any]],
+    requested: Any,
+    *,
+    truncation: float,
+    batch_size: int,
+    space: str,
+    fmt: str,
+    mix: tuple[int, int] | None,
+    progress: bool,
+    noise_mode: str,
+    command_line: str,
+) -> Path:
+    """The 3D part of :func:`generate_cohort`: one case per seed, written whole into ``out``."""
+    cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
+    grid = output_grid(source.meta, space)
+    ranges = scanner_ranges(source.modalities, source.meta)
+    out = check_out(out)
+    mix_seeds = case_seeds(mix[0], len(seeds)) if mix else None
+    batches = synthesize_batches(
+        source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
+        mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode,
+    )  # fmt: skip
+    ids = [case_id(prefix, s) for s in seeds]
+    with staged_cohort(out) as tmp:
+        rows = _write_cases(
+            tmp, source, batches, plan, ids, seeds, mix_seeds, grid, ranges, fmt, progress
+        )
+        write_clinical(tmp, rows, source.schema.names, covariate_columns(source.schema.names))
+        manifest = cohort_manifest(
+            source, id_prefix=prefix, case_ids=ids, seeds=seeds, mix=mix, truncation=truncation,
+            space=space, fmt=fmt, noise_mode=noise_mode, grid=grid, ranges=ranges,
+            requested=requested, command_line=command_line,
+        )  # fmt: skip
+        write_manifest(tmp, manifest)
+    return out
+
+
 def _write_cases(
     out_dir: Path,
     source: GeneratorSource,
     batches: Iterable[tuple[list[int], np.ndarray, np.ndarray]],
     plan: Sequence[Mapping[str, Any]],
+    ids: Sequence[str],
     seeds: Sequence[int],
     mix_seeds: Sequence[int] | None,
     grid: OutputGrid,
@@ -230,7 +265,8 @@ def _write_cases(
     """Finish and write each generated case as it comes (:func:`finish_case`, ``write_case``).
 
     Returns:
-        The ``clinical.csv`` rows of the cases, in order.
+        The ``clinical.csv`` rows of the cases, in order, with the covariates measured on each
+        mask (:mod:`gliomagen.generation.covariates`).
     """
     rows: list[dict[str, Any]] = []
     bar = tqdm(
@@ -240,8 +276,11 @@ def _write_cases(
         for idx, images, logits in batches:  # [b, 4, *S] each
             for j, i in enumerate(idx):
                 vols, seg = finish_case(images[j], logits[j], grid, ranges, fmt)
-                write_case(out_dir, case_id(i), vols, seg, grid.affine, source.modalities)
-                rows.append(clinical_row(i, seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
+                write_case(out_dir, ids[i], vols, seg, grid.affine, source.modalities)
+                measured = mask_covariates(seg, np.any(vols != 0, axis=0), grid.affine)
+                conditions = fill_covariates(plan[i], measured)
+                mix_seed = mix_seeds[i] if mix_seeds else None
+                rows.append(clinical_row(ids[i], seeds[i], mix_seed, conditions))
                 bar.update(1)
             del images, logits
     finally:

@@ -26,7 +26,14 @@ from gliomagen.data.slices import to_display
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.intensity import brain_mask, mask_labels
 from gliomagen.generation.plan import parse_condition_args
-from gliomagen.generation.sampling import ConditionMeans, broadcast_ws, map_z, seeded_z, truncate
+from gliomagen.generation.sampling import (
+    ConditionMeans,
+    broadcast_ws,
+    check_truncation,
+    map_z,
+    seeded_z,
+    truncate,
+)
 from gliomagen.generation.source import GeneratorSource, load_source
 from gliomagen.io.atomic import atomic_path
 
@@ -122,12 +129,13 @@ def walk_ws(
         condition: the condition of a seed walk.
         seed: the seed of a condition walk.
         steps: frames (>= 2), end points included.
-        truncation: psi toward each end point's condition mean.
+        truncation: psi >= 0 toward each end point's condition mean (above 1: a warning).
     """
     if (seeds is None) == (conditions is None):
         raise GliomagenError("interpolate: give either --seeds A,B or --conditions A B")
     if int(steps) < 2:
         raise GliomagenError(f"--steps {steps}: must be at least 2")
+    truncation = check_truncation(truncation)
     G = source.G
     means = ConditionMeans(G)
     if seeds is not None:

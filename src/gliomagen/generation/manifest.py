@@ -16,13 +16,13 @@ from gliomagen import __version__
 from gliomagen.generation.sampling import MEAN_SAMPLES, MEAN_SEED, case_seeds
 from gliomagen.generation.source import GeneratorSource
 from gliomagen.generation.space import OutputGrid
-from gliomagen.generation.writer import case_id
 
 
 def cohort_manifest(
     source: GeneratorSource,
     *,
-    n: int,
+    id_prefix: str,
+    case_ids: list[str],
     seeds: list[int],
     mix: tuple[int, int] | None,
     truncation: float,
@@ -34,12 +34,13 @@ def cohort_manifest(
     requested: Any,
     command_line: str,
 ) -> dict[str, Any]:
-    """The manifest dict of a cohort of ``n`` cases (``format_version`` 1).
+    """The manifest dict of a cohort (``format_version`` 1).
 
     Args:
         source: the loaded generator (checkpoint path and checksum, latent prior, modalities).
-        n: number of cases.
-        seeds: the case seeds.
+        id_prefix: the case id prefix (:mod:`gliomagen.generation.ids`).
+        case_ids: the case ids, in order.
+        seeds: the case seeds, in the same order.
         mix: ``(mix_seed, mix_layer)`` or ``None``.
         truncation: psi.
         space: ``brats`` or ``native``.
@@ -59,12 +60,13 @@ def cohort_manifest(
         "torch_version": torch.__version__.split("+")[0],
         "command_line": command_line,
         "checkpoint": {"path": str(source.path), "sha256": source.sha256},
-        "n_cases": n,
-        "case_ids": [case_id(i) for i in range(n)],
+        "n_cases": len(case_ids),
+        "id_prefix": id_prefix,
+        "case_ids": case_ids,
         "seeds": seeds,
         "mix": None
         if mix is None
-        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], n)},
+        else {"seed": mix[0], "layer": mix[1], "seeds": case_seeds(mix[0], len(case_ids))},
         "truncation": {
             "psi": float(truncation),
             "center": "per-condition mean w",

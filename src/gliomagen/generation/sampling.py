@@ -18,16 +18,45 @@ of another seed under the same condition.
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
+
+from gliomagen.errors import GliomagenError
 
 MEAN_SAMPLES = 4096
 """Number of ``z`` averaged to estimate one condition's mean ``w``."""
 
 MEAN_SEED = 0x5EED
 """Seed of the ``z`` used for the condition means (fixed: the means are part of the output)."""
+
+
+def check_truncation(psi: float) -> float:
+    """``psi`` as a float: an error below 0 or when not finite, a warning above 1.
+
+    ``psi`` in [0, 1] interpolates between the condition's mean ``w`` (0) and the case's own (1);
+    above 1 it extrapolates away from the mean, which is allowed but warned about.
+
+    Raises:
+        GliomagenError: ``psi`` is not a finite number >= 0.
+    """
+    if not math.isfinite(float(psi)):
+        raise GliomagenError(f"--truncation {psi}: must be a finite number (1 = no truncation)")
+    if float(psi) < 0:
+        raise GliomagenError(
+            f"--truncation {psi:g}: must be >= 0 (0 = the condition's mean case, 1 = no truncation)"
+        )
+    if float(psi) > 1:
+        warnings.warn(
+            f"--truncation {psi:g} is above 1: it extrapolates away from the condition's mean w, "
+            "so cases may look less realistic",
+            UserWarning,
+            stacklevel=2,
+        )
+    return float(psi)
 
 
 def case_seeds(seed: int, n: int) -> list[int]:

@@ -5,11 +5,12 @@ sides) to :func:`generate_slices`, which reuses the 3D path's latents, truncatio
 synthesis, brain mask, labels and intensity mapping, and writes::
 
     OUT/
-      SYN-00000/SYN-00000-{t1n,t1c,t2w,t2f,seg}.nii.gz   2-D NIfTI [a, b], placed in world space
-                                                          at the slice's plane of the template grid
-      SYN-00000/SYN-00000-{t1n,t1c,t2w,t2f}.png           8-bit grey, -1..1 -> 0..255, display
-                                                          orientation (superior / anterior up)
-      SYN-00000/SYN-00000-overlay.png                     every modality with the mask overlaid
+      ID/ID-{t1n,t1c,t2w,t2f,seg}.nii.gz   2-D NIfTI [a, b], placed in world space at the slice's
+                                           plane of the template grid (ID: SYN-1a2b3c4d-s000000,
+                                           see gliomagen.generation.ids)
+      ID/ID-{t1n,t1c,t2w,t2f}.png          8-bit grey, -1..1 -> 0..255, display orientation
+                                           (superior / anterior up)
+      ID/ID-overlay.png                    every modality with the mask overlaid
       overview.png                                        the first slices of each view, one row per view
       clinical.csv   case_id, seed, [mix_seed,] conditions (view and position included)
       manifest.json  as in 3D, plus spatial_dims 2, views, the volume grid's affine
@@ -20,6 +21,8 @@ positions' range (mean +- sqrt(3) sd, clipped to [0, 1]) from the case seed; bot
 case seed only, so ``--seed 17 --n 1`` still rewrites case 17 of a ``--seed 0`` cohort. The NIfTI
 images hold scanner-like intensities (:mod:`gliomagen.generation.intensity`; float32 or int16),
 0 outside the brain; :func:`read_slice_cohort` maps them back to [-1, 1] with the manifest's ranges.
+As in 3D the folder is written whole under a temporary name (:mod:`gliomagen.generation.staging`);
+``clinical.csv`` has no mask covariates (``prepare --slices`` derives none).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from gliomagen.data.conditions import ConditionSchema, infer_kind, is_missing
 from gliomagen.data.preprocess import grid_affine
 from gliomagen.data.slices import grey_u8, grid_png, slice_affine, slice_rgb, to_display
 from gliomagen.errors import GliomagenError
+from gliomagen.generation.ids import case_id
 from gliomagen.generation.intensity import (
     apply_brain,
     brain_mask,
@@ -53,12 +57,11 @@ from gliomagen.generation.plan import encode_plan, plan_conditions
 from gliomagen.generation.sampling import case_seeds
 from gliomagen.generation.source import GeneratorSource
 from gliomagen.generation.space import OutputGrid, native_affine
+from gliomagen.generation.staging import check_out, staged_cohort
 from gliomagen.generation.synthesis import synthesize_batches
 from gliomagen.generation.writer import (
-    case_id,
     clinical_row,
     nifti,
-    prepare_out_dir,
     requested_conditions,
     write_clinical,
     write_manifest,
@@ -144,24 +147,24 @@ def write_slice_case(
 def generate_slices(
     source: GeneratorSource,
     out: Path | str,
-    n: int,
+    seeds: Sequence[int],
     conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     conditions_csv: Path | str | None = None,
     truncation: float = 1.0,
-    seed: int = 0,
     batch_size: int = 4,
     fmt: str = "float32",
     mix: tuple[int, int] | None = None,
     progress: bool = True,
     noise_mode: str = "random",
     command_line: str = "",
+    id_prefix: str = "SYN",
 ) -> Path:
-    """Generate ``n`` slices of a 2D generator into ``out`` (see the module docstring).
+    """Generate one slice per seed of a 2D generator into ``out`` (see the module docstring).
 
     Arguments are those of :func:`gliomagen.generation.cohort.generate_cohort` (already checked
-    there), with ``mix`` as a ``(seed, layer)`` pair.
+    there), with the case ``seeds`` as a list and ``mix`` as a ``(seed, layer)`` pair.
     """
-    seeds = case_seeds(seed, n)
+    seeds = list(seeds)
     plan = plan_slices(
         source.schema, seeds, conditions, Path(conditions_csv) if conditions_csv else None
     )
@@ -169,40 +172,70 @@ def generate_slices(
     side = int(source.meta["size"][0])
     ranges = scanner_ranges(source.modalities, source.meta)
     volume_affine = _volume_affine(source.meta, side)
-    out_dir = prepare_out_dir(Path(out))
-    mix_seeds = case_seeds(mix[0], n) if mix else None
+    out_dir = check_out(Path(out))
+    mix_seeds = case_seeds(mix[0], len(seeds)) if mix else None
     batches = synthesize_batches(
         source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
         mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode,
     )  # fmt: skip
+    ids = [case_id(id_prefix, s) for s in seeds]
+    with staged_cohort(out_dir) as tmp:
+        rows, overview = _write_slices(
+            tmp, source, batches, plan, ids, seeds, mix_seeds, ranges, fmt, side, volume_affine,
+            progress,
+        )  # fmt: skip
+        if overview:
+            grid_png(list(overview.values()), tmp / "overview.png", row_labels=list(overview),
+                     title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
+        write_clinical(tmp, rows, source.schema.names)
+        manifest = cohort_manifest(
+            source, id_prefix=id_prefix, case_ids=ids, seeds=seeds, mix=mix, truncation=truncation,
+            space="native", fmt=fmt, noise_mode=noise_mode,
+            grid=OutputGrid("native", (side, side), volume_affine),  # type: ignore[arg-type]
+            ranges=ranges, requested=requested_conditions(conditions, conditions_csv),
+            command_line=command_line,
+        )  # fmt: skip
+        write_manifest(tmp, _with_slice_keys(manifest, rows, side, volume_affine))
+    return out_dir
+
+
+def _write_slices(
+    out_dir: Path,
+    source: GeneratorSource,
+    batches: Any,
+    plan: Sequence[Mapping[str, Any]],
+    ids: Sequence[str],
+    seeds: Sequence[int],
+    mix_seeds: Sequence[int] | None,
+    ranges: Sequence[tuple[float, float]],
+    fmt: str,
+    side: int,
+    volume_affine: np.ndarray,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """Finish and write each generated slice as it comes (:func:`_finish_slice`).
+
+    Returns:
+        The ``clinical.csv`` rows, in order, and up to :data:`OVERVIEW_PER_VIEW` overlay panels
+        per view for ``overview.png``.
+    """
     rows: list[dict[str, Any]] = []
     overview: dict[str, list[np.ndarray]] = {}
-    bar = tqdm(total=n, unit="slice", desc="generate", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=len(seeds), unit="slice", desc="generate", disable=not progress, file=sys.stderr)
     try:
         for idx, images, logits in batches:  # [b, C, a, b]
             for j, i in enumerate(idx):
                 view, shown, seg = _finish_slice(
-                    out_dir, case_id(i), images[j], logits[j], plan[i], ranges, fmt, side,
+                    out_dir, ids[i], images[j], logits[j], plan[i], ranges, fmt, side,
                     volume_affine, source.modalities,
                 )  # fmt: skip
                 if len(overview.setdefault(view, [])) < OVERVIEW_PER_VIEW:
                     overview[view].append(slice_rgb(shown[min(1, len(shown) - 1)], seg))
-                rows.append(clinical_row(i, seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
+                rows.append(clinical_row(ids[i], seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
                 bar.update(1)
     finally:
         bar.close()
-    if overview:
-        grid_png(list(overview.values()), out_dir / "overview.png", row_labels=list(overview),
-                 title=f"first slices per view (t1c, mask overlaid), truncation {truncation:g}")  # fmt: skip
-    write_clinical(out_dir, rows, source.schema.names)
-    requested = requested_conditions(conditions, conditions_csv)
-    manifest = cohort_manifest(
-        source, n=n, seeds=seeds, mix=mix, truncation=truncation, space="native", fmt=fmt,
-        noise_mode=noise_mode, grid=OutputGrid("native", (side, side), volume_affine),  # type: ignore[arg-type]
-        ranges=ranges, requested=requested, command_line=command_line,
-    )  # fmt: skip
-    write_manifest(out_dir, _with_slice_keys(manifest, rows, side, volume_affine))
-    return out_dir
+    return rows, overview
 
 
 def _with_slice_keys(

@@ -1,18 +1,22 @@
-"""Write a synthetic cohort in the BraTS 2023 layout, one case at a time and atomically.
+"""Write a synthetic cohort in the BraTS 2023 layout.
 
 ```
 OUT/
-  SYN-00000/SYN-00000-t1n.nii.gz  -t1c  -t2w  -t2f  -seg.nii.gz
-  SYN-00001/...
-  clinical.csv     case_id, seed, [mix_seed,] one column per condition (raw values; empty = unknown)
-  manifest.json    checkpoint path and sha256, seeds, truncation, space, format, mixing, versions, command line
+  SYN-1a2b3c4d-s000000/SYN-1a2b3c4d-s000000-t1n.nii.gz  -t1c  -t2w  -t2f  -seg.nii.gz
+  SYN-1a2b3c4d-s000001/...
+  clinical.csv     case_id, seed, [mix_seed,] one column per condition (raw values; empty =
+                   unknown), then wt_volume_ml, enhancing_fraction, hemisphere where they are
+                   no conditions: measured on each mask (see generation.covariates), which
+                   also fills those condition cells the request left empty
+  manifest.json    checkpoint path and sha256, id prefix, case ids, seeds, truncation, space,
+                   format, mixing, versions, command line
 ```
 
-Each case is written into a hidden temporary folder beside its final place, then renamed into
-place (:func:`gliomagen.io.atomic.atomic_dir`); a run that stops leaves only whole cases (and
-perhaps a ``.SYN-*.tmp`` folder). ``clinical.csv`` and ``manifest.json`` are written last, each by
-an atomic rename. nibabel writes ``.nii.gz``
-with a gzip header without file name and with mtime 0, so the same arrays give the same bytes.
+Case ids come from :mod:`gliomagen.generation.ids`; the cohort folder is written whole under a
+temporary name and renamed at the end (:mod:`gliomagen.generation.staging`). Each case folder is
+itself written under a temporary name and renamed (:func:`gliomagen.io.atomic.atomic_dir`), as
+are ``clinical.csv`` and ``manifest.json``. nibabel writes ``.nii.gz`` with a gzip header without
+file name and with mtime 0, so the same arrays give the same bytes whatever the case is called.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import csv
 import hashlib
 import io
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,15 +32,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from gliomagen.errors import GliomagenError
 from gliomagen.io.atomic import atomic_dir, write_text
-
-CASE_PREFIX = "SYN"
-
-
-def case_id(index: int) -> str:
-    """``SYN-00000`` style id of case ``index``."""
-    return f"{CASE_PREFIX}-{int(index):05d}"
 
 
 def file_sha256(path: Path) -> str:
@@ -58,26 +53,6 @@ def requested_conditions(conditions: Any, conditions_csv: Any) -> Any:
         "csv_sha256": file_sha256(Path(conditions_csv)),
         "fixed": conditions,
     }
-
-
-def prepare_out_dir(out: Path) -> Path:
-    """Create ``out`` if needed and check it can take a new cohort.
-
-    Raises:
-        GliomagenError: ``out`` is a file, already holds a cohort, or cannot be written.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GliomagenError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and ((out / "manifest.json").exists() or any(out.glob(f"{CASE_PREFIX}-*"))):
-        raise GliomagenError(f"--out {out}: already holds a cohort; choose an empty or new folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
-    return out
 
 
 def nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -103,7 +78,7 @@ def write_case(
 
     Args:
         out: cohort folder (exists).
-        cid: case id, e.g. ``SYN-00000``.
+        cid: case id, e.g. ``SYN-1a2b3c4d-s000000``.
         images: ``[C, X, Y, Z]`` float32 or int16 scanner intensities.
         seg: ``[X, Y, Z]`` uint8 labels {0, 1, 2, 3}.
         affine: ``[4, 4]`` voxel -> world (mm).
@@ -138,27 +113,35 @@ def _cell(value: Any) -> str:
 
 
 def clinical_row(
-    index: int, seed: int, mix_seed: int | None, conditions: Mapping[str, Any]
+    cid: str, seed: int, mix_seed: int | None, conditions: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The ``clinical.csv`` row of case ``index``: id, seed, mix seed (when mixing), conditions."""
-    row: dict[str, Any] = {"case_id": case_id(index), "seed": seed}
+    """The ``clinical.csv`` row of a case: id, seed, mix seed (when mixing), conditions (and
+    measured covariates, :func:`gliomagen.generation.covariates.fill_covariates`)."""
+    row: dict[str, Any] = {"case_id": cid, "seed": seed}
     if mix_seed is not None:
         row["mix_seed"] = mix_seed
     return {**row, **conditions}
 
 
-def write_clinical(out: Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> Path:
-    """``clinical.csv``: one row per case, columns ``case_id, seed, [mix_seed,] *fields``.
+def write_clinical(
+    out: Path,
+    rows: Sequence[Mapping[str, Any]],
+    fields: Sequence[str],
+    measured: Sequence[str] = (),
+) -> Path:
+    """``clinical.csv``: one row per case, columns ``case_id, seed, [mix_seed,] *fields, *measured``.
 
     Args:
         out: cohort folder.
-        rows: per case ``{"case_id", "seed", "mix_seed"?, field: raw value or None}``.
+        rows: per case ``{"case_id", "seed", "mix_seed"?, field: raw value or None, ...}``.
         fields: condition names in schema order.
+        measured: further columns measured on the masks, in order (none for 2D slices).
     """
     head = (
         ["case_id", "seed"]
         + (["mix_seed"] if any("mix_seed" in r for r in rows) else [])
         + list(fields)
+        + list(measured)
     )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
