@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.data.labels import COVARIATES
 from gliomagen.data.store import build_store, open_store
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cache import default_cache_dir
@@ -33,7 +34,7 @@ from gliomagen.generation.slices2d import read_slice_cohort
 SPLITS = ("train", "val", "test")
 MAX_BREAKDOWN_CATEGORIES = 12
 CLINICAL_CSV = "clinical.csv"
-IGNORED_CLINICAL = ("seed", "mix_seed")
+IGNORED_CLINICAL = ("seed", "mix_seed", *COVARIATES)  # the covariates are measured again on ingest
 
 
 def split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:

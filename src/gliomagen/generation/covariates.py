@@ -1,7 +1,7 @@
 """The covariates ``prepare`` measures on a real case's mask, measured on each generated case.
 
 ``gliomagen prepare`` derives ``wt_volume_ml``, ``enhancing_fraction`` and ``hemisphere`` from
-every real mask (:func:`gliomagen.data.conditions.derive_covariates`, with the brain's
+every real mask (:func:`gliomagen.data.labels.derive_covariates`, with the brain's
 mid-sagittal plane through the centre of its bounding box). A synthetic cohort's ``clinical.csv``
 gets the same columns, computed by the same function on the mask as written (its grid and
 affine), with the midline through the centre of the bounding box of the written brain (the
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gliomagen.data.conditions import COVARIATES, derive_covariates
+from gliomagen.data.labels import COVARIATES, derive_covariates
 
 
 def covariate_columns(condition_names: Sequence[str]) -> list[str]:
