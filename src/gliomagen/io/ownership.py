@@ -104,7 +104,9 @@ def write_marker(
     root = Path(folder)
     marker = marker_path(root, kind)
     names = [n for n in (entries(root) if files is None else files) if n != marker.name]
-    listed = {n: {"size": (root / n).stat().st_size, "digest": quick_digest(root / n)} for n in names}
+    listed = {
+        n: {"size": (root / n).stat().st_size, "digest": quick_digest(root / n)} for n in names
+    }
     data = {"kind": kind, "format": format_version, "created_by": f"gliomagen {__version__}",
             "fingerprint": fingerprint, "files": listed}  # fmt: skip
     return write_json(marker, data)
@@ -123,7 +125,11 @@ def read_marker(folder: str | os.PathLike[str], kind: str) -> dict[str, Any] | N
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: unreadable marker ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != kind or not isinstance(data.get("files"), dict):
+    if (
+        not isinstance(data, dict)
+        or data.get("kind") != kind
+        or not isinstance(data.get("files"), dict)
+    ):
         raise ValueError(f"{path}: not a gliomagen {kind} marker")
     return data
 
