@@ -30,10 +30,10 @@ def run(*args: str | Path) -> tuple[int, str, str]:
 def test_prepare_every_layout_then_inspect(tree: dict[str, Path]) -> None:
     out = tree["root"] / "S"
     code, stdout, stderr = run("prepare", tree["brats2023"], tree["brats2021"], tree["brats2018"], tree["manifest"],
-                               "--out", out, "--size", "12,14,10", "--seed", "3", "--qc", "1")  # fmt: skip
+                               "--out", out, "--size", "18,20,16", "--seed", "3", "--qc", "1")  # fmt: skip
     assert code == 0, stderr
     assert "cases      6 (5 with a tumour mask)" in stdout
-    assert "grid       12 x 14 x 10" in stdout
+    assert "grid       18 x 20 x 16" in stdout
     code, stdout, _ = run("inspect", out)
     assert code == 0
     assert "splits     train 4, val 1, test 1" in stdout
@@ -60,7 +60,7 @@ def test_phantom_style_clinical_csv(tmp_path: Path, synth: Synth) -> None:
         "--out",
         tmp_path / "S",
         "--size",
-        "8",
+        "16",
         "--qc",
         "0",
     )
@@ -158,7 +158,7 @@ def test_bad_case_fails_cleanly_or_is_skipped(tmp_path: Path, synth: Synth, kind
     synth.case(src, "BraTS-GLI-00001-000")
     expected = BAD_CASES[kind](src, synth)
     out = tmp_path / "out" / "S"
-    code, stdout, stderr = run("prepare", src, "--out", out, "--size", "8", "--qc", "0")
+    code, stdout, stderr = run("prepare", src, "--out", out, "--size", "16", "--qc", "0")
     assert code == 2
     assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
     for part in expected:
@@ -167,7 +167,7 @@ def test_bad_case_fails_cleanly_or_is_skipped(tmp_path: Path, synth: Synth, kind
     assert no_store_left(tmp_path)
 
     code, stdout, stderr = run(
-        "prepare", src, "--out", out, "--size", "8", "--qc", "0", "--skip-bad"
+        "prepare", src, "--out", out, "--size", "16", "--qc", "0", "--skip-bad"
     )
     assert code == 0, stderr
     assert open_store(out).case_ids == ["BraTS-GLI-00001-000"]

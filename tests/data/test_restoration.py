@@ -22,7 +22,7 @@ from gliomagen.data.restoration import (
 from gliomagen.data.store import build_store
 from gliomagen.errors import GliomagenError
 
-SIZE = (12, 14, 10)
+SIZE = (18, 20, 16)
 
 
 def _ellipsoid(shape: tuple[int, int, int], radii: tuple[float, float, float]) -> np.ndarray:
@@ -156,7 +156,8 @@ def test_store_records_restoration_and_rebuilds_on_change(
     intensity = json.loads(_intensity(out))
     assert intensity["t1n"]["noise_sigma"] > 0 and intensity["t1n"]["log_bias_sd"] > 0
     a, b = np.load(plain / "images.npy"), np.load(out / "images.npy")
-    np.testing.assert_array_equal(a == -1, b == -1)  # same background
+    # the same background, up to a few voxels at its edge (a restored brain voxel can reach -1)
+    assert ((a == -1) != (b == -1)).mean() < 1e-3
     assert np.abs(a.astype(np.float32) - b.astype(np.float32)).mean() > 0.01
     capsys.readouterr()
     build_store([cohort], out, **kw)  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ from gliomagen.data.store import assign_splits, build_store, open_store, parse_s
 from gliomagen.data.store_output import NpyWriter
 from gliomagen.errors import GliomagenError
 
-SIZE = (12, 14, 10)
+SIZE = (18, 20, 16)
 
 
 def _leftovers(parent: Path) -> list[str]:
@@ -174,8 +174,8 @@ def test_rerun_on_unchanged_inputs_does_no_work(
     os.utime(seg, ns=(seg.stat().st_atime_ns, seg.stat().st_mtime_ns + 10**9))
     build_store(src, built, size=SIZE, progress=False, qc_cases=2)
     assert (built / "meta.json").stat().st_mtime_ns != before
-    build_store(src, built, size=(8, 8, 8), progress=False, qc_cases=0)
-    assert open_store(built).size == (8, 8, 8) and not (built / "qc").exists()
+    build_store(src, built, size=(16, 16, 16), progress=False, qc_cases=0)
+    assert open_store(built).size == (16, 16, 16) and not (built / "qc").exists()
     assert _leftovers(built.parent) == []
 
 
@@ -300,7 +300,7 @@ def slow(record, size):
     return real(record, size)
 w.prepare_case = slow
 b.build_store([{str(tree["brats2023"])!r}, {str(tree["brats2018"])!r}], {str(tree["root"] / "S")!r},
-              size=8, workers=2, progress=False, qc_cases=0)
+              size=16, workers=2, progress=False, qc_cases=0)
 """
     proc = subprocess.Popen([sys.executable, "-c", code, marker])
     deadline = time.time() + 60

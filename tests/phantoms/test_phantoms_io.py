@@ -162,6 +162,24 @@ def test_refuses_a_folder_with_other_cases(tmp_path: Path) -> None:
         generate_cohort(tmp_path, {"GLI": 1}, progress=False)
 
 
+def test_never_replaces_a_case_folder_it_did_not_write(tmp_path: Path) -> None:
+    """Real BraTS 2023 ids look like phantom ids: a folder of real cases is not overwritten."""
+    real = tmp_path / "BraTS-GLI-00000-000"
+    real.mkdir()
+    (real / "BraTS-GLI-00000-000-t1n.nii.gz").write_bytes(b"a patient's scan")
+    with pytest.raises(GliomagenError, match="BraTS-GLI-00000-000, which gliomagen phantoms did not write"):
+        generate_cohort(tmp_path, {"GLI": 1}, progress=False)
+    assert _tree(tmp_path) == {"BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz": b"a patient's scan"}
+
+
+def test_an_interrupted_cohort_can_be_run_again(tmp_path: Path) -> None:
+    out = generate_cohort(tmp_path / "o", {"SSA": 1}, seed=1, progress=False)
+    before = _tree(out)
+    (out / "clinical.csv").unlink()  # killed before its tables were written: phantoms.json is first
+    generate_cohort(out, {"SSA": 1}, seed=1, progress=False)
+    assert _tree(out) == before
+
+
 @pytest.mark.slow
 def test_one_mm_grid() -> None:
     case = make_case("GLI", 0, seed=0, resolution=1)

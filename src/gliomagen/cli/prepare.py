@@ -2,14 +2,43 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import warnings
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.data.tables import DataWarning
 from gliomagen.errors import GliomagenError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def warning_lines(func: F) -> F:
+    """Decorate a command so each :class:`DataWarning` is one ``warning: ...`` line on stderr,
+    printed when it is raised (every time, not once per place)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DataWarning)
+            default = warnings.showwarning
+
+            def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+                if issubclass(category, DataWarning):
+                    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+                else:
+                    default(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +52,11 @@ _SOURCES = typer.Argument(
     help="BraTS folders (2018-2024 layouts) and/or manifest CSVs (case_id,t1n,t1c,t2w,t2f[,seg],labels...).",
 )
 _OUT = typer.Option(
-    ..., "--out", "-o", help="Store folder to create (an existing store there is replaced)."
+    ...,
+    "--out",
+    "-o",
+    help="Store folder to create (a store gliomagen wrote there is replaced; any other folder, "
+    "or one in or around the inputs, is refused).",
 )
 _LABELS = typer.Option(
     None, "--labels", help="CSV with case_id and label columns, joined by case id."
@@ -31,8 +64,8 @@ _LABELS = typer.Option(
 _SIZE = typer.Option(
     None,
     "--size",
-    help="Grid: one number (cube) or three, e.g. 96,112,96 (default 128). With --slices: the "
-    "side of the square slices (default 256).",
+    help="Grid: one number (cube) or three, e.g. 96,112,96 (default 128), each side at least 16. "
+    "With --slices: the side of the square slices (default 256).",
 )
 _SLICES = typer.Option(
     False,
@@ -103,6 +136,7 @@ _DENOISE_STRENGTH = typer.Option(
 
 
 @user_errors
+@warning_lines
 def prepare(
     sources: list[Path] = _SOURCES,
     out: Path = _OUT,
@@ -180,6 +214,7 @@ def _build_slices(
 
 
 @user_errors
+@warning_lines
 def inspect(
     store: Path = typer.Argument(..., help="A store made by gliomagen prepare."),
     all_cases: bool = typer.Option(False, "--all", help="List every case (default: the first 50)."),
@@ -189,10 +224,22 @@ def inspect(
 
 
 def _summary(path: Path, show_cases: int | None) -> None:
-    """Print what a store holds: size, grid, splits, label counts and (some) cases."""
+    """Print what a store holds: size, grid, splits, labels, the QC folder or (some) cases."""
     from gliomagen.data.store import open_store  # torch-heavy: loaded when the command runs
 
     ds = open_store(path)
+    _describe_store(ds, path)
+    _describe_labels(ds)
+    if show_cases == 0:
+        qc = Path(path) / "qc"
+        if qc.is_dir() and any(qc.glob("*.png")):  # none with --qc 0
+            typer.echo(f"qc         {qc}")
+        return
+    _list_cases(ds, show_cases)
+
+
+def _describe_store(ds: Any, path: Path) -> None:
+    """The store's size, grid, splits and skipped cases."""
     meta = ds.meta
     echo = typer.echo
     echo(f"store      {path}")
@@ -210,7 +257,15 @@ def _summary(path: Path, show_cases: int | None) -> None:
         echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
     if meta.get("skipped"):
         echo(f"skipped    {len(meta['skipped'])} case(s), see {Path(path) / 'skipped.csv'}")
-    echo("labels")
+
+
+_DECIDED_BY = {"values": "kind inferred from the values", "--label-type": "kind from --label-type"}
+
+
+def _describe_labels(ds: Any) -> None:
+    """One line per label: kind, values, source and what decided the kind; then the labels left out."""
+    usage: dict[str, dict[str, str]] = ds.meta.get("labels") or {}  # stores since labels were recorded
+    typer.echo("labels")
     for fld in ds.schema.fields:
         values = [r[fld.name] for r in ds.rows]
         missing = sum(v is None for v in values)
@@ -224,12 +279,18 @@ def _summary(path: Path, show_cases: int | None) -> None:
                 if nums
                 else ""
             )
-        echo(
-            f"  {fld.name:<20} {fld.kind:<11} {text}{f', missing {missing}' if missing else ''}  [{fld.source}]"
+        by = _DECIDED_BY.get(usage.get(fld.name, {}).get("by", ""))
+        typer.echo(
+            f"  {fld.name:<20} {fld.kind:<11} {text}{f', missing {missing}' if missing else ''}  [{fld.source}]{f' ({by})' if by else ''}"
         )
-    if show_cases == 0:
-        echo(f"qc         {Path(path) / 'qc'}")
-        return
+    for name, use in usage.items():
+        if use.get("kind") == "left out":
+            typer.echo(f"  {name:<20} {'left out':<11} ({use.get('by')})  [{use.get('source')}]")
+
+
+def _list_cases(ds: Any, show_cases: int | None) -> None:
+    """The table of cases (the first ``show_cases``, or all) with their split, mask and labels."""
+    echo = typer.echo
     echo("cases")
     names = [f.name for f in ds.schema.fields]
     shown = ds.index_rows if show_cases is None else ds.index_rows[:show_cases]

@@ -45,14 +45,19 @@ from gliomagen.data.build_inputs import (
     store_options,
 )
 from gliomagen.data.build_workers import prepare_cases, say, sigterm_as_interrupt
-from gliomagen.data.labels import build_schema, parse_label_types, read_label_table
+from gliomagen.data.labels import (
+    build_schema,
+    label_usage,
+    parse_label_types,
+    read_label_table,
+)
 from gliomagen.data.layouts import CaseRecord, find_cases
 from gliomagen.data.preprocess import PrepOptions
 from gliomagen.data.qc import write_rows_qc
 from gliomagen.data.restoration import DenoiseOptions, N4Options
 from gliomagen.data.standardise import ZSCORE_CLIP_SD, learn_landmarks, nyul_meta, rewrite_images
-from gliomagen.data.store_format import NO_MASK, assign_splits, parse_size
-from gliomagen.data.store_output import NpyWriter, check_output, staged_store
+from gliomagen.data.store_format import NO_MASK, assign_splits, check_trainable_size, parse_size
+from gliomagen.data.store_output import NpyWriter, check_apart, check_output, staged_store
 from gliomagen.errors import GliomagenError
 from gliomagen.io.atomic import write_text
 
@@ -98,7 +103,8 @@ def build_store(
 
     Args:
         sources: BraTS folders and/or manifest CSVs.
-        out: the store folder to create (an existing store there is replaced when done).
+        out: the store folder to create: a new or empty folder, or a store gliomagen wrote (replaced
+            when done); never a folder holding anything else, nor one in or around the inputs.
         labels_csv: a CSV with ``case_id`` and label columns, joined by case id.
         size: target grid, one number (cube) or three.
         skip_bad: store the good cases and list the bad ones in ``skipped.csv``, instead of failing.
@@ -117,15 +123,17 @@ def build_store(
         ``out``.
 
     Raises:
-        GliomagenError: bad input or output, naming the case, file and problem; nothing is left
-            behind.
+        GliomagenError: bad input or output, naming the case, file and problem, or a failed write
+            (a full disk); nothing is left behind and an old store at ``out`` is kept.
     """
     size_t = parse_size(size)
+    check_trainable_size(size_t)
     out = Path(out)
     if workers < 1:
         raise GliomagenError(f"--workers {workers}: must be at least 1")
     check_output(out)
     cases = find_cases(sources)
+    check_apart(out, sources, cases, labels_csv)
     label_cols, label_table = read_label_table(Path(labels_csv)) if labels_csv else ([], {})
     check_label_columns(cases, label_cols, label_table, labels_csv)
     kinds = parse_label_types(label_types)
@@ -171,7 +179,9 @@ def _build(tmp: Path, cases: list[CaseRecord], job: _Job) -> dict[str, Any]:
         write_skipped(tmp / "skipped.csv", skipped)
     train_int = [p.intensity for (_, p), s in zip(kept, splits, strict=True) if s == "train"]
     prep_meta = _intensity_meta(tmp, kept, train_int, job, qc_later)
-    return store_meta(kept, rows, splits, skipped, schema, job.size, train_int, prep_meta)
+    meta = store_meta(kept, rows, splits, skipped, schema, job.size, train_int, prep_meta)
+    meta["labels"] = label_usage(sources, job.kinds, schema)
+    return meta
 
 
 def _write_arrays(

@@ -62,7 +62,7 @@ def write_index(
     """Write ``index.csv``: one row per stored case."""
     header = ["case_id", "split", "has_mask", *[f for f in fields if f not in ("case_id", "split", "has_mask")],
               "layout", *[f"{m}_path" for m in MODALITIES], "seg_path", "intensity", "geometry"]  # fmt: skip
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
         for (record, prepared), row, split in zip(kept, rows, splits, strict=True):
@@ -82,7 +82,7 @@ def write_index(
 
 def write_skipped(path: Path, skipped: Sequence[tuple[str, str]]) -> None:
     """Write ``skipped.csv``: the cases left out and why."""
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([("case_id", "problem"), *skipped])
 
 

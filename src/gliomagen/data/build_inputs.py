@@ -2,7 +2,7 @@
 
 :func:`input_fingerprint` hashes every input file's path, size and modification time, the labels
 table and the options; a store whose ``meta.json`` holds the same fingerprint is up to date
-(:func:`is_up_to_date`) and is not rebuilt.
+(:func:`is_up_to_date`) and is not rebuilt, unless its files are damaged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from gliomagen.data.nifti import sha256
 from gliomagen.data.preprocess import PrepOptions
 from gliomagen.data.restoration import DenoiseOptions, N4Options
 from gliomagen.data.standardise import load_nyul_standard
+from gliomagen.data.store_check import store_damage
 from gliomagen.data.store_format import FORMAT_VERSION, read_json
+from gliomagen.data.tables import warn
 from gliomagen.errors import GliomagenError
 
 RESERVED_COLUMNS = frozenset({"case_id", "split", "has_mask", "layout", "intensity", "geometry"})
@@ -35,7 +37,8 @@ def check_label_columns(
     label_rows: dict[str, dict[str, str]],
     labels_csv: Path | str | None,
 ) -> None:
-    """Refuse label columns the index reserves and ``--labels`` rows of cases not found."""
+    """Refuse label columns the index reserves and ``--labels`` rows of cases not found; warn
+    about cases the ``--labels`` table has no row for."""
     for name in [*label_cols, *(k for c in cases for k in c.labels)]:
         if name in RESERVED_COLUMNS or name.endswith("_path"):
             raise GliomagenError(f"label column {name!r} is reserved by the store index; rename it")
@@ -44,6 +47,12 @@ def check_label_columns(
     if stray:
         raise GliomagenError(
             f"--labels {labels_csv}: {len(stray)} row(s) for unknown cases, e.g. {', '.join(map(repr, stray[:3]))}"
+        )
+    unlabelled = [c.case_id for c in cases if c.case_id not in label_rows]
+    if labels_csv and label_rows and unlabelled:  # a table without rows has had its own warning
+        warn(
+            f"--labels {labels_csv}: {len(unlabelled)} of {len(cases)} case(s) have no row, e.g. "
+            f"{', '.join(unlabelled[:5])}; their labels from it are missing"
         )
 
 
@@ -109,7 +118,21 @@ def input_fingerprint(
 
 
 def is_up_to_date(out: Path, stamp: str) -> bool:
-    """True when ``out`` is a store built from inputs and options with fingerprint ``stamp``."""
-    return (out / "meta.json").is_file() and read_json(out / "meta.json").get(
-        "input_fingerprint"
-    ) == stamp
+    """True when ``out`` is a whole store built from inputs and options with fingerprint ``stamp``.
+
+    A store with that fingerprint whose files are damaged (:func:`~gliomagen.data.store_check.store_damage`)
+    is out of date: a warning says why, and the caller rebuilds it (replacing it only when it is a
+    store gliomagen wrote, see :func:`~gliomagen.data.store_output.staged_store`).
+    """
+    try:
+        meta = read_json(out / "meta.json") if (out / "meta.json").is_file() else {}
+    except GliomagenError:
+        return False  # not a store's meta.json (whether the folder may be replaced is checked later)
+    if not isinstance(meta, dict) or meta.get("input_fingerprint") != stamp:
+        return False
+    damage = store_damage(out)
+    if damage is not None:
+        damage = damage.removesuffix("; run gliomagen prepare again")
+        warn(f"{out}: the store is damaged ({damage}); building it again")
+        return False
+    return True

@@ -5,12 +5,15 @@ Building a schema from data (``prepare``): :func:`read_label_table` reads a ``--
 0/1 flags and text are categorical; ``--label-type name=categorical|continuous|ignore``
 overrides, see :func:`parse_label_types`), :func:`derive_covariates` measures the tumour mask
 (whole-tumour volume in ml, enhancing fraction, hemisphere) and :func:`build_schema` puts it
-together, with continuous statistics taken from the training split.
+together, with continuous statistics taken from the training split. Doubtful label tables are
+reported as warnings (:func:`~gliomagen.data.tables.warn`): a table without rows, a column
+without values, a numeric column read as categorical because of a few values such as ``55y``,
+``n/a`` or ``inf``. :func:`label_usage` records what decided each label's kind, for ``inspect``.
 """
 
 from __future__ import annotations
 
-import csv
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from gliomagen.data.conditions import (
     is_missing,
     label_float,
 )
+from gliomagen.data.tables import read_table, warn
 from gliomagen.errors import GliomagenError
 
 LABEL_KINDS = ("categorical", "continuous", "ignore")
@@ -41,6 +45,10 @@ FIXED_KINDS: dict[str, Kind] = {
     "position": "continuous",
 }
 """Fields whose kind is known without looking at the values (``--label-type`` still overrides)."""
+
+TABLE_SOURCES = ("labels-csv", "manifest")
+"""Sources of labels typed in by people (a ``--labels`` table, a manifest's extra columns): their
+doubtful values are reported with a warning."""
 
 SLICE_CONDITIONS = ("view", "position")
 """Conditions every slice of a 2D slice store has (:mod:`gliomagen.data.slices`): its view
@@ -68,34 +76,24 @@ def read_label_table(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
 
     Returns:
         ``(columns, rows)``: the label column names (without ``case_id``) in file order and the
-        raw string values by case id.
+        raw string values by case id. A table without rows is returned empty, with a warning.
 
     Raises:
-        GliomagenError: unreadable file, no ``case_id`` column, empty or duplicate case ids.
+        GliomagenError: unreadable file, no ``case_id`` column, a column named twice, a row with
+            more or fewer fields than the header, empty or duplicate case ids (naming the line).
     """
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [(h or "").strip() for h in (reader.fieldnames or [])]
-            raw = list(reader)
-    except FileNotFoundError:
-        raise GliomagenError(f"--labels {path}: file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise GliomagenError(f"--labels {path}: cannot read the table ({exc})") from None
-    if "case_id" not in header:
-        raise GliomagenError(
-            f"--labels {path}: no case_id column (columns: {', '.join(header) or 'none'})"
-        )
+    header, raw = read_table(path, what="--labels", required=("case_id",))
     columns = [h for h in header if h and h != "case_id"]
+    if not raw:
+        warn(f"--labels {path}: the table has a header but no rows; it gives no labels")
     rows: dict[str, dict[str, str]] = {}
-    for line, r in enumerate(raw, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None}
-        case_id = row.pop("case_id", "")
+    for line, row in raw:
+        case_id = row.pop("case_id")
         if not case_id:
             raise GliomagenError(f"--labels {path}: line {line} has an empty case_id")
         if case_id in rows:
             raise GliomagenError(f"--labels {path}: case {case_id!r} appears twice (line {line})")
-        rows[case_id] = {c: row.get(c, "") for c in columns}
+        rows[case_id] = row
     return columns, rows
 
 
@@ -169,13 +167,15 @@ def build_schema(
         values = [r.get(name) for r in rows]
         present = [v for v in values if not is_missing(v)]
         kind = kinds.get(name) or FIXED_KINDS.get(name) or infer_kind(present)
+        if source in TABLE_SOURCES and name not in kinds and name not in FIXED_KINDS:
+            _warn_doubtful(name, source, present, kind)
         if kind == "ignore" or not present:
             continue
         if kind == "categorical":
             cats = sorted({str(v).strip() for v in present}, key=_category_key)
             fields.append(ConditionField(name, "categorical", categories=cats, source=source))
             continue
-        nums = [label_float(v, name) for v in present]
+        nums = [label_float(v, name) for v in present]  # every value must be a number
         train_nums = [
             label_float(v, name)
             for v, t in zip(values, in_train, strict=True)
@@ -188,6 +188,54 @@ def build_schema(
             )
         )
     return ConditionSchema(fields)
+
+
+def _warn_doubtful(name: str, source: str, present: list[Any], kind: str) -> None:
+    """Warn about a table column left out for want of values, or read as categorical because a
+    few of its values are not numbers (``55y``, ``n/a``, ``inf``), naming up to five of them."""
+    if not present:
+        warn(f"label {name} ({source}): no case has a value; it is left out of the conditions")
+        return
+    if kind != "categorical":
+        return
+    odd = sorted({str(v).strip() for v in present if not _is_number(v)})
+    if odd and any(_is_number(v) for v in present):
+        shown = ", ".join(repr(v) for v in odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+        n_cats = len({str(v).strip() for v in present})
+        warn(
+            f"label {name} ({source}): {len(odd)} value(s) are not numbers ({shown}), so {name} is "
+            f"read as categorical with {n_cats} categories; if it is a number, correct those values "
+            "or leave them empty (unknown)"
+        )
+
+
+def _is_number(value: Any) -> bool:
+    """Whether a label value reads as a finite number."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def label_usage(
+    sources: Mapping[str, str], kinds: Mapping[str, str], schema: ConditionSchema
+) -> dict[str, dict[str, str]]:
+    """How each label was used, as recorded in ``meta.json`` (``labels``) and shown by ``inspect``.
+
+    Returns:
+        name -> ``{"source": ..., "kind": categorical | continuous | left out, "by": ...}``, where
+        ``by`` says what decided: ``fixed`` (a known label), ``--label-type``, ``values`` (inferred
+        from the values), or for a label left out ``--label-type ignore`` or ``no values``.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name, source in sources.items():
+        by = "--label-type" if name in kinds else ("fixed" if name in FIXED_KINDS else "values")
+        if name in schema:
+            out[name] = {"source": source, "kind": schema[name].kind, "by": by}
+        else:
+            reason = "--label-type ignore" if kinds.get(name) == "ignore" else "no values"
+            out[name] = {"source": source, "kind": "left out", "by": reason}
+    return out
 
 
 def _category_key(value: str) -> tuple[int, float, str]:

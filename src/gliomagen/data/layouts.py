@@ -17,7 +17,6 @@ case ids, a manifest without a modality column) raise :class:`GliomagenError` at
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gliomagen import MODALITIES
+from gliomagen.data.tables import read_table
 from gliomagen.errors import GliomagenError
 
 #: File-name suffix (lower case) -> canonical key (a modality or ``seg``).
@@ -220,15 +220,29 @@ def _missing_message(case_id: str, missing: list[str], folder: Path, filenames: 
 
 # -- manifests -------------------------------------------------------------------------------
 def read_manifest(path: Path) -> list[CaseRecord]:
-    """Read a manifest CSV (``case_id``, modality columns, optional ``seg``, label columns)."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise GliomagenError(f"{path}: cannot read the manifest ({exc})") from None
-    columns: dict[str, str] = {}  # canonical key -> header name
+    """Read a manifest CSV (``case_id``, modality columns, optional ``seg``, label columns).
+
+    Raises:
+        GliomagenError: an unreadable table, a column named twice or two columns for one modality,
+            no ``case_id`` or modality column, a row with more or fewer fields than the header or
+            without a case id (naming the line).
+    """
+    header, rows = read_table(path)
+    columns = _manifest_columns(path, header)
+    used = set(columns.values())
+    label_cols = [h for h in header if h and h not in used]
+    cases: list[CaseRecord] = []
+    for line, row in rows:
+        case_id = row[columns["case_id"]]
+        if not case_id:
+            raise GliomagenError(f"{path}: line {line} has an empty case_id")
+        cases.append(_manifest_case(path, line, case_id, row, columns, label_cols))
+    return cases
+
+
+def _manifest_columns(path: Path, header: list[str]) -> dict[str, str]:
+    """Canonical key (``case_id``, a modality, ``seg``) -> the manifest's column for it."""
+    columns: dict[str, str] = {}
     for name in header:
         key = MANIFEST_ALIASES.get(name.lower())
         if key is None:
@@ -243,34 +257,34 @@ def read_manifest(path: Path) -> list[CaseRecord]:
     missing = [m for m in MODALITIES if m not in columns]
     if missing:
         raise GliomagenError(f"{path}: manifest has no column for modality {', '.join(missing)}")
-    used = set(columns.values())
-    label_cols = [h for h in header if h not in used]
+    return columns
+
+
+def _manifest_case(
+    path: Path,
+    line: int,
+    case_id: str,
+    row: dict[str, str],
+    columns: dict[str, str],
+    label_cols: list[str],
+) -> CaseRecord:
+    """One manifest row as a case (relative paths are relative to the manifest's folder)."""
     base = path.parent
-    cases: list[CaseRecord] = []
-    for line, row in enumerate(rows, start=2):
-        case_id = row.get(columns["case_id"], "")
-        if not case_id:
-            raise GliomagenError(f"{path}: line {line} has an empty case_id")
-        images = {m: base / row[columns[m]] for m in MODALITIES if row.get(columns[m])}
-        seg_cell = row.get(columns["seg"], "") if "seg" in columns else ""
-        labels = {c: row.get(c, "") for c in label_cols}
-        absent = [m for m in MODALITIES if m not in images]
-        cases.append(
-            CaseRecord(
-                case_id=case_id,
-                images=images,
-                seg=base / seg_cell if seg_cell else None,
-                layout="manifest",
-                cohort=labels.pop("cohort", "") or cohort_from(case_id),
-                grade=labels.pop("grade", "") or None,
-                labels=labels,
-                folder=path,
-                problem=f"{path}: line {line}: missing modality {', '.join(absent)}"
-                if absent
-                else None,
-            )
-        )
-    return cases
+    images = {m: base / row[columns[m]] for m in MODALITIES if row[columns[m]]}
+    seg_cell = row[columns["seg"]] if "seg" in columns else ""
+    labels = {c: row[c] for c in label_cols}
+    absent = [m for m in MODALITIES if m not in images]
+    return CaseRecord(
+        case_id=case_id,
+        images=images,
+        seg=base / seg_cell if seg_cell else None,
+        layout="manifest",
+        cohort=labels.pop("cohort", "") or cohort_from(case_id),
+        grade=labels.pop("grade", "") or None,
+        labels=labels,
+        folder=path,
+        problem=f"{path}: line {line}: missing modality {', '.join(absent)}" if absent else None,
+    )
 
 
 def _check_unique(cases: list[CaseRecord]) -> None:

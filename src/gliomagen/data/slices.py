@@ -46,6 +46,7 @@ from gliomagen.data.conditions import ConditionSchema
 from gliomagen.data.labels import (
     SLICE_CONDITIONS,
     build_schema,
+    label_usage,
     parse_label_types,
     read_label_table,
 )
@@ -57,8 +58,9 @@ from gliomagen.data.slice_pictures import (
     slices_montage_png,
     to_display,
 )
-from gliomagen.data.store_format import NO_MASK, SPLITS, parse_size, read_json
-from gliomagen.data.store_output import NpyWriter, check_output, staged_store
+from gliomagen.data.store_format import NO_MASK, SPLITS, check_trainable_size, parse_size, read_json
+from gliomagen.data.store_output import NpyWriter, check_apart, check_output, staged_store
+from gliomagen.data.tables import read_table
 from gliomagen.errors import GliomagenError
 from gliomagen.io.atomic import write_text
 
@@ -145,7 +147,7 @@ def build_slice_store(
     Args:
         sources, labels_csv, skip_bad, workers, seed, progress, label_types, qc_cases, normalize,
             bias_correction, denoise, nyul_from: as in :func:`gliomagen.data.build.build_store`.
-        out: the store folder to create (an existing store there is replaced when done).
+        out: the store folder to create, as in :func:`~gliomagen.data.build.build_store`.
         size: side of the square slices (and of the cubic grid they are cut from).
         views: ``axial``, ``coronal``, ``sagittal`` (all by default).
         min_brain_fraction: slices whose brain covers less of the slice are left out, in [0, 1);
@@ -159,11 +161,13 @@ def build_slice_store(
         GliomagenError: bad options or input, naming them; nothing is left behind.
     """
     side = parse_slice_size(size)
+    check_trainable_size((side, side))
     views_t = parse_views(views)
     _check_numbers(min_brain_fraction, slice_step, workers)
     out = Path(out)
     check_output(out)
     cases = find_cases(sources)
+    check_apart(out, sources, cases, labels_csv)
     label_cols = read_label_table(Path(labels_csv))[0] if labels_csv else []
     for name in [*label_cols, *(k for c in cases for k in c.labels)]:
         if name in (*SLICE_CONDITIONS, *_SLICE_COLUMNS):
@@ -215,9 +219,8 @@ def _cut(
     """Cut the slices of ``volumes`` into ``tmp``'s arrays and index; return the slice store's meta."""
     vmeta = read_json(volumes / "meta.json")
     side = int(vmeta["size"][0])
-    with open(volumes / "index.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header, cases = list(reader.fieldnames or []), list(reader)
+    header, table = read_table(volumes / "index.csv")
+    cases = [row for _, row in table]
     labels = header[header.index("has_mask") + 1 : header.index("layout")]
     rows = _cut_arrays(tmp, volumes, cases, labels, views, side, min_fraction, step)
     if not rows:
@@ -226,7 +229,7 @@ def _cut(
         )
     columns = ["case_id", "split", "has_mask", "source_case", "view", "slice_index", "position",
                "brain_fraction", *labels, "layout"]  # fmt: skip
-    with open(tmp / "index.csv", "w", newline="") as fh:
+    with open(tmp / "index.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -294,10 +297,10 @@ def _slice_meta(
     """The slice store's meta: the volume store's, with 2-D sizes, the view and position
     conditions (standardised on the training slices) and the slicing options."""
     train = [r["split"] == "train" for r in rows]
+    extra_sources = {"view": "view", "position": "slice"}
     extra = build_schema(
-        [{"view": r["view"], "position": r["position"]} for r in rows],
-        {"view": "view", "position": "slice"}, train=train,
-    )  # fmt: skip
+        [{"view": r["view"], "position": r["position"]} for r in rows], extra_sources, train=train
+    )
     schema = ConditionSchema([*ConditionSchema.from_dict(vmeta["schema"]).fields, *extra.fields])
     meta = {
         k: v for k, v in vmeta.items() if k not in ("input_fingerprint", "options", "labels_csv")
@@ -307,6 +310,7 @@ def _slice_meta(
         splits={s: sum(r["split"] == s for r in rows) for s in SPLITS}, case_splits=vmeta["splits"],
         n_slices=len(rows), n_with_mask=sum(r["has_mask"] == "1" for r in rows),
         labels_csv=vmeta.get("labels_csv"),
+        labels={**vmeta.get("labels", {}), **label_usage(extra_sources, {}, extra)},
         slices={
             "views": list(views), "held_axis": {v: "xyz"[VIEW_AXIS[v]] for v in views},
             "axes": {v: "".join(a for a in "xyz" if a != "xyz"[VIEW_AXIS[v]]) for v in views},
@@ -323,8 +327,7 @@ def _slice_qc(
     tmp: Path, volumes: Path, views: tuple[str, ...], case_ids: list[str], n: int = 6
 ) -> None:
     """``qc/<case>-slices.png``: ``n`` kept slices per view (rows), T1Gd with the mask overlaid."""
-    with open(tmp / "index.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = [row for _, row in read_table(tmp / "index.csv")[1]]
     images = np.load(tmp / "images.npy", mmap_mode="r")
     masks = np.load(tmp / "masks.npy", mmap_mode="r")
     channel = min(1, images.shape[1] - 1)

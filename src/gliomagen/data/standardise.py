@@ -256,7 +256,7 @@ def load_nyul_standard(store: Path | str) -> dict[str, np.ndarray]:
     """
     path = Path(store) / "meta.json"
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise GliomagenError(
             f"--nyul-from {store}: not a readable gliomagen store ({exc})"

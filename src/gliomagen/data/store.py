@@ -10,6 +10,8 @@ Layout (format version 1)::
       index.csv    one row per case: case_id, split, has_mask, labels, covariates, paths, geometry
       qc/          montage PNGs of a sample of cases
       skipped.csv  cases left out by --skip-bad, and why (only when there are any)
+      .gliomagen-store  the ownership marker: every file above with its size and a cheap digest,
+                   and the store's fingerprint (see :mod:`gliomagen.data.store_check`)
 
 A 2D *slice store* (``prepare --slices``, :mod:`gliomagen.data.slices`) has the same layout with
 2-D items (images ``[N, C, H, W]``, masks ``[N, H, W]``, one index row per slice, ``spatial_dims``
@@ -23,7 +25,6 @@ in :mod:`gliomagen.data.store_format`, shared with the writers.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,10 @@ from torch.utils.data import Dataset
 
 from gliomagen.data.build import build_store
 from gliomagen.data.conditions import ConditionSchema
+from gliomagen.data.store_check import check_arrays
 from gliomagen.data.store_format import (
     FORMAT_VERSION,
+    INDEX_COLUMNS,
     NO_MASK,
     SPLIT_FRACTIONS,
     SPLITS,
@@ -43,6 +46,7 @@ from gliomagen.data.store_format import (
     parse_size,
     read_json,
 )
+from gliomagen.data.tables import read_table
 from gliomagen.errors import GliomagenError
 
 __all__ = ["FORMAT_VERSION", "NO_MASK", "SPLITS", "SPLIT_FRACTIONS", "StoreDataset", "assign_splits",
@@ -52,6 +56,9 @@ __all__ = ["FORMAT_VERSION", "NO_MASK", "SPLITS", "SPLIT_FRACTIONS", "StoreDatas
 # -- the dataset -------------------------------------------------------------------------------
 class StoreDataset(Dataset):
     """A prepared store (or one split of it) as a torch Dataset.
+
+    Opening checks the store's files (:func:`gliomagen.data.store_check.check_arrays`): a truncated
+    or damaged array is a :class:`GliomagenError` naming it, not a crash when it is read.
 
     ``ds[i] -> (image float32 [C, D, H, W], mask int64 [D, H, W], cond {"cat": int64 [n_cat],
     "cont": float32 [n_cont]}, case_id)`` (``[C, H, W]`` / ``[H, W]`` slices in a slice store);
@@ -85,8 +92,8 @@ class StoreDataset(Dataset):
         self.modalities: list[str] = list(self.meta["modalities"])
         self.size: tuple[int, ...] = tuple(int(s) for s in self.meta["size"])  # (D, H, W) or (H, W)
         self.spacing_mm: list[float] = list(self.meta["spacing_mm"])
-        with open(self.path / "index.csv", newline="") as fh:
-            everything = list(csv.DictReader(fh))
+        everything = _read_index(self.path / "index.csv")
+        check_arrays(self.path, self.meta, len(everything))
         picked = [(i, r) for i, r in enumerate(everything) if split is None or r["split"] == split]
         self.indices = np.array([i for i, _ in picked], dtype=np.int64)
         self.index_rows: list[dict[str, str]] = [r for _, r in picked]
@@ -138,6 +145,22 @@ class StoreDataset(Dataset):
         state = self.__dict__.copy()
         state["_images"] = state["_masks"] = None  # re-opened lazily in the worker
         return state
+
+
+def _read_index(path: Path) -> list[dict[str, str]]:
+    """A store's ``index.csv`` rows (a spreadsheet's byte order mark is fine).
+
+    Raises:
+        GliomagenError: an unreadable table, a required column missing, a ragged row or a split
+            that is not train, val or test, naming the file and line.
+    """
+    _, table = read_table(path, required=INDEX_COLUMNS)
+    for line, row in table:
+        if row["split"] not in SPLITS:
+            raise GliomagenError(
+                f"{path} line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)}"
+            )
+    return [row for _, row in table]
 
 
 def open_store(path: Path | str, split: str | None = None) -> StoreDataset:

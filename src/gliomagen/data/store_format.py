@@ -2,12 +2,14 @@
 
 :mod:`gliomagen.data.build` (and :mod:`gliomagen.data.slices`) write a store and
 :mod:`gliomagen.data.store` reads one (the layout is described there); both take the format
-version, the split names, the no-mask value, the ``--size`` parser, the seeded split and the
-``meta.json`` reader from here, so neither imports the other's internals.
+version, the split names, the no-mask value, the ``--size`` parser, the seeded split, the
+``meta.json`` reader and the store's fingerprint from here, so neither imports the other's
+internals.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +18,18 @@ from typing import Any
 import numpy as np
 
 from gliomagen.errors import GliomagenError
+from gliomagen.io.ownership import quick_digest
 
-__all__ = ["FORMAT_VERSION", "NO_MASK", "SPLITS", "SPLIT_FRACTIONS", "assign_splits", "parse_size",
-           "read_json"]  # fmt: skip
+__all__ = ["ARRAYS", "FORMAT_VERSION", "INDEX_COLUMNS", "MIN_TRAINABLE_SIDE", "NO_MASK", "SPLITS",
+           "SPLIT_FRACTIONS", "assign_splits", "check_trainable_size", "parse_size", "read_json",
+           "store_fingerprint"]  # fmt: skip
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+ARRAYS = ("images.npy", "masks.npy")
+"""The array files of a store (memory-mapped when read)."""
+INDEX_COLUMNS = ("case_id", "split", "has_mask")
+"""Columns every store's ``index.csv`` has (a reader refuses a table without them)."""
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 NO_MASK = 255
 """Mask value filling every voxel of a case that has no mask."""
@@ -45,6 +53,26 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int, int]:
             f"--size {value!r}: expected one number or three (e.g. 128 or 96,112,96), each 4..1024"
         )
     return size
+
+
+MIN_TRAINABLE_SIDE = 16
+"""The smallest grid side ``train`` accepts. The rule itself (sides 16..256 that halve to a start
+grid of sides 4..8) is :func:`gliomagen.models.generator.plan_grid`, a layer above data, which this
+module cannot import; only its lower bound is repeated here, so that ``prepare`` does not build a
+store no model can be trained on."""
+
+
+def check_trainable_size(size: Sequence[int], option: str = "--size") -> None:
+    """Refuse a grid with a side below :data:`MIN_TRAINABLE_SIDE` (``train`` refuses it).
+
+    Raises:
+        GliomagenError: naming ``option`` and the size.
+    """
+    if min(size) < MIN_TRAINABLE_SIDE:
+        shown = ",".join(str(int(s)) for s in size)
+        raise GliomagenError(
+            f"{option} {shown}: every side must be at least {MIN_TRAINABLE_SIDE} (train cannot use a smaller grid)"
+        )
 
 
 def assign_splits(
@@ -84,7 +112,30 @@ def assign_splits(
 def read_json(path: Path) -> dict[str, Any]:
     """Read a store's JSON file (``meta.json``); an unreadable one is a :class:`GliomagenError`."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError) as exc:
         raise GliomagenError(f"{path}: cannot read ({exc})") from None
+
+
+def store_fingerprint(path: Path | str) -> str:
+    """The identity of the store at ``path``: a SHA-256 over the cheap digests of its ``meta.json``
+    and arrays (their sizes, first and last MiB; about 4 MiB read).
+
+    Two stores with the same fingerprint hold the same data as far as those reads can tell; a
+    rebuilt, truncated or replaced store has another. ``index.csv`` is left out: a user may re-save
+    it (e.g. from a spreadsheet) without changing the data. Sealed stores also record the value at
+    build time in their marker (``fingerprint``).
+
+    Raises:
+        GliomagenError: a file of the store cannot be read.
+    """
+    root = Path(path)
+    h = hashlib.sha256()
+    for name in ("meta.json", *ARRAYS):
+        try:
+            digest = quick_digest(root / name)
+        except OSError as exc:
+            raise GliomagenError(f"{root / name}: cannot read it ({exc.strerror or exc})") from None
+        h.update(f"{name}\0{digest}\0".encode())
+    return h.hexdigest()

@@ -85,7 +85,11 @@ def replace_dir(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
     if path.exists():
         old = path.parent / f".{path.name}.old-{os.getpid()}"
         os.rename(path, old)
-        os.rename(tmp, path)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            os.rename(old, path)  # put the old folder back: never leave neither
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, path)

@@ -89,7 +89,15 @@ def _check(
 
 
 def _prepare_out(out: Path, wanted: set[str]) -> None:
-    """Create ``out`` and check it is a writable folder holding no other phantom cases."""
+    """Create ``out`` and check it is a writable folder holding no other phantom cases, nor a case
+    folder of this cohort that gliomagen phantoms did not write (it would be replaced)."""
+    clash = sorted(p.name for p in out.iterdir() if p.name in wanted) if out.is_dir() else []
+    if clash and not _written_by_phantoms(out):
+        more = f" and {len(clash) - 1} more" if len(clash) > 1 else ""
+        raise GliomagenError(
+            f"--out {out}: holds case folder {clash[0]}{more}, which gliomagen phantoms did not "
+            "write (no phantoms.json beside it); not replacing it, use an empty folder"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=out)
@@ -108,6 +116,16 @@ def _prepare_out(out: Path, wanted: set[str]) -> None:
             "cohort "
             f"(e.g. {stale[0]}); use an empty folder"
         )
+
+
+def _written_by_phantoms(out: Path) -> bool:
+    """Whether ``out`` holds the ``phantoms.json`` a phantom cohort starts with (so its case folders
+    are phantoms, which a new run may replace)."""
+    try:
+        info = json.loads((out / "phantoms.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(info, dict) and info.get("generator") == "gliomagen phantoms"
 
 
 def _one(task: tuple[str, int, int, int, Path, PhantomParams]) -> dict[str, object]:
@@ -145,11 +163,13 @@ def generate_cohort(
 
     Layout: ``out/BraTS-GLI-00000-000/BraTS-GLI-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz`` (and
     ``BraTS-SSA-...``), ``out/clinical.csv`` (case_id, cohort, grade, age, sex) and
-    ``out/phantoms.json`` (how the cohort was made). Each case folder and each file at the top is
-    written under a temporary name and renamed into place.
+    ``out/phantoms.json`` (how the cohort was made, written first). Each case folder and each file
+    at the top is written under a temporary name and renamed into place. An existing case folder
+    is replaced only in a folder that holds a phantom cohort's ``phantoms.json``.
 
     Args:
-        out: output folder (created; must not hold other phantom case folders).
+        out: output folder (created; must not hold other phantom case folders, nor folders of
+            this cohort's case ids that a phantom run did not write).
         cohorts: cases per cohort (default ``GLI=200, SSA=24``).
         resolution: voxel size in mm: 2 (120x120x78, the fast path) or 1 (240x240x155).
         seed: cohort seed (>= 0); the same seed gives byte-identical files.
@@ -171,6 +191,7 @@ def generate_cohort(
     _check(cohorts, params, resolution, seed, workers)
     tasks = [(c, i, seed, resolution, out, params) for c, n in cohorts.items() for i in range(n)]
     _prepare_out(out, {case_id(c, i) for c, i, *_ in tasks})
+    _write_info(out, seed, resolution, cohorts, len(tasks))  # first: marks the folder as phantoms
     load_template(resolution, params.anatomy)  # once, before forking
     rows = list(
         tqdm(
@@ -181,25 +202,28 @@ def generate_cohort(
             disable=not progress,
         )
     )
-    _write_tables(out, rows, seed, resolution, cohorts)
+    _write_clinical(out, rows)
     return out
 
 
-def _write_tables(
-    out: Path, rows: list[dict[str, object]], seed: int, resolution: int, cohorts: dict[str, int]
-) -> None:
-    """Write ``clinical.csv`` (one row per case) and ``phantoms.json`` (how the cohort was made)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CLINICAL_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out / "clinical.csv", buf.getvalue())
+def _write_info(out: Path, seed: int, resolution: int, cohorts: dict[str, int], n_cases: int) -> None:
+    """Write ``phantoms.json`` (how the cohort is made), before any case: it marks ``out`` as a
+    phantom cohort, whose case folders a rerun may replace."""
     info = {
         "generator": "gliomagen phantoms",
         "gliomagen_version": __version__,
         "seed": seed,
         "resolution_mm": resolution,
         "cohorts": cohorts,
-        "n_cases": len(rows),
+        "n_cases": n_cases,
     }
     write_text(out / "phantoms.json", json.dumps(info, indent=2) + "\n")
+
+
+def _write_clinical(out: Path, rows: list[dict[str, object]]) -> None:
+    """Write ``clinical.csv``: one row per case."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CLINICAL_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "clinical.csv", buf.getvalue())
