@@ -297,11 +297,19 @@ def test_a_real_full_disk(cohort: Path, tiny_disk: Path) -> None:
 
 # -- smaller: sizes train refuses, --qc 0 ---------------------------------------------------
 @pytest.mark.parametrize(
-    "args", [["--size", "8"], ["--size", "16,15,16"], ["--slices", "--size", "8"]]
+    ("args", "why"),
+    [
+        (["--size", "8"], "every side must be in [16, 256]"),
+        (["--size", "16,15,16"], "every side must be in [16, 256]"),
+        (["--size", "100"], "does not halve to a start grid"),
+        (["--slices", "--size", "8"], "every side must be in [16, 256]"),
+    ],
 )
-def test_a_size_train_refuses_is_refused(cohort: Path, tmp_path: Path, args: list[str]) -> None:
+def test_a_size_train_refuses_is_refused(
+    cohort: Path, tmp_path: Path, args: list[str], why: str
+) -> None:
     code, _, stderr = run("prepare", cohort, "--out", tmp_path / "S", *args)
-    one_error(code, stderr, "every side must be at least 16")
+    one_error(code, stderr, why)
     assert not (tmp_path / "S").exists()
 
 

@@ -30,10 +30,10 @@ def run(*args: str | Path) -> tuple[int, str, str]:
 def test_prepare_every_layout_then_inspect(tree: dict[str, Path]) -> None:
     out = tree["root"] / "S"
     code, stdout, stderr = run("prepare", tree["brats2023"], tree["brats2021"], tree["brats2018"], tree["manifest"],
-                               "--out", out, "--size", "18,20,16", "--seed", "3", "--qc", "1")  # fmt: skip
+                               "--out", out, "--size", "32,24,16", "--seed", "3", "--qc", "1")  # fmt: skip
     assert code == 0, stderr
     assert "cases      6 (5 with a tumour mask)" in stdout
-    assert "grid       18 x 20 x 16" in stdout
+    assert "grid       32 x 24 x 16" in stdout
     code, stdout, _ = run("inspect", out)
     assert code == 0
     assert "splits     train 4, val 1, test 1" in stdout

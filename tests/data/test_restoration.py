@@ -22,7 +22,7 @@ from gliomagen.data.restoration import (
 from gliomagen.data.store import build_store
 from gliomagen.errors import GliomagenError
 
-SIZE = (18, 20, 16)
+SIZE = (32, 24, 16)
 
 
 def _ellipsoid(shape: tuple[int, int, int], radii: tuple[float, float, float]) -> np.ndarray:

@@ -30,7 +30,7 @@ from gliomagen.data.standardise import (
 from gliomagen.data.store import build_store
 from gliomagen.errors import GliomagenError
 
-SIZE = (18, 20, 16)
+SIZE = (24, 24, 16)
 
 
 def _brain(shape: tuple[int, int, int] = (20, 22, 18)) -> np.ndarray:
@@ -298,7 +298,7 @@ def test_cli_options(cohort: Path, tmp_path: Path) -> None:
         assert code == 2 and stderr == message, (args, stderr)
         assert not out.exists()
     code, _, stderr = _run(
-        "prepare", cohort, "--out", out, "--size", "18,20,16", "--normalize", "nyul", "--qc", "0"
+        "prepare", cohort, "--out", out, "--size", "24,24,16", "--normalize", "nyul", "--qc", "0"
     )
     assert code == 0, stderr
     assert _meta(out)["preprocessing"]["nyul"]["n_train_cases"] == 8

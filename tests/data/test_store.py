@@ -25,7 +25,7 @@ from gliomagen.data.store import assign_splits, build_store, open_store, parse_s
 from gliomagen.data.store_output import NpyWriter
 from gliomagen.errors import GliomagenError
 
-SIZE = (18, 20, 16)
+SIZE = (32, 24, 16)
 
 
 def _leftovers(parent: Path) -> list[str]:

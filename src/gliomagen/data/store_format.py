@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.config.grid import plan_grid
 from gliomagen.errors import GliomagenError
 from gliomagen.io.ownership import quick_digest
 
-__all__ = ["ARRAYS", "FORMAT_VERSION", "INDEX_COLUMNS", "MIN_TRAINABLE_SIDE", "NO_MASK", "SPLITS",
+__all__ = ["ARRAYS", "FORMAT_VERSION", "INDEX_COLUMNS", "NO_MASK", "SPLITS",
            "SPLIT_FRACTIONS", "assign_splits", "check_trainable_size", "parse_size", "read_json",
            "store_fingerprint"]  # fmt: skip
 
@@ -55,24 +56,19 @@ def parse_size(value: int | str | Sequence[int]) -> tuple[int, int, int]:
     return size
 
 
-MIN_TRAINABLE_SIDE = 16
-"""The smallest grid side ``train`` accepts. The rule itself (sides 16..256 that halve to a start
-grid of sides 4..8) is :func:`gliomagen.models.generator.plan_grid`, a layer above data, which this
-module cannot import; only its lower bound is repeated here, so that ``prepare`` does not build a
-store no model can be trained on."""
-
-
 def check_trainable_size(size: Sequence[int], option: str = "--size") -> None:
-    """Refuse a grid with a side below :data:`MIN_TRAINABLE_SIDE` (``train`` refuses it).
+    """Refuse a grid ``train`` cannot build networks for (:func:`gliomagen.config.grid.plan_grid`:
+    sides 16..256 that halve to a start grid of sides 4..8), so ``prepare`` never builds a store
+    no model can be trained on.
 
     Raises:
-        GliomagenError: naming ``option`` and the size.
+        GliomagenError: naming ``option``, the size and the rule.
     """
-    if min(size) < MIN_TRAINABLE_SIDE:
+    try:
+        plan_grid(size)
+    except ValueError as exc:
         shown = ",".join(str(int(s)) for s in size)
-        raise GliomagenError(
-            f"{option} {shown}: every side must be at least {MIN_TRAINABLE_SIDE} (train cannot use a smaller grid)"
-        )
+        raise GliomagenError(f"{option} {shown}: train cannot use this grid: {exc}") from None
 
 
 def assign_splits(
