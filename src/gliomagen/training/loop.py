@@ -29,20 +29,18 @@ from typing import Any
 
 import torch
 
-from gliomagen.config import Config, dump_yaml, to_dict
+from gliomagen.config import Config, dump_yaml
 from gliomagen.errors import GliomagenError
+from gliomagen.io.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from gliomagen.models import cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
-from gliomagen.io.checkpoint import (
-    FORMAT_VERSION,
-    list_checkpoints,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from gliomagen.training.latent_prior import PriorSchedule
 from gliomagen.training.losses import StyleGANLoss
 from gliomagen.training.monitor import RunMonitor
@@ -53,7 +51,12 @@ from gliomagen.training.reporting import (
     run_header,
     sample_montage,
 )
-from gliomagen.training.run_state import compute_w_avg, resume_changes, use_configured_hparams
+from gliomagen.training.run_state import (
+    checkpoint_state,
+    compute_w_avg,
+    resume_changes,
+    use_configured_hparams,
+)
 from gliomagen.training.setup import (
     autocast_factory,
     build_augment_pipe,
@@ -158,33 +161,7 @@ class Trainer:
 
     def _state(self) -> dict[str, Any]:
         self.prior.refresh(self.G_ema, self.step)
-        return {
-            "format_version": FORMAT_VERSION,
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "aug_p": self.aug_p,
-            "train_state": {
-                "ada_sign_sum": self.ada_sign_sum,
-                "ada_count": self.ada_count,
-                "nan_streak": self.nan_streak,
-                "elapsed_s": self.elapsed_s,
-                **({"validation": self.validator.state()} if self.validator is not None else {}),
-            },
-            "rng": rng_state(),
-            "config": to_dict(self.cfg),
-            "schema": self.data.schema.to_dict(),
-            "store_meta": self.data.meta,
-            "size": list(self.data.size),
-            "n_modalities": self.data.n_modalities,
-            "w_avg": compute_w_avg(
-                self.G_ema, self.data.schema, self.cfg.train.w_avg_samples, self.cfg.train.seed
-            ),
-        }
+        return checkpoint_state(self)
 
     def checkpoint(self) -> Path:
         """Save a checkpoint (main worker) and wait for everyone."""
