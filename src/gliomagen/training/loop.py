@@ -117,6 +117,7 @@ class Trainer:
             if validation_active(cfg) else None
         )  # fmt: skip
         self._clock = time.time()  # start of the time not yet in elapsed_s
+        self._rng: dict[str, Any] | None = None  # the checkpoint's RNG states, set as the loop starts
         if resume:
             self._restore()
         elif self.dist.is_main:
@@ -147,7 +148,7 @@ class Trainer:
         st = ckpt["train_state"]
         self.ada_sign_sum, self.ada_count = float(st["ada_sign_sum"]), int(st["ada_count"])
         self.nan_streak, self.elapsed_s = int(st["nan_streak"]), float(st["elapsed_s"])
-        set_rng_state(ckpt["rng"])
+        self._rng = ckpt["rng"]  # set as the loop starts (after the loader's draw)
         if self.validator is not None:
             self.validator.load_state(st.get("validation"), self.step)
         self.monitor.log(f"resumed from step {self.step}")
@@ -262,11 +263,15 @@ class Trainer:
             collate_fn=stack_items,
             pin_memory=dev.type == "cuda",  # pinned batches: asynchronous host-to-GPU copies
         )
+        batches = iter(loader)  # making the iterator draws from the global torch generator
+        if self._rng is not None:  # so the checkpoint's RNG states are set after it
+            set_rng_state(self._rng)
+            self._rng = None
         bar = progress_bar(t.steps, self.step) if self.dist.is_main and self.progress else None
         window = LogWindow()
         last_ckpt: Path | None = None
         why: str | None = None
-        for items in loader:
+        for items in batches:
             window.add(self._train_step(items))
             if self.step % t.log_every == 0 or self.step == t.steps:
                 self._log(window, bar)
