@@ -96,7 +96,7 @@ def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, t
 
 def checkpoint_state(trainer: Any) -> dict[str, Any]:
     """The checkpoint dict of a :class:`gliomagen.training.loop.Trainer` now (its weights,
-    optimisers, counters, the RNG states, configuration, store facts and mean ``w``)."""
+    optimisers, counters, the RNG states, configuration, store and mean ``w``)."""
     tr = trainer
     return {
         "format_version": FORMAT_VERSION,
@@ -119,6 +119,7 @@ def checkpoint_state(trainer: Any) -> dict[str, Any]:
         "config": to_dict(tr.cfg),
         "schema": tr.data.schema.to_dict(),
         "store_meta": tr.data.meta,
+        "store": dict(tr.store_record),
         "size": list(tr.data.size),
         "n_modalities": tr.data.n_modalities,
         "w_avg": compute_w_avg(
