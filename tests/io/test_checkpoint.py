@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import random
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,13 +23,17 @@ from gliomagen.io.checkpoint import (
     BEST_NAME,
     CHECKPOINT_DIR,
     FORMAT_VERSION,
+    WriteError,
     checkpoint_path,
     list_checkpoints,
     load_checkpoint,
+    load_resumable,
+    remove_partial_writes,
     resolve_checkpoint,
     rng_state,
     save_best,
     save_checkpoint,
+    set_aside,
     set_rng_state,
 )
 
@@ -69,6 +75,57 @@ def test_a_failed_save_leaves_the_old_file_and_no_temp_file(
     monkeypatch.undo()
     assert torch.equal(load_checkpoint(path)["w"], torch.full((3,), 5.0))
     assert [p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("free, reason", [(0, os.strerror(errno.ENOSPC)), (1 << 40, "write failed")])
+def test_torch_writer_failures_are_one_line_write_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, reason: str
+) -> None:
+    """torch's writer hides the errno in a RuntimeError: a full disk is named as such."""
+    save_checkpoint(_state(1), tmp_path)
+
+    def torch_writer_fails(obj: object, f: object) -> None:
+        Path(str(f)).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(ck.torch, "save", torch_writer_fails)
+    monkeypatch.setattr(ck.shutil, "disk_usage", lambda p: SimpleNamespace(free=free))
+    with pytest.raises(WriteError) as info:
+        save_checkpoint(_state(2), tmp_path)
+    path = checkpoint_path(tmp_path, 2)
+    assert str(info.value).startswith(f"{path}: {reason}")
+    assert isinstance(info.value, OSError) and isinstance(info.value, GliomagenError)
+    assert info.value.errno == (errno.ENOSPC if free == 0 else errno.EIO)
+    assert [p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()] == ["step-0000001.pt"]
+
+
+def test_load_resumable_skips_unreadable_newer_checkpoints(tmp_path: Path) -> None:
+    for step in (1, 2, 3):
+        save_checkpoint(_state(step), tmp_path, keep=0)
+    for step in (2, 3):
+        checkpoint_path(tmp_path, step).write_bytes(b"truncated")
+    ckpt, path, bad = load_resumable(tmp_path)
+    assert ckpt["step"] == 1 and path == checkpoint_path(tmp_path, 1)
+    assert [p for p, _ in bad] == [checkpoint_path(tmp_path, 3), checkpoint_path(tmp_path, 2)]
+    assert "not a readable gliomagen checkpoint" in bad[0][1]
+    kept = set_aside(bad[0][0])
+    assert kept.name == "step-0000003.pt.unreadable" and kept.read_bytes() == b"truncated"
+    assert checkpoint_path(tmp_path, 3) not in list_checkpoints(tmp_path)
+    checkpoint_path(tmp_path, 1).write_bytes(b"truncated")
+    with pytest.raises(GliomagenError, match="no readable checkpoint in .*step-0000002.pt"):
+        load_resumable(tmp_path)
+    with pytest.raises(GliomagenError, match="no checkpoints"):
+        load_resumable(tmp_path / "empty")
+
+
+def test_remove_partial_writes_takes_only_temporary_files(tmp_path: Path) -> None:
+    save_checkpoint(_state(1), tmp_path)
+    folder = tmp_path / CHECKPOINT_DIR
+    (folder / ".step-0000002.pt.x1y2z3.tmp").write_bytes(b"half")
+    (folder / "mine.tmp").write_bytes(b"a user's file")
+    assert [p.name for p in remove_partial_writes(folder)] == [".step-0000002.pt.x1y2z3.tmp"]
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.tmp", "step-0000001.pt"]
+    assert remove_partial_writes(tmp_path / "missing") == []
 
 
 def test_resolve_checkpoint_file_run_folder_and_checkpoints_folder(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ LGG = non-enhancing core (1) inside edema (2), no label 3.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,6 +137,50 @@ def fake_store() -> Callable[..., FakeStore]:
     return FakeStore
 
 
+def write_store(
+    path: Path,
+    n: int = 8,
+    size: tuple[int, ...] = (16, 16, 16),
+    seed: int = 0,
+    splits: Sequence[str] | None = None,
+    grades: Sequence[str] | None = None,
+    drop_condition: str | None = None,
+) -> Path:
+    """Write a :class:`FakeStore` as a store folder (meta.json, images.npy, masks.npy, index.csv).
+
+    Args:
+        path: the folder.
+        n, size, seed: as :class:`FakeStore`.
+        splits: each case's split (default: all ``train``).
+        grades: each case's ``grade`` label instead of FakeStore's (a relabelled store).
+        drop_condition: leave this condition out of the schema and the index (another schema).
+    """
+    fake = FakeStore(n=n, size=size, seed=seed)
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "images.npy", fake.images)
+    np.save(path / "masks.npy", fake.masks)
+    schema = fake.schema.to_dict()
+    schema["fields"] = [f for f in schema["fields"] if f["name"] != drop_condition]
+    splits = list(splits) if splits is not None else ["train"] * n
+    meta = {**fake.meta, "schema": schema, "splits": {s: splits.count(s) for s in set(splits)}}
+    (path / "meta.json").write_text(json.dumps(meta))
+    names = [f["name"] for f in schema["fields"]]
+    with open(path / "index.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, ["case_id", "split", "has_mask", *names, "t1n_path"])
+        w.writeheader()
+        for i, row in enumerate(fake.rows):
+            labels = {**row, **({"grade": grades[i]} if grades is not None else {})}
+            w.writerow({"case_id": row["case_id"], "split": splits[i], "has_mask": 1,
+                        **{k: labels[k] for k in names}, "t1n_path": f"{path}/{row['case_id']}.nii.gz"})  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def disk_store() -> Callable[..., Path]:
+    """Factory of store folders: ``disk_store(tmp_path / "store", n=8, splits=[...])``."""
+    return write_store
+
+
 def tiny_config(**sections: dict[str, Any]) -> Config:
     """A ~50k-parameter demo-cpu configuration for 16^3 tests (1 thread, no files but checkpoints)."""
     cfg = preset("demo-cpu")
@@ -157,6 +204,28 @@ def tiny_config(**sections: dict[str, Any]) -> Config:
         for k, v in values.items():
             setattr(getattr(cfg, section), k, v)
     return cfg.validate()
+
+
+def assert_same_state(a: object, b: object, where: str = "checkpoint") -> None:
+    """Every tensor and number of two (nested) checkpoint entries is equal, exactly."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{where}: other keys"
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{where}: other length"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture
+def same_state() -> Callable[..., None]:
+    """:func:`assert_same_state`: ``same_state(full["G"], resumed["G"], "G")``."""
+    return assert_same_state
 
 
 @pytest.fixture

@@ -46,11 +46,13 @@ def test_run_folder_and_generator_round_trip(tmp_path: Path, fake_store, tiny_cf
         "config",
         "schema",
         "store_meta",
+        "store",
         "size",
         "n_modalities",
         "w_avg",
     }
     assert set(c) == expected and c["images_seen"] == 16
+    assert c["store"]["fingerprint"].startswith("sha256:")
     assert (
         c["store_meta"]["size"] == [16, 16, 16]
         and c["store_meta"]["template_geometry"]["reference_shape"]

@@ -36,7 +36,17 @@ _CONFIG = typer.Option(None, "--config", help="YAML file of overrides ({section:
 _SET = typer.Option(
     [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
 )
-_RESUME = typer.Option(False, "--resume", help="Continue from the run's newest checkpoint.")
+_RESUME = typer.Option(
+    False,
+    "--resume",
+    help="Continue from the run's newest readable checkpoint (on the store it trained on).",
+)
+_ALLOW_OTHER_STORE = typer.Option(
+    False,
+    "--allow-other-store",
+    help="With --resume: continue on a store whose content differs from the one the run "
+    "trained on (same conditions and grid; the change is logged) instead of refusing it.",
+)
 _MAX_MINUTES = typer.Option(
     None,
     "--max-minutes",
@@ -59,6 +69,7 @@ def train_cmd(
     config: Path = _CONFIG,
     set_: list[str] = _SET,
     resume: bool = _RESUME,
+    allow_other_store: bool = _ALLOW_OTHER_STORE,
     max_minutes: float = _MAX_MINUTES,
     device: str = _DEVICE,
     quiet: bool = _QUIET,
@@ -67,14 +78,26 @@ def train_cmd(
 
     With validation on (train.val_every > 0; on in the origin and small-data presets) it also
     writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
-    memorisation); the reason is printed at the end.
+    memorisation); the reason is printed at the end. --resume refuses a store whose content
+    differs from the one the run trained on (see --allow-other-store); a failed write (a full
+    disk) is one error line and leaves the previous checkpoints as they were.
     """
     from gliomagen.training import train  # torch-heavy: loaded when the command runs
 
+    if allow_other_store and not resume:
+        raise GliomagenError("--allow-other-store: only with --resume")
     cfg = _run_config(run, preset, config, list(set_), resume, device)
     if not store.exists():
         raise GliomagenError(f"{store}: store folder not found")
-    ckpt = train(cfg, store, run, resume=resume, max_minutes=max_minutes, progress=not quiet)
+    ckpt = train(
+        cfg,
+        store,
+        run,
+        resume=resume,
+        max_minutes=max_minutes,
+        progress=not quiet,
+        allow_other_store=allow_other_store,
+    )
     if str(ckpt) not in ("", "."):
         typer.echo(f"checkpoint: {ckpt}")
         _report_validation(run, ckpt)

@@ -19,17 +19,28 @@ code. Keys:
     n_modalities    int
     w_avg           {"cat": long [K, n_cat], "cont": float [K, n_cont], "w": float [K, w_dim]}: mean
                     ``w`` of G_ema per combination of categorical conditions (continuous at 0)
+    store           {"path": str, "fingerprint": str}: the training store, and its content
+                    fingerprint (:mod:`gliomagen.data.fingerprint`) that a resume checks; absent
+                    in checkpoints of older versions
 
 ``RUN/checkpoints/best.pt`` (:func:`save_best`) has the same keys plus ``validation``; the
 optional ``train_state["validation"]`` holds the early-stopping state of
 :class:`gliomagen.training.validation.Validator`.
+
+A failed write (a full disk) raises :class:`WriteError`, one line ``<path>: <reason>``, and leaves
+the previous files as they were (the temporary file is removed). A file a killed run left half
+written is a hidden ``.*.tmp`` file (:func:`remove_partial_writes` clears them). Resuming reads the
+newest *readable* checkpoint (:func:`load_resumable`); an unreadable newer one is set aside as
+``<name>.unreadable`` (:func:`set_aside`), never deleted.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +54,27 @@ FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
 BEST_NAME = "best.pt"  # the best checkpoint by train.val_metric (see training.validation)
 _NAME = re.compile(r"^step-(\d+)\.pt$")
+_PARTIAL = re.compile(r"^\..+\.tmp$")  # gliomagen.io.atomic's temporary names
+UNREADABLE_SUFFIX = ".unreadable"
+FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
+
+
+class WriteError(GliomagenError, OSError):
+    """A file could not be written: ``str()`` is one line ``<path>: <reason>``.
+
+    Both a :class:`~gliomagen.errors.GliomagenError` (the CLI prints it as one ``error:`` line)
+    and an :class:`OSError` (``errno`` is the cause's, when known).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], exc: BaseException) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        super().__init__(f"{path}: {reason}")
+        self.errno = getattr(exc, "errno", None)
+        self.path = Path(path)
+
+
+class UnreadableCheckpoint(GliomagenError):
+    """A checkpoint file that cannot be read: truncated, corrupt, or not a gliomagen checkpoint."""
 
 
 def checkpoint_path(run_dir: str | os.PathLike[str], step: int) -> Path:
@@ -72,7 +104,10 @@ def save_checkpoint(state: dict[str, Any], run_dir: str | os.PathLike[str], keep
     """
     path = _save_atomic(state, checkpoint_path(run_dir, int(state["step"])))
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:
+            raise WriteError(old, exc) from None
     return path
 
 
@@ -88,9 +123,55 @@ def save_best(state: dict[str, Any], run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """``torch.save`` to a temporary file renamed to ``path``; a failure is a :class:`WriteError`
+    naming ``path`` (the temporary file removed, an older ``path`` kept)."""
+    try:
+        with atomic_path(path) as tmp:
+            try:
+                torch.save(state, tmp)
+            except RuntimeError as exc:  # torch's file writer reports a failed write so
+                raise _failed_write(tmp, exc) from None
+    except OSError as exc:
+        raise WriteError(path, exc) from None
     return path
+
+
+def _failed_write(tmp: Path, exc: RuntimeError) -> OSError:
+    """The OSError behind a RuntimeError of ``torch.save`` (torch's writer hides the errno): no
+    space left when the temporary file filled the disk, else the writer's own message."""
+    try:
+        full = shutil.disk_usage(tmp.parent).free < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return OSError(errno.EIO, f"write failed ({str(exc).splitlines()[0] if str(exc) else exc!r})")
+
+
+def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) a killed writer left in ``folder``.
+
+    Only for a folder no live process writes to (the run's own, before it starts).
+
+    Returns:
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    gone = [p for p in folder.iterdir() if _PARTIAL.match(p.name) and p.is_file()]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path:
+    """Rename an unreadable checkpoint to ``<name>.unreadable`` (out of :func:`list_checkpoints`,
+    so neither resumed from nor pruned, nor overwritten); the new path."""
+    path = Path(path)
+    target = path.with_name(path.name + UNREADABLE_SUFFIX)
+    os.replace(path, target)
+    return target
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -120,20 +201,55 @@ def load_checkpoint(
     Returns:
         The checkpoint dict (see the module docstring for its keys).
     """
-    p = resolve_checkpoint(path)
+    return _read(resolve_checkpoint(path), map_location)
+
+
+def _read(p: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Load one checkpoint file; :class:`UnreadableCheckpoint` when it cannot be read."""
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, foreign pickle, ...
-        raise GliomagenError(
+        raise UnreadableCheckpoint(
             f"{p}: not a readable gliomagen checkpoint ({type(exc).__name__})"
         ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
-        raise GliomagenError(f"{p}: not a gliomagen checkpoint (no format_version)")
+        raise UnreadableCheckpoint(f"{p}: not a gliomagen checkpoint (no format_version)")
     if int(ckpt["format_version"]) > FORMAT_VERSION:
         raise GliomagenError(
             f"{p}: checkpoint format {ckpt['format_version']} is newer than this gliomagen ({FORMAT_VERSION}); upgrade"
         )
     return ckpt
+
+
+def load_resumable(
+    run_dir: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path, list[tuple[Path, str]]]:
+    """The newest *readable* checkpoint of a run folder, for resuming.
+
+    Args:
+        run_dir: the run folder.
+        map_location: where tensors go.
+
+    Returns:
+        ``(checkpoint, its path, [(newer unreadable checkpoint, why), ...])``, newest first.
+
+    Raises:
+        GliomagenError: the folder has no checkpoint, or none is readable (the newest's reason),
+            or one is of a newer format.
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise GliomagenError(f"{run_dir}: no checkpoints")
+    bad: list[tuple[Path, str]] = []
+    for p in reversed(found):
+        try:
+            return _read(p, map_location), p, bad
+        except UnreadableCheckpoint as exc:
+            bad.append((p, str(exc)))
+    raise GliomagenError(
+        f"no readable checkpoint in {Path(run_dir) / CHECKPOINT_DIR}: {bad[0][1]}"
+        + (f" (and {len(bad) - 1} older ones)" if len(bad) > 1 else "")
+    )
 
 
 # -- RNG states as weights_only-safe values -------------------------------------------------------

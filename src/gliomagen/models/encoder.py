@@ -78,6 +78,20 @@ class LatentEncoder(nn.Module):
         return self.mu(h).float(), self.logvar(h).float().clamp(-10.0, 4.0)
 
 
+def reparameterise(
+    mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A draw ``mu + eps * exp(logvar / 2)`` of ``q(z | x)``.
+
+    ``eps`` is standard-normal noise ``[N, z_dim]`` drawn by the caller from its own generator
+    (training: the step plan's, so a resumed run draws what an uninterrupted one does); ``None``
+    draws it from the global generator.
+    """
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + eps.to(mu.device, mu.dtype) * (0.5 * logvar).exp()
+
+
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Per-sample ``KL(N(mu, exp(logvar)) || N(0, I))`` ``[N]`` (nats, summed over dimensions)."""
     return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)

@@ -6,7 +6,9 @@ with masks) and selects the condition columns the model uses.
 :class:`StepPlan` draws every random number of a step from a generator seeded by ``(seed, step)``
 for the *global* batch (all workers, all accumulation rounds) and hands each worker its rows. So a
 run does not depend on how its batch is split (one worker == N data-parallel workers), and resuming
-at step ``s`` replays exactly what an uninterrupted run does at ``s``.
+at step ``s`` replays exactly what an uninterrupted run does at ``s``. Streams of a step: 0 and 1
+the phases ``G`` and ``D``, 2 the encoder's reparameterisation noise (``model.encoder``), 99 (with
+the epoch for the step) the order of the training cases.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class PhaseDraws:
     mix_z: torch.Tensor | None
     mix_cutoff: torch.Tensor | None
     gp_alpha: torch.Tensor
+    enc_eps: torch.Tensor | None = None
 
 
 class StepPlan:
@@ -156,6 +159,8 @@ class StepPlan:
         style_mixing: probability of mixing per sample.
         augment: the augmentation pipeline or ``None``.
         size: volume grid.
+        encoder: whether G encodes the reals (phase ``G`` then draws the reparameterisation
+            noise ``enc_eps``).
     """
 
     def __init__(
@@ -172,6 +177,7 @@ class StepPlan:
         style_mixing: float,
         augment: AugmentPipe | None,
         size: tuple[int, ...],
+        encoder: bool = False,
     ) -> None:
         if batch % (accum * world):
             raise GliomagenError(
@@ -187,7 +193,7 @@ class StepPlan:
         )
         self.micro = batch // (accum * world)
         self.z_dim, self.num_ws, self.style_mixing = z_dim, num_ws, style_mixing
-        self.augment, self.size = augment, size
+        self.augment, self.size, self.encoder = augment, size, encoder
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
@@ -227,6 +233,9 @@ class StepPlan:
             aug_fake = self.augment.sample_params(b, p, self.size, g)
             aug_real = self.augment.sample_params(b, p, self.size, g)
         use_mix = self.style_mixing > 0
+        enc_eps = None
+        if self.encoder and phase == "G":  # its own stream: the other draws stay as they were
+            enc_eps = torch.randn(b, self.z_dim, generator=step_generator(self.seed, step, 2))
         return PhaseDraws(
             z,
             rows,
@@ -236,6 +245,7 @@ class StepPlan:
             mix_z if use_mix else None,
             cutoff if use_mix else None,
             gp_alpha,
+            enc_eps,
         )
 
 
@@ -253,6 +263,8 @@ class MicroBatch:
         mix_z: ``[n, z_dim]`` second latents for style mixing; ``mix_cutoff``: ``[n]`` first layer
             taking ``mix_z`` (``num_ws`` = no mixing). ``None`` = no mixing.
         gp_alpha: ``[n]`` interpolation weights of the gradient penalty.
+        enc_eps: ``[n, z_dim]`` standard-normal noise of the encoder's reparameterisation
+            (``None``: drawn from the global generator, outside the training loop).
         step: the optimiser step (schedules such as the KL warm-up; ``None``: no schedule).
     """
 
@@ -270,6 +282,7 @@ class MicroBatch:
     mix_cutoff: torch.Tensor | None = None
     gp_alpha: torch.Tensor | None = None
     step: int | None = None
+    enc_eps: torch.Tensor | None = None
 
 
 def slice_params(

@@ -13,9 +13,16 @@ GliomagenError. The optimisers are AdamW (decoupled weight decay ``train.weight_
 written either way. With a fitted latent prior, :class:`~gliomagen.training.latent_prior.PriorSchedule`
 refits it when due.
 
+A run checks everything before it writes anything (a refused run leaves no trace). Every random
+number of a step comes from the step plan's per-step generators
+(:class:`~gliomagen.training.batches.StepPlan`) or from the global ones, whose states a checkpoint
+saves and a resumed run sets back just before its first step: it takes an uninterrupted run's steps.
+
 The pieces live beside this module: :mod:`.setup` (what a run is built from), :mod:`.step` (a
-phase's micro-batches and reduction, the EMA), :mod:`.run_state` (resuming, the checkpoint's mean
-``w``) and :mod:`.reporting` (log lines, scalars, sample montages).
+phase's micro-batches and reduction, the EMA), :mod:`.run_state` (what a resume may change, the
+checkpoint dict, its mean ``w``), :mod:`.resume` (which checkpoint, its checks),
+:mod:`.run_folder` (creating and cleaning the folder, one-line write errors) and
+:mod:`.reporting` (log lines, scalars, sample montages).
 """
 
 from __future__ import annotations
@@ -29,16 +36,11 @@ from typing import Any
 
 import torch
 
-from gliomagen.config import Config, dump_yaml, to_dict
+from gliomagen.config import Config, dump_yaml
+from gliomagen.data.fingerprint import dataset_fingerprint
 from gliomagen.errors import GliomagenError
-from gliomagen.io.checkpoint import (
-    FORMAT_VERSION,
-    list_checkpoints,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from gliomagen.io.atomic import write_json
+from gliomagen.io.checkpoint import save_checkpoint, set_rng_state
 from gliomagen.models import cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
@@ -53,7 +55,9 @@ from gliomagen.training.reporting import (
     run_header,
     sample_montage,
 )
-from gliomagen.training.run_state import compute_w_avg, resume_changes, use_configured_hparams
+from gliomagen.training.resume import STATE_KEYS, ResumePoint, load_states, prepare_resume
+from gliomagen.training.run_folder import RunFolder, disk_error, writing
+from gliomagen.training.run_state import checkpoint_state, compute_w_avg, use_configured_hparams
 from gliomagen.training.setup import (
     autocast_factory,
     build_augment_pipe,
@@ -69,7 +73,11 @@ from gliomagen.training.validation import Validator, validation_active
 
 
 class Trainer:
-    """State and schedule of one run (see :func:`train`)."""
+    """State and schedule of one run (see :func:`train`).
+
+    Building one checks everything and writes nothing; :meth:`start` then creates the run folder
+    and its files, and :meth:`run` trains.
+    """
 
     def __init__(
         self,
@@ -81,6 +89,7 @@ class Trainer:
         max_minutes: float | None,
         callback: Callable[[int], None] | None,
         progress: bool,
+        allow_other_store: bool = False,
     ) -> None:
         cfg.validate()
         self.cfg, self.run_dir, self.callback = cfg, Path(run_dir), callback
@@ -90,7 +99,13 @@ class Trainer:
         set_cpu_threads(cfg, self.dist)
         store, name = open_store(store, cfg)
         self.data = TrainingData(store, cfg, name)
-        self._check_run_dir(resume)
+        self.folder = RunFolder(self.run_dir, self.dist.is_main)
+        self.folder.check(resume)
+        self.store_record = {"path": name, "fingerprint": dataset_fingerprint(store)}
+        self.resumed: ResumePoint | None = (
+            prepare_resume(self.run_dir, cfg, self.data, self.store_record, dev, allow_other_store)
+            if resume else None
+        )  # fmt: skip
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
         self.G, self.D, self.G_ema = build_networks(cfg, self.data, self.dist)
         self.opt_G, self.opt_D = build_optimisers(cfg, self.G, self.D)
@@ -114,77 +129,49 @@ class Trainer:
             if validation_active(cfg) else None
         )  # fmt: skip
         self._clock = time.time()  # start of the time not yet in elapsed_s
-        if resume:
-            self._restore()
-        elif self.dist.is_main:
-            dump_yaml(cfg, self.run_dir / "config.yaml")
-        dd.barrier(self.dist.world_size)
+        self._rng: dict[str, Any] | None = None  # the checkpoint's RNG states, set as the loop starts
+        if self.resumed is not None:
+            self._restore(self.resumed)
 
-    # -- run folder ----------------------------------------------------------------------------
-    def _check_run_dir(self, resume: bool) -> None:
-        has = bool(list_checkpoints(self.run_dir))
-        if resume and not has:
-            raise GliomagenError(f"--resume: {self.run_dir} has no checkpoints to resume from")
-        if not resume and has:
-            raise GliomagenError(
-                f"{self.run_dir} already holds checkpoints; pass --resume or choose another --run"
-            )
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-
-    def _restore(self) -> None:
-        """Take the newest checkpoint's weights, optimisers, counters and RNG states back."""
-        ckpt = load_checkpoint(self.run_dir, map_location=self.dist.device)
-        changed = resume_changes(ckpt["config"], self.cfg, str(self.run_dir))
-        for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
-            getattr(self, name).load_state_dict(ckpt[name])
+    # -- resuming and the run folder -------------------------------------------------------------
+    def _restore(self, point: ResumePoint) -> None:
+        """Take the checkpoint's weights, optimisers and counters back (in memory only)."""
+        ckpt = point.ckpt
+        load_states(point, {name: getattr(self, name) for name in STATE_KEYS})
         use_configured_hparams(self.opt_G, self.opt_D)  # configured lr and weight decay win
         self.step, self.images_seen = int(ckpt["step"]), int(ckpt["images_seen"])
         self.aug_p = float(ckpt["aug_p"])
         st = ckpt["train_state"]
         self.ada_sign_sum, self.ada_count = float(st["ada_sign_sum"]), int(st["ada_count"])
         self.nan_streak, self.elapsed_s = int(st["nan_streak"]), float(st["elapsed_s"])
-        set_rng_state(ckpt["rng"])
-        if self.validator is not None:
-            self.validator.load_state(st.get("validation"), self.step)
-        self.monitor.log(f"resumed from step {self.step}")
-        if changed:  # config.yaml says what the run now trains with
-            self.monitor.log(
-                "configuration changed on resume: "
-                + "; ".join(f"{key} {was!r} -> {v!r}" for key, (was, v) in changed.items())
-            )
+        self._rng = ckpt["rng"]
+
+    def start(self) -> None:
+        """Every check has passed: create the run folder, the monitor's files, ``config.yaml`` and
+        ``run.json`` (the store: path and content fingerprint); on resume say what was resumed."""
         if self.dist.is_main:
-            dump_yaml(self.cfg, self.run_dir / "config.yaml")
+            self.folder.create()
+            self.monitor.open()
+            if self.resumed is not None:
+                self.resumed.announce(self.monitor, self.dist.is_main)
+            with writing(self.run_dir / "config.yaml"):
+                dump_yaml(self.cfg, self.run_dir / "config.yaml")
+            with writing(self.run_dir / "run.json"):
+                write_json(self.run_dir / "run.json", {"store": self.store_record})
+        if self.resumed is not None and self.validator is not None:
+            st = self.resumed.ckpt["train_state"]
+            self.validator.load_state(st.get("validation"), self.step)
+        dd.barrier(self.dist.world_size)
+
+    def abandon(self) -> None:
+        """The run failed: close the monitor quietly; a folder this run created and did no step
+        in is removed again."""
+        self.monitor.close(quiet=True)
+        self.folder.discard_if_new()
 
     def _state(self) -> dict[str, Any]:
         self.prior.refresh(self.G_ema, self.step)
-        return {
-            "format_version": FORMAT_VERSION,
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "aug_p": self.aug_p,
-            "train_state": {
-                "ada_sign_sum": self.ada_sign_sum,
-                "ada_count": self.ada_count,
-                "nan_streak": self.nan_streak,
-                "elapsed_s": self.elapsed_s,
-                **({"validation": self.validator.state()} if self.validator is not None else {}),
-            },
-            "rng": rng_state(),
-            "config": to_dict(self.cfg),
-            "schema": self.data.schema.to_dict(),
-            "store_meta": self.data.meta,
-            "size": list(self.data.size),
-            "n_modalities": self.data.n_modalities,
-            "w_avg": compute_w_avg(
-                self.G_ema, self.data.schema, self.cfg.train.w_avg_samples, self.cfg.train.seed
-            ),
-        }
+        return checkpoint_state(self)
 
     def checkpoint(self) -> Path:
         """Save a checkpoint (main worker) and wait for everyone."""
@@ -285,12 +272,17 @@ class Trainer:
             collate_fn=stack_items,
             pin_memory=dev.type == "cuda",  # pinned batches: asynchronous host-to-GPU copies
         )
+        batches = iter(loader)  # making the iterator draws from the global torch generator
+        if self._rng is not None:  # so the checkpoint's RNG states are set after it
+            set_rng_state(self._rng)
+            self._rng = None
         bar = progress_bar(t.steps, self.step) if self.dist.is_main and self.progress else None
         window = LogWindow()
         last_ckpt: Path | None = None
         why: str | None = None
-        for items in loader:
+        for items in batches:
             window.add(self._train_step(items))
+            self.folder.keep()  # a step was done: the folder stays whatever happens next
             if self.step % t.log_every == 0 or self.step == t.steps:
                 self._log(window, bar)
             if bar is not None:
@@ -356,18 +348,27 @@ def train(
     *,
     callback: Callable[[int], None] | None = None,
     progress: bool = True,
+    allow_other_store: bool = False,
 ) -> Path:
     """Train a conditional StyleGAN on a store; returns the path of the last checkpoint.
+
+    Nothing is written before every check has passed (store, configuration, run folder, the
+    checkpoint to resume from); a run that fails before its first step leaves no folder it
+    created; a failed write (a full disk) is a GliomagenError ``<path>: <reason>``.
 
     Args:
         config: the resolved configuration (:func:`gliomagen.config.resolve_config`).
         store: a store folder (opened with ``config.data.split``) or an opened StoreDataset.
-        run_dir: the run folder (config.yaml, log.txt, tensorboard/, samples/, checkpoints/).
+        run_dir: the run folder (config.yaml, run.json, log.txt, tensorboard/, samples/,
+            checkpoints/).
         resume: continue from the newest checkpoint of ``run_dir`` (exactly, on the same hardware).
         max_minutes: wall-clock budget; training checkpoints and returns when it is spent.
         callback: called with the step number after every optimiser step, before that step's
             samples and checkpoint are written (notebooks, timing, tests).
         progress: show a progress bar with ETA on the main worker.
+        allow_other_store: on ``resume``, continue on a store whose content differs from the
+            one the run trained on (logged) instead of refusing it; its conditions and grid must
+            still be the checkpoint's.
 
     Returns:
         Path of the newest checkpoint (on workers other than rank 0: an empty Path).
@@ -384,9 +385,16 @@ def train(
         max_minutes=max_minutes,
         callback=callback,
         progress=progress,
+        allow_other_store=allow_other_store,
     )
     try:
+        trainer.start()
         return trainer.run()
+    except BaseException as exc:
+        trainer.abandon()
+        if isinstance(exc, OSError):  # a write outside the run's own writers (validation, ...)
+            raise disk_error(exc, trainer.run_dir) from None
+        raise
     finally:
         dd.shutdown(trainer.dist)
 

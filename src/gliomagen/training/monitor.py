@@ -1,6 +1,8 @@
 """The run folder's outputs while training: text log, TensorBoard scalars, sample montages.
 
-Only the main worker writes. Montages show, for every category of every categorical condition
+Only the main worker writes, and only once :meth:`RunMonitor.open` was called (after the run's
+checks passed); a failed write is one line naming the file
+(:class:`~gliomagen.io.checkpoint.WriteError`). Montages show, for every category of every categorical condition
 (the other conditions at their most common value), a few samples of G_ema from fixed latents: the
 middle axial slice (last axis) of each modality and of the mask (argmax of the logits).
 """
@@ -8,7 +10,10 @@ middle axial slice (last axis) of each modality and of the mask (argmax of the l
 from __future__ import annotations
 
 import itertools
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,8 @@ import torch
 from gliomagen import MODALITIES
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.io.atomic import atomic_path
+from gliomagen.io.checkpoint import WriteError
+from gliomagen.training.run_folder import writing
 
 MAX_SAMPLE_CONDITIONS = 8
 
@@ -79,8 +86,27 @@ def condition_grid(
     return cat, cont, labels
 
 
+@contextmanager
+def _quiet_writer_thread() -> Iterator[None]:
+    """Keep TensorBoard's writer thread from printing a traceback when a write fails (the
+    failure is raised again, once, in this thread by the writer's next call)."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)):
+            previous(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
 class RunMonitor:
     """Log lines, TensorBoard scalars and sample montages of one run.
+
+    Nothing is written before :meth:`open`.
 
     Args:
         run_dir: the run folder.
@@ -90,27 +116,45 @@ class RunMonitor:
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
         self.run_dir, self.enabled = Path(run_dir), enabled
         self.writer: Any = None
-        if enabled:
-            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
-            # TensorBoard: heavy, only for a run that logs (enabled, main worker)
-            from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+    @property
+    def tensorboard_dir(self) -> Path:
+        """``RUN/tensorboard``."""
+        return self.run_dir / "tensorboard"
+
+    def open(self) -> None:
+        """Create ``RUN/samples`` and the TensorBoard writer (main worker; the run folder exists)."""
+        if not self.enabled or self.writer is not None:
+            return
+        with writing(self.run_dir / "samples"):
+            (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter  # heavy: only a writing worker needs it
+
+        before = set(self.tensorboard_dir.glob("events.*"))
+        try:
+            with writing(self.tensorboard_dir), _quiet_writer_thread():
+                self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
+        except WriteError:  # no event file of a writer that could not start
+            for p in set(self.tensorboard_dir.glob("events.*")) - before:
+                p.unlink(missing_ok=True)
+            raise
 
     def log(self, message: str) -> None:
         """Append a time-stamped line to ``RUN/log.txt``."""
         if not self.enabled:
             return
-        with open(self.run_dir / "log.txt", "a") as fh:
+        path = self.run_dir / "log.txt"
+        with writing(path), open(path, "a") as fh:
             fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Write TensorBoard scalars."""
         if self.writer is None:
             return
-        for k, v in values.items():
-            self.writer.add_scalar(k, v, step)
-        self.writer.flush()
+        with writing(self.tensorboard_dir), _quiet_writer_thread():
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+            self.writer.flush()
 
     def montage(
         self, step: int, images: torch.Tensor, logits: torch.Tensor, labels: list[str]
@@ -125,7 +169,6 @@ class RunMonitor:
         """
         if not self.enabled:
             return None
-        # matplotlib: heavy, only when a montage is drawn (Agg chosen before pyplot is imported)
         import matplotlib
 
         matplotlib.use("Agg")
@@ -158,12 +201,20 @@ class RunMonitor:
         fig.tight_layout()
         out = self.run_dir / "samples" / f"step-{step:07d}.png"
         try:
-            with atomic_path(out) as tmp:
+            with writing(out), atomic_path(out) as tmp:
                 fig.savefig(tmp, dpi=80, format="png")
         finally:
             plt.close(fig)
         return out
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def close(self, quiet: bool = False) -> None:
+        """Close the TensorBoard writer; ``quiet``: ignore a failure (the run already failed)."""
+        writer, self.writer = self.writer, None
+        if writer is None:
+            return
+        with writing(self.tensorboard_dir), _quiet_writer_thread():
+            if not quiet:
+                writer.close()
+                return
+            with suppress(Exception):
+                writer.close()

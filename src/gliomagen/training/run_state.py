@@ -4,7 +4,8 @@
 keys of ``model`` and ``data`` fix the weights' shapes and meaning and must stay (except
 :data:`RESUME_CHANGEABLE`); the rest may change and are logged. :func:`use_configured_hparams`
 lets the configured learning rates and weight decay win over the optimisers' saved ones.
-:func:`compute_w_avg` is the per-condition mean ``w`` a checkpoint keeps for truncation.
+:func:`compute_w_avg` is the per-condition mean ``w`` a checkpoint keeps for truncation, and
+:func:`checkpoint_state` the checkpoint dict of a trainer (keys: :mod:`gliomagen.io.checkpoint`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from gliomagen.config import Config, from_dict, to_dict
 from gliomagen.errors import GliomagenError
+from gliomagen.io.checkpoint import FORMAT_VERSION, rng_state
 from gliomagen.training.monitor import condition_grid
 
 MAX_W_AVG_CONDITIONS = 256
@@ -92,9 +94,44 @@ def compute_w_avg(G: Any, schema: Any, n_samples: int, seed: int) -> dict[str, t
     return {"cat": cat, "cont": cont, "w": torch.stack(ws).cpu()}
 
 
+def checkpoint_state(trainer: Any) -> dict[str, Any]:
+    """The checkpoint dict of a :class:`gliomagen.training.loop.Trainer` now (its weights,
+    optimisers, counters, the RNG states, configuration, store and mean ``w``)."""
+    tr = trainer
+    return {
+        "format_version": FORMAT_VERSION,
+        "step": tr.step,
+        "images_seen": tr.images_seen,
+        "G": tr.G.state_dict(),
+        "D": tr.D.state_dict(),
+        "G_ema": tr.G_ema.state_dict(),
+        "opt_G": tr.opt_G.state_dict(),
+        "opt_D": tr.opt_D.state_dict(),
+        "aug_p": tr.aug_p,
+        "train_state": {
+            "ada_sign_sum": tr.ada_sign_sum,
+            "ada_count": tr.ada_count,
+            "nan_streak": tr.nan_streak,
+            "elapsed_s": tr.elapsed_s,
+            **({"validation": tr.validator.state()} if tr.validator is not None else {}),
+        },
+        "rng": rng_state(),
+        "config": to_dict(tr.cfg),
+        "schema": tr.data.schema.to_dict(),
+        "store_meta": tr.data.meta,
+        "store": dict(tr.store_record),
+        "size": list(tr.data.size),
+        "n_modalities": tr.data.n_modalities,
+        "w_avg": compute_w_avg(
+            tr.G_ema, tr.data.schema, tr.cfg.train.w_avg_samples, tr.cfg.train.seed
+        ),
+    }
+
+
 __all__ = [
     "MAX_W_AVG_CONDITIONS",
     "RESUME_CHANGEABLE",
+    "checkpoint_state",
     "compute_w_avg",
     "resume_changes",
     "use_configured_hparams",

@@ -119,6 +119,7 @@ def build_plan(
         style_mixing=t.style_mixing,
         augment=augment,
         size=data.size,
+        encoder=bool(cfg.model.encoder),
     )
 
 

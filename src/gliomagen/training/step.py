@@ -59,6 +59,7 @@ def micro_batch(
         mix_cutoff=None if draws.mix_cutoff is None else draws.mix_cutoff[rows],
         gp_alpha=draws.gp_alpha[rows],
         step=step,
+        enc_eps=None if draws.enc_eps is None else draws.enc_eps[rows].to(device),
     )
 
 

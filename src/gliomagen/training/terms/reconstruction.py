@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceLoss
 
-from gliomagen.models.encoder import kl_standard_normal
+from gliomagen.models.encoder import kl_standard_normal, reparameterise
 from gliomagen.training.batches import MicroBatch
 from gliomagen.training.terms.base import GeneratorPasses, Term, TermInputs
 
@@ -54,14 +54,15 @@ class ReconstructionTerm(Term):
         Returns the weighted sum ``recon_weight * (CE + soft Dice of the tumour classes)(mask) +
         recon_img_weight * L1(images) + kl_weight * kl_scale * KL`` (means over the micro-batch;
         L1 from :meth:`image_l1`) and its parts summed over the micro-batch. The Dice is MONAI's
-        ``DiceLoss`` per case.
+        ``DiceLoss`` per case. The reparameterisation noise is the micro-batch's ``enc_eps`` (the
+        step plan's, so a resumed run draws what an uninterrupted one does).
         """
         enc = net.encoder
         assert enc is not None
         real_img, real_mask = mb.real_img.detach(), mb.real_mask.detach()
         with net.autocast():
             mu, logvar = enc(real_img, real_mask)
-            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
+            z = reparameterise(mu, logvar, mb.enc_eps)
             w = net.mapping(z, mb.real_cat, mb.real_cont, prior=False)  # z is encoded
             ws = w.unsqueeze(1).repeat(1, net.num_ws, 1)
             seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)
