@@ -219,14 +219,15 @@ def test_damaged_content_of_a_sealed_array_is_detected(store: Path) -> None:
 
 
 def test_store_fingerprint_is_recorded_and_changes_with_the_data(cohort: Path, store: Path) -> None:
-    from gliomagen.data.store_format import store_fingerprint  # what train --resume compares
+    from gliomagen.data.fingerprint import store_fingerprint  # what train --resume compares
 
     first = store_fingerprint(store)
     assert first == json.loads((store / ".gliomagen-store").read_text())["fingerprint"]
     assert store_fingerprint(store) == first
-    code, _, stderr = prepare_again(cohort, store)
-    assert code == 0, stderr
+    code, _, stderr = run("prepare", cohort, "--out", store, "--size", "32", "--qc", "1")
+    assert code == 0, stderr  # other data (another grid): another fingerprint
     assert store_fingerprint(store) != first
+    assert store_fingerprint(store) == json.loads((store / ".gliomagen-store").read_text())["fingerprint"]
 
 
 # -- defect 8: a failed write is one line; nothing half-written, the old store kept -----------

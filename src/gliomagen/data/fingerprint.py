@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -28,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from gliomagen.data.store_format import read_json
+from gliomagen.data.store_format import ARRAYS, read_json
+from gliomagen.data.tables import read_table
 from gliomagen.errors import GliomagenError
 
 META_KEYS = ("format_version", "size", "spacing_mm", "modalities", "schema", "sources")
 """The ``meta.json`` entries a fingerprint covers (the rest describe how the store was made)."""
 
-ARRAYS = ("images.npy", "masks.npy")
 _HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
@@ -71,11 +70,8 @@ def store_fingerprint(path: str | os.PathLike[str]) -> str:
     meta = read_json(folder / "meta.json")
     rows: list[dict[str, str]] = []
     if (folder / "index.csv").is_file():
-        with open(folder / "index.csv", newline="") as fh:
-            rows = [
-                {k: v for k, v in row.items() if k is not None and not k.endswith("_path")}
-                for row in csv.DictReader(fh)
-            ]
+        _, table = read_table(folder / "index.csv")
+        rows = [{k: v for k, v in row.items() if not k.endswith("_path")} for _, row in table]
     return _digest(
         {
             "meta": {k: meta.get(k) for k in META_KEYS},
@@ -105,4 +101,4 @@ def dataset_fingerprint(dataset: Any) -> str:
     )
 
 
-__all__ = ["ARRAYS", "META_KEYS", "dataset_fingerprint", "store_fingerprint"]
+__all__ = ["META_KEYS", "dataset_fingerprint", "store_fingerprint"]

@@ -3,7 +3,7 @@
 Every store ``prepare`` writes is sealed by :func:`seal_store`: the ownership marker
 ``.gliomagen-store`` (:mod:`gliomagen.io.ownership`) lists each file it wrote with a cheap digest
 (size, first and last MiB) and the store's
-:func:`~gliomagen.data.store_format.store_fingerprint`. So
+:func:`~gliomagen.data.fingerprint.store_fingerprint`. So
 
 - ``prepare --out`` replaces a folder only when :func:`why_not_ours` finds nothing against it: the
   marker is there and the folder holds no file it does not list. A store written before markers
@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.data.fingerprint import store_fingerprint
 from gliomagen.data.store_format import (
     ARRAYS,
     FORMAT_VERSION,
     INDEX_COLUMNS,
     read_json,
-    store_fingerprint,
 )
 from gliomagen.data.tables import read_table
 from gliomagen.errors import GliomagenError

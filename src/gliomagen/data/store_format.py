@@ -9,7 +9,6 @@ internals.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,11 +18,9 @@ import numpy as np
 
 from gliomagen.config.grid import plan_grid
 from gliomagen.errors import GliomagenError
-from gliomagen.io.ownership import quick_digest
 
 __all__ = ["ARRAYS", "FORMAT_VERSION", "INDEX_COLUMNS", "NO_MASK", "SPLITS",
-           "SPLIT_FRACTIONS", "assign_splits", "check_trainable_size", "parse_size", "read_json",
-           "store_fingerprint"]  # fmt: skip
+           "SPLIT_FRACTIONS", "assign_splits", "check_trainable_size", "parse_size", "read_json"]  # fmt: skip
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -114,24 +111,3 @@ def read_json(path: Path) -> dict[str, Any]:
         raise GliomagenError(f"{path}: cannot read ({exc})") from None
 
 
-def store_fingerprint(path: Path | str) -> str:
-    """The identity of the store at ``path``: a SHA-256 over the cheap digests of its ``meta.json``
-    and arrays (their sizes, first and last MiB; about 4 MiB read).
-
-    Two stores with the same fingerprint hold the same data as far as those reads can tell; a
-    rebuilt, truncated or replaced store has another. ``index.csv`` is left out: a user may re-save
-    it (e.g. from a spreadsheet) without changing the data. Sealed stores also record the value at
-    build time in their marker (``fingerprint``).
-
-    Raises:
-        GliomagenError: a file of the store cannot be read.
-    """
-    root = Path(path)
-    h = hashlib.sha256()
-    for name in ("meta.json", *ARRAYS):
-        try:
-            digest = quick_digest(root / name)
-        except OSError as exc:
-            raise GliomagenError(f"{root / name}: cannot read it ({exc.strerror or exc})") from None
-        h.update(f"{name}\0{digest}\0".encode())
-    return h.hexdigest()
