@@ -1,0 +1,14 @@
+"""Export: hand gliomagen's cohorts and models to the tools users already run.
+
+- :func:`export_nnunet`: cohorts (``gliomagen generate`` output, BraTS folders) -> an nnU-Net v2
+  raw dataset for region-based BraTS training (:mod:`gliomagen.export.nnunet`).
+
+This package sits beside ``report``: it reads data, models, generation and training outputs, and
+only the CLI imports it. See docs/export.md.
+"""
+
+from __future__ import annotations
+
+from gliomagen.export.nnunet import NnunetExport, export_nnunet
+
+__all__ = ["NnunetExport", "export_nnunet"]
