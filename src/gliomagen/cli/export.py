@@ -35,6 +35,22 @@ _COPY = typer.Option(
     False, "--copy", help="Copy every file (default: hard links where the file system allows)."
 )
 _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_SOURCE = typer.Argument(
+    ...,
+    help="A run folder (its newest checkpoint) or a checkpoint file (.pt, e.g. RUN/checkpoints/best.pt).",
+    show_default=False,
+)
+_CARD_OUT = typer.Option(
+    None, "--out", help="Markdown file to write (default: print the card on stdout)."
+)
+_STORE = typer.Option(
+    None,
+    "--store",
+    help="The training store folder (default: the one the run's log.txt names); gives the "
+    "store's fingerprint, label counts and the phantom check.",
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``export`` command group to the ``gliomagen`` app."""
     app.add_typer(export_app, name="export")
@@ -61,3 +77,20 @@ def nnunet(
 
     result = export_nnunet(cohorts, out, dataset_id, name, copy=copy, progress=not quiet)
     typer.echo(result.summary())
+
+
+@export_app.command("card")
+@user_errors
+def card(
+    source: Path = _SOURCE,
+    out: Path | None = _CARD_OUT,
+    store: Path | None = _STORE,
+) -> None:
+    """Write a model card (Markdown): training data, recipe, length, validation, conditions, limits."""
+    # torch-heavy (checkpoint loading, the validation records' module): loaded when the command runs
+    from gliomagen.export.card import model_card, write_model_card
+
+    if out is None:
+        typer.echo(model_card(source, store), nl=False)
+        return
+    typer.echo(f"wrote {write_model_card(source, out, store)}")
