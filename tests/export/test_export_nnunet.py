@@ -22,6 +22,7 @@ import gliomagen.export.nnunet as nnunet_module
 import gliomagen.export.nnunet_files as files_module
 from gliomagen import MODALITIES
 from gliomagen.cli import app
+from gliomagen.errors import GliomagenError
 from gliomagen.export import export_nnunet
 from gliomagen.export.nnunet import LABELS, REGIONS_CLASS_ORDER
 
@@ -293,3 +294,9 @@ def test_generate_layout_is_what_find_cases_reads(tmp_path: Path) -> None:
     cohort = generate_cohort(tmp_path / "c", "SYN-00000000", [3])
     (case,) = find_cases([cohort])
     assert case.case_id == "SYN-00000000-s000003" and case.layout == "brats2023" and case.problem is None
+
+
+def test_no_cohort_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(GliomagenError, match="^export nnunet: give at least one cohort"):
+        export_nnunet([], tmp_path / "raw", 1, "X")
+    assert not (tmp_path / "raw").exists()

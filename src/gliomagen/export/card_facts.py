@@ -31,6 +31,8 @@ from gliomagen.training.validation import read_records
 PHANTOMS_FILE = "phantoms.json"
 PHANTOMS_GENERATOR = "gliomagen phantoms"
 LOG_FILE = "log.txt"
+RUN_FILES = (LOG_FILE, "config.yaml", "validation.jsonl")
+"""Files that mark the folder above ``checkpoints/`` as a run folder."""
 _HEADER = re.compile(
     r"training (?P<store>.+?): (?P<cases>\d+) cases \((?P<skipped>\d+) without mask skipped\)"
     r"(?:.*?, (?P<workers>\d+) worker\(s\) on (?P<device>[^,]+),)?"
@@ -98,9 +100,9 @@ def run_folder_of(source: Path) -> Path | None:
     """The run folder of ``source``: itself when a folder, ``RUN`` for ``RUN/checkpoints/x.pt``."""
     if source.is_dir():
         return source.parent if source.name == CHECKPOINT_DIR else source
-    parent = source.parent
-    if parent.name == CHECKPOINT_DIR and (parent.parent / LOG_FILE).is_file():
-        return parent.parent
+    run = source.parent.parent
+    if source.parent.name == CHECKPOINT_DIR and any((run / n).is_file() for n in RUN_FILES):
+        return run
     return None
 
 

@@ -166,6 +166,8 @@ def usable_cases(cohorts: Sequence[Path | str]) -> list[CaseRecord]:
         GliomagenError: a cohort is missing or holds no case, a case id occurs twice, a case lacks
             a modality or its mask.
     """
+    if not cohorts:
+        raise GliomagenError("export nnunet: give at least one cohort folder or manifest CSV")
     cases = find_cases(list(cohorts))
     for record in cases:
         if record.problem:
