@@ -28,7 +28,7 @@ app = typer.Typer(
 )
 
 # Subcommand modules, in pipeline order. A module listed here defines ``register(app)``.
-_COMMAND_MODULES = ("phantoms", "prepare", "train", "generate", "evaluate", "utility", "bench")
+_COMMAND_MODULES = ("phantoms", "prepare", "train", "generate", "evaluate", "utility", "export", "bench")
 
 
 def _version_callback(value: bool) -> None:
