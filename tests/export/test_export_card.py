@@ -143,3 +143,26 @@ def test_cli_writes_or_prints_the_card(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["export", "card", str(tmp_path / "nope")])
     assert missing.exit_code == 2
     assert missing.stderr == f"error: {tmp_path / 'nope'}: checkpoint or run folder not found\n"
+
+
+def test_a_recorded_store_fingerprint_decides_the_match(tmp_path: Path) -> None:
+    """Checkpoints since the store check record ``{path, fingerprint}``: the card finds the store
+    there and compares content, not just the grid."""
+    from gliomagen.data.fingerprint import store_fingerprint
+
+    run, store = write_run(tmp_path)
+    ckpt = run / "checkpoints" / "step-0000010.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["store"] = {"path": str(store), "fingerprint": store_fingerprint(store)}
+    torch.save(state, ckpt)
+    (run / "log.txt").unlink()  # the path now comes from the checkpoint
+    lines = lines_of(model_card(ckpt))
+    assert f"- Store: `{store}` (from the checkpoint)" in lines
+    assert f"- Store content fingerprint recorded at training: `{store_fingerprint(store)}`" in lines
+    assert "- The store now at this path holds the data the model was trained on" in lines
+    state["store"]["fingerprint"] = "sha256:" + "0" * 64  # trained on other data
+    torch.save(state, ckpt)
+    assert any(
+        line.startswith("- **The store now at this path does not match the checkpoint**")
+        for line in lines_of(model_card(ckpt))
+    )

@@ -140,15 +140,19 @@ def _store_meta_lines(store: StoreFacts | None) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in splits.items())
         + f"), {meta.get('n_with_mask', '?')} with a mask",
     ]
+    if store.fingerprint:
+        lines.append(f"- Store content fingerprint recorded at training: `{store.fingerprint}`")
     if store.matches is False:
         lines.append(
-            "- **The store now at this path does not match the checkpoint** (grid or template "
-            "geometry differ): it was rebuilt or replaced since training; the figures above and "
-            "the label counts below describe the store as it is now"
+            "- **The store now at this path does not match the checkpoint**: it was rebuilt or "
+            "replaced since training; the figures above and the label counts below describe the "
+            "store as it is now"
         )
+    elif store.matches and store.fingerprint:
+        lines.append("- The store now at this path holds the data the model was trained on")
     elif store.matches:
         lines.append(
-            "- The store's grid and template geometry match the checkpoint (the checkpoint "
+            "- The store's grid and template geometry match the checkpoint (an older checkpoint "
             "keeps no fingerprint, so this is the best available check that it is the same build)"
         )
     return lines

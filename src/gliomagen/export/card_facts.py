@@ -23,6 +23,7 @@ from typing import Any
 
 from gliomagen.config import preset, to_dict
 from gliomagen.data.conditions import ConditionSchema, is_missing
+from gliomagen.data.fingerprint import store_fingerprint
 from gliomagen.data.nifti import sha256
 from gliomagen.errors import GliomagenError
 from gliomagen.io.checkpoint import BEST_NAME, CHECKPOINT_DIR, load_checkpoint, resolve_checkpoint
@@ -45,12 +46,14 @@ class StoreFacts:
 
     Attributes:
         path: the store folder.
-        found_by: how the path was learnt (``--store`` or ``RUN/log.txt``).
+        found_by: how the path was learnt (``--store``, the checkpoint, or ``RUN/log.txt``).
         meta: its ``meta.json`` (``None`` when the folder or the file is gone).
         label_counts: per categorical condition, the values of the training cases and their counts.
         ranges: per continuous condition, ``(min, max)`` over the training cases.
         phantoms: built from ``gliomagen phantoms`` (``None``: the source folders are gone).
-        matches: the store's grid and template geometry equal the checkpoint's.
+        matches: the store holds the data the checkpoint was trained on (its content fingerprint
+            equals the recorded one; for older checkpoints: the grid and template geometry).
+        fingerprint: the content fingerprint the checkpoint recorded, if any.
     """
 
     path: str
@@ -60,6 +63,7 @@ class StoreFacts:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     phantoms: bool | None = None
     matches: bool | None = None
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -132,7 +136,12 @@ def gather(source: Path | str, store: Path | str | None = None) -> CardFacts:
         log=log,
         generator_values=sum(int(t.numel()) for t in ckpt.get("G_ema", ckpt.get("G", {})).values()),
     )
-    store_path, found_by = (str(store), "--store") if store else (log.get("store"), "RUN/log.txt")
+    recorded = ckpt.get("store") or {}  # {path, fingerprint} in checkpoints since format 1's store key
+    store_path, found_by = (
+        (str(store), "--store") if store
+        else (recorded.get("path"), "the checkpoint") if recorded.get("path")
+        else (log.get("store"), "RUN/log.txt")
+    )  # fmt: skip
     if store_path:
         facts.store = read_store(store_path, found_by, facts)
     facts.best = _best(path, ckpt, run_dir)
@@ -185,9 +194,17 @@ def read_store(path: str, found_by: str, facts: CardFacts) -> StoreFacts:
         return out
     meta = out.meta
     sm = facts.ckpt.get("store_meta", {})
-    out.matches = [int(s) for s in meta.get("size", [])] == [int(s) for s in sm.get("size", [])] and (
-        meta.get("template_geometry", {}) == sm.get("template_geometry", {})
-    )
+    recorded = (facts.ckpt.get("store") or {}).get("fingerprint")
+    if recorded:  # the content fingerprint train recorded: the same data, or not
+        try:
+            out.matches = store_fingerprint(folder) == recorded
+        except GliomagenError:
+            out.matches = False
+        out.fingerprint = recorded
+    else:  # older checkpoints: the grid and template geometry are all there is to compare
+        out.matches = [int(s) for s in meta.get("size", [])] == [
+            int(s) for s in sm.get("size", [])
+        ] and meta.get("template_geometry", {}) == sm.get("template_geometry", {})
     rows = _training_rows(folder, str(facts.ckpt.get("config", {}).get("data", {}).get("split", "train")))
     out.label_counts, out.ranges = _label_summary(rows, facts.schema)
     out.phantoms = phantom_store(meta, rows)
