@@ -70,7 +70,10 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def _report_files(folder: Path) -> set[str]:
     names = set(_snapshot(folder))
     assert {"metrics.json", "index.html"} <= names
-    assert all(n.startswith("figures/") and n.endswith(".png") for n in names - {"metrics.json", "index.html"})
+    assert all(
+        n.startswith("figures/") and n.endswith(".png")
+        for n in names - {"metrics.json", "index.html"}
+    )
     return names
 
 
@@ -79,7 +82,9 @@ def previous(volumes: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> P
     """A finished report (seed 0), to copy where a test needs an earlier report at ``--out``."""
     out = tmp_path_factory.mktemp("previous") / "report"
     real, train, syn = _sets(volumes)
-    evaluate_report(real, syn, out, train=train, probe_options=TINY, n_boot=4, n_pairs=4, n_montage=1)
+    evaluate_report(
+        real, syn, out, train=train, probe_options=TINY, n_boot=4, n_pairs=4, n_montage=1
+    )
     return out
 
 

@@ -116,11 +116,15 @@ def staged_report(out: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = out.parent / f".{out.name}.tmp"  # the real name is known once atomic_dir made it
     try:
         with atomic_dir(out, replace=replace) as tmp:
-            (tmp / MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+            (tmp / MARKER).write_text(
+                json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+            )
             yield tmp
             (tmp / MARKER).unlink()
             if check_out(out) != replace:  # something appeared at --out meanwhile
-                raise GliomagenError(f"--out {out}: changed while the report was written; run again")
+                raise GliomagenError(
+                    f"--out {out}: changed while the report was written; run again"
+                )
     except OSError as exc:
         raise write_error(exc, tmp, out, f"--out {out} was left as it was") from None
 
