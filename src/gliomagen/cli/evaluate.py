@@ -15,9 +15,14 @@ _REAL = typer.Option(
 _SYNTHETIC = typer.Option(
     ...,
     "--synthetic",
-    help="Synthetic cases: a folder of NIfTI cases (e.g. from generate) or a store.",
+    help="Synthetic cases: a folder of NIfTI cases (a cohort from generate must be complete) or a store.",
 )
-_OUT = typer.Option(..., "--out", help="Report folder: index.html, metrics.json, figures/.")
+_OUT = typer.Option(
+    ...,
+    "--out",
+    help="Report folder: index.html, metrics.json, figures/; written whole at the end (an earlier "
+    "report there is replaced; any other non-empty folder is refused).",
+)
 _TRAIN = typer.Option(
     None,
     "--train",

@@ -11,14 +11,17 @@ Everything lives under ``cache_dir`` (default :func:`default_cache_dir`: ``$GLIO
   ids, labels, grid and data: the files of memory-mapped arrays with their size and modification
   time (a store rebuilt in place gets a new key), the bytes of in-memory arrays.
 
-A damaged entry is computed again and replaced.
+A damaged entry is computed again and replaced. A result that cannot be written (a full disk, no
+permission) is used without being cached, with one warning (:func:`not_cached`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -28,10 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.evaluation.probe import ProbeNet, ProbeOptions, probe_heads, train_probe
-from gliomagen.io.atomic import atomic_path
+from gliomagen.io.atomic import atomic_path, write_bytes
 
 PROBE_FORMAT = 2
 
@@ -56,6 +58,21 @@ def default_cache_dir() -> Path:
     """``$GLIOMAGEN_CACHE`` or ``~/.cache/gliomagen``."""
     env = os.environ.get("GLIOMAGEN_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "gliomagen"
+
+
+def not_cached(cache_dir: Path, exc: OSError) -> None:
+    """Warn that a result could not be written to the cache (a full disk...); the run goes on.
+
+    Every such failure under one cache folder gives the same message, so the command line shows
+    it once.
+    """
+    why = exc.strerror or str(exc) or type(exc).__name__
+    warnings.warn(
+        f"evaluation cache {cache_dir}: cannot write ({why}); going on without caching "
+        "(set GLIOMAGEN_CACHE to a disk with room)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def load_or_train_probe(
@@ -93,22 +110,21 @@ def load_or_train_probe(
             pass
     net, losses = train_probe(inputs, labels, options, progress, device)
     final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
+    blob = io.BytesIO()  # saved in memory first: torch.save reports a full disk as a RuntimeError
+    torch.save(
+        {
+            "format": PROBE_FORMAT,
+            "heads": heads,
+            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "final_loss": final,
+            "losses": losses,
+        },
+        blob,
+    )
     try:
-        with atomic_path(path) as tmp:
-            torch.save(
-                {
-                    "format": PROBE_FORMAT,
-                    "heads": heads,
-                    "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "final_loss": final,
-                    "losses": losses,
-                },
-                tmp,
-            )
+        write_bytes(path, blob.getvalue())
     except OSError as exc:
-        raise GliomagenError(
-            f"probe cache {path.parent}: cannot write ({exc.strerror}); set GLIOMAGEN_CACHE"
-        ) from None
+        not_cached(path.parent.parent, exc)
     return net, {
         "key": key,
         "path": str(path),

@@ -6,7 +6,9 @@
   with the real store's pipeline (:func:`gliomagen.data.store.build_store`: crop, resample,
   normalise) at the real store's grid size into a cache folder, so both sets are on one grid and
   one intensity scale. The cohort's ``clinical.csv`` (written by ``generate``), when present,
-  gives each case's *requested* conditions.
+  gives each case's *requested* conditions. A folder that looks like a cohort of ``generate``
+  must be a complete one (:func:`check_cohort`); other folders (real BraTS cases, phantoms) are
+  read as they are.
 * With 2-D real slices (a slice store): a folder of 2-D slices written by ``gliomagen generate``
   from a 2D model, read back onto the network's scale with the intensity ranges of its
   manifest (:func:`gliomagen.generation.slices2d.read_slice_cohort`), its ``clinical.csv`` giving
@@ -18,23 +20,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gliomagen import MODALITIES
 from gliomagen.data.labels import COVARIATES
 from gliomagen.data.store import build_store, open_store
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cache import default_cache_dir
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.generation.slices2d import read_slice_cohort
+from gliomagen.generation.staging import MARKER as STAGING_MARKER
 
 SPLITS = ("train", "val", "test")
 MAX_BREAKDOWN_CATEGORIES = 12
 CLINICAL_CSV = "clinical.csv"
 IGNORED_CLINICAL = ("seed", "mix_seed", *COVARIATES)  # the covariates are measured again on ingest
+MANIFEST = "manifest.json"
+GENERATED_ID = re.compile(r"^(SYN-\d{5}|.+-s\d{6,})$")
+"""A case id of ``gliomagen generate``: ``PREFIX-s000123`` (and ``SYN-00012`` before the ids named
+the seed)."""
 
 
 def split_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
@@ -97,13 +106,96 @@ def ingest_folder(
         raise GliomagenError(f"--synthetic {folder}: not a folder or store")
     key = hashlib.sha256(f"{folder.resolve()}|{list(size)}".encode()).hexdigest()[:16]
     out = Path(cache_dir or default_cache_dir()) / "ingested" / f"{folder.name}-{key}"
-    out.parent.mkdir(parents=True, exist_ok=True)
     clinical = folder / CLINICAL_CSV
-    build_store(
-        [folder], out, labels_csv=clinical if clinical.is_file() else None, size=list(size),
-        progress=progress, qc_cases=0, label_types=[f"{c}=ignore" for c in IGNORED_CLINICAL if _has_column(clinical, c)],
-    )  # fmt: skip
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build_store(
+            [folder], out, labels_csv=clinical if clinical.is_file() else None, size=list(size),
+            progress=progress, qc_cases=0, label_types=[f"{c}=ignore" for c in IGNORED_CLINICAL if _has_column(clinical, c)],
+        )  # fmt: skip
+    except OSError as exc:  # the cache is needed here: the cases are read from the prepared store
+        where = exc.filename if isinstance(exc.filename, str) else out
+        raise GliomagenError(
+            f"{where}: {exc.strerror or exc} (preparing --synthetic {folder} in the cache; "
+            "set GLIOMAGEN_CACHE to a disk with room)"
+        ) from None
     return out
+
+
+def looks_generated(folder: Path) -> bool:
+    """True when ``folder`` looks like a cohort of ``gliomagen generate`` (whole or partial).
+
+    That is: it has a ``manifest.json``, the marker of generate's temporary folder, a
+    ``clinical.csv`` whose columns start with ``case_id,seed``, or a case folder named like a
+    generated case (:data:`GENERATED_ID`). Real BraTS cases and phantoms have none of these.
+    """
+    if (folder / MANIFEST).exists() or (folder / STAGING_MARKER).exists():
+        return True
+    if _header(folder / CLINICAL_CSV)[:2] == ["case_id", "seed"]:
+        return True
+    return any(p.is_dir() and GENERATED_ID.match(p.name) for p in folder.iterdir())
+
+
+def check_cohort(folder: Path) -> None:
+    """Refuse a folder that looks like a cohort of ``generate`` (:func:`looks_generated`) but is
+    not a complete one: no ``manifest.json`` or ``clinical.csv``, generate's temporary folder, or a
+    case of the manifest missing on disk or without all its files (the manifest's ``case_ids``;
+    a manifest without them, from older versions, by its ``n_cases``). Other folders pass.
+
+    Raises:
+        GliomagenError: ``<folder>: not a complete gliomagen cohort (...)``, naming the first
+            missing case.
+    """
+    if not looks_generated(folder):
+        return
+    problem = _cohort_problem(folder)
+    if problem:
+        raise GliomagenError(f"{folder}: not a complete gliomagen cohort ({problem})")
+
+
+def _cohort_problem(folder: Path) -> str | None:
+    """Why the generated cohort ``folder`` is not complete, or ``None``."""
+    if (folder / STAGING_MARKER).exists():
+        return "the temporary folder of a generate that is running or was stopped"
+    if not (folder / MANIFEST).is_file():
+        return f"no {MANIFEST}: its generate did not finish; generate it again"
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{MANIFEST} cannot be read: {exc}"
+    if not isinstance(manifest, dict):
+        return f"{MANIFEST} is not a gliomagen manifest"
+    if not (folder / CLINICAL_CSV).is_file():
+        return f"no {CLINICAL_CSV}"
+    names = [*(manifest.get("modalities") or MODALITIES), "seg"]
+    ids = manifest.get("case_ids")
+    if isinstance(ids, list):
+        for cid in ids:
+            lacking = _case_problem(folder / str(cid), names)
+            if lacking:
+                return f"case {cid} of {MANIFEST} is {lacking}"
+        return None
+    n = manifest.get("n_cases", manifest.get("n"))
+    if not isinstance(n, int):
+        return f"{MANIFEST} lists no case_ids and no n_cases"
+    cases = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    complete = [p for p in cases if not _case_problem(p, names)]
+    if len(complete) < n:
+        first = next((p for p in cases if _case_problem(p, names)), None)
+        where = f"; {first.name} is {_case_problem(first, names)}" if first else ""
+        return f"{MANIFEST} lists {n} cases, {len(complete)} are complete on disk{where}"
+    return None
+
+
+def _case_problem(case: Path, names: Sequence[str]) -> str | None:
+    """``"missing"`` or ``"incomplete (no ID-t2f.nii.gz)"`` for a case folder without all its files."""
+    if not case.is_dir():
+        return "missing"
+    for name in names:
+        stem = f"{case.name}-{name}"
+        if not ((case / f"{stem}.nii.gz").is_file() or (case / f"{stem}.nii").is_file()):
+            return f"incomplete (no {stem}.nii.gz)"
+    return None
 
 
 def _is_2d_cohort(folder: Path) -> bool:
@@ -123,12 +215,16 @@ def from_slice_folder(folder: Path, side: int, role: str) -> CaseSet:
     )
 
 
-def _has_column(csv_path: Path, column: str) -> bool:
+def _header(csv_path: Path) -> list[str]:
+    """The column names of a CSV file (none when it is missing)."""
     if not csv_path.is_file():
-        return False
+        return []
     with open(csv_path, newline="") as fh:
-        header = fh.readline().strip().split(",")
-    return column in header
+        return fh.readline().strip().split(",")
+
+
+def _has_column(csv_path: Path, column: str) -> bool:
+    return column in _header(csv_path)
 
 
 def resolve(
@@ -163,6 +259,8 @@ def resolve(
         raise GliomagenError(
             f"{role} {path}: not a gliomagen store (no meta.json); run gliomagen prepare"
         )
+    if path.is_dir():
+        check_cohort(path)
     if len(size) == 2:
         return from_slice_folder(path, int(size[0]), role)
     if _is_2d_cohort(path):

@@ -5,9 +5,10 @@ reference of the real sets (:func:`~gliomagen.evaluation.suite.build_reference`:
 extractor, one pass over the held-out and training cases, cached) -> its measure of the synthetic
 cases (:func:`~gliomagen.evaluation.suite.measure`: FD/KID/PRDC with the real-vs-training floor,
 diversity, memorisation, conditional fidelity, mask realism, histograms, all overall and per
-condition) -> montages -> optional reconstruction -> the run's training curves ->
-``REPORT/metrics.json``. The report layer renders ``REPORT/index.html`` from it
-(:func:`gliomagen.report.html.evaluate_report`).
+condition) -> optional reconstruction -> the run's training curves; then, in a temporary folder
+beside ``REPORT`` that takes its place at the end (:mod:`gliomagen.evaluation.report_folder`), the
+montages and ``metrics.json``. The report layer renders ``index.html`` from it into the same
+folder before the rename (:func:`gliomagen.report.html.evaluate_report`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gliomagen.evaluation.inputs import held_out_split, resolve, split_spec
 from gliomagen.evaluation.montages import write_montages
 from gliomagen.evaluation.probe import ProbeOptions
 from gliomagen.evaluation.reconstruction import reconstruct
+from gliomagen.evaluation.report_folder import check_out, staged_report
 from gliomagen.evaluation.suite import (
     Reference,
     SuiteOptions,
@@ -39,6 +41,8 @@ from gliomagen.io.atomic import clean_json, write_json
 from gliomagen.io.device import resolve_device
 
 METRICS_FORMAT = 1
+MEASURED = ("groups", "distances", "diversity", "memorisation", "fidelity", "masks", "intensity")
+"""The sections of ``metrics.json`` that come from the metric suite's measure."""
 
 
 def _say(progress: bool, message: str) -> None:
@@ -114,6 +118,7 @@ def evaluate(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     slice_size: int | None = None,
+    finish: Callable[[Path, dict[str, Any]], object] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a synthetic cohort against held-out real cases; write ``out/metrics.json`` and the
     montages in ``out/figures/``.
@@ -122,9 +127,14 @@ def evaluate(
     The HTML page (``out/index.html``) is the report's:
     :func:`gliomagen.report.html.evaluate_report` runs this and renders it (``gliomagen evaluate``).
 
+    ``out`` is written whole or not at all (:mod:`gliomagen.evaluation.report_folder`): it must be
+    new, empty or an earlier report (checked before any work, replaced at the end); everything is
+    computed first, then written into a temporary folder beside it that takes its place.
+
     Args:
         real: held-out real cases: a CaseSet, ``STORE:split`` or ``STORE`` (its test split, else val).
-        synthetic: a CaseSet, a store, or a folder of NIfTI cases (prepared at the real grid).
+        synthetic: a CaseSet, a store, or a folder of NIfTI cases (prepared at the real grid); a
+            cohort of ``gliomagen generate`` must be complete (:func:`~gliomagen.evaluation.inputs.check_cohort`).
         out: report folder (``metrics.json``, ``figures/``).
         train: real training cases (default: the ``train`` split of the real store).
         extractor: ``probe`` | ``medicalnet`` | ``slices`` (2-D slices: ``probe`` or ``slices``).
@@ -147,16 +157,22 @@ def evaluate(
             the projection; similarity measures and statistics run on the CPU.
         progress: print progress on stderr.
         log: alternative to ``progress``: called with each progress message.
+        finish: called with the temporary report folder and the metrics once ``metrics.json`` and
+            the montages are in it, before it takes ``out``'s place (the report layer writes
+            ``index.html`` there).
 
     Returns:
         The metrics dict (also written to ``out/metrics.json``).
+
+    Raises:
+        GliomagenError: bad inputs or options, an ``out`` that may not be replaced, or a failed
+            write (one line naming the file; ``out`` is left as it was).
     """
     say = log or (lambda m: _say(progress, m))
     if n_boot < 0:
         raise GliomagenError(f"--bootstrap {n_boot}: must be >= 0")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GliomagenError(f"--out {out}: exists and is not a folder")
+    check_out(out)
     cache = Path(cache_dir) if cache_dir else None
     dev = resolve_device(device)
     real_set, train_set, syn_set = resolve_sets(real, synthetic, train, cache, progress)
@@ -168,10 +184,6 @@ def evaluate(
     )  # fmt: skip
     ref = build_reference(real_set, train_set, options, cache_dir=cache, device=dev, log=say)
     measured = measure(ref, syn_set, log=say)
-    say("montages")
-    modalities = channel_names(real_set.shape[0])
-    pos = groups(ref, syn_set)
-    montages = write_montages(out, pos, real_set, syn_set, n_montage, seed, modalities)
     reconstruction = None
     if checkpoint is not None:
         say("reconstruction")
@@ -179,19 +191,27 @@ def evaluate(
             checkpoint, real_set, n_cases=n_reconstruct, steps=reconstruct_steps, seed=seed,
             device=dev,
         )  # fmt: skip
-    metrics = clean_json({
-        "format_version": METRICS_FORMAT,
-        "gliomagen_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "inputs": _inputs(ref, syn_set, checkpoint, run),
-        "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95, "device": str(dev)},
-        "extractor": ref.extractor.info(),
-        **{k: measured[k] for k in ("groups", "distances", "diversity", "memorisation", "fidelity", "masks", "intensity")},
-        "montages": montages, "reconstruction": reconstruction,
-        "curves": read_curves(Path(run)) if run is not None else None,
-    })  # fmt: skip
-    say("writing metrics.json")
-    write_json(out / "metrics.json", metrics)
+    with staged_report(out) as folder:
+        say("montages")
+        montages = write_montages(
+            folder, groups(ref, syn_set), real_set, syn_set, n_montage, seed,
+            channel_names(real_set.shape[0]),
+        )  # fmt: skip
+        metrics = clean_json({
+            "format_version": METRICS_FORMAT,
+            "gliomagen_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "inputs": _inputs(ref, syn_set, checkpoint, run),
+            "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95, "device": str(dev)},
+            "extractor": ref.extractor.info(),
+            **{k: measured[k] for k in MEASURED},
+            "montages": montages, "reconstruction": reconstruction,
+            "curves": read_curves(Path(run)) if run is not None else None,
+        })  # fmt: skip
+        say("writing metrics.json")
+        write_json(folder / "metrics.json", metrics)
+        if finish is not None:
+            finish(folder, metrics)
     return metrics
 
 

@@ -29,6 +29,7 @@ from gliomagen.evaluation.cache import (
     cache_key,
     default_cache_dir,
     load_arrays,
+    not_cached,
     save_arrays,
     set_identity,
 )
@@ -160,7 +161,7 @@ def build_reference(
         try:
             save_arrays(path, arrays)
         except OSError as exc:
-            say(f"reference not cached ({path.parent}: {exc.strerror})")
+            not_cached(path.parent.parent, exc)
     return _from_arrays(arrays, real, train, options, ex, path, cached=False)
 
 

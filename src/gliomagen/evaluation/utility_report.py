@@ -4,13 +4,16 @@
 :func:`gliomagen.evaluation.utility.run_utility` into one JSON-ready dict (summaries over seeds,
 paired comparisons with the real-only arm, image-mask agreement by condition);
 :func:`format_table` prints it; :func:`write_outputs` writes ``utility.json``, ``utility.png`` and a
-self-contained ``index.html`` (jinja2, the plot embedded as base64), each by an atomic rename.
+self-contained ``index.html`` (jinja2, the plot embedded as base64), all three in full under
+temporary names first, then renamed (:func:`gliomagen.evaluation.report_folder.write_files`): a
+full disk changes none of them.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +23,8 @@ import jinja2
 import numpy as np
 
 from gliomagen.evaluation import segmentation as seg
-from gliomagen.io.atomic import atomic_path, write_text
+from gliomagen.evaluation.report_folder import write_files
+from gliomagen.io.atomic import write_bytes, write_text
 
 if TYPE_CHECKING:
     from gliomagen.evaluation.utility import ArmPlan, BenchmarkData, CaseRef
@@ -226,7 +230,8 @@ def format_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(report: Mapping[str, Any], path: Path) -> None:
+def _plot(report: Mapping[str, Any]) -> bytes:
+    """The Dice-per-arm bar chart as PNG bytes."""
     import matplotlib  # heavy; and the Agg backend must be chosen before pyplot is imported
 
     matplotlib.use("Agg")
@@ -255,11 +260,12 @@ def _plot(report: Mapping[str, Any], path: Path) -> None:
     )
     ax.legend(fontsize=7, loc="upper right", ncol=2)
     fig.tight_layout()
+    buf = io.BytesIO()
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        fig.savefig(buf, format="png")
     finally:
         plt.close(fig)
+    return buf.getvalue()
 
 
 _HTML = """<!doctype html>
@@ -299,11 +305,24 @@ Regions: WT = {1,2,3}, TC = {1,3}, ET = {3}.</p>
 
 
 def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
-    """Write ``utility.json``, ``utility.png`` and a self-contained ``index.html`` into ``out``."""
+    """Write ``utility.json``, ``utility.png`` and a self-contained ``index.html`` into ``out``.
+
+    Raises:
+        GliomagenError: a write failed (one line naming the file); none of the three was changed.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "utility.json", json.dumps(report, indent=1, allow_nan=True))
-    _plot(report, out / "utility.png")
+    png = _plot(report)
+    html = _html(report, png)
+    write_files(out, {
+        "utility.json": lambda tmp: write_text(tmp, json.dumps(report, indent=1, allow_nan=True)),
+        "utility.png": lambda tmp: write_bytes(tmp, png),
+        "index.html": lambda tmp: write_text(tmp, html),
+    })  # fmt: skip
+
+
+def _html(report: Mapping[str, Any], png: bytes) -> str:
+    """The HTML page of the report, the plot ``png`` embedded."""
     real = report["realism"]
     rows = [("real held-out", real["real_heldout"])]
     if "synthetic" in real:
@@ -313,7 +332,7 @@ def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
             for c, vals in real["synthetic"]["by_condition"].items()
             for v, t in vals.items()
         ]
-    html = (
+    return (
         jinja2.Environment(autoescape=True)
         .from_string(_HTML)
         .render(
@@ -324,7 +343,6 @@ def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
             realism=rows,
             conv=report["conventions"],
             n_held=len(report["cases"]["heldout"]),
-            png=base64.b64encode((out / "utility.png").read_bytes()).decode("ascii"),
+            png=base64.b64encode(png).decode("ascii"),
         )
     )
-    write_text(out / "index.html", html)

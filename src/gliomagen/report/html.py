@@ -22,6 +22,7 @@ import jinja2
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.curves import read_curves
 from gliomagen.evaluation.pipeline import evaluate
+from gliomagen.evaluation.report_folder import staged_report, write_files
 from gliomagen.io.atomic import write_json, write_text
 from gliomagen.report import figures
 
@@ -258,11 +259,14 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
 
 
 def write_report(folder: Path | str, metrics: Mapping[str, Any]) -> Path:
-    """Render ``folder/index.html`` (atomically) and return its path."""
+    """Render ``folder/index.html`` (atomically) and return its path.
+
+    Raises:
+        GliomagenError: the page cannot be written (one line; the old page is left as it was).
+    """
     folder = Path(folder)
-    path = folder / "index.html"
-    write_text(path, render(metrics, folder))
-    return path
+    page = render(metrics, folder)
+    return write_files(folder, {"index.html": lambda tmp: write_text(tmp, page)})[0]
 
 
 def evaluate_report(
@@ -271,18 +275,21 @@ def evaluate_report(
     """Evaluate a synthetic cohort and render its report: what ``gliomagen evaluate`` runs.
 
     :func:`gliomagen.evaluation.pipeline.evaluate` (same arguments) writes ``out/metrics.json``
-    and the montages; this adds ``out/index.html``.
+    and the montages into a temporary folder; this adds ``index.html`` there before the folder
+    takes ``out``'s place, so ``out`` holds a whole report or is left as it was.
 
     Returns:
         The metrics dict.
     """
-    metrics = evaluate(real, synthetic, out, **options)
-    if options.get("log") is not None:
-        options["log"]("writing index.html")
-    elif options.get("progress"):
-        print("writing index.html", file=sys.stderr, flush=True)
-    write_report(Path(out), metrics)
-    return metrics
+
+    def page(folder: Path, metrics: dict[str, Any]) -> None:
+        if options.get("log") is not None:
+            options["log"]("writing index.html")
+        elif options.get("progress"):
+            print("writing index.html", file=sys.stderr, flush=True)
+        write_text(folder / "index.html", render(metrics, folder))
+
+    return evaluate(real, synthetic, out, finish=page, **options)
 
 
 def _load_metrics(path: Path) -> dict[str, Any]:
@@ -317,25 +324,46 @@ def rebuild(path: Path | str, run: Path | str | None = None) -> list[Path]:
     else:
         reports = sorted(p.parent for p in path.glob("*/metrics.json"))
         run_dir = run_dir or path
-    written = []
     if not reports:
         assert run_dir is not None
-        if not any(run_dir.rglob("events.out.tfevents.*")) and not any(run_dir.glob("*.jsonl")):
-            raise GliomagenError(
-                f"{path}: no metrics.json, reports, TensorBoard events or .jsonl metrics found"
-            )
-        out = path / "report"
-        metrics: dict[str, Any] = {"format_version": 1, "curves": read_curves(run_dir)}
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "metrics.json", metrics)
-        return [write_report(out, metrics)]
+        return [_curves_report(path, run_dir)]
+    written = []
     for folder in reports:
         metrics = _load_metrics(folder / "metrics.json")
         source = run_dir or (
             Path(metrics["inputs"]["run"]) if (metrics.get("inputs") or {}).get("run") else None
         )
-        if source is not None and source.is_dir():
-            metrics["curves"] = read_curves(source)
-            write_json(folder / "metrics.json", metrics)
-        written.append(write_report(folder, metrics))
+        if source is None or not source.is_dir():
+            written.append(write_report(folder, metrics))
+            continue
+        metrics["curves"] = read_curves(source)
+        written.append(_write_both(folder, metrics))
     return written
+
+
+def _write_both(folder: Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``metrics.json`` and ``index.html`` of ``folder`` together: both or neither change."""
+    page = render(metrics, folder)
+    write_files(
+        folder,
+        {"metrics.json": lambda tmp: write_json(tmp, metrics), "index.html": lambda tmp: write_text(tmp, page)},
+    )  # fmt: skip
+    return folder / "index.html"
+
+
+def _curves_report(run: Path, run_dir: Path) -> Path:
+    """A report of a run's training curves alone, written whole as ``run/report``.
+
+    Raises:
+        GliomagenError: no curves in ``run_dir``, a ``run/report`` that is not a report, or a
+            failed write.
+    """
+    if not any(run_dir.rglob("events.out.tfevents.*")) and not any(run_dir.glob("*.jsonl")):
+        raise GliomagenError(
+            f"{run}: no metrics.json, reports, TensorBoard events or .jsonl metrics found"
+        )
+    metrics: dict[str, Any] = {"format_version": 1, "curves": read_curves(run_dir)}
+    with staged_report(run / "report") as folder:
+        write_json(folder / "metrics.json", metrics)
+        write_text(folder / "index.html", render(metrics, folder))
+    return run / "report" / "index.html"
