@@ -19,7 +19,7 @@ from gliomagen.evaluation import evaluate
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.evaluation.inputs import check_cohort, looks_generated
 from gliomagen.evaluation.probe import ProbeOptions
-from gliomagen.generation.staging import MARKER
+from gliomagen.io.staging import MARKER
 
 PREFIX = "SYN-0a1b2c3d"
 MODS = ("t1n", "t1c", "t2w", "t2f", "seg")

@@ -34,7 +34,7 @@ from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cache import default_cache_dir
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.generation.slices2d import read_slice_cohort
-from gliomagen.generation.staging import MARKER as STAGING_MARKER
+from gliomagen.io.staging import MARKER as STAGING_MARKER
 
 SPLITS = ("train", "val", "test")
 MAX_BREAKDOWN_CATEGORIES = 12

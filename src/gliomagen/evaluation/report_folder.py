@@ -6,8 +6,8 @@
   (:func:`gliomagen.io.atomic.atomic_dir`) that takes ``--out``'s place only once every file is
   written, replacing an earlier report (:func:`gliomagen.io.atomic.replace_dir`). A failed run
   removes it; a killed one leaves ``--out`` as it was, and a hidden ``.NAME.*.tmp`` folder beside
-  it that the next run for the same ``--out`` removes (it is marked with the writer's process as
-  ``generate``'s temporary folders are: :func:`gliomagen.generation.staging.remove_stale`).
+  it that the next run for the same ``--out`` removes (:func:`gliomagen.io.staging.staged_dir`,
+  as for ``generate``'s cohorts).
 * :func:`write_files` writes several files into an existing folder (``gliomagen report``,
   ``utility --out``): each under a temporary name first, then all renamed, so a full disk
   changes none of them.
@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from gliomagen.errors import GliomagenError
-from gliomagen.generation.staging import MARKER, remove_stale
-from gliomagen.io.atomic import atomic_dir, atomic_path
+from gliomagen.io.atomic import atomic_path
+from gliomagen.io.staging import staged_dir, write_error
 
 REPORT_FILES = {"metrics.json", "index.html", "figures"}
 """Every name an evaluation report folder may hold."""
 
-_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")
 
 
 def _is_metrics(path: Path) -> bool:
@@ -80,28 +77,6 @@ def check_out(out: Path) -> bool:
     return True
 
 
-def shown_path(path: str | os.PathLike[str] | None, tmp: Path, out: Path) -> Path:
-    """``path`` as it is called once the temporary folder ``tmp`` has become ``out``.
-
-    A file under ``tmp`` is shown under ``out``, and an atomic writer's temporary name
-    (``.NAME.xxxx.tmp``) as ``NAME``; no path is ``out`` itself.
-    """
-    if path is None:
-        return out
-    shown = Path(path)
-    if shown.is_relative_to(tmp):
-        shown = out / shown.relative_to(tmp)
-    hidden = _TMP_NAME.match(shown.name)
-    return shown.with_name(hidden.group("name")) if hidden else shown
-
-
-def write_error(exc: OSError, tmp: Path, out: Path, left: str) -> GliomagenError:
-    """One line for a failed write: the file (:func:`shown_path`), the reason, and ``left``."""
-    name = exc.filename if isinstance(exc.filename, (str, os.PathLike)) else None
-    why = exc.strerror or str(exc) or type(exc).__name__
-    return GliomagenError(f"{shown_path(name, tmp, out)}: {why} ({left})")
-
-
 @contextmanager
 def staged_report(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success it takes ``out``'s place (see the module).
@@ -112,21 +87,10 @@ def staged_report(out: str | os.PathLike[str]) -> Iterator[Path]:
     """
     out = Path(out)
     replace = check_out(out)
-    remove_stale(out)
-    tmp = out.parent / f".{out.name}.tmp"  # the real name is known once atomic_dir made it
-    try:
-        with atomic_dir(out, replace=replace) as tmp:
-            (tmp / MARKER).write_text(
-                json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-            )
-            yield tmp
-            (tmp / MARKER).unlink()
-            if check_out(out) != replace:  # something appeared at --out meanwhile
-                raise GliomagenError(
-                    f"--out {out}: changed while the report was written; run again"
-                )
-    except OSError as exc:
-        raise write_error(exc, tmp, out, f"--out {out} was left as it was") from None
+    with staged_dir(out, replace=replace, left=f"--out {out} was left as it was") as tmp:
+        yield tmp
+        if check_out(out) != replace:  # something appeared at --out meanwhile
+            raise GliomagenError(f"--out {out}: changed while the report was written; run again")
 
 
 def write_files(
