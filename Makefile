@@ -30,5 +30,7 @@ lint: $(STAMP)
 demo: $(STAMP)
 	bash scripts/demo.sh $(DEMO)
 
+# the demo folder goes only when an earlier demo wrote it (scripts/demo.sh leaves a marker in it)
 clean:
-	rm -rf $(DEMO) .pytest_cache
+	if [ -f "$(DEMO)/.gliomagen-demo" ]; then rm -rf "$(DEMO)"; fi
+	rm -rf .pytest_cache

@@ -6,8 +6,14 @@ set -euo pipefail
 OUT=${1:-demo-out}
 MINUTES=${DEMO_TRAIN_MINUTES:-5}
 G=".venv/bin/gliomagen"
+# Only ever replace a folder an earlier demo wrote (it holds our marker); never a user's folder.
+if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ] && [ ! -f "$OUT/.gliomagen-demo" ]; then
+  echo "error: $OUT: exists and was not written by make demo; choose another DEMO=folder" >&2
+  exit 2
+fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
+touch "$OUT/.gliomagen-demo"
 t0=$(date +%s)
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
