@@ -67,6 +67,29 @@ def sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+def open_nifti(path: Path, where: str) -> nib.Nifti1Image | nib.Nifti2Image:
+    """Open a NIfTI file's header (the data stays on disk), or say in one line why not.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        where: how messages name the file (e.g. ``CASE: path``).
+
+    Raises:
+        GliomagenError: the file is missing, not named or not readable as NIfTI.
+    """
+    if not path.is_file():
+        raise GliomagenError(f"{where}: file not found")
+    if not is_nifti_path(path):
+        raise GliomagenError(f"{where}: not a NIfTI file (expected .nii or .nii.gz)")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises several types for a non-NIfTI file
+        raise GliomagenError(f"{where}: not a readable NIfTI file ({_short(exc, path)})") from None
+    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
+        raise GliomagenError(f"{where}: not a NIfTI file ({type(img).__name__})")
+    return img
+
+
 def read_volume(path: Path, *, what: str = "") -> Volume:
     """Read one 3D NIfTI image and check it.
 
@@ -81,16 +104,7 @@ def read_volume(path: Path, *, what: str = "") -> Volume:
         GliomagenError: the file is missing, not NIfTI, corrupt, not 3D, or holds NaN/inf.
     """
     where = f"{what}: {path}" if what else str(path)
-    if not path.is_file():
-        raise GliomagenError(f"{where}: file not found")
-    if not is_nifti_path(path):
-        raise GliomagenError(f"{where}: not a NIfTI file (expected .nii or .nii.gz)")
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises several types for a non-NIfTI file
-        raise GliomagenError(f"{where}: not a readable NIfTI file ({_short(exc, path)})") from None
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise GliomagenError(f"{where}: not a NIfTI file ({type(img).__name__})")
+    img = open_nifti(path, where)
     shape = tuple(int(s) for s in img.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]

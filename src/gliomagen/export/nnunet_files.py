@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from gliomagen.data.layouts import CaseRecord
-from gliomagen.data.nifti import Volume, check_same_space, is_nifti_path, read_volume
+from gliomagen.data.nifti import Volume, check_same_space, open_nifti, read_volume
 from gliomagen.data.preprocess import remap_labels
 from gliomagen.errors import GliomagenError
 
@@ -47,16 +47,7 @@ def header_volume(path: Path, *, what: str = "") -> tuple[Volume, nib.Nifti1Imag
         GliomagenError: the file is missing, not NIfTI, or not a 2D/3D image.
     """
     where = f"{what}: {path}" if what else str(path)
-    if not path.is_file():
-        raise GliomagenError(f"{where}: file not found")
-    if not is_nifti_path(path):
-        raise GliomagenError(f"{where}: not a NIfTI file (expected .nii or .nii.gz)")
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises several types for a non-NIfTI file
-        raise GliomagenError(f"{where}: not a readable NIfTI file ({type(exc).__name__})") from None
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise GliomagenError(f"{where}: not a NIfTI file ({type(img).__name__})")
+    img = open_nifti(path, where)
     shape = _squeezed(img.shape)
     if len(shape) not in (2, 3):
         raise GliomagenError(f"{where}: image of shape {list(img.shape)}, expected one 2D or 3D image")
