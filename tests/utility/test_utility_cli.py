@@ -84,7 +84,7 @@ def test_missing_inputs_exit_2(tiny_real: Path, tmp_path: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_exits_2(tiny_real: Path, tmp_path: Path) -> None:
     r = _run("--real", tiny_real, "--arms", "real", "--device", "cuda", "--out", tmp_path / "o")
-    assert r.returncode == 2 and "CUDA is not available" in r.stderr
+    assert r.returncode == 2 and "no CUDA GPU is available here" in r.stderr
 
 
 def test_a_tiny_run_prints_the_table_and_writes_the_report(tiny_real: Path, tmp_path: Path) -> None:

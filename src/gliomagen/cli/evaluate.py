@@ -59,7 +59,10 @@ _BATCH_SIZE = typer.Option(
     4, "--batch-size", help="Cases per batch when reading and extracting."
 )
 _DEVICE = typer.Option(
-    "cpu", "--device", help="Where the networks run (features, probe, projection): cpu or cuda."
+    "auto",
+    "--device",
+    help="Where the networks run (features, probe, projection): auto (default: CUDA when a GPU "
+    "is present, else the CPU), cpu, cuda or cuda:N.",
 )
 _QUIET = typer.Option(False, "--quiet", help="No progress messages.")
 

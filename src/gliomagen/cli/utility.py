@@ -31,7 +31,9 @@ _MIX_RATIO = typer.Option(
     0.5, "--mix-ratio", help="Fraction of synthetic cases in the mixed arms."
 )
 _NETWORK = typer.Option("segresnet", "--network", help="segresnet or unet (MONAI).")
-_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_DEVICE = typer.Option(
+    "auto", "--device", help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N."
+)
 _LARGE_COHORT = typer.Option(
     None,
     "--large-cohort",

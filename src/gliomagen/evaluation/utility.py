@@ -49,6 +49,7 @@ from gliomagen.evaluation.utility_data import (
     synthetic_store,
 )
 from gliomagen.evaluation.utility_report import assemble_report, format_table, write_outputs
+from gliomagen.io.device import resolve_device
 
 ARMS: tuple[str, ...] = (
     "real",
@@ -179,10 +180,7 @@ def _validate(
         raise GliomagenError(f"--network {network!r}: choose one of {', '.join(seg.NETWORKS)}")
     if heldout not in HELDOUT:
         raise GliomagenError(f"--heldout {heldout!r}: choose one of {', '.join(HELDOUT)}")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise GliomagenError(f"--device {device!r}: choose cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GliomagenError(f"--device {device}: CUDA is not available on this machine")
+    resolve_device(device)  # one line naming --device if it is not one (auto: CUDA if present)
     return ["real"] + [a for a in ARMS if a in arms and a != "real"]  # real: always, the baseline
 
 
@@ -279,7 +277,7 @@ def run_utility(
     batch_size: int = 2,
     mix_ratio: float = 0.5,
     network: str = "segresnet",
-    device: str = "cpu",
+    device: str = "auto",
     large_cohort: str | Sequence[str] | None = None,
     heldout: str = "val+test",
     lr: float = 2e-3,
@@ -303,7 +301,7 @@ def run_utility(
         batch_size: cases per step, the same for every arm.
         mix_ratio: fraction of the batch slots taken by synthetic cases in the mixed arms.
         network: ``segresnet`` or ``unet``.
-        device: ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         large_cohort: the large cohort(s); default every other cohort of the store.
         heldout: ``val+test`` or ``test``: the scarce cohort's real cases that are scored.
         lr: Adam learning rate.
@@ -318,6 +316,7 @@ def run_utility(
     arm_list = _validate(
         list(arms), list(seeds), steps, batch_size, mix_ratio, network, device, heldout
     )
+    device = str(resolve_device(device))
     out = Path(out)
     data = load_benchmark_data(
         real_store,
