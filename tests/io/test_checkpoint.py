@@ -10,7 +10,6 @@ import random
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import torch
 import gliomagen
 from gliomagen.errors import GliomagenError
 from gliomagen.io import checkpoint as ck
+from gliomagen.io.atomic import atomic_path
 from gliomagen.io.checkpoint import (
     BEST_NAME,
     CHECKPOINT_DIR,
@@ -77,26 +77,35 @@ def test_a_failed_save_leaves_the_old_file_and_no_temp_file(
     assert [p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()] == [path.name]
 
 
-@pytest.mark.parametrize("free, reason", [(0, os.strerror(errno.ENOSPC)), (1 << 40, "write failed")])
-def test_torch_writer_failures_are_one_line_write_errors(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, reason: str
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
+def test_failed_checkpoint_writes_are_one_line_write_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int
 ) -> None:
-    """torch's writer hides the errno in a RuntimeError: a full disk is named as such."""
+    """The bytes are made in memory (torch's file writer would hide the errno in a RuntimeError),
+    so a failed file write keeps its errno and names the checkpoint; the older one is kept."""
     save_checkpoint(_state(1), tmp_path)
 
-    def torch_writer_fails(obj: object, f: object) -> None:
-        Path(str(f)).write_bytes(b"half")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    def disk_fails(path: Path, data: bytes) -> Path:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data[:4])
+            raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(ck.torch, "save", torch_writer_fails)
-    monkeypatch.setattr(ck.shutil, "disk_usage", lambda p: SimpleNamespace(free=free))
+    monkeypatch.setattr(ck, "write_bytes", disk_fails)
     with pytest.raises(WriteError) as info:
         save_checkpoint(_state(2), tmp_path)
     path = checkpoint_path(tmp_path, 2)
-    assert str(info.value).startswith(f"{path}: {reason}")
+    assert str(info.value) == f"{path}: {os.strerror(err)}"
     assert isinstance(info.value, OSError) and isinstance(info.value, GliomagenError)
-    assert info.value.errno == (errno.ENOSPC if free == 0 else errno.EIO)
+    assert info.value.errno == err
     assert [p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()] == ["step-0000001.pt"]
+
+
+def test_save_torch_writes_what_torch_load_reads(tmp_path: Path) -> None:
+    state = {"w": torch.arange(6.0).reshape(2, 3), "step": 3}
+    path = ck.save_torch(state, tmp_path / "x.pt")
+    back = torch.load(path, weights_only=True)
+    assert back["step"] == 3 and torch.equal(back["w"], state["w"])
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
 
 
 def test_load_resumable_skips_unreadable_newer_checkpoints(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from gliomagen.cli import app
 from gliomagen.io import checkpoint as ck
+from gliomagen.io.atomic import atomic_path
 from gliomagen.io.checkpoint import list_checkpoints, load_checkpoint
 
 TINY = ["data.size=null", "model.z_dim=8", "model.w_dim=16", "model.mapping_layers=2",
@@ -54,15 +55,16 @@ def test_enospc_on_a_checkpoint_is_one_line_and_keeps_the_previous(
     tmp_path: Path, disk_store, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     store, run = disk_store(tmp_path / "store", n=6), tmp_path / "run"
-    real_save = ck.torch.save
+    real_write = ck.write_bytes
 
-    def full_at_step_4(obj: dict, f: str) -> None:
-        if obj.get("step") == 4:
-            Path(f).write_bytes(b"the first bytes")
-            raise OSError(errno.ENOSPC, NO_SPACE)
-        real_save(obj, f)
+    def full_at_step_4(path: Path, data: bytes) -> Path:
+        if Path(path).name == "step-0000004.pt":
+            with atomic_path(path) as tmp:  # the first bytes reach the disk, then it is full
+                tmp.write_bytes(data[:15])
+                raise OSError(errno.ENOSPC, NO_SPACE)
+        return real_write(path, data)
 
-    monkeypatch.setattr(ck.torch, "save", full_at_step_4)
+    monkeypatch.setattr(ck, "write_bytes", full_at_step_4)
     line = _error_line(_train(store, run, 6))
     assert line == f"error: {run / 'checkpoints' / 'step-0000004.pt'}: {NO_SPACE}"
     assert [p.name for p in list_checkpoints(run)] == ["step-0000002.pt"]

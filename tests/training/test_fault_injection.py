@@ -22,6 +22,7 @@ import torch
 
 from gliomagen.config import resolve_config
 from gliomagen.io import checkpoint as ck
+from gliomagen.io.atomic import atomic_path
 from gliomagen.io.checkpoint import list_checkpoints, load_checkpoint
 from gliomagen.training import train
 
@@ -48,15 +49,16 @@ def _child(store: str, run: str, preset: str, kill_step: int, where: str) -> Non
         os.kill(os.getpid(), signal.SIGKILL)
 
     if where == "save":
-        real_save = ck.torch.save
+        real_write = ck.write_bytes
 
-        def half_then_die(obj: dict, f: str) -> None:
-            if int(obj.get("step", -1)) == kill_step:
-                Path(f).write_bytes(b"half a checkpoint")
-                die()
-            real_save(obj, f)
+        def half_then_die(path: Path, data: bytes) -> Path:
+            if Path(path).name == f"step-{kill_step:07d}.pt":
+                with atomic_path(path) as tmp:  # half of the bytes reach the disk
+                    tmp.write_bytes(data[: len(data) // 2])
+                    die()
+            return real_write(path, data)
 
-        ck.torch.save = half_then_die  # this child only
+        ck.write_bytes = half_then_die  # this child only
 
     cfg = resolve_config(preset, overrides=[*TINY, *PRESETS[preset]])
     train(

@@ -18,7 +18,6 @@ permission) is used without being cached, with one warning (:func:`not_cached`).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import warnings
@@ -33,7 +32,8 @@ import torch
 
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.evaluation.probe import ProbeNet, ProbeOptions, probe_heads, train_probe
-from gliomagen.io.atomic import atomic_path, write_bytes
+from gliomagen.io.atomic import atomic_path
+from gliomagen.io.checkpoint import save_torch
 
 PROBE_FORMAT = 2
 
@@ -110,19 +110,17 @@ def load_or_train_probe(
             pass
     net, losses = train_probe(inputs, labels, options, progress, device)
     final = float(np.mean(losses[-max(1, len(losses) // 10) :]))
-    blob = io.BytesIO()  # saved in memory first: torch.save reports a full disk as a RuntimeError
-    torch.save(
-        {
-            "format": PROBE_FORMAT,
-            "heads": heads,
-            "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-            "final_loss": final,
-            "losses": losses,
-        },
-        blob,
-    )
     try:
-        write_bytes(path, blob.getvalue())
+        save_torch(
+            {
+                "format": PROBE_FORMAT,
+                "heads": heads,
+                "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "final_loss": final,
+                "losses": losses,
+            },
+            path,
+        )
     except OSError as exc:
         not_cached(path.parent.parent, exc)
     return net, {

@@ -36,11 +36,10 @@ newest *readable* checkpoint (:func:`load_resumable`); an unreadable newer one i
 
 from __future__ import annotations
 
-import errno
+import io
 import os
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ import numpy as np
 import torch
 
 from gliomagen.errors import GliomagenError
-from gliomagen.io.atomic import atomic_path
+from gliomagen.io.atomic import write_bytes
 
 FORMAT_VERSION = 1
 CHECKPOINT_DIR = "checkpoints"
@@ -56,7 +55,6 @@ BEST_NAME = "best.pt"  # the best checkpoint by train.val_metric (see training.v
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 _PARTIAL = re.compile(r"^\..+\.tmp$")  # gliomagen.io.atomic's temporary names
 UNREADABLE_SUFFIX = ".unreadable"
-FULL_DISK_BYTES = 1 << 20  # less free space than this after a failed write: the disk is full
 
 
 class WriteError(GliomagenError, OSError):
@@ -122,30 +120,23 @@ def save_best(state: dict[str, Any], run_dir: str | os.PathLike[str]) -> Path:
     return _save_atomic(state, Path(run_dir) / CHECKPOINT_DIR / BEST_NAME)
 
 
+def save_torch(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically, through memory: torch's file writer reports a
+    failed write (a full disk) as a RuntimeError without the errno, so the bytes are made first
+    and written with :func:`gliomagen.io.atomic.write_bytes`, whose failure is a plain OSError.
+    """
+    blob = io.BytesIO()
+    torch.save(obj, blob)
+    return write_bytes(path, blob.getvalue())
+
+
 def _save_atomic(state: dict[str, Any], path: Path) -> Path:
-    """``torch.save`` to a temporary file renamed to ``path``; a failure is a :class:`WriteError`
-    naming ``path`` (the temporary file removed, an older ``path`` kept)."""
+    """:func:`save_torch` to ``path``; a failure is a :class:`WriteError` naming ``path`` (the
+    temporary file removed, an older ``path`` kept)."""
     try:
-        with atomic_path(path) as tmp:
-            try:
-                torch.save(state, tmp)
-            except RuntimeError as exc:  # torch's file writer reports a failed write so
-                raise _failed_write(tmp, exc) from None
+        return save_torch(state, path)
     except OSError as exc:
         raise WriteError(path, exc) from None
-    return path
-
-
-def _failed_write(tmp: Path, exc: RuntimeError) -> OSError:
-    """The OSError behind a RuntimeError of ``torch.save`` (torch's writer hides the errno): no
-    space left when the temporary file filled the disk, else the writer's own message."""
-    try:
-        full = shutil.disk_usage(tmp.parent).free < FULL_DISK_BYTES
-    except OSError:
-        full = False
-    if full:
-        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return OSError(errno.EIO, f"write failed ({str(exc).splitlines()[0] if str(exc) else exc!r})")
 
 
 def remove_partial_writes(folder: str | os.PathLike[str]) -> list[Path]:
