@@ -171,10 +171,8 @@ def montage_figure(
         for j in range(c):
             axes[i, j].imshow(_middle_slice(images[i, j]), cmap="gray", vmin=-1, vmax=1)
         axes[i, c].imshow(_mask_rgb(_middle_slice(mask[i])), interpolation="nearest")
-        axes[i, 0].set_ylabel(
-            textwrap.fill(labels[i], LABEL_WIDTH, break_long_words=False), rotation=0, ha="right", va="center",
-            fontsize=FONT_SIZE,
-        )  # fmt: skip
+        label = textwrap.fill(labels[i], LABEL_WIDTH, break_long_words=False)
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=FONT_SIZE)
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
