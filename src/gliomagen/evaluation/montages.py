@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from gliomagen.data.qc import montage_rgb
+from gliomagen.data.qc import MASK_COLOURS, montage_rgb
 from gliomagen.data.slices import slices_montage_png
 from gliomagen.evaluation.cases import CaseSet
 from gliomagen.io.atomic import write_bytes
 
 DPI = 80
+MASK_NAMES = ("NCR", "ED", "ET")
+"""Names of the mask labels 1, 2, 3, drawn in :data:`MASK_COLOURS` (RGB 0-255) in every montage."""
 
 
 def montage_png(
@@ -102,3 +104,6 @@ def write_montages(
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
+__all__ = ["DPI", "MASK_COLOURS", "MASK_NAMES", "montage_png", "write_montages"]

@@ -151,7 +151,7 @@ class Trainer:
         ``run.json`` (the store: path and content fingerprint); on resume say what was resumed."""
         if self.dist.is_main:
             self.folder.create()
-            self.monitor.open()
+            self.monitor.open(self.cfg, start_step=self.step)
             if self.resumed is not None:
                 self.resumed.announce(self.monitor, self.dist.is_main)
             with writing(self.run_dir / "config.yaml"):
