@@ -94,12 +94,15 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
     if masks:
         images["wt_volume"] = data_uri(
             figures.distributions_png(
-                {k: v["wt_volume_ml"] for k, v in masks.items()}, "whole-tumour volume (ml)"
+                {k: v["wt_volume_ml"] for k, v in masks.items()},
+                "whole-tumour volume (ml)",
+                ylabel=f"{figures.DENSITY} (1/ml)",
             )
         )
         images["enhancing"] = data_uri(
             figures.distributions_png(
-                {k: v["enhancing_fraction"] for k, v in masks.items()}, "enhancing fraction"
+                {k: v["enhancing_fraction"] for k, v in masks.items()},
+                "enhancing fraction (ET / WT volume, unitless)",
             )
         )
     w1_columns, w1_rows = [], {}
