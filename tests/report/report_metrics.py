@@ -21,7 +21,9 @@ def _dist(n: int, kid: float) -> dict[str, Any]:
 def metrics(n: int = 20, kid: float = 0.0042) -> dict[str, Any]:
     """Distances, diversity, memorisation, masks, intensity and curves with ``n`` cases per set."""
     rng = np.random.default_rng(0)
-    values = {"values": rng.normal(10, 2, n).tolist()}
+    v = rng.normal(10, 2, n)
+    q25, median, q75 = np.percentile(v, [25, 50, 75]).tolist()
+    values = {"values": v.tolist(), "median": median, "q25": q25, "q75": q75, "n": n}
     grid = np.linspace(-1, 1, 32).tolist()
     dens = {"T1": {"0": grid, "1": grid}, "FLAIR": {"0": grid, "1": None}}
     cases = [{"case_id": f"SYN{i}", "labels": {"grade": 4}, "nearest_by_ssim": "TRAIN0", "ssim": 0.5,
@@ -40,7 +42,7 @@ def metrics(n: int = 20, kid: float = 0.0042) -> dict[str, Any]:
                          "expected_fraction": 0.0, "n_flagged": 0, "fraction_flagged": 0.0,
                          "by_condition": {"all": {"n": n, "n_flagged": 0}}, "cases": cases,
                          "heldout": near, "synthetic": near},
-        "masks": {"all": {q: {"real": values, "synthetic": values, "ks": 0.1}
+        "masks": {"all": {q: {"real": values, "synthetic": values, "ks": 0.1, "ks_p": 0.5, "wasserstein": 0.3}
                           for q in ("wt_volume_ml", "enhancing_fraction")}},
         "intensity": {"all": {"bin_centres": grid, "tissues": ["0", "1"], "real": dens,
                               "synthetic": dens, "w1": {"T1": {"0": 0.1, "1": 0.2}}}},

@@ -28,6 +28,7 @@ from gliomagen.report import figures
 from gliomagen.report.template import TEMPLATE
 
 MAX_MEMO_ROWS = 40
+MIN_CASES = 10  # fewer real or synthetic cases than this: FD/KID intervals carry no information
 
 
 def data_uri(png: bytes) -> str:
@@ -44,14 +45,35 @@ def _num(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
-def _ci(entry: Mapping[str, Any] | None, metric: str, digits: int = 3) -> str:
+def _scaled(v: Any, scale: float) -> Any:
+    return None if v is None else float(v) * scale
+
+
+def _ci(entry: Mapping[str, Any] | None, metric: str, digits: int = 3, scale: float = 1.0) -> str:
+    """``value [lo, hi]`` of ``entry[metric]``, every number times ``scale``."""
     if not entry or metric not in entry:
         return "n/a"
     e = entry[metric]
-    text = _num(e.get("value"), digits)
+    text = _num(_scaled(e.get("value"), scale), digits)
     if e.get("ci"):
-        text += f" [{_num(e['ci'][0], digits)}, {_num(e['ci'][1], digits)}]"
+        lo, hi = (_num(_scaled(b, scale), digits) for b in e["ci"])
+        text += f" [{lo}, {hi}]"
     return text
+
+
+def few_cases(distances: Mapping[str, Any] | None) -> list[str]:
+    """One warning per condition whose FD/KID rest on fewer than :data:`MIN_CASES` cases in a set."""
+    warnings = []
+    for key, d in (distances or {}).items():
+        n_real, n_syn = d.get("n_real"), d.get("n_synthetic")
+        small = [n for n in (n_real, n_syn) if n is not None and n < MIN_CASES]
+        if small:
+            warnings.append(
+                f"condition {key}: {n_real} held-out real and {n_syn} synthetic cases. With fewer "
+                f"than {MIN_CASES} cases in a set, FD, KID and their intervals say little; "
+                "compare them with caution."
+            )
+    return warnings
 
 
 def _mean_ci(e: Mapping[str, Any]) -> str:
@@ -117,6 +139,7 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
         key: {role: _read_montage(folder, rel) for role, rel in entry.items()}
         for key, entry in (metrics.get("montages") or {}).items()
     }
+    montages = {key: m for key, m in montages.items() if any(m.values())}  # no empty headings
     memo_rows, hidden = [], 0
     if memo:
         rows = memo["cases"]
@@ -130,6 +153,7 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
         diversity=metrics.get("diversity"), memo=memo, memo_rows=memo_rows, memo_hidden=hidden,
         fidelity=metrics.get("fidelity"), masks=masks, intensity=metrics.get("intensity"), w1_columns=w1_columns,
         w1_rows=w1_rows, montages=montages, reconstruction=metrics.get("reconstruction"), curves=curves, images=images,
+        few_cases=few_cases(metrics.get("distances")), kid_scale=figures.KID_SCALE,
         num=_num, ci=_ci, mean_ci=_mean_ci, pct=_pct, iqr=_iqr, labels=_labels,
     )  # fmt: skip
 
