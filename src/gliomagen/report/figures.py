@@ -79,7 +79,7 @@ def histograms_figure(hist: Mapping[str, Any], title: str = "") -> Any:
                     colour = colours[t % len(colours)]
                     label = tissue if role == "real" else None
                     ax.plot(x, y, style, color=colour, lw=1.2, label=label)
-        _style(ax, "intensity (scaled to [-1, 1])", f"{DENSITY} (1/intensity)", mod)
+        _style(ax, "intensity (scaled to [-1, 1])", "fraction of voxels per bin", mod)
     axes[0].legend(fontsize=LEGEND_PT)
     return fig
 

@@ -62,18 +62,13 @@ def _ci(entry: Mapping[str, Any] | None, metric: str, digits: int = 3, scale: fl
 
 
 def few_cases(distances: Mapping[str, Any] | None) -> list[str]:
-    """One warning per condition whose FD/KID rest on fewer than :data:`MIN_CASES` cases in a set."""
-    warnings = []
+    """The conditions whose FD/KID rest on fewer than :data:`MIN_CASES` cases in a set, with counts."""
+    few = []
     for key, d in (distances or {}).items():
         n_real, n_syn = d.get("n_real"), d.get("n_synthetic")
-        small = [n for n in (n_real, n_syn) if n is not None and n < MIN_CASES]
-        if small:
-            warnings.append(
-                f"condition {key}: {n_real} held-out real and {n_syn} synthetic cases. With fewer "
-                f"than {MIN_CASES} cases in a set, FD, KID and their intervals say little; "
-                "compare them with caution."
-            )
-    return warnings
+        if any(n is not None and n < MIN_CASES for n in (n_real, n_syn)):
+            few.append(f"{key} ({n_real} held-out real and {n_syn} synthetic cases)")
+    return few
 
 
 def _mean_ci(e: Mapping[str, Any]) -> str:
@@ -153,7 +148,7 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
         diversity=metrics.get("diversity"), memo=memo, memo_rows=memo_rows, memo_hidden=hidden,
         fidelity=metrics.get("fidelity"), masks=masks, intensity=metrics.get("intensity"), w1_columns=w1_columns,
         w1_rows=w1_rows, montages=montages, reconstruction=metrics.get("reconstruction"), curves=curves, images=images,
-        few_cases=few_cases(metrics.get("distances")), kid_scale=figures.KID_SCALE,
+        few_cases=few_cases(metrics.get("distances")), min_cases=MIN_CASES, kid_scale=figures.KID_SCALE,
         num=_num, ci=_ci, mean_ci=_mean_ci, pct=_pct, iqr=_iqr, labels=_labels,
     )  # fmt: skip
 

@@ -38,7 +38,8 @@ in {{ extractor.name }} feature space; synthetic cases against the held-out real
 training cases (as many as there are synthetic ones) against the same held-out cases. Lower FD/KID is better; a
 synthetic FD near the floor means the two sets are as alike as two real samples. KID is shown times 1000. KID is an
 unbiased estimate, so it can be slightly negative when the two sets are alike; read a negative value as zero.</p>
-{% for w in few_cases %}<div class="warn"><b>Too few cases:</b> {{ w }}</div>{% endfor %}
+{% if few_cases %}<div class="warn"><b>Too few cases:</b> with fewer than {{ min_cases }} cases in a set, FD, KID and their
+intervals say little; compare them with caution. Conditions concerned: {{ few_cases | join("; ") }}.</div>{% endif %}
 <div class="scroll"><table><tr><th class="l">condition</th><th>n real</th><th>n syn</th><th>FD synthetic</th><th>FD floor</th><th>KID x 1000 synthetic</th><th>KID x 1000 floor</th>
 <th>precision</th><th>recall</th><th>density</th><th>coverage</th></tr>
 {% for key, d in distances.items() %}<tr><td class="l">{{ key }}</td><td>{{ d.n_real }}</td><td>{{ d.n_synthetic }}</td>
