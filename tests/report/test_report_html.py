@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from report_metrics import metrics
 from report_run_folder import write_run
 from typer.testing import CliRunner
 
@@ -121,7 +122,9 @@ FLAGS = [
 CHECK = (
     "<script>window.addEventListener('load',()=>{const ok=[...document.images].map("
     "i=>i.complete&&i.naturalWidth>0?'1':'0').join('');"
-    "document.body.setAttribute('data-images',ok);});</script>"
+    "document.body.setAttribute('data-images',ok);"
+    "const e=document.documentElement;document.body.setAttribute('data-wide',"
+    "e.scrollWidth>e.clientWidth?'1':'0');});</script>"
 )
 
 
@@ -142,17 +145,58 @@ def test_report_renders_in_headless_chromium(
             capture_output=True, text=True, timeout=180,
         )  # fmt: skip
 
-    dom = chromium("--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
+    dom = chromium(
+        "--window-size=1280,2000", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     flags = re.search(r'data-images="([01]*)"', dom.stdout)
     assert flags is not None, dom.stdout[:500]
     assert flags.group(1) == "1" * n_images
+    assert 'data-wide="0"' in dom.stdout  # wide tables scroll in their box; the page does not
     assert "Feature distances" in dom.stdout and "Memorisation audit" in dom.stdout
 
     shot = tmp_path / "shot.png"
-    res = chromium("--window-size=1200,2400", f"--screenshot={shot}", (out / "index.html").as_uri())
+    res = chromium("--window-size=1280,2000", f"--screenshot={shot}", (out / "index.html").as_uri())
     assert res.returncode == 0 and shot.read_bytes()[:8] == PNG
     from matplotlib.image import imread
 
     pixels = imread(str(shot))
-    assert pixels.shape[:2] == (2400, 1200) and float(np.std(pixels)) > 0.05  # not a blank page
+    assert pixels.shape[:2] == (2000, 1280) and float(np.std(pixels)) > 0.05  # not a blank page
+
+
+def test_few_cases_warning_states_the_numbers() -> None:
+    few = render(metrics(n=3), Path("."))
+    assert 'class="warn"' in few and "Too few cases" in few
+    assert "3 held-out real and 3 synthetic cases" in few and "fewer than 10" in few
+    many = render(metrics(n=20), Path("."))
+    assert 'class="warn"' not in many and "Too few cases" not in many
+
+
+def test_kid_header_states_its_scale_and_negative_kid_is_explained() -> None:
+    html = render(metrics(kid=0.0042), Path("."))
+    assert "<th>KID x 1000 synthetic</th>" in html and "<th>KID x 1000 floor</th>" in html
+    assert "4.200 [3.360, 5.040]" in html  # 0.0042 shown times 1000, interval too
+    assert "can be slightly negative when the two sets are alike" in html
+    assert "-2.000" in render(metrics(kid=-0.002), Path("."))
+
+
+def test_sections_with_nothing_to_show_have_no_empty_heading() -> None:
+    m = metrics()
+    m["memorisation"]["cases"] = []
+    m["reconstruction"] = {"space": "w", "steps": 10, "cases": [], "mean": {}}
+    m["curves"] = {"run": "RUN", "series": {}}
+    m["montages"] = {"all": {"real": "figures/missing.png", "synthetic": "figures/missing2.png"}}
+    html = render(m, Path("."))
+    for section in ("memorisation", "reconstruction", "curves"):
+        assert f'<h2 id="{section}">' not in html
+        assert f'<details id="{section}">' in html
+    assert 'id="montages"' not in html
+    # every heading is followed by something other than another heading or the page's end
+    assert not re.search(r"</h[23]>\s*(?:<h[123]\b|<details|</body>)", html)
+
+
+def test_every_table_scrolls_in_its_own_box() -> None:
+    html = render(metrics(), Path("."))
+    tables = html.count("<table>")
+    assert tables >= 5 and html.count('<div class="scroll"><table>') == tables
+    assert ".scroll{overflow-x:auto" in html
