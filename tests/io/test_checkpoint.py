@@ -65,11 +65,12 @@ def test_a_failed_save_leaves_the_old_file_and_no_temp_file(
 ) -> None:
     path = save_checkpoint(_state(5), tmp_path)
 
-    def broken_save(obj: object, f: object) -> None:
-        Path(str(f)).write_bytes(b"half")
-        raise OSError("disk full")
+    def broken_write(path: Path, data: bytes) -> Path:
+        with atomic_path(path) as tmp:  # half of it reaches the disk
+            tmp.write_bytes(data[: len(data) // 2])
+            raise OSError("disk full")
 
-    monkeypatch.setattr(ck.torch, "save", broken_save)
+    monkeypatch.setattr(ck, "write_bytes", broken_write)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint({**_state(5), "w": torch.zeros(3)}, tmp_path)
     monkeypatch.undo()
