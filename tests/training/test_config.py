@@ -50,7 +50,19 @@ def test_small_data_and_demo_presets() -> None:
     assert s.loss.r1_gamma > 0 and s.loss.r1_interval == 16 and s.train.ema_half_life_images > 0
     d = preset("demo-cpu")
     assert d.data.size == [32, 32, 32] and d.model.aux_classifier
-    assert set(PRESETS) == {"origin", "small-data", "demo-cpu", "origin-2d", "small-data-2d"}
+    assert set(PRESETS) == {"default", "origin", "small-data", "demo-cpu", "origin-2d", "small-data-2d"}
+
+
+def test_default_preset_is_the_recipe_and_what_train_runs() -> None:
+    d = resolve_config()  # no --preset, no config file: what `gliomagen train` runs
+    assert d.preset == "default" and d.data.size is None  # the store's grid
+    assert (d.model.encoder, d.model.latent_prior, d.model.latent_prior_components) == (True, "fitted", 16)
+    assert (d.model.mask_head, d.model.d_mask, d.model.start) == ("nested", "straight_through", "latent")
+    assert (d.loss.presence_weight, d.loss.focality_weight, d.loss.kl_weight) == (1.0, 3.0, 0.2)
+    assert (d.train.val_metric, d.train.val_required, d.train.latent_prior_every) == ("mask", False, 50)
+    assert d.model.g_channels == preset("demo-cpu").model.g_channels
+    o = preset("origin")  # the origin report's recipe stays as it was
+    assert (o.loss.kind, o.train.lr_g, o.train.lr_d, o.train.batch_size) == ("lsgan", 4e-4, 1e-4, 4)
 
 
 def test_overrides_are_typed() -> None:

@@ -29,8 +29,9 @@ _RUN = typer.Option(
 _PRESET = typer.Option(
     None,
     "--preset",
-    help="origin | small-data | demo-cpu | origin-2d | small-data-2d (2D slice stores) "
-    "(default: small-data, or the run's own on --resume).",
+    help="default (the best measured recipe: a VAE-GAN with a fitted latent prior, CPU-sized "
+    "widths, the store's grid) | origin (the origin report's recipe) | small-data | demo-cpu | "
+    "origin-2d | small-data-2d (2D slice stores) (default: default, or the run's own on --resume).",
 )
 _CONFIG = typer.Option(None, "--config", help="YAML file of overrides ({section: {key: value}}).")
 _SET = typer.Option(

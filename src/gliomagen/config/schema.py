@@ -135,6 +135,9 @@ class TrainConfig:
     val_batch_size: int = 8  # volumes per batch when sampling and extracting features
     val_pairs: int = 64  # sample pairs of the diversity (MS-SSIM) estimate
     val_probe_steps: int = 100  # training steps of the validation probe network (once per run)
+    # false: a store without a usable val split (fewer than 2 val cases) trains without
+    # validation (logged; the last checkpoint is the one to use) instead of refusing the run
+    val_required: bool = True
     stop_on_memorisation: bool = True  # stop when memorisation_threshold samples are flagged
     memorisation_threshold: int = 8  # flagged samples that stop the run (chance: <~5% of samples)
 

@@ -199,10 +199,10 @@ def resolve_config(
 ) -> Config:
     """Preset -> YAML file -> ``--set`` overrides, validated.
 
-    The base preset is ``preset_name``, else the YAML file's ``preset:`` key, else ``small-data``.
+    The base preset is ``preset_name``, else the YAML file's ``preset:`` key, else ``default``.
     """
     data = load_yaml(yaml_path) if yaml_path is not None else {}
-    base = preset_name or data.get("preset") or "small-data"
+    base = preset_name or data.get("preset") or "default"
     cfg = preset(str(base))
     if data:
         merge_dict(cfg, data, str(yaml_path))

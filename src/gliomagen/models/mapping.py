@@ -108,7 +108,7 @@ class MappingNetwork(LatentPrior):
         )
         self.w_avg_beta = w_avg_beta
         self.register_buffer("w_avg", torch.zeros(w_dim))
-        self.register_prior(z_dim)
+        self.register_prior(z_dim, cat_sizes, n_cont)
 
     @torch.no_grad()
     def track_w_avg(self, w_mean: torch.Tensor) -> None:
@@ -127,7 +127,7 @@ class MappingNetwork(LatentPrior):
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
         if cat.shape[0] != z.shape[0]:
             raise ValueError(f"z has {z.shape[0]} rows but the conditions have {cat.shape[0]}")
-        z = self.apply_prior(z) if prior else z.float()
+        z = self.apply_prior(z, cat, cont) if prior else z.float()
         x = normalize_2nd_moment(z)
         if self.conditional:
             x = torch.cat([x, normalize_2nd_moment(self.embed(cat, cont))], dim=1)

@@ -130,13 +130,29 @@ def mixture_of_posterior(
     )
 
 
+def responsibilities(
+    mu: torch.Tensor, tril: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor
+) -> torch.Tensor:
+    """``p(k | mu_i) [n, K]``: each encoded case's posterior over the mixture's components,
+    under the prior as it is set (shared covariance ``tril @ tril.T``, means ``mean + offsets``)."""
+    diff = (mu.double().unsqueeze(1) - (mean + offsets).double().unsqueeze(0))  # [n, K, z_dim]
+    white = torch.linalg.solve_triangular(
+        tril.double(), diff.reshape(-1, diff.shape[2]).T, upper=False
+    ).T.reshape(diff.shape)
+    logp = -0.5 * white.square().sum(2) + weights.double().log().unsqueeze(0)
+    return torch.softmax(logp, dim=1).float()
+
+
 @torch.no_grad()
 def fit_latent_prior(
     G: Any, data: TrainingData, device: torch.device, components: int = 1
 ) -> dict[str, float]:
     """Fit ``G``'s latent prior to its encoder's view of the training cases; set it in place.
 
-    ``components > 1`` fits a mixture (:func:`mixture_of_posterior`).
+    ``components > 1`` fits a mixture (:func:`mixture_of_posterior`). ``G`` also keeps the
+    training cases' conditions and (with a mixture) their responsibilities
+    (:func:`responsibilities`), so that its draws follow their conditions
+    (:mod:`gliomagen.models.case_table`).
 
     Returns:
         A summary for the log: ``{"prior_mean_norm", "prior_std_mean", "prior_cases",
@@ -147,6 +163,9 @@ def fit_latent_prior(
     mu, logvar = encode_cases(G, data, device)
     mean, tril, offsets, weights = mixture_of_posterior(mu, logvar, components)
     G.mapping.set_prior(mean.to(device), tril.to(device), offsets.to(device), weights.to(device))
+    resp = responsibilities(mu, tril, offsets, weights, mean) if len(weights) > 1 else None
+    rows = torch.as_tensor(data.train_index)
+    G.mapping.set_case_table(data.cat[rows], data.cont[rows], resp)
     std = tril.square().sum(1).sqrt()  # per-dimension standard deviations
     return {
         "prior_mean_norm": float(mean.norm()),
@@ -219,4 +238,5 @@ __all__ = [
     "fit_latent_prior",
     "gaussian_of_posterior",
     "mixture_of_posterior",
+    "responsibilities",
 ]

@@ -124,9 +124,10 @@ class Trainer:
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
         self.prior = PriorSchedule(cfg, self.data, dev, self.monitor.log, self.dist.is_main)
+        self._notes: list[str] = []  # logged once the run folder exists
         self.validator = (
             Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
-            if validation_active(cfg) else None
+            if validation_active(cfg, self.data, self._notes.append) else None
         )  # fmt: skip
         self._clock = time.time()  # start of the time not yet in elapsed_s
         self._rng: dict[str, Any] | None = None  # the checkpoint's RNG states, set as the loop starts
@@ -265,6 +266,8 @@ class Trainer:
         self._clock = time.time()
         deadline = self._clock + self.max_minutes * 60 if self.max_minutes is not None else math.inf
         self.monitor.log(run_header(self.data, self.cfg, self.dist.world_size, dev, self.G, self.D))
+        for note in self._notes:
+            self.monitor.log(note)
         loader = torch.utils.data.DataLoader(
             self.data.store,
             batch_sampler=StepBatchSampler(self.plan, self.data.train_index, self.step, t.steps),

@@ -68,6 +68,8 @@ def build_networks(
     dev = dist.device
     G = build_generator(cfg, data.schema, data.size, data.n_modalities).to(dev)
     D = build_discriminator(cfg, data.schema, data.size, data.n_modalities).to(dev)
+    rows = torch.as_tensor(data.train_index)
+    G.mapping.set_case_table(data.cat[rows], data.cont[rows])  # the training cases' conditions
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     for net in (G, D, G_ema):
         dd.broadcast_module(net, dist.world_size)

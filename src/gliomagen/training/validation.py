@@ -64,10 +64,23 @@ HIGHER_IS_BETTER = {
 """Direction of each ``train.val_metric``."""
 
 
-def validation_active(cfg: Any) -> bool:
-    """Whether a run with this configuration evaluates at least once."""
+def validation_active(cfg: Any, data: Any = None, log: Any = None) -> bool:
+    """Whether a run with this configuration evaluates at least once.
+
+    With ``data`` and ``train.val_required=false``, a store that validation cannot read (no val
+    split of at least 2 cases, say) turns validation off, saying why through ``log``, instead of
+    refusing the run (:func:`_check_store` raises).
+    """
     t = cfg.train
-    return bool(t.val_every > 0 and t.val_every <= t.steps)
+    active = bool(t.val_every > 0 and t.val_every <= t.steps)
+    if active and data is not None and not t.val_required:
+        try:
+            _check_store(cfg, data)
+        except GliomagenError as exc:
+            if log is not None:
+                log(f"validation off (train.val_required=false): {exc}")
+            return False
+    return active
 
 
 def is_better(metric: str, value: float, best: float | None, min_delta: float = 0.0) -> bool:
