@@ -90,7 +90,20 @@ _SKIP_BAD = typer.Option(
     False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
 )
 _WORKERS = typer.Option(1, "--workers", "-j", help="Cases prepared in parallel (processes).")
-_SEED = typer.Option(0, "--seed", help="Seed of the train/val/test split.")
+_SEED = typer.Option(
+    0,
+    "--seed",
+    help="Seed of the train/val/test split (stratified, 80/10/10); ignored with --split-csv.",
+)
+_SPLIT_CSV = typer.Option(
+    None,
+    "--split-csv",
+    help="CSV with columns case_id,split (train, val or test, any case) fixing each case's split "
+    "instead of the seeded one, e.g. to give a generator and a segmenter the same training "
+    "cases; it must name every case to prepare and no other (cases --skip-bad leaves out may be "
+    "named). With --slices every slice is in its case's split. Recorded in STORE/meta.json; "
+    "another table rebuilds the store.",
+)
 _LABEL_TYPE = typer.Option(
     [],
     "--label-type",
@@ -149,6 +162,7 @@ def prepare(
     skip_bad: bool = _SKIP_BAD,
     workers: int = _WORKERS,
     seed: int = _SEED,
+    split_csv: Path | None = _SPLIT_CSV,
     label_type: list[str] = _LABEL_TYPE,
     qc: int = _QC,
     normalize: str = _NORMALIZE,
@@ -171,7 +185,7 @@ def prepare(
     nlm_options = DenoiseOptions(strength=denoise_strength)
     common: dict[str, Any] = {
         "labels_csv": labels, "skip_bad": skip_bad, "workers": workers, "seed": seed,
-        "label_types": label_type, "qc_cases": qc, "normalize": normalize,
+        "split_csv": split_csv, "label_types": label_type, "qc_cases": qc, "normalize": normalize,
         "bias_correction": n4_options if bias_correction else False,
         "denoise": nlm_options if denoise else False, "nyul_from": nyul_from,
     }  # fmt: skip
@@ -248,15 +262,23 @@ def _describe_store(ds: Any, path: Path) -> None:
         echo(f"slices     {len(ds)} from {meta['n_cases']} cases ({int(ds.has_mask.sum())} with a tumour mask); {per_view}")
         echo(f"grid       {' x '.join(map(str, ds.size))} slices of a {ds.size[0]}^3 grid, {ds.spacing_mm[0]:.3g} mm pixels, RAS; modalities {' '.join(ds.modalities)}")
         cases = ", ".join(f"{k} {v}" for k, v in meta["case_splits"].items())
-        echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()) + f" slices (by case: {cases})")
+        splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
+        echo(f"splits     {splits} slices (by case: {cases}){_split_source(meta)}")
     else:
         echo(f"cases      {len(ds)} ({int(ds.has_mask.sum())} with a tumour mask)")
         echo(
             f"grid       {' x '.join(map(str, ds.size))}, {ds.spacing_mm[0]:.3g} mm voxels, RAS; modalities {' '.join(ds.modalities)}"
         )
-        echo("splits     " + ", ".join(f"{k} {v}" for k, v in meta["splits"].items()))
+        splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
+        echo(f"splits     {splits}{_split_source(meta)}")
     if meta.get("skipped"):
         echo(f"skipped    {len(meta['skipped'])} case(s), see {Path(path) / 'skipped.csv'}")
+
+
+def _split_source(meta: dict[str, Any]) -> str:
+    """`` (from --split-csv FILE)`` for a store whose split a table fixed, else nothing."""
+    split = meta.get("split") or {}
+    return f" (from --split-csv {split.get('file')})" if split.get("method") == "split-csv" else ""
 
 
 _DECIDED_BY = {"values": "kind inferred from the values", "--label-type": "kind from --label-type"}

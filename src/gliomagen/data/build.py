@@ -8,7 +8,10 @@ with each file's SHA-256 under ``sources``). Intensity options (``normalize``, `
 ``denoise``, ``nyul_from``; see :class:`gliomagen.data.preprocess.PrepOptions`) are part of that
 fingerprint when they differ from the defaults, so changing them rebuilds. With ``nyul`` a second,
 in-place pass over ``images.npy`` applies the landmarks learnt on the training split (see
-:mod:`gliomagen.data.standardise`).
+:mod:`gliomagen.data.standardise`). The split is seeded and stratified
+(:func:`~gliomagen.data.store_format.assign_splits`) unless ``split_csv`` fixes it from a table
+(:mod:`gliomagen.data.splits`); ``meta.json`` says which under ``split``, and the table's content
+is part of the fingerprint, so another table rebuilds.
 
 The pieces: :mod:`~gliomagen.data.build_inputs` (checks, options, fingerprint),
 :mod:`~gliomagen.data.build_workers` (the worker pool), :mod:`~gliomagen.data.build_index`
@@ -55,6 +58,7 @@ from gliomagen.data.layouts import CaseRecord, find_cases
 from gliomagen.data.preprocess import PrepOptions
 from gliomagen.data.qc import write_rows_qc
 from gliomagen.data.restoration import DenoiseOptions, N4Options
+from gliomagen.data.splits import apply_split_csv, read_split_csv, split_record
 from gliomagen.data.standardise import ZSCORE_CLIP_SD, learn_landmarks, nyul_meta, rewrite_images
 from gliomagen.data.store_format import NO_MASK, assign_splits, check_trainable_size, parse_size
 from gliomagen.data.store_output import NpyWriter, check_apart, check_output, staged_store
@@ -80,6 +84,8 @@ class _Job:
     prep: PrepOptions
     standard: dict[str, np.ndarray] | None
     nyul_from: str | None
+    split_csv: Path | None = None
+    split_table: dict[str, str] | None = None
 
 
 def build_store(
@@ -98,6 +104,7 @@ def build_store(
     bias_correction: bool | N4Options = False,
     denoise: bool | DenoiseOptions = False,
     nyul_from: Path | str | None = None,
+    split_csv: Path | str | None = None,
 ) -> Path:
     """Prepare BraTS cases into a store (see the module docstring).
 
@@ -109,7 +116,8 @@ def build_store(
         size: target grid, one number (cube) or three.
         skip_bad: store the good cases and list the bad ones in ``skipped.csv``, instead of failing.
         workers: processes preparing cases in parallel (1 = in this process).
-        seed: seed of the train/val/test split.
+        seed: seed of the train/val/test split (ignored with ``split_csv``: the QC sample is
+            then drawn with seed 0).
         progress: show a progress bar and messages on stderr.
         label_types: ``name=categorical|continuous|ignore`` overrides of inferred label types.
         qc_cases: how many cases get a QC montage.
@@ -118,6 +126,9 @@ def build_store(
         denoise: non-local means: ``True`` (default :class:`DenoiseOptions`) or options.
         nyul_from: a store prepared with ``normalize="nyul"`` whose landmarks are reused instead
             of learning new ones (needs ``normalize="nyul"``).
+        split_csv: a table ``case_id,split`` fixing each case's split instead of the seeded one
+            (:mod:`gliomagen.data.splits`); it must name every case to prepare (cases skipped by
+            ``skip_bad`` may be named or not) and no other.
 
     Returns:
         ``out``.
@@ -134,11 +145,15 @@ def build_store(
     check_output(out)
     cases = find_cases(sources)
     check_apart(out, sources, cases, labels_csv)
+    if split_csv is not None:
+        check_apart(out, [], [], split_csv)
     label_cols, label_table = read_label_table(Path(labels_csv)) if labels_csv else ([], {})
     check_label_columns(cases, label_cols, label_table, labels_csv)
+    split_table = _check_split_csv(cases, split_csv, skip_bad)
+    seed = 0 if split_csv is not None else seed
     kinds = parse_label_types(label_types)
     prep, standard = prep_options(normalize, bias_correction, denoise, nyul_from)
-    options = store_options(size_t, seed, skip_bad, kinds, qc_cases, prep, standard)
+    options = store_options(size_t, seed, skip_bad, kinds, qc_cases, prep, standard, split_csv)
     stamp = input_fingerprint(cases, labels_csv, options)
     if is_up_to_date(out, stamp):
         say(progress, f"{out}: up to date with its inputs; nothing to do")
@@ -149,19 +164,35 @@ def build_store(
             raise GliomagenError(f"{bad.case_id}: {bad.problem}")
     nyul_path = str(Path(nyul_from).resolve()) if nyul_from else None
     job = _Job(label_cols, label_table, size_t, skip_bad, workers, seed, progress, kinds,
-               qc_cases, prep, standard, nyul_path)  # fmt: skip
+               qc_cases, prep, standard, nyul_path, Path(split_csv) if split_csv else None,
+               split_table)  # fmt: skip
     previous = sigterm_as_interrupt()
     try:
         with staged_store(out) as tmp:
             meta = _build(tmp, cases, job)
             meta["input_fingerprint"] = stamp
             meta["options"] = options
+            meta["split"] = split_record(split_csv, seed)
             meta["labels_csv"] = str(Path(labels_csv).resolve()) if labels_csv else None
             write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return out
+
+
+def _check_split_csv(
+    cases: list[CaseRecord], split_csv: Path | str | None, skip_bad: bool
+) -> dict[str, str] | None:
+    """Read ``split_csv`` and check it against the cases found, before any work (``None``
+    without one); cases already known to be bad are left out with ``skip_bad``."""
+    if split_csv is None:
+        return None
+    table = read_split_csv(Path(split_csv))
+    bad = {c.case_id for c in cases if c.problem and skip_bad}
+    todo = [c.case_id for c in cases if c.case_id not in bad]
+    apply_split_csv(todo, table, split_csv, skipped=bad)
+    return table
 
 
 def _build(tmp: Path, cases: list[CaseRecord], job: _Job) -> dict[str, Any]:
@@ -172,7 +203,11 @@ def _build(tmp: Path, cases: list[CaseRecord], job: _Job) -> dict[str, Any]:
         first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise GliomagenError(f"no case could be prepared: {len(skipped)} skipped{first}")
     rows, sources = label_rows(kept, job.label_cols, job.label_rows)
-    splits = assign_splits(split_keys(rows, job.label_cols), job.seed)
+    if job.split_table is None:
+        splits = assign_splits(split_keys(rows, job.label_cols), job.seed)
+    else:  # cases that failed in preparation (with skip_bad) may be in the table
+        ids, gone = [r.case_id for r, _ in kept], [c for c, _ in skipped]
+        splits = apply_split_csv(ids, job.split_table, job.split_csv or "", skipped=gone)
     schema = build_schema(rows, sources, kinds=job.kinds, train=[s == "train" for s in splits])
     write_index(tmp / "index.csv", kept, rows, splits, [*sources])
     if skipped:

@@ -85,11 +85,14 @@ def store_options(
     qc_cases: int,
     prep: PrepOptions,
     standard: dict[str, np.ndarray] | None,
+    split_csv: Path | str | None = None,
 ) -> dict[str, Any]:
     """The options of a volume store build, as recorded in ``meta.json`` and fingerprinted.
 
     Intensity options appear only when they differ from the defaults, so stores built before
-    those options existed stay valid.
+    those options existed stay valid. With ``split_csv`` the seed is replaced by the table's
+    content (:func:`split_option`), so another table rebuilds the store and the same table
+    elsewhere does not.
     """
     options = {"size": list(size), "seed": seed, "skip_bad": skip_bad, "label_types": kinds,
                "qc_cases": qc_cases, "format_version": FORMAT_VERSION, "gliomagen_version": __version__}  # fmt: skip
@@ -98,7 +101,15 @@ def store_options(
         if standard is not None:
             prep_options["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
         options["preprocessing"] = prep_options
+    if split_csv is not None:
+        del options["seed"]
+        options["split"] = split_option(split_csv)
     return options
+
+
+def split_option(split_csv: Path | str) -> dict[str, str]:
+    """The fingerprinted part of ``--split-csv``: its method and content hash (not its path)."""
+    return {"method": "split-csv", "sha256": sha256(Path(split_csv))}
 
 
 def input_fingerprint(

@@ -40,7 +40,12 @@ import numpy as np
 
 from gliomagen import MODALITIES, __version__
 from gliomagen.data.build import build_store
-from gliomagen.data.build_inputs import input_fingerprint, is_up_to_date, prep_options
+from gliomagen.data.build_inputs import (
+    input_fingerprint,
+    is_up_to_date,
+    prep_options,
+    split_option,
+)
 from gliomagen.data.build_workers import say
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.data.labels import (
@@ -58,6 +63,7 @@ from gliomagen.data.slice_pictures import (
     slices_montage_png,
     to_display,
 )
+from gliomagen.data.splits import read_split_csv
 from gliomagen.data.store_format import NO_MASK, SPLITS, check_trainable_size, parse_size, read_json
 from gliomagen.data.store_output import NpyWriter, check_apart, check_output, staged_store
 from gliomagen.data.tables import read_table
@@ -141,12 +147,14 @@ def build_slice_store(
     bias_correction: Any = False,
     denoise: Any = False,
     nyul_from: Path | str | None = None,
+    split_csv: Path | str | None = None,
 ) -> Path:
     """Prepare cases into a 2D slice store (see the module docstring).
 
     Args:
         sources, labels_csv, skip_bad, workers, seed, progress, label_types, qc_cases, normalize,
-            bias_correction, denoise, nyul_from: as in :func:`gliomagen.data.build.build_store`.
+            bias_correction, denoise, nyul_from, split_csv: as in
+            :func:`gliomagen.data.build.build_store` (the split is by case).
         out: the store folder to create, as in :func:`~gliomagen.data.build.build_store`.
         size: side of the square slices (and of the cubic grid they are cut from).
         views: ``axial``, ``coronal``, ``sagittal`` (all by default).
@@ -181,6 +189,11 @@ def build_slice_store(
     }  # fmt: skip
     if standard is not None:
         options["preprocessing"]["nyul_from"] = {m: v.tolist() for m, v in standard.items()}
+    if split_csv is not None:  # checked against the cases by build_store, before any work
+        check_apart(out, [], [], split_csv)
+        read_split_csv(Path(split_csv))
+        del options["seed"]
+        options["split"] = split_option(split_csv)
     stamp = input_fingerprint(cases, labels_csv, options)
     if is_up_to_date(out, stamp):
         say(progress, f"{out}: up to date with its inputs; nothing to do")
@@ -190,6 +203,7 @@ def build_slice_store(
             sources, tmp / "volumes", labels_csv=labels_csv, size=(side, side, side), skip_bad=skip_bad,
             workers=workers, seed=seed, progress=progress, label_types=label_types, qc_cases=qc_cases,
             normalize=normalize, bias_correction=bias_correction, denoise=denoise, nyul_from=nyul_from,
+            split_csv=split_csv,
         )  # fmt: skip
         say(progress, f"cutting {', '.join(views_t)} slices of {side}x{side}")
         meta = _cut(tmp, volumes, views_t, float(min_brain_fraction), int(slice_step))

@@ -4,7 +4,8 @@ Layout (format version 1)::
 
     STORE/
       meta.json    size, modalities, schema, spacing_mm, canonical_orientation, template_geometry,
-                   preprocessing, sources (checksums), splits, n_cases, gliomagen_version, ...
+                   preprocessing, sources (checksums), splits, split (how: seeded or --split-csv),
+                   n_cases, gliomagen_version, ...
       images.npy   float16 [N, C, D, H, W] in [-1, 1], background exactly -1
       masks.npy    uint8 [N, D, H, W], labels {0, 1 NCR, 2 ED, 3 ET}; 255 for a case without a mask
       index.csv    one row per case: case_id, split, has_mask, labels, covariates, paths, geometry
