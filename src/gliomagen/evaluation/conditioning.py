@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from scipy import ndimage
+
+from gliomagen.models.case_table import fill_from_donors
 
 REFERENCE_GRID = 32
 """Side of the cubic grid the default voxel-count thresholds are set for."""
@@ -225,8 +227,15 @@ def judge_generator(
     w_avg: dict[str, torch.Tensor] | None = None,
     tumours: list[np.ndarray] | None = None,
     thresholds: JudgeThresholds | None = None,
+    conditions: Mapping[str, str] | None = None,
+    unset: str = "unknown",
 ) -> dict[str, list[dict[str, Any]]]:
-    """Generate ``n`` samples per grade from ``G`` (other conditions unknown/mean) and judge them.
+    """Generate ``n`` samples per grade from ``G`` and judge them.
+
+    The other conditions are ``conditions`` (categorical values, e.g. ``{"cohort": "SSA"}``)
+    and, for the rest, ``unset="unknown"`` (the unknown slot and the training mean) or
+    ``"drawn"`` (from a training case drawn given the set ones, as ``gliomagen generate`` does:
+    :func:`gliomagen.models.case_table.fill_from_donors`; unknown when the model holds no table).
 
     Args:
         G: a generator (``G(z, cat, cont, truncation_psi=, w_avg=, noise_mode=)`` returns images
@@ -241,13 +250,19 @@ def judge_generator(
         w_avg: the checkpoint's per-condition mean ``w`` (``{"cat", "w"}``).
         tumours: a list that receives each sample's whole-tumour mask (bool ``[D, H, W]``).
         thresholds: passed to :func:`judge`.
+        conditions: further categorical conditions set for every sample.
+        unset: how the fields neither the grade nor ``conditions`` set are given.
 
     Returns:
         ``{"HGG": [judge(...) per sample], "LGG": [...]}``.
     """
     grade = schema["grade"]
-    gi = [f.name for f in schema.categorical].index("grade")
+    names = [f.name for f in schema.categorical]
+    gi = names.index("grade")
+    fixed = {names.index(k): schema[k].encode(v) for k, v in (conditions or {}).items()}
+    table = G.mapping.training_conditions() if unset == "drawn" else None
     gen = torch.Generator().manual_seed(seed)
+    ugen = torch.Generator().manual_seed(seed + 1)  # the donors' draws, apart from the latents
     out: dict[str, list[dict[str, Any]]] = {}
     for code, name in enumerate(grade.categories):
         if name not in ("HGG", "LGG"):
@@ -259,7 +274,14 @@ def judge_generator(
                 b, 1
             )  # unknown
             cat[:, gi] = code
+            for j, c in fixed.items():
+                cat[:, j] = int(c)
             cont = torch.zeros(b, len(schema.continuous))
+            if table is not None:
+                cat, cont, _ = fill_from_donors(
+                    cat, cont, torch.zeros_like(cont, dtype=torch.bool), *table,
+                    G.mapping.unknown_codes, torch.rand(b, generator=ugen),
+                )  # fmt: skip
             img, logits = G(
                 torch.randn(b, G.z_dim, generator=gen),
                 cat,
