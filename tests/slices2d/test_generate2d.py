@@ -142,3 +142,30 @@ def test_bad_input_exits_2(run2d: Path, tmp_path: Path, args: list[str], message
     )
     assert code == 2 and err.startswith("error: ") and message in err
     assert not (tmp_path / "x").exists() or not list((tmp_path / "x").glob("SYN-*"))
+
+
+def test_unset_conditions_are_drawn_from_training_slices_given_view_and_position(
+    run2d: Path, cohort2d: Path
+) -> None:
+    """After the view and position, the other unset fields come from one training slice each."""
+    from gliomagen.generation.fill import METHOD
+
+    G, schema, _, _ = load_generator(run2d)
+    table = G.mapping.training_conditions()
+    assert table is not None  # training keeps its slices' conditions
+    drawn = json.loads((cohort2d / "manifest.json").read_text())["conditions_drawn"]
+    assert drawn["method"] == METHOD and {"view", "position"} <= set(drawn["set"])
+    rows = _clinical(cohort2d)
+    others = [f for f in schema.names if f not in ("view", "position")]
+    assert others and drawn["fields"] == others
+    for r in rows:
+        case = drawn["cases"][r["case_id"]]
+        assert case["drawn"] and set(case["drawn"] + case["unknown"]) == set(others)
+        cat, cont = table[0][case["donor"]], table[1][case["donor"]]
+        donor = schema.decode(cat.numpy(), cont.numpy())
+        assert donor["view"] == r["view"]  # the donor is a slice of the requested view
+        for f in case["drawn"]:
+            if schema[f].kind == "categorical":
+                assert r[f] == donor[f]
+            else:
+                assert float(r[f]) == pytest.approx(donor[f], abs=1e-4 * schema[f].std)

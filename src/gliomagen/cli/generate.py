@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -88,6 +89,15 @@ _LATENT_PRIOR = typer.Option(
     help="fitted: z from the Gaussian fitted to the encoded training cases (the default for "
     "models trained with model.latent_prior=fitted); normal: z ~ N(0, I) (the default otherwise).",
 )
+_UNSET = typer.Option(
+    "drawn",
+    "--unset",
+    help="Conditions a case's request leaves unset: drawn (default: from a training case drawn "
+    "given the conditions that are set, so grade=LGG gets an LGG case's enhancing fraction; "
+    "written in clinical.csv, recorded in manifest.json) or unknown (the model's unknown slot, "
+    "the training mean of a number). A checkpoint without its training cases' conditions "
+    "leaves them unknown (and says so).",
+)
 _QUIET = typer.Option(False, "--quiet", help="No progress bar.")
 
 
@@ -109,15 +119,17 @@ def generate(
     mix_layer: int | None = _MIX_LAYER,
     noise: str = _NOISE,
     latent_prior: str | None = _LATENT_PRIOR,
+    unset: str = _UNSET,
     quiet: bool = _QUIET,
 ) -> None:
     """Generate a synthetic cohort: ID/ID-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
 
     One case per seed, with the seed in its id (ID = SYN-1a2b3c4d-s000123).
 
-    clinical.csv: the seed, the requested conditions and the covariates measured on each mask as
-    `prepare` measures them (wt_volume_ml, enhancing_fraction, hemisphere; a covariate the
-    request set keeps the requested value).
+    clinical.csv: the seed, the conditions each case was generated with (requested, or drawn
+    given them: --unset) and the covariates measured on each mask as `prepare` measures them
+    (wt_volume_ml, enhancing_fraction, hemisphere; a covariate that is a condition keeps the
+    requested or drawn value, and the measured one where it stayed unknown).
 
     A 2D model (trained on a `prepare --slices` store) writes slices: 2-D NIfTI and PNG per
     modality, the mask and an overlay PNG per slice, and overview.png; --condition view=axial
@@ -153,9 +165,14 @@ def generate(
         noise_mode=noise,
         command_line=_command_line(),
         latent_prior=latent_prior,
+        unset=unset,
     )
     count = len(seed_list) if seed_list is not None else n
     typer.echo(f"wrote {count} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
+    manifest = Path(path) / "manifest.json"
+    drawn = json.loads(manifest.read_text()).get("conditions_drawn") if manifest.is_file() else None
+    if unset == "drawn" and isinstance(drawn, str):  # an old checkpoint: say what it did instead
+        typer.echo(f"conditions the request leaves unset: {drawn}")
 
 
 def _seed_pair(text: str) -> list[int]:

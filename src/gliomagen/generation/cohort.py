@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from gliomagen.errors import GliomagenError
 from gliomagen.generation.covariates import covariate_columns, fill_covariates, mask_covariates
+from gliomagen.generation.fill import FilledPlan, case_table, check_unset, fill_unset
 from gliomagen.generation.ids import case_id, check_prefix, cohort_seeds, default_prefix
 from gliomagen.generation.intensity import (
     apply_brain,
@@ -133,6 +134,7 @@ def generate_cohort(
     latent_prior: str | None = None,
     seeds: Sequence[int] | None = None,
     id_prefix: str | None = None,
+    unset: str = "drawn",
 ) -> Path:
     """Generate synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
     slices, see :func:`gliomagen.generation.slices2d.generate_slices`).
@@ -142,7 +144,7 @@ def generate_cohort(
         out: output folder (must not exist, or be empty; written whole at the end).
         n: number of cases, with seeds ``seed, seed + 1, ...`` (or give ``seeds``).
         conditions: one ``{field: value}`` for all cases, or weighted rows (see
-            :mod:`gliomagen.generation.plan`); unset fields are 'unknown'.
+            :mod:`gliomagen.generation.plan`); the fields a row leaves unset follow ``unset``.
         conditions_csv: a CSV of weighted condition rows (``--conditions-csv``).
         truncation: psi >= 0; pulls each case's ``w`` toward the mean ``w`` of its own condition
             (above 1: extrapolation, with a warning).
@@ -165,6 +167,11 @@ def generate_cohort(
         seeds: one case per seed, in this order (instead of ``n`` and ``seed``).
         id_prefix: case ids are ``ID_PREFIX-s000123`` (default ``SYN-`` and 8 hex digits of the
             checkpoint's SHA-256; see :mod:`gliomagen.generation.ids`).
+        unset: ``drawn`` (default): each case takes the fields its row leaves unset from a
+            training case drawn given the fields it sets (:mod:`gliomagen.generation.fill`; a
+            checkpoint without a table of training conditions leaves them unknown, and the
+            manifest's ``conditions_drawn`` says so); ``unknown``: they stay unknown (the
+            'unknown' slot, the training mean).
 
     Returns:
         The cohort folder.
@@ -174,6 +181,7 @@ def generate_cohort(
             nothing is left at ``out`` then.
     """
     check_options(truncation, batch_size, space or "native", fmt, noise_mode)
+    check_unset(unset)
     seed_list = cohort_seeds(n, seed, seeds)
     if id_prefix is not None:
         check_prefix(id_prefix)
@@ -189,14 +197,17 @@ def generate_cohort(
             )
         return generate_slices(
             source, out, seed_list, conditions, conditions_csv, truncation, batch_size, fmt,
-            mix_pair, progress, noise_mode, cmd, id_prefix=prefix,
+            mix_pair, progress, noise_mode, cmd, id_prefix=prefix, unset=unset,
         )  # fmt: skip
     plan = plan_conditions(
         source.schema, len(seed_list), conditions, Path(conditions_csv) if conditions_csv else None
     )
+    filled = fill_unset(
+        source.schema, plan, seed_list, case_table(source.G, source.schema), unset
+    )
     requested = requested_conditions(conditions, conditions_csv)
     return _generate_volumes(
-        source, Path(out), seed_list, prefix, plan, requested, truncation=truncation,
+        source, Path(out), seed_list, prefix, filled, requested, truncation=truncation,
         batch_size=batch_size, space=space or "brats", fmt=fmt, mix=mix_pair, progress=progress,
         noise_mode=noise_mode, command_line=cmd,
     )  # fmt: skip
@@ -212,7 +223,7 @@ def _generate_volumes(
     out: Path,
     seeds: list[int],
     prefix: str,
-    plan: list[dict[str, Any]],
+    filled: FilledPlan,
     requested: Any,
     *,
     truncation: float,
@@ -225,6 +236,7 @@ def _generate_volumes(
     command_line: str,
 ) -> Path:
     """The 3D part of :func:`generate_cohort`: one case per seed, written whole into ``out``."""
+    plan = filled.plan
     cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
     grid = output_grid(source.meta, space)
     ranges = scanner_ranges(source.modalities, source.meta)
@@ -244,6 +256,7 @@ def _generate_volumes(
             source, id_prefix=prefix, case_ids=ids, seeds=seeds, mix=mix, truncation=truncation,
             space=space, fmt=fmt, noise_mode=noise_mode, grid=grid, ranges=ranges,
             requested=requested, command_line=command_line,
+            conditions_drawn=filled.record(ids),
         )  # fmt: skip
         write_manifest(tmp, manifest)
     return out

@@ -6,8 +6,9 @@ mid-sagittal plane through the centre of its bounding box). A synthetic cohort's
 gets the same columns, computed by the same function on the mask as written (its grid and
 affine), with the midline through the centre of the bounding box of the written brain (the
 non-zero voxels), as ``prepare`` would find it in the files. Where the model is conditioned on a
-covariate and the request set it, the cell keeps the requested value (what the case was asked
-to be); a cell the request left empty (unknown) is filled with the measured value.
+covariate and the request set it (or it was drawn from a training case given the request, see
+:mod:`gliomagen.generation.fill`), the cell keeps that value (what the case was asked to be); a
+cell that stayed empty (unknown) is filled with the measured value.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ def cohort_manifest(
     ranges: Sequence[tuple[float, float]],
     requested: Any,
     command_line: str,
+    conditions_drawn: dict[str, Any] | str,
 ) -> dict[str, Any]:
     """The manifest dict of a cohort (``format_version`` 1).
 
@@ -50,6 +51,8 @@ def cohort_manifest(
         ranges: scanner ``(lo, hi)`` per modality.
         requested: the requested conditions (:func:`gliomagen.generation.writer.requested_conditions`).
         command_line: the command that generated the cohort.
+        conditions_drawn: how the fields the request leaves unset were set
+            (:meth:`gliomagen.generation.fill.FilledPlan.record`).
 
     Returns:
         A JSON-ready dict (see :func:`gliomagen.generation.writer.write_manifest`).
@@ -78,6 +81,8 @@ def cohort_manifest(
         "latent_prior": "fitted" if source.G.mapping.prior_is_fitted else "normal",
         "latent_prior_components": source.G.mapping.prior_components,
         "conditions_requested": requested,
+        # unset fields: from training cases given the set ones, or why they stay unknown
+        "conditions_drawn": conditions_drawn,
         "space": space,
         "shape": list(grid.shape),
         "spacing_mm": [float(s) for s in grid.spacing],

@@ -6,9 +6,13 @@ largest-remainder method, so the cohort holds exactly ``round``-consistent count
 70 and 30; ties go to the earlier row), and cases follow the row order (the first rows' cases
 first). A CSV of ``n`` rows without a weight column therefore gives one case per row, in order.
 
-A field a row does not set (absent, or an empty cell) is *unknown*, encoded exactly like a
-training case without that label (:meth:`ConditionSchema.encode`): a categorical field takes the
-model's 'unknown' slot, a continuous one the training mean. It is left empty in ``clinical.csv``.
+A field a row does not set (absent, or an empty cell) is ``None`` in the plan: *unknown*, encoded
+exactly like a training case without that label (:meth:`ConditionSchema.encode`): a categorical
+field takes the model's 'unknown' slot, a continuous one the training mean. Generation then fills
+it (``unset="drawn"``, the default of ``gliomagen generate``) from a training case drawn given the
+fields the row sets (:func:`gliomagen.generation.fill.fill_unset`), so an LGG request gets an LGG
+case's enhancing fraction, not the mean of all; with ``--unset unknown`` (or a checkpoint without
+a table of training conditions) it stays unknown and is left empty in ``clinical.csv``.
 
 CSV format (``--conditions-csv``): a header naming condition fields of the model and optionally
 ``weight``; e.g.::
@@ -133,7 +137,8 @@ def plan_conditions(
     conditions: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     conditions_csv: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """The raw conditions of each of the ``n`` cases (``None`` values are unknown).
+    """The raw conditions of each of the ``n`` cases (``None`` values are unset: unknown, or
+    drawn later by :func:`gliomagen.generation.fill.fill_unset`).
 
     Args:
         schema: the model's condition schema.

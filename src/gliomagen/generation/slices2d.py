@@ -18,7 +18,9 @@ synthesis, brain mask, labels and intensity mapping, and writes::
 Conditions: a ``view`` the request leaves unset is ``VIEWS[seed % n_views]`` of the model's views
 (so a cohort has all views in turn), an unset ``position`` is drawn uniformly over the training
 positions' range (mean +- sqrt(3) sd, clipped to [0, 1]) from the case seed; both depend on the
-case seed only, so ``--seed 17 --n 1`` still rewrites case 17 of a ``--seed 0`` cohort. The NIfTI
+case seed only, so ``--seed 17 --n 1`` still rewrites case 17 of a ``--seed 0`` cohort. The other
+fields the request leaves unset are then drawn from a training slice given the set ones, view
+and position included (:mod:`gliomagen.generation.fill`; ``--unset unknown``: unknown). The NIfTI
 images hold scanner-like intensities (:mod:`gliomagen.generation.intensity`; float32 or int16),
 0 outside the brain; :func:`read_slice_cohort` maps them back to [-1, 1] with the manifest's ranges.
 As in 3D the folder is written whole under a temporary name (:mod:`gliomagen.generation.staging`);
@@ -44,6 +46,7 @@ from gliomagen.data.conditions import ConditionSchema, infer_kind, is_missing
 from gliomagen.data.preprocess import grid_affine
 from gliomagen.data.slices import grey_u8, grid_png, slice_affine, slice_rgb, to_display
 from gliomagen.errors import GliomagenError
+from gliomagen.generation.fill import case_table, fill_unset
 from gliomagen.generation.ids import case_id
 from gliomagen.generation.intensity import (
     apply_brain,
@@ -158,16 +161,20 @@ def generate_slices(
     noise_mode: str = "random",
     command_line: str = "",
     id_prefix: str = "SYN",
+    unset: str = "drawn",
 ) -> Path:
     """Generate one slice per seed of a 2D generator into ``out`` (see the module docstring).
 
     Arguments are those of :func:`gliomagen.generation.cohort.generate_cohort` (already checked
-    there), with the case ``seeds`` as a list and ``mix`` as a ``(seed, layer)`` pair.
+    there), with the case ``seeds`` as a list and ``mix`` as a ``(seed, layer)`` pair. The view
+    and position are filled first (:func:`plan_slices`); the other unset fields follow
+    ``unset`` given them (:mod:`gliomagen.generation.fill`).
     """
     seeds = list(seeds)
-    plan = plan_slices(
-        source.schema, seeds, conditions, Path(conditions_csv) if conditions_csv else None
-    )
+    csv_path = Path(conditions_csv) if conditions_csv else None
+    plan = plan_slices(source.schema, seeds, conditions, csv_path)
+    filled = fill_unset(source.schema, plan, seeds, case_table(source.G, source.schema), unset)
+    plan = filled.plan
     cat, cont = encode_plan(source.schema, plan)
     side = int(source.meta["size"][0])
     ranges = scanner_ranges(source.modalities, source.meta)
@@ -193,7 +200,7 @@ def generate_slices(
             space="native", fmt=fmt, noise_mode=noise_mode,
             grid=OutputGrid("native", (side, side), volume_affine),  # type: ignore[arg-type]
             ranges=ranges, requested=requested_conditions(conditions, conditions_csv),
-            command_line=command_line,
+            command_line=command_line, conditions_drawn=filled.record(ids),
         )  # fmt: skip
         write_manifest(tmp, _with_slice_keys(manifest, rows, side, volume_affine))
     return out_dir

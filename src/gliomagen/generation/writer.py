@@ -4,12 +4,16 @@
 OUT/
   SYN-1a2b3c4d-s000000/SYN-1a2b3c4d-s000000-t1n.nii.gz  -t1c  -t2w  -t2f  -seg.nii.gz
   SYN-1a2b3c4d-s000001/...
-  clinical.csv     case_id, seed, [mix_seed,] one column per condition (raw values; empty =
-                   unknown), then wt_volume_ml, enhancing_fraction, hemisphere where they are
-                   no conditions: measured on each mask (see generation.covariates), which
-                   also fills those condition cells the request left empty
+  clinical.csv     case_id, seed, [mix_seed,] one column per condition: the values the case
+                   was generated with (requested, or drawn from a training case given the
+                   requested ones, see generation.fill; empty = unknown), then wt_volume_ml,
+                   enhancing_fraction, hemisphere where they are no conditions: measured on
+                   each mask (see generation.covariates), which also fills those condition
+                   cells that stayed unknown
   manifest.json    checkpoint path and sha256, id prefix, case ids, seeds, truncation, space,
-                   format, mixing, versions, command line
+                   format, mixing, versions, command line, how unset conditions were drawn
+                   (conditions_drawn: method, fields, and per case id its donor and the
+                   fields it gave)
 ```
 
 Case ids come from :mod:`gliomagen.generation.ids`; the cohort folder is written whole under a
