@@ -60,22 +60,3 @@ def test_case_table_travels_in_the_state_dict_and_old_ones_load() -> None:
     fresh.load_state_dict(old)  # a checkpoint from before the table
     assert fresh.training_conditions() is None and fresh.component_weights(torch.zeros(1, 1).long(), torch.zeros(1, 0)) is None
 
-
-def test_fill_from_donors_keeps_set_fields_and_draws_the_rest_given_them() -> None:
-    from gliomagen.models.case_table import fill_from_donors
-
-    # fields: grade (0 HGG, 1 LGG; unknown 2); continuous: enhancing fraction (standardised)
-    case_cat = torch.tensor([[0], [0], [1], [1]])
-    case_cont = torch.tensor([[1.5], [1.0], [-1.0], [-1.0]])
-    n = 200
-    cat = torch.tensor([[1]]).repeat(n, 1)  # LGG asked, enhancing fraction unset
-    cont = torch.full((n, 1), 9.0)
-    u = torch.rand(n, generator=torch.Generator().manual_seed(0))
-    c2, x2, donor = fill_from_donors(cat, cont, torch.zeros(n, 1, dtype=torch.bool), case_cat, case_cont, [2], u)
-    assert bool((c2 == 1).all()) and bool((x2 == -1.0).all()) and set(donor.tolist()) == {2, 3}
-    # set values stay; an unset grade given a high enhancing fraction comes from an HGG case
-    c3, x3, _ = fill_from_donors(torch.tensor([[2]]), torch.tensor([[1.4]]), torch.tensor([[True]]),
-                                 case_cat, case_cont, [2], torch.tensor([0.3]))
-    assert c3.tolist() == [[0]] and abs(float(x3) - 1.4) < 1e-6
-    # the same uniforms give the same donors
-    assert torch.equal(fill_from_donors(cat, cont, torch.zeros(n, 1, dtype=torch.bool), case_cat, case_cont, [2], u)[2], donor)

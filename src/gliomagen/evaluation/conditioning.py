@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from gliomagen.models.case_table import fill_from_donors
+from gliomagen.generation.fill import case_table, draw_donors
 
 REFERENCE_GRID = 32
 """Side of the cubic grid the default voxel-count thresholds are set for."""
@@ -235,7 +235,8 @@ def judge_generator(
     The other conditions are ``conditions`` (categorical values, e.g. ``{"cohort": "SSA"}``)
     and, for the rest, ``unset="unknown"`` (the unknown slot and the training mean) or
     ``"drawn"`` (from a training case drawn given the set ones, as ``gliomagen generate`` does:
-    :func:`gliomagen.models.case_table.fill_from_donors`; unknown when the model holds no table).
+    :func:`gliomagen.generation.fill.draw_donors`, sample ``i`` of a grade with the donor seed
+    ``seed * 1_000_003 + i``; unknown when the model holds no table).
 
     Args:
         G: a generator (``G(z, cat, cont, truncation_psi=, w_avg=, noise_mode=)`` returns images
@@ -260,9 +261,8 @@ def judge_generator(
     names = [f.name for f in schema.categorical]
     gi = names.index("grade")
     fixed = {names.index(k): schema[k].encode(v) for k, v in (conditions or {}).items()}
-    table = G.mapping.training_conditions() if unset == "drawn" else None
+    table = case_table(G, schema) if unset == "drawn" else None
     gen = torch.Generator().manual_seed(seed)
-    ugen = torch.Generator().manual_seed(seed + 1)  # the donors' draws, apart from the latents
     out: dict[str, list[dict[str, Any]]] = {}
     for code, name in enumerate(grade.categories):
         if name not in ("HGG", "LGG"):
@@ -277,11 +277,12 @@ def judge_generator(
             for j, c in fixed.items():
                 cat[:, j] = int(c)
             cont = torch.zeros(b, len(schema.continuous))
-            if table is not None:
-                cat, cont, _ = fill_from_donors(
-                    cat, cont, torch.zeros_like(cont, dtype=torch.bool), *table,
-                    G.mapping.unknown_codes, torch.rand(b, generator=ugen),
-                )  # fmt: skip
+            if table is not None:  # every unset field from one training case given the set ones
+                seeds = [seed * 1_000_003 + start + i for i in range(b)]
+                no_cont = np.zeros(tuple(cont.shape), bool)
+                idx = torch.as_tensor(draw_donors(cat.numpy(), cont.numpy(), no_cont, table, seeds))
+                unk = torch.as_tensor(table.unknown).view(1, -1)
+                cat, cont = torch.where(cat == unk, table.cat[idx], cat), table.cont[idx].clone()
             img, logits = G(
                 torch.randn(b, G.z_dim, generator=gen),
                 cat,

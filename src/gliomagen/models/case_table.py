@@ -79,36 +79,4 @@ def donor_log_weights(
     return logw - torch.logsumexp(logw, dim=1, keepdim=True)
 
 
-def fill_from_donors(
-    cat: torch.Tensor,
-    cont: torch.Tensor,
-    cont_set: torch.Tensor,
-    case_cat: torch.Tensor,
-    case_cont: torch.Tensor,
-    unknown: Sequence[int],
-    uniforms: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fill each row's unset fields from a training case drawn given its set fields.
-
-    Args:
-        cat: ``[N, n_cat]`` codes; ``unknown[j]`` marks an unset categorical field.
-        cont: ``[N, n_cont]`` standardised values; ``cont_set`` ``[N, n_cont]`` says which are set.
-        case_cat, case_cont, unknown: the training cases' table (:func:`donor_log_weights`).
-        uniforms: ``[N]`` numbers in ``[0, 1)``, one per row, that pick its donor by inverse CDF
-            of the weights (the caller draws them, e.g. from each case's seed).
-
-    Returns:
-        ``(cat, cont, donor [N])``: the codes with the unset fields taken from the donor (whose
-        own missing values stay missing), and the donor's row in the table.
-    """
-    logw = donor_log_weights(cat, cont, case_cat, case_cont, unknown, cont_set)
-    cum = logw.exp().cumsum(1)
-    u = uniforms.double().view(-1, 1).to(cum.device) * cum[:, -1:]
-    donor = torch.searchsorted(cum, u.contiguous()).clamp(max=cum.shape[1] - 1).squeeze(1)
-    unk = torch.as_tensor(list(unknown), device=cat.device).view(1, -1)
-    cat = torch.where(cat == unk, case_cat[donor], cat) if cat.shape[1] else cat
-    cont = torch.where(cont_set, cont, case_cont[donor].to(cont.dtype))
-    return cat, cont, donor
-
-
-__all__ = ["BANDWIDTH", "MISMATCH_LOG", "donor_log_weights", "fill_from_donors"]
+__all__ = ["BANDWIDTH", "MISMATCH_LOG", "donor_log_weights"]
