@@ -5,6 +5,8 @@ Each subcommand lives in its own module of this package and registers itself thr
 :class:`gliomagen.errors.GliomagenError` into one line on stderr and exit code 2. The group
 (:class:`gliomagen.cli._common.OneLineGroup`) keeps every other message to one line too: usage
 errors, warnings, and ``error: interrupted`` after Ctrl-C (exit 130) or SIGTERM (exit 143).
+``--help`` is plain click text (no rich boxes), wrapped to the terminal and never cut; the option
+names shared by the commands are in :mod:`gliomagen.cli._options`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 # Subcommand modules, in pipeline order. A module listed here defines ``register(app)``.

@@ -7,6 +7,9 @@ Every command writes at most one line per problem on stderr:
 * Ctrl-C (SIGINT) or SIGTERM: ``error: interrupted``, exit code 130 or 143, after the command's
   cleanup ran (SIGTERM is raised like Ctrl-C, see :class:`Terminated`);
 * a Python warning (torch, nibabel, ...): ``warning: ...`` on one line, once per distinct message.
+
+``--help`` is plain text (the app sets ``rich_markup_mode=None``), wrapped to the terminal (at most
+78 columns) and never cut: :class:`FullHelpGroup` lists each command with its whole first sentence.
 """
 
 from __future__ import annotations
@@ -110,7 +113,23 @@ def usage_error_line(exc: typer.TyperException) -> str:
     return f"error: {one_line(exc.format_message())}{hint}"
 
 
-class OneLineGroup(TyperGroup):
+class FullHelpGroup(TyperGroup):
+    """A command group whose help lists each command's first sentence whole, wrapped, not cut
+    with ``...`` (click cuts it to fit one line)."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Write the ``Commands:`` section."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=sys.maxsize)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class OneLineGroup(FullHelpGroup):
     """The ``gliomagen`` command group with the output rules of the module docstring."""
 
     def invoke(self, ctx: Any) -> Any:

@@ -16,6 +16,7 @@ import typer
 
 from gliomagen.bench.report import summary_lines, table_lines, write_markdown
 from gliomagen.cli._common import int_list, split_list, user_errors
+from gliomagen.cli._options import out_file, out_option, quiet_option
 
 if TYPE_CHECKING:
     from gliomagen.bench.runner import BenchOptions
@@ -26,7 +27,12 @@ _PRESETS = typer.Option(
 _SIZES = typer.Option(
     ["32,64,128"], "--sizes", help="Cube sides, comma-separated or repeated (e.g. 32,64,128)."
 )
-_DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda.")
+_DEVICE = typer.Option(
+    "auto",
+    "--device",
+    help="auto (default: CUDA when a GPU is present, else the CPU), cpu or cuda (the current "
+    "GPU; bench takes no cuda:N, set CUDA_VISIBLE_DEVICES=N to pick one).",
+)
 _BATCH_SIZE = typer.Option(
     None, "--batch-size", help="Training batch (default: the preset's); GPU generation batch."
 )
@@ -57,7 +63,17 @@ _IN_PROCESS = typer.Option(
 _SET = typer.Option(
     [], "--set", help="Config override for every preset, e.g. --set train.compile=true."
 )
-_OUT = typer.Option(Path("bench-results.json"), "--out", help="JSON file of all figures.")
+JSON_NAME = "bench-results.json"
+"""The file of all figures in the ``--out`` folder."""
+_OUT = out_option(
+    Path("."),
+    f"Folder for {JSON_NAME}, the file of all figures (default: the current folder); a file "
+    "name with a suffix (e.g. results.json, the older form) is that file.",
+)
+_QUIET = quiet_option(
+    "No progress messages while measuring (errors, the table, the summary and the files "
+    "written still print)."
+)
 _MARKDOWN = typer.Option(
     None,
     "--markdown",
@@ -87,6 +103,7 @@ def bench_cmd(
     set_: list[str] = _SET,
     out: Path = _OUT,
     markdown: Path = _MARKDOWN,
+    quiet: bool = _QUIET,
 ) -> None:
     """Measure training and generation speed and memory against a naive GAN and a latent diffusion model."""
     from gliomagen.bench.runner import BenchOptions, run_bench, write_json  # torch-heavy
@@ -106,13 +123,21 @@ def bench_cmd(
         overrides=list(set_),
         in_process=in_process,
     ).resolved()
-    doc = run_bench(options, echo=typer.echo)
-    typer.echo("")
+    json_path = out_file(out, JSON_NAME)
+    doc = run_bench(options, echo=_errors_only if quiet else typer.echo)
+    if not quiet:
+        typer.echo("")
     for line in table_lines(doc) + [""] + summary_lines(doc):
         typer.echo(line)
-    typer.echo(f"wrote {write_json(doc, out)}")
+    typer.echo(f"wrote {write_json(doc, json_path)}")
     if markdown is not None:
-        typer.echo(f"wrote {write_markdown(doc, markdown, _command(options, out, markdown))}")
+        typer.echo(f"wrote {write_markdown(doc, markdown, _command(options, json_path, markdown))}")
+
+
+def _errors_only(text: str) -> None:
+    """The ``echo`` of ``--quiet``: a measurement's error line prints, progress does not."""
+    if text.lstrip().startswith("error:"):
+        typer.echo(text)
 
 
 def _command(o: BenchOptions, out: Path, markdown: Path) -> str:

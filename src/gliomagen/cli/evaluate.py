@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.cli._options import CHECKPOINT_TAKES, DEVICE_HELP, out_option, quiet_option
 from gliomagen.errors import GliomagenError
 
 _REAL = typer.Option(
@@ -17,10 +18,9 @@ _SYNTHETIC = typer.Option(
     "--synthetic",
     help="Synthetic cases: a folder of NIfTI cases (a cohort from generate must be complete) or a store.",
 )
-_OUT = typer.Option(
+_OUT = out_option(
     ...,
-    "--out",
-    help="Report folder: index.html, metrics.json, figures/; written whole at the end (an earlier "
+    "Report folder: index.html, metrics.json, figures/; written whole at the end (an earlier "
     "report there is replaced; any other non-empty folder is refused).",
 )
 _TRAIN = typer.Option(
@@ -42,7 +42,10 @@ _SLICE_SIZE = typer.Option(
     help="--extractor slices: resize slices to this square side first (e.g. 299 for InceptionV3).",
 )
 _CHECKPOINT = typer.Option(
-    None, "--checkpoint", help="Generator checkpoint: project held-out cases into its w space."
+    None,
+    "--checkpoint",
+    help="Project held-out cases into this generator's w space (the reconstruction audit): "
+    + CHECKPOINT_TAKES,
 )
 _RUN = typer.Option(None, "--run", help="Run folder whose training curves go into the report.")
 _BOOTSTRAP = typer.Option(
@@ -61,10 +64,9 @@ _BATCH_SIZE = typer.Option(
 _DEVICE = typer.Option(
     "auto",
     "--device",
-    help="Where the networks run (features, probe, projection): auto (default: CUDA when a GPU "
-    "is present, else the CPU), cpu, cuda or cuda:N.",
+    help=f"Where the networks run (features, probe, projection): {DEVICE_HELP}.",
 )
-_QUIET = typer.Option(False, "--quiet", help="No progress messages.")
+_QUIET = quiet_option()
 
 
 def evaluate(
@@ -122,7 +124,9 @@ def evaluate(
 
 
 def report(
-    path: Path = typer.Argument(..., help="A report folder (with metrics.json) or a run folder."),
+    path: Path = typer.Argument(
+        ..., metavar="PATH", help="A report folder (with metrics.json) or a run folder."
+    ),
     run: Path | None = typer.Option(
         None, "--run", help="Run folder whose current training curves to use."
     ),

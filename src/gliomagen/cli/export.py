@@ -6,10 +6,16 @@ from pathlib import Path
 
 import typer
 
-from gliomagen.cli._common import user_errors
+from gliomagen.cli._common import FullHelpGroup, user_errors
+from gliomagen.cli._options import CHECKPOINT_TAKES, out_file, out_option, quiet_option
+from gliomagen.errors import GliomagenError
+
+CARD_NAME = "MODEL_CARD.md"
+"""The card's file name in an ``export card --out`` folder."""
 
 export_app = typer.Typer(
     name="export",
+    cls=FullHelpGroup,
     help="Hand cohorts and models to other tools: an nnU-Net v2 raw dataset, a model card.",
     no_args_is_help=True,
     add_completion=False,
@@ -18,6 +24,7 @@ export_app = typer.Typer(
 
 _COHORTS = typer.Argument(
     ...,
+    metavar="COHORTS",
     help="Cohort folders written by `gliomagen generate`, BraTS-layout folders of real cases "
     "(2018-2024 names) or manifest CSVs; several merge (case ids must be unique).",
     show_default=False,
@@ -28,20 +35,28 @@ _DATASET_ID = typer.Option(
 _NAME = typer.Option(
     ..., "--name", help="Dataset name: letters, digits, '_' or '-' (e.g. BraTSSynth)."
 )
-_RAW = typer.Option(
-    ..., "--out", help="The nnU-Net raw folder ($nnUNet_raw); DatasetNNN_NAME is written inside."
+_RAW = out_option(
+    ..., "The nnU-Net raw folder ($nnUNet_raw); DatasetNNN_NAME is written inside."
 )
 _COPY = typer.Option(
     False, "--copy", help="Copy every file (default: hard links where the file system allows)."
 )
-_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_QUIET = quiet_option()
 _SOURCE = typer.Argument(
-    ...,
-    help="A run folder (its newest checkpoint) or a checkpoint file (.pt, e.g. RUN/checkpoints/best.pt).",
+    None,
+    metavar="RUN|CHECKPOINT",
+    help=f"The model (or give it as --checkpoint): {CHECKPOINT_TAKES}",
     show_default=False,
 )
-_CARD_OUT = typer.Option(
-    None, "--out", help="Markdown file to write (default: print the card on stdout)."
+_CHECKPOINT = typer.Option(
+    None,
+    "--checkpoint",
+    help="The same as the positional RUN|CHECKPOINT (the option name generate and evaluate use).",
+)
+_CARD_OUT = out_option(
+    None,
+    f"Folder to write {CARD_NAME} in, or a file name with a suffix (e.g. card.md, the older "
+    "form); default: print the card on stdout.",
 )
 _STORE = typer.Option(
     None,
@@ -82,7 +97,8 @@ def nnunet(
 @export_app.command("card")
 @user_errors
 def card(
-    source: Path = _SOURCE,
+    source: Path | None = _SOURCE,
+    checkpoint: Path | None = _CHECKPOINT,
     out: Path | None = _CARD_OUT,
     store: Path | None = _STORE,
 ) -> None:
@@ -90,7 +106,13 @@ def card(
     # torch-heavy (checkpoint loading, the validation records' module): loaded when the command runs
     from gliomagen.export.card import model_card, write_model_card
 
+    given = [p for p in (source, checkpoint) if p is not None]
+    if len(given) != 1:
+        raise GliomagenError(
+            "export card: give the model once, as RUN|CHECKPOINT or as --checkpoint RUN|CHECKPOINT"
+        )
+    (model,) = given
     if out is None:
-        typer.echo(model_card(source, store), nl=False)
+        typer.echo(model_card(model, store), nl=False)
         return
-    typer.echo(f"wrote {write_model_card(source, out, store)}")
+    typer.echo(f"wrote {write_model_card(model, out_file(out, CARD_NAME), store)}")

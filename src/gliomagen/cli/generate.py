@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import fail, user_errors
+from gliomagen.cli._options import CHECKPOINT_HELP, COUNT, DEVICE_HELP, out_option, quiet_option
 from gliomagen.errors import GliomagenError
 
 
@@ -17,17 +18,14 @@ def _command_line() -> str:
     return shlex.join(["gliomagen", *sys.argv[1:]])
 
 
-_CHECKPOINT = typer.Option(
+_CHECKPOINT = typer.Option(..., "--checkpoint", help=CHECKPOINT_HELP)
+_GEN_OUT = out_option(
     ...,
-    "--checkpoint",
-    help="Checkpoint (.pt) written by `gliomagen train`, or a RUN folder (its newest checkpoint).",
+    "Output folder (new or empty); written under a temporary name and renamed when complete.",
 )
-_GEN_OUT = typer.Option(
-    ...,
-    "--out",
-    help="Output folder (new or empty); written under a temporary name and renamed when complete.",
+_N = typer.Option(
+    None, *COUNT, help="Number of cases (seeds --seed, --seed + 1, ...); or --seeds."
 )
-_N = typer.Option(None, "--n", help="Number of cases (seeds --seed, --seed + 1, ...); or --seeds.")
 _SEED_LIST = typer.Option(
     None,
     "--seeds",
@@ -64,14 +62,19 @@ _BATCH_SIZE = typer.Option(
 _DEVICE = typer.Option(
     "auto",
     "--device",
-    help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N. The CPU "
-    "gives bit-identical cases for a seed.",
+    help=f"{DEVICE_HELP}. The CPU gives bit-identical cases for a seed.",
 )
 _SPACE = typer.Option(
     None,
     "--space",
-    help="brats: the training data's 1 mm file grid (for BraTS data the 240x240x155 BraTS/SRI24 "
-    "grid; the default in 3D); native: the generator's grid (a 2D model writes its slices there).",
+    help="brats (the default in 3D): the training data's file grid, i.e. the most common grid of "
+    "the store's input files with its shape, voxel size, affine and voxel order: for BraTS data "
+    "the 240x240x155 BraTS/SRI24 grid at 1 mm, for `phantoms --resolution 2` 120x120x78 at "
+    "2 mm; images are resampled linearly (background outside the generated field of view), "
+    "masks by nearest neighbour (a checkpoint whose store recorded no template geometry "
+    "needs native). native: the generator's own grid (the store's --size, e.g. "
+    "128^3, at the store's voxel size, placed where preprocessing took a typical training "
+    "brain from); a 2D model writes its slices there.",
 )
 _FORMAT = typer.Option("float32", "--format", help="Image voxel type: float32 or int16.")
 _MIX_SEED = typer.Option(
@@ -98,7 +101,7 @@ _UNSET = typer.Option(
     "the training mean of a number). A checkpoint without its training cases' conditions "
     "leaves them unknown (and says so).",
 )
-_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_QUIET = quiet_option()
 
 
 def generate(
@@ -186,7 +189,7 @@ def _seed_pair(text: str) -> list[int]:
     return seeds
 
 
-_WALK_OUT = typer.Option(..., "--out", help="Folder for interpolation.png and interpolation.gif.")
+_WALK_OUT = out_option(..., "Folder for interpolation.png and interpolation.gif.")
 _SEEDS = typer.Option(None, "--seeds", help="Walk between two seeds: A,B.")
 _CONDITIONS = typer.Option(
     None, "--conditions", help='Walk between two conditions at --seed: "grade=LGG" "grade=HGG".'

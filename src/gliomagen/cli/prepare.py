@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.cli._options import out_option, quiet_option, workers_option
 from gliomagen.data.tables import DataWarning
 from gliomagen.errors import GliomagenError
 
@@ -49,13 +50,12 @@ def register(app: typer.Typer) -> None:
 
 _SOURCES = typer.Argument(
     ...,
+    metavar="SOURCES",
     help="BraTS folders (2018-2024 layouts) and/or manifest CSVs (case_id,t1n,t1c,t2w,t2f[,seg],labels...).",
 )
-_OUT = typer.Option(
+_OUT = out_option(
     ...,
-    "--out",
-    "-o",
-    help="Store folder to create (a store gliomagen wrote there is replaced; any other folder, "
+    "Store folder to create (a store gliomagen wrote there is replaced; any other folder, "
     "or one in or around the inputs, is refused).",
 )
 _LABELS = typer.Option(
@@ -89,7 +89,7 @@ _SLICE_STEP = typer.Option(
 _SKIP_BAD = typer.Option(
     False, "--skip-bad", help="Store the good cases; list bad ones in STORE/skipped.csv."
 )
-_WORKERS = typer.Option(1, "--workers", "-j", help="Cases prepared in parallel (processes).")
+_WORKERS = workers_option("Cases prepared in parallel (processes).")
 _SEED = typer.Option(
     0,
     "--seed",
@@ -146,6 +146,7 @@ _DENOISE_STRENGTH = typer.Option(
     "--denoise-strength",
     help="Non-local means h = strength x estimated noise sigma (0..5].",
 )
+_QUIET = quiet_option()
 
 
 @user_errors
@@ -171,6 +172,7 @@ def prepare(
     n4_shrink: int = _N4_SHRINK,
     denoise: bool = _DENOISE,
     denoise_strength: float = _DENOISE_STRENGTH,
+    quiet: bool = _QUIET,
 ) -> None:
     """Preprocess BraTS cases into a memory-mapped training store.
 
@@ -188,6 +190,7 @@ def prepare(
         "split_csv": split_csv, "label_types": label_type, "qc_cases": qc, "normalize": normalize,
         "bias_correction": n4_options if bias_correction else False,
         "denoise": nlm_options if denoise else False, "nyul_from": nyul_from,
+        "progress": not quiet,
     }  # fmt: skip
     if slices:
         path = _build_slices(sources, out, size, views, min_brain_fraction, slice_step, common)
@@ -230,7 +233,7 @@ def _build_slices(
 @user_errors
 @warning_lines
 def inspect(
-    store: Path = typer.Argument(..., help="A store made by gliomagen prepare."),
+    store: Path = typer.Argument(..., metavar="STORE", help="A store made by gliomagen prepare."),
     all_cases: bool = typer.Option(False, "--all", help="List every case (default: the first 50)."),
 ) -> None:
     """Print a store's cases, label counts and split sizes."""

@@ -1,8 +1,8 @@
 """``gliomagen train STORE --run RUN``: train the conditional StyleGAN on a prepared store.
 
 Also runs under ``torchrun --nproc_per_node N -m gliomagen train STORE --run-dir RUN ...``
-(data-parallel; ``--run-dir`` because torchrun's argument parser reads ``--run`` as an abbreviation
-of its own ``--run-path``).
+(data-parallel; ``--run-dir`` or ``-o/--out`` because torchrun's argument parser reads ``--run`` as
+an abbreviation of its own ``--run-path``).
 """
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import user_errors
+from gliomagen.cli._options import OUT, quiet_option
 from gliomagen.config import Config, apply_overrides, from_dict, load_yaml, resolve_config
 from gliomagen.errors import GliomagenError
 
 _STORE = typer.Argument(
     ...,
+    metavar="STORE",
     help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`).",
 )
 _RUN = typer.Option(
     ...,
     "--run",
     "--run-dir",
-    help="Run folder (config, log, TensorBoard, samples, checkpoints). Under torchrun write "
-    "--run-dir (torchrun's own parser takes --run for its --run-path).",
+    *OUT,
+    help="Run folder (config, log, TensorBoard, samples, checkpoints); -o/--out is the same "
+    "option. Under torchrun write --run-dir or --out (torchrun's own parser takes --run for its "
+    "--run-path).",
 )
 _PRESET = typer.Option(
     None,
@@ -54,8 +58,17 @@ _MAX_MINUTES = typer.Option(
     min=0.0,
     help="Wall-clock budget; checkpoints and stops when spent.",
 )
-_DEVICE = typer.Option(None, "--device", help="cpu | cuda (default: cuda when available).")
-_QUIET = typer.Option(False, "--quiet", help="No progress bar.")
+_DEVICE = typer.Option(
+    None,
+    "--device",
+    help="auto (CUDA when a GPU is present, else the CPU), cpu or cuda; under torchrun each worker "
+    "takes the GPU of its local rank. Default: the configuration's train.device, which is auto "
+    "unless --config, --set or (on --resume) the run's config.yaml says otherwise. To pick one "
+    "GPU set CUDA_VISIBLE_DEVICES=N (train.device takes no cuda:N).",
+)
+_QUIET = quiet_option()
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+"""The values of ``train.device`` (:class:`gliomagen.config.schema.TrainConfig`)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -115,8 +128,9 @@ def _run_config(
     """The configuration to train with: the preset and overrides, or on ``--resume`` with
     neither ``--preset`` nor ``--config`` the run's own ``config.yaml`` with the overrides."""
     if device is not None:
-        if device not in ("cpu", "cuda"):
-            raise GliomagenError(f"--device {device!r}: expected cpu or cuda")
+        if device not in TRAIN_DEVICES:
+            hint = f"; pick the GPU with CUDA_VISIBLE_DEVICES={device[5:]}" if device.startswith("cuda:") else ""
+            raise GliomagenError(f"--device {device!r}: expected cpu or cuda, or auto{hint}")
         overrides.append(f"train.device={device}")
     saved = run / "config.yaml"
     if resume and preset is None and config is None and saved.is_file():
