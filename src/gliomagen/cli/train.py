@@ -52,6 +52,19 @@ _ALLOW_OTHER_STORE = typer.Option(
     help="With --resume: continue on a store whose content differs from the one the run "
     "trained on (same conditions and grid; the change is logged) instead of refusing it.",
 )
+_INIT = typer.Option(
+    None,
+    "--init",
+    help="Start G, G_ema and D from another run's weights: a checkpoint or a run folder (its "
+    "newest); optimisers and step start fresh. Conditions are matched by name: codes both know "
+    "keep their weights, new ones start from --init-map or the mean, missing ones are dropped.",
+)
+_INIT_MAP = typer.Option(
+    [],
+    "--init-map",
+    help="With --init: FIELD=NEW:OLD starts category NEW (new to the parent) from the parent's "
+    "OLD, e.g. cohort=SSA:GLI (repeatable; default: the mean of the parent's categories).",
+)
 _MAX_MINUTES = typer.Option(
     None,
     "--max-minutes",
@@ -84,6 +97,8 @@ def train_cmd(
     set_: list[str] = _SET,
     resume: bool = _RESUME,
     allow_other_store: bool = _ALLOW_OTHER_STORE,
+    init: Path = _INIT,
+    init_map: list[str] = _INIT_MAP,
     max_minutes: float = _MAX_MINUTES,
     device: str = _DEVICE,
     quiet: bool = _QUIET,
@@ -94,12 +109,16 @@ def train_cmd(
     writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
     memorisation); the reason is printed at the end. --resume refuses a store whose content
     differs from the one the run trained on (see --allow-other-store); a failed write (a full
-    disk) is one error line and leaves the previous checkpoints as they were.
+    disk) is one error line and leaves the previous checkpoints as they were. --init starts
+    from another run's weights (fine-tuning on a new store; the checkpoints record the parent's
+    sha256).
     """
     from gliomagen.training import train  # torch-heavy: loaded when the command runs
+    from gliomagen.training.init_schema import parse_init_map
 
     if allow_other_store and not resume:
         raise GliomagenError("--allow-other-store: only with --resume")
+    mapping = parse_init_map(init_map)
     cfg = _run_config(run, preset, config, list(set_), resume, device)
     if not store.exists():
         raise GliomagenError(f"{store}: store folder not found")
@@ -111,6 +130,8 @@ def train_cmd(
         max_minutes=max_minutes,
         progress=not quiet,
         allow_other_store=allow_other_store,
+        init=init,
+        init_map=mapping,
     )
     if str(ckpt) not in ("", "."):
         typer.echo(f"checkpoint: {ckpt}")

@@ -35,6 +35,8 @@ class ModelConfig:
     spectral_norm: bool = False  # spectral normalisation of D's weights
     d_dropout: float = 0.0  # dropout probability on D's dense features (train mode only; 0 = off)
     d_stem: Literal["conv", "space_to_depth"] = "conv"  # space_to_depth: D starts at half grid
+    d_freeze_blocks: int = 0  # FreezeD (fine-tuning): D's input conv and first N residual blocks
+    # from the input side keep their weights (left out of D's optimiser); 0 = train all of D
     start: Literal["const", "latent"] = "const"  # latent: + dense(w) at the start grid
     encoder: bool = False  # VAE-GAN: G carries an encoder q(z|x) for the reconstruction terms
     latent_prior: Literal["normal", "fitted"] = "normal"  # fitted (needs encoder): G_ema samples
@@ -125,6 +127,7 @@ class TrainConfig:
     # decoupled weight decay (AdamW): every step p -= lr * weight_decay * p, apart from Adam's step
     weight_decay_g: float = 0.0
     weight_decay_d: float = 0.0
+    lr_mapping_scale: float = 1.0  # G's mapping MLP learns at lr_g x this (fine-tuning: < 1)
     # validation on the store's val split (gliomagen.training.validation); 0 = off
     val_every: int = 0  # steps between evaluations
     # best.pt and the plateau stop; mask: tumour-structure distance per condition (lower is better)

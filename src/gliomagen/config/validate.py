@@ -39,6 +39,7 @@ AT_LEAST_ONE = (
 )
 NON_NEGATIVE = (
     "model.mbstd_group",
+    "model.d_freeze_blocks",
     "train.threads",
     "train.num_workers",
     "train.samples_per_condition",
@@ -67,7 +68,13 @@ NON_NEGATIVE = (
     "augment.brightness",
     "augment.contrast",
 )
-POSITIVE = ("train.lr_g", "train.lr_d", "model.mapping_lr_mul", "augment.speed_images")
+POSITIVE = (
+    "train.lr_g",
+    "train.lr_d",
+    "train.lr_mapping_scale",
+    "model.mapping_lr_mul",
+    "augment.speed_images",
+)
 UNIT_INTERVAL = ("augment.p", "augment.target", "train.style_mixing")
 
 

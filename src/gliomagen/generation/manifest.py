@@ -18,6 +18,17 @@ from gliomagen.generation.source import GeneratorSource
 from gliomagen.generation.space import OutputGrid
 
 
+def checkpoint_record(source: GeneratorSource) -> dict[str, Any]:
+    """The manifest's ``checkpoint``: its path and sha256, plus ``parent_sha256`` (and
+    ``parent``, its path then) when the model was fine-tuned from another (``train --init``)."""
+    record = {"path": str(source.path), "sha256": source.sha256}
+    parent = source.meta.get("parent") or {}
+    if parent.get("parent_sha256"):
+        record["parent"] = str(parent.get("parent", ""))
+        record["parent_sha256"] = str(parent["parent_sha256"])
+    return record
+
+
 def cohort_manifest(
     source: GeneratorSource,
     *,
@@ -62,7 +73,7 @@ def cohort_manifest(
         "gliomagen_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "command_line": command_line,
-        "checkpoint": {"path": str(source.path), "sha256": source.sha256},
+        "checkpoint": checkpoint_record(source),
         "n_cases": len(case_ids),
         "id_prefix": id_prefix,
         "case_ids": case_ids,

@@ -22,6 +22,9 @@ code. Keys:
     store           {"path": str, "fingerprint": str}: the training store, and its content
                     fingerprint (:mod:`gliomagen.data.fingerprint`) that a resume checks; absent
                     in checkpoints of older versions
+    parent          only in a run started from another's weights (``train --init``): {"parent":
+                    path, "parent_sha256": hex, "parent_step": int, "kept", "new", "dropped":
+                    lists of ``field=category`` codes and field names, "mapped": {new: old}}
 
 ``RUN/checkpoints/best.pt`` (:func:`save_best`) has the same keys plus ``validation``; the
 optional ``train_state["validation"]`` holds the early-stopping state of

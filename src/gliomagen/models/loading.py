@@ -30,7 +30,9 @@ def load_generator(
     Returns:
         ``(G, schema, config, store_meta)``: the generator in eval mode, the conditioning schema,
         the resolved :class:`gliomagen.config.Config`, and the store's meta (size, modalities,
-        spacing_mm, template_geometry) plus ``w_avg`` (per-condition mean ``w``) when present.
+        spacing_mm, template_geometry) plus ``w_avg`` (per-condition mean ``w``) and ``parent``
+        (the checkpoint a fine-tuned run started from: ``parent``, ``parent_sha256``, ...) when
+        present.
     """
     ckpt = load_checkpoint(path)
     config = from_dict(ckpt["config"], source=str(path))
@@ -41,4 +43,6 @@ def load_generator(
     meta = dict(ckpt.get("store_meta", {}))
     if ckpt.get("w_avg") is not None:
         meta["w_avg"] = ckpt["w_avg"]
+    if ckpt.get("parent"):
+        meta["parent"] = dict(ckpt["parent"])
     return G, schema, config, meta

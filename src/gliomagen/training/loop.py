@@ -21,8 +21,9 @@ saves and a resumed run sets back just before its first step: it takes an uninte
 The pieces live beside this module: :mod:`.setup` (what a run is built from), :mod:`.step` (a
 phase's micro-batches and reduction, the EMA), :mod:`.run_state` (what a resume may change, the
 checkpoint dict, its mean ``w``), :mod:`.resume` (which checkpoint, its checks),
-:mod:`.run_folder` (creating and cleaning the folder, one-line write errors) and
-:mod:`.reporting` (log lines, scalars, sample montages).
+:mod:`.run_folder` (creating and cleaning the folder, one-line write errors),
+:mod:`.reporting` (log lines, scalars, sample montages) and :mod:`.init_from` (``--init``: starting
+from another run's weights).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from gliomagen.models import cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
+from gliomagen.training.init_from import check_init_args, init_networks
 from gliomagen.training.latent_prior import PriorSchedule
 from gliomagen.training.losses import StyleGANLoss
 from gliomagen.training.monitor import RunMonitor
@@ -56,14 +58,15 @@ from gliomagen.training.reporting import (
     sample_montage,
 )
 from gliomagen.training.resume import STATE_KEYS, ResumePoint, load_states, prepare_resume
-from gliomagen.training.run_folder import RunFolder, disk_error, writing
-from gliomagen.training.run_state import checkpoint_state, compute_w_avg, use_configured_hparams
+from gliomagen.training.run_folder import RunFolder, disk_error, warn, writing
+from gliomagen.training.run_state import checkpoint_state, compute_w_avg
 from gliomagen.training.setup import (
     autocast_factory,
     build_augment_pipe,
     build_networks,
     build_optimisers,
     build_plan,
+    frozen_d_parameters,
     open_store,
     set_cpu_threads,
 )
@@ -90,8 +93,11 @@ class Trainer:
         callback: Callable[[int], None] | None,
         progress: bool,
         allow_other_store: bool = False,
+        init: str | os.PathLike[str] | None = None,
+        init_map: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         cfg.validate()
+        check_init_args(init, init_map, resume)
         self.cfg, self.run_dir, self.callback = cfg, Path(run_dir), callback
         self.progress, self.max_minutes = progress, max_minutes
         self.dist = dd.init_distributed(cfg.train.device)
@@ -108,6 +114,12 @@ class Trainer:
         )  # fmt: skip
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
         self.G, self.D, self.G_ema = build_networks(cfg, self.data, self.dist)
+        self._notes: list[str] = []  # logged once the run folder exists
+        self.parent: dict[str, Any] | None = None  # the --init checkpoint's record
+        if init is not None:
+            nets = (self.G, self.D, self.G_ema)
+            self.parent = init_networks(*nets, self.data.schema, init, init_map, self._notes.append, config=cfg)
+        self.d_frozen = frozen_d_parameters(cfg, self.D)  # FreezeD: never trained
         self.opt_G, self.opt_D = build_optimisers(cfg, self.G, self.D)
         augment = build_augment_pipe(cfg, self.data)
         self.loss = StyleGANLoss(
@@ -124,7 +136,6 @@ class Trainer:
         self.step, self.images_seen, self.aug_p = 0, 0, float(cfg.augment.p)
         self.ada_sign_sum, self.ada_count, self.nan_streak, self.elapsed_s = 0.0, 0, 0, 0.0
         self.prior = PriorSchedule(cfg, self.data, dev, self.monitor.log, self.dist.is_main)
-        self._notes: list[str] = []  # logged once the run folder exists
         self.validator = (
             Validator(cfg, self.data, self.run_dir, dev, self.monitor, enabled=self.dist.is_main, resume=resume)
             if validation_active(cfg, self.data, self._notes.append) else None
@@ -138,8 +149,8 @@ class Trainer:
     def _restore(self, point: ResumePoint) -> None:
         """Take the checkpoint's weights, optimisers and counters back (in memory only)."""
         ckpt = point.ckpt
-        load_states(point, {name: getattr(self, name) for name in STATE_KEYS})
-        use_configured_hparams(self.opt_G, self.opt_D)  # configured lr and weight decay win
+        load_states(point, {name: getattr(self, name) for name in STATE_KEYS})  # configured lr kept
+        self.parent = ckpt.get("parent")
         self.step, self.images_seen = int(ckpt["step"]), int(ckpt["images_seen"])
         self.aug_p = float(ckpt["aug_p"])
         st = ckpt["train_state"]
@@ -155,6 +166,9 @@ class Trainer:
             self.monitor.open(self.cfg, start_step=self.step)
             if self.resumed is not None:
                 self.resumed.announce(self.monitor, self.dist.is_main)
+            if self.parent is not None and self.parent["dropped"]:
+                lacks = ", ".join(self.parent["dropped"])
+                warn(f"--init: the store lacks the parent's {lacks}; dropped")
             with writing(self.run_dir / "config.yaml"):
                 dump_yaml(self.cfg, self.run_dir / "config.yaml")
             with writing(self.run_dir / "run.json"):
@@ -192,6 +206,8 @@ class Trainer:
         net, opt = (self.G, self.opt_G) if phase == "G" else (self.D, self.opt_D)
         self.G.requires_grad_(phase == "G")
         self.D.requires_grad_(phase == "D")
+        for p in self.d_frozen:
+            p.requires_grad_(False)
         opt.zero_grad(set_to_none=True)
         draws = self.plan.draw(self.step, phase, self.aug_p)
         accum, dev = self.cfg.train.grad_accum, self.dist.device
@@ -352,6 +368,8 @@ def train(
     callback: Callable[[int], None] | None = None,
     progress: bool = True,
     allow_other_store: bool = False,
+    init: str | os.PathLike[str] | None = None,
+    init_map: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Path:
     """Train a conditional StyleGAN on a store; returns the path of the last checkpoint.
 
@@ -372,6 +390,11 @@ def train(
         allow_other_store: on ``resume``, continue on a store whose content differs from the
             one the run trained on (logged) instead of refusing it; its conditions and grid must
             still be the checkpoint's.
+        init: start G, G_ema and D from this checkpoint (or run folder) instead of the seed
+            (:func:`gliomagen.training.init_from.init_networks`; not with ``resume``); the
+            checkpoints then record it under ``parent``.
+        init_map: with ``init``, ``{field: {new category: parent category}}``: the parent's
+            category whose rows a category new to it starts from (default: the mean row).
 
     Returns:
         Path of the newest checkpoint (on workers other than rank 0: an empty Path).
@@ -389,6 +412,8 @@ def train(
         callback=callback,
         progress=progress,
         allow_other_store=allow_other_store,
+        init=init,
+        init_map=init_map,
     )
     try:
         trainer.start()

@@ -25,7 +25,11 @@ from gliomagen.io.checkpoint import load_resumable, set_aside
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.monitor import RunMonitor
 from gliomagen.training.run_folder import warn, writing
-from gliomagen.training.run_state import resume_changes
+from gliomagen.training.run_state import (
+    configured_hparams,
+    resume_changes,
+    use_configured_hparams,
+)
 
 STATE_KEYS = ("G", "D", "G_ema", "opt_G", "opt_D")
 """The checkpoint's state_dicts a resumed run loads, by trainer attribute."""
@@ -159,11 +163,16 @@ def _describe(schema: ConditionSchema) -> str:
 
 
 def load_states(point: ResumePoint, modules: dict[str, Any]) -> None:
-    """Load the checkpoint's state_dicts into ``modules`` (``{"G": G, ...}``); a mismatch is one
-    line naming the checkpoint."""
+    """Load the checkpoint's state_dicts into ``modules`` (``{"G": G, ...}``); an optimiser
+    keeps the learning rates and weight decay it was built with (the configured ones win over
+    the saved ones, per parameter group). A mismatch is one line naming the checkpoint."""
     for name, module in modules.items():
         try:
+            is_opt = isinstance(module, torch.optim.Optimizer)
+            configured = configured_hparams(module) if is_opt else None
             module.load_state_dict(point.ckpt[name])
+            if configured is not None:
+                use_configured_hparams(module, configured=configured)
         except (KeyError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GliomagenError(

@@ -3,7 +3,8 @@
 :func:`resume_changes` compares a checkpoint's configuration with the one a resumed run brings:
 keys of ``model`` and ``data`` fix the weights' shapes and meaning and must stay (except
 :data:`RESUME_CHANGEABLE`); the rest may change and are logged. :func:`use_configured_hparams`
-lets the configured learning rates and weight decay win over the optimisers' saved ones.
+lets the configured learning rates and weight decay win over the optimisers' saved ones
+(:func:`configured_hparams` takes them per parameter group before a load).
 :func:`compute_w_avg` is the per-condition mean ``w`` a checkpoint keeps for truncation, and
 :func:`checkpoint_state` the checkpoint dict of a trainer (keys: :mod:`gliomagen.io.checkpoint`).
 """
@@ -68,14 +69,30 @@ def resume_changes(saved: dict[str, Any], cfg: Config, source: str) -> dict[str,
     return changed
 
 
-def use_configured_hparams(*optimisers: torch.optim.Optimizer) -> None:
-    """Set each parameter group's learning rate and weight decay back to the optimiser's
-    configured defaults (after ``load_state_dict`` brought the saved ones)."""
-    for opt in optimisers:
-        for group in opt.param_groups:
-            for key in ("lr", "weight_decay", "decoupled_weight_decay"):
-                if key in opt.defaults:
-                    group[key] = opt.defaults[key]
+HPARAM_KEYS = ("lr", "weight_decay", "decoupled_weight_decay")
+
+
+def configured_hparams(*optimisers: torch.optim.Optimizer) -> list[list[dict[str, Any]]]:
+    """Each optimiser's parameter groups' learning rate and weight decay as built (take them
+    before ``load_state_dict`` brings the saved ones)."""
+    return [
+        [{k: group[k] for k in HPARAM_KEYS if k in group} for group in opt.param_groups]
+        for opt in optimisers
+    ]
+
+
+def use_configured_hparams(
+    *optimisers: torch.optim.Optimizer, configured: list[list[dict[str, Any]]] | None = None
+) -> None:
+    """Set each parameter group's learning rate and weight decay back to the configured ones
+    (after ``load_state_dict`` brought the saved ones): those of ``configured``
+    (:func:`configured_hparams`, per group), else the optimiser's defaults."""
+    for i, opt in enumerate(optimisers):
+        for j, group in enumerate(opt.param_groups):
+            want = configured[i][j] if configured is not None else opt.defaults
+            for key in HPARAM_KEYS:
+                if key in want:
+                    group[key] = want[key]
 
 
 @torch.no_grad()
@@ -125,6 +142,8 @@ def checkpoint_state(trainer: Any) -> dict[str, Any]:
         "w_avg": compute_w_avg(
             tr.G_ema, tr.data.schema, tr.cfg.train.w_avg_samples, tr.cfg.train.seed
         ),
+        # the run started from another's weights (train --init): that checkpoint and its sha256
+        **({"parent": tr.parent} if getattr(tr, "parent", None) else {}),
     }
 
 
@@ -133,6 +152,7 @@ __all__ = [
     "RESUME_CHANGEABLE",
     "checkpoint_state",
     "compute_w_avg",
+    "configured_hparams",
     "resume_changes",
     "use_configured_hparams",
 ]

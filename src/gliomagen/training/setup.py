@@ -76,19 +76,58 @@ def build_networks(
     return G, D, G_ema
 
 
+def frozen_d_parameters(cfg: Config, D: Discriminator) -> list[torch.nn.Parameter]:
+    """D's parameters that ``model.d_freeze_blocks = N`` freezes (FreezeD, Mo et al. 2020): the
+    input conv and the first ``N`` residual blocks from the input side (none for ``N = 0``).
+
+    Raises:
+        GliomagenError: ``N`` is more than D's residual blocks at this grid.
+    """
+    n = int(cfg.model.d_freeze_blocks)
+    if n > len(D.blocks):
+        raise GliomagenError(
+            f"model.d_freeze_blocks={n}: D has {len(D.blocks)} residual blocks at "
+            f"{'x'.join(map(str, D.size))}"
+        )
+    modules = [D.from_input, *list(D.blocks)[:n]] if n else []
+    return [p for mod in modules for p in mod.parameters()]
+
+
+def generator_param_groups(cfg: Config, G: Generator) -> list[dict[str, Any]]:
+    """G's parameter groups: one, or with ``train.lr_mapping_scale != 1`` the rest and then the
+    mapping MLP at ``lr_g x lr_mapping_scale`` (the condition embeddings keep ``lr_g``, so new
+    condition codes learn at the full rate)."""
+    scale = float(cfg.train.lr_mapping_scale)
+    if scale == 1.0:
+        return [{"params": list(G.parameters())}]
+    mlp = {id(p) for p in G.mapping.layers.parameters()}
+    rest = [p for p in G.parameters() if id(p) not in mlp]
+    return [
+        {"params": rest},
+        {"params": list(G.mapping.layers.parameters()), "lr": cfg.train.lr_g * scale},
+    ]
+
+
 def build_optimisers(
-    cfg: Config, G: torch.nn.Module, D: torch.nn.Module
+    cfg: Config, G: Generator, D: Discriminator
 ) -> tuple[torch.optim.AdamW, torch.optim.AdamW]:
     """AdamW for G and D (decoupled weight decay; with wd = 0 it is Adam). With lazy R1, D's
-    learning rate and betas are scaled by ``r1_interval / (r1_interval + 1)`` (StyleGAN2)."""
+    learning rate and betas are scaled by ``r1_interval / (r1_interval + 1)`` (StyleGAN2).
+    G's mapping MLP may have its own rate (:func:`generator_param_groups`); D's frozen
+    parameters (:func:`frozen_d_parameters`) are left out of D's optimiser."""
     t = cfg.train
     lazy = cfg.loss.r1_gamma > 0
     ratio = cfg.loss.r1_interval / (cfg.loss.r1_interval + 1) if lazy else 1.0
     opt_G = torch.optim.AdamW(
-        G.parameters(), lr=t.lr_g, betas=t.betas_g, eps=1e-8, weight_decay=t.weight_decay_g
+        generator_param_groups(cfg, G),
+        lr=t.lr_g,
+        betas=t.betas_g,
+        eps=1e-8,
+        weight_decay=t.weight_decay_g,
     )
+    frozen = {id(p) for p in frozen_d_parameters(cfg, D)}
     opt_D = torch.optim.AdamW(
-        D.parameters(),
+        [p for p in D.parameters() if id(p) not in frozen],
         lr=t.lr_d * ratio,
         betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio),
         eps=1e-8,
@@ -131,6 +170,8 @@ __all__ = [
     "build_networks",
     "build_optimisers",
     "build_plan",
+    "frozen_d_parameters",
+    "generator_param_groups",
     "open_store",
     "set_cpu_threads",
 ]
