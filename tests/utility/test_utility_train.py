@@ -66,7 +66,7 @@ def test_run_arm_scores_on_test_the_weights_val_chose(
     assert res["best_step"] == 1 and len(states) == 5
 
     def test_dice(state: dict[str, torch.Tensor]) -> float:
-        net = seg.build_network("unet", init_filters=4)
+        net = seg.build_network("unet", out_channels=3, init_filters=4)
         net.load_state_dict(state)
         rows = arrays.index["heldout"]
         pred = utility_train.predict(net, arrays.bank, rows, 4, "cpu")

@@ -16,8 +16,10 @@ Design (every number is in ``utility.json``):
   bound a perfect generator would reach). A synthetic pool holds ``M`` x n cases (``@Mx``) that
   follow the real training cases' mix of labels; mixed arms fill ``mix_ratio`` of each batch with
   synthetic cases.
-- **Training** (:mod:`~gliomagen.evaluation.utility_train`): every arm the same ``steps`` x
-  ``batch_size`` cases from the seed's initial weights (``large-then-real*`` after the seed's
+- **Training** (:mod:`~gliomagen.evaluation.utility_train`): a MONAI U-Net or SegResNet with
+  three sigmoid outputs (WT, TC, ET; Dice + BCE per region, BraTS' region-based recipe;
+  ``outputs="labels"``: 4-class softmax), Adam with a cosine decay; every arm the same ``steps``
+  x ``batch_size`` cases from the seed's initial weights (``large-then-real*`` after the seed's
   ``pretrain_steps`` large-cohort steps, run once per seed and shared); the val mean region Dice
   (MONAI voxel-wise) every ``val_every`` steps is recorded (the curve) and the best weights are
   kept; only those are scored on test.

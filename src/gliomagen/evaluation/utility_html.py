@@ -32,7 +32,10 @@ def _figure(reports: Mapping[str, Mapping[str, Any]]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(reports), 2, figsize=(12.0, 4.2 * len(reports)), dpi=100, squeeze=False)
+    rows = max(len(r["arms"]) for r in reports.values())
+    height = max(4.2, 0.3 * rows + 1.6)
+    fig, axes = plt.subplots(len(reports), 2, figsize=(12.0, height * len(reports)), dpi=100, squeeze=False)
+    colours = plt.get_cmap("tab20")
     for (key, rep), (bar, cur) in zip(reports.items(), axes, strict=True):
         fam = rep["metrics"]["headline"]
         arms = list(rep["arms"])
@@ -51,13 +54,13 @@ def _figure(reports: Mapping[str, Mapping[str, Any]]) -> bytes:
             if not curves:
                 continue
             mean = np.mean([c["val_dice"] for c in curves], axis=0)
-            line = cur.plot(curves[0]["step"], mean, lw=2.2 if a == "real" else 1.2, label=a,
-                            color=f"C{k % 10}", ls="-" if "synthetic" in a or a == "real" or "+" not in a else ":")  # fmt: skip
+            line = cur.plot(curves[0]["step"], mean, lw=2.4 if a == "real" else 1.2, label=a,
+                            color=colours(k % 20), ls="--" if "stand-in" in a else "-")  # fmt: skip
             for c in curves:
                 cur.plot(c["step"], c["val_dice"], lw=0.5, alpha=0.35, color=line[0].get_color())
         cur.set_xlabel("optimiser step (after pretraining for large-then-real)")
         cur.set_ylabel("val mean region Dice [voxel]")
-        cur.set_title("val curves: mean over seeds (thick), each seed (thin)", fontsize=10)
+        cur.set_title("val curves: mean over seeds, each seed thin; stand-in dashed; real thick", fontsize=10)
         cur.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()

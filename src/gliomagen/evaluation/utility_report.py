@@ -316,7 +316,8 @@ def family_table(report: Mapping[str, Any], fam: str) -> list[str]:
     for arm, res in report["arms"].items():
         s = res["summary"][fam]
         m = s["mean"]["dice"]
-        row = f"{arm:<30}{_fmt(m['mean']):>7} ({_fmt(m['ci_low'])}-{_fmt(m['ci_high'])})  {_fmt(m['std_seeds']):>8}"
+        cell = f"{_fmt(m['mean'])} ({_fmt(m['ci_low'])}-{_fmt(m['ci_high'])})"
+        row = f"{arm:<30}{cell:>22}{_fmt(m['std_seeds']):>9}"
         row += "".join(f"{_fmt(s[r]['dice']['mean']):>9}" for r in seg.REGIONS)
         row += f"{_fmt(s['mean']['hd95']['mean'], '{:.1f}'):>9}"
         pr = report["paired"].get(f"{arm} vs real")

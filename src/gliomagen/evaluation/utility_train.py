@@ -1,6 +1,7 @@
 """One arm of the downstream benchmark for one seed: train, choose the checkpoint on val, score test.
 
-Every arm trains ``steps`` optimiser steps of ``batch_size`` cases (:func:`run_arm`), from the
+Every arm trains ``steps`` optimiser steps of ``batch_size`` cases (:func:`run_arm`; region outputs
+WT/TC/ET by default, see :func:`gliomagen.evaluation.segmentation.train_segmenter`), from the
 seed's initial weights, or, for ``large-then-real*``, from that seed's large-cohort pretraining
 (:func:`pretrain`, ``pretrain_steps`` steps on the large cohort's training cases, run once per seed
 and shared). Every ``val_every`` steps (and at step 0 and the last step) the network is scored on
