@@ -61,6 +61,7 @@ def test_subprocess_exit_code_is_2(tiny_real: Path, tmp_path: Path) -> None:
         (["--heldout", "val+test"], "--heldout val+test: the val split chooses each arm's checkpoint"),
         (["--val-every", "-1"], "--val-every -1: must be at least 0"),
         (["--jobs", "0"], "--jobs 0: must be at least 1"),
+        (["--threads", "0"], "--threads 0: must be at least 1"),
         (["--synthetic-multiple", "0"], "--synthetic-multiple [0]: give whole numbers >= 1"),
         (["--synthetic-multiple", "9"], "--synthetic: 9 x 4 = 36 cases with cohort=SSA, grade=HGG needed"),
         (["--arms", "real+stand-in"], "--arms real+stand-in: needs a stand-in cohort"),

@@ -100,6 +100,15 @@ def test_large_then_real_pretrains_once_per_seed(
     calls.clear()
     utility_runs.run_all(arrays, ["real", "real+large"], [0], OPTS, progress=False)
     assert calls == []  # no large-then-real arm: no pretraining
+    # with a cache folder the pretraining is kept on disk and shared by a later run (e.g. another n)
+    cache = tmp_path / "pre"
+    first, _ = utility_runs.run_all(arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache)
+    again, pre2 = utility_runs.run_all(arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache)
+    assert calls == [0] and len(list(cache.glob("pretrain-seed0-*.pt"))) == 1 and "cached" in pre2[0]
+    assert first["large-then-real"][0]["per_case"] == again["large-then-real"][0]["per_case"]
+    other = TrainOptions(**{**OPTS.__dict__, "pretrain_steps": 2})
+    utility_runs.run_all(arrays, ["large-then-real"], [0], other, progress=False, cache_dir=cache)
+    assert calls == [0, 0]  # other options: another pretraining
 
 
 def test_pretraining_trains_on_the_large_cohort_only(tiny_real: Path, tmp_path: Path) -> None:

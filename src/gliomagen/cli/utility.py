@@ -69,7 +69,9 @@ _REAL_CASES = typer.Option(
     "(default: all of them).",
 )
 _JOBS = typer.Option(1, "--jobs", help="Runs in parallel, as processes with --threads each.")
-_THREADS = typer.Option(1, "--threads", help="torch CPU threads per run.")
+_THREADS = typer.Option(
+    None, "--threads", help="torch CPU threads per run (default: torch's own here, 1 per --jobs process)."
+)
 _OUTPUTS = typer.Option(
     "regions",
     "--outputs",
@@ -105,7 +107,7 @@ def utility(
     synthetic_multiple: str = _MULTIPLES,
     real_cases: Path = _REAL_CASES,
     jobs: int = _JOBS,
-    threads: int = _THREADS,
+    threads: int | None = _THREADS,
     outputs: str = _OUTPUTS,
 ) -> None:
     """Train a segmenter in matched arms (real, +large, large-then-real, synthetic mixes), choose

@@ -376,23 +376,11 @@ def paired_test(diffs: Sequence[float]) -> dict[str, Any]:
     """
     d = np.asarray(list(diffs), dtype=np.float64)
     if d.size == 0:
-        return {
-            "n_pairs": 0,
-            "mean_diff": None,
-            "median_diff": None,
-            "n_positive": 0,
-            "n_negative": 0,
-            "p_value": None,
-        }
+        return {"n_pairs": 0, "mean_diff": None, "median_diff": None, "n_positive": 0,
+                "n_negative": 0, "p_value": None}  # fmt: skip
     p = 1.0 if not np.any(d != 0) else float(wilcoxon(d, alternative="two-sided").pvalue)
-    return {
-        "n_pairs": int(d.size),
-        "mean_diff": float(d.mean()),
-        "median_diff": float(np.median(d)),
-        "n_positive": int((d > 0).sum()),
-        "n_negative": int((d < 0).sum()),
-        "p_value": p,
-    }
+    return {"n_pairs": int(d.size), "mean_diff": float(d.mean()), "median_diff": float(np.median(d)),
+            "n_positive": int((d > 0).sum()), "n_negative": int((d < 0).sum()), "p_value": p}  # fmt: skip
 
 
 def paired_vs_baseline(
@@ -400,6 +388,7 @@ def paired_vs_baseline(
     base: Mapping[Any, Mapping[str, Mapping[str, Mapping[str, float]]]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Paired comparison of two arms' ``{seed: table}``: arm minus baseline per (seed, case).
+    (The benchmark itself pairs per case, averaged over seeds: :mod:`.utility_stats`.)
 
     Returns:
         ``{region: {metric: paired_test(...)}}``, pairs over every seed and case of ``arm``.

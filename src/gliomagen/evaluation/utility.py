@@ -76,14 +76,14 @@ from gliomagen.evaluation.utility_train import Arrays, TrainOptions, lesion_metr
 from gliomagen.io.device import resolve_device
 
 
-def _validate(opts: TrainOptions, seeds: Sequence[int], heldout: str, jobs: int) -> None:
+def _validate(opts: TrainOptions, seeds: Sequence[int], heldout: str, jobs: int, threads: int | None) -> None:
     if not seeds:
         raise GliomagenError("--seeds: give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise GliomagenError(f"--seeds: duplicate seeds in {list(seeds)}")
     for name, v, low in (("--steps", opts.steps, 1), ("--batch-size", opts.batch_size, 1),
                          ("--val-every", opts.val_every, 0), ("--pretrain-steps", opts.pretrain_steps, 1),
-                         ("--jobs", jobs, 1)):  # fmt: skip
+                         ("--jobs", jobs, 1), ("--threads", 1 if threads is None else threads, 1)):  # fmt: skip
         if v < low:
             raise GliomagenError(f"{name} {v}: must be at least {low}")
     if not 0.0 < float(opts.mix_ratio) < 1.0:
@@ -139,7 +139,7 @@ def run_utility(
     real_cases: Sequence[str] | None = None,
     stand_in: str | Path | None = None,
     jobs: int = 1,
-    threads: int = 1,
+    threads: int | None = None,
     n_boot: int = N_BOOT,
     write: bool = True,
     outputs: str = "regions",
@@ -175,7 +175,8 @@ def run_utility(
         real_cases: the scarce training cases to use (ids of train cases; default all).
         stand_in: a second synthetic cohort for the ``+stand-in`` arms (the benchmark's).
         jobs: runs in parallel, as processes with ``threads`` torch threads each (1: here).
-        threads: torch threads (of this process with ``jobs=1``, of each worker otherwise).
+        threads: torch threads (of this process with ``jobs=1``, of each worker otherwise);
+            ``None``: torch's default here, 1 per worker.
         n_boot: bootstrap resamples of every interval.
         write: write ``utility.json``, ``utility.png`` and ``index.html`` into ``out``.
         outputs: ``regions`` (3 sigmoid outputs WT/TC/ET, Dice + BCE per region: the BraTS
@@ -189,7 +190,7 @@ def run_utility(
         device=str(resolve_device(device)), lr=lr, init_filters=init_filters, val_every=val_every,
         pretrain_steps=steps if pretrain_steps is None else pretrain_steps, outputs=outputs,
     )  # fmt: skip
-    _validate(opts, list(seeds), heldout, jobs)
+    _validate(opts, list(seeds), heldout, jobs, threads)
     arm_list = _arm_list(arms, synthetic_multiples, synthetic, stand_in)
     out = Path(out)
     specs = [parse_arm(a) for a in arm_list]
@@ -204,10 +205,10 @@ def run_utility(
     arrays = Arrays(data.bank, data.index, data.spacing)
     realism = {s: max((k for k in data.index if k.startswith(s + "@")), key=lambda k: int(k.split("@")[1][:-1]))
                for s in data.sources}  # fmt: skip
-    if jobs <= 1:
+    if jobs <= 1 and threads is not None:
         torch.set_num_threads(max(1, int(threads)))
     results, pre = run_all(
-        arrays, arm_list, [int(s) for s in seeds], opts, jobs=jobs, threads=threads, realism=realism,
+        arrays, arm_list, [int(s) for s in seeds], opts, jobs=jobs, threads=threads or 1, realism=realism,
         progress=progress, cache_dir=Path(cache_dir) if cache_dir is not None else None,
         cache_tag=str(Path(real_store).resolve()),
     )  # fmt: skip
@@ -219,7 +220,7 @@ def run_utility(
         "arms": arm_list, "seeds": [int(s) for s in seeds], "n_real": data.n_real,
         "synthetic_multiples": sorted({int(m) for m in synthetic_multiples}),
         "samples_per_run": steps * batch_size, "heldout": heldout, "size": list(data.size),
-        "spacing_mm": data.spacing, "jobs": jobs, "threads": threads, "n_boot": n_boot,
+        "spacing_mm": data.spacing, "jobs": jobs, "threads": threads or torch.get_num_threads(), "n_boot": n_boot,
         **{k: v for k, v in vars(opts).items()},
     }  # fmt: skip
     clinical = {k: (Path(v) / "clinical.csv") for k, v in (("synthetic", synthetic), ("stand-in", stand_in)) if v}

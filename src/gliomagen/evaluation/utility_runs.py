@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from gliomagen import __version__
 from gliomagen.evaluation import segmentation as seg
 from gliomagen.evaluation.utility_arms import parse_arm
 from gliomagen.evaluation.utility_train import Arrays, TrainOptions, pretrain, run_arm
@@ -57,7 +58,7 @@ def pretrain_cache(arrays: Arrays, seed: int, opts: TrainOptions, cache_dir: Pat
     keep = ("batch_size", "network", "lr", "init_filters", "val_every", "pretrain_steps", "outputs", "device")
     key = {k: v for k, v in dataclasses.asdict(opts).items() if k in keep}
     ids = {g: [arrays.bank.ids[i] for i in arrays.index.get(g, [])] for g in ("large", "val")}
-    blob = json.dumps([key, int(seed), ids, tag, torch.__version__], sort_keys=True).encode()
+    blob = json.dumps([key, int(seed), ids, tag, torch.__version__, __version__], sort_keys=True).encode()
     return Path(cache_dir) / f"pretrain-seed{seed}-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
 
 
