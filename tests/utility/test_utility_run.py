@@ -15,6 +15,7 @@ from gliomagen.evaluation import utility_privacy, utility_train
 from gliomagen.evaluation import utility_stats as st
 from gliomagen.evaluation.segmentation import REGIONS
 from gliomagen.evaluation.utility import format_table, run_utility
+from gliomagen.evaluation.utility_report import best_real_arm
 
 FAST = {"steps": 3, "batch_size": 2, "network": "unet", "init_filters": 4, "progress": False,
         "val_every": 1, "pretrain_steps": 2, "n_boot": 300}  # fmt: skip
@@ -82,7 +83,11 @@ def test_report_is_consistent_and_written(
     assert got["mean_diff"] == pytest.approx(want["mean_diff"]) and got["p_value"] == pytest.approx(want["p_value"])
     assert "large-then-real+synthetic vs large-then-real" in rep["paired"]
     assert "real vs real" not in rep["paired"]
-    assert rep["best_real_arm"]["arm"] in ("real+large", "large-then-real")
+    best = rep["best_real_arm"]["arm"]
+    assert best in ("real+large", "large-then-real")
+    assert best_real_arm({a: r["seeds"] for a, r in rep["arms"].items()}) is not None
+    others = [a for a in rep["arms"] if a not in (best, "real")]
+    assert all(f"{a} vs {best}" in rep["paired"] for a in others)  # every arm vs the best real-data arm
     names = [c["name"] for c in rep["checks"]["voxel"]]
     assert names[0] == "real arm converged on val" and "real+synthetic - real" in names
     syn = rep["realism"]["synthetic"]

@@ -78,3 +78,20 @@ def test_convergence_looks_at_the_best_score_over_the_last_third() -> None:
     mixed = st.convergence({0: flat, 1: rising}, steps=600)  # the curve is the mean over seeds
     assert mixed["curve"]["val_dice"][-1] == pytest.approx(0.615)
     assert st.convergence({0: {"step": [], "val_dice": []}}, steps=10)["converged"] is None
+
+
+def test_the_best_real_data_arm_is_chosen_on_val_not_test() -> None:
+    from gliomagen.evaluation.utility_report import best_real_arm
+
+    def run(val: float, test: float) -> dict:
+        return {"best_val": val, "per_case": {"c": {r: {"dice": test, "hd95": 0.0} for r in ("WT", "TC", "ET")}}}
+
+    results = {
+        "real": {0: run(0.1, 0.1)},
+        "real+large": {0: run(0.6, 0.9), 1: run(0.6, 0.9)},  # better on test
+        "large-then-real": {0: run(0.7, 0.2), 1: run(0.65, 0.2)},  # better on val
+    }
+    best = best_real_arm(results)
+    assert best is not None and best["arm"] == "large-then-real" and best["chosen_on"] == "val"
+    assert best["val_dice"] == pytest.approx({"real+large": 0.6, "large-then-real": 0.675})
+    assert best_real_arm({"real": results["real"]}) is None

@@ -143,13 +143,16 @@ def _paired(results: Mapping[str, Any], a: str, b: str, families: Sequence[str],
     return out
 
 
-def comparisons(arms: Sequence[str]) -> list[tuple[str, str]]:
-    """Which pairs are compared: every arm with ``real``, and every mixed arm with its base."""
+def comparisons(arms: Sequence[str], best: str | None = None) -> list[tuple[str, str]]:
+    """Which pairs are compared: every arm with ``real``, every mixed arm with its base, and every
+    arm with the best real-data arm ``best``."""
     pairs = [(a, "real") for a in arms if a != "real"]
     for a in arms:
         spec = parse_arm(a)
         if spec.source and spec.base not in (None, "real") and spec.base in arms:
             pairs.append((a, str(spec.base)))
+    if best is not None:
+        pairs += [(a, best) for a in arms if a not in (best, "real") and (a, best) not in pairs]
     return pairs
 
 
@@ -291,7 +294,8 @@ def assemble_report(
                   "heldout": ids, **{k: [c.case_id for c in v] for k, v in data.pools.items() if k != "real"}},  # fmt: skip
         "arms": arms,
         "pretraining": {str(s): dict(v) for s, v in pretraining.items()},
-        "paired": {f"{a} vs {b}": _paired(results, a, b, fams, ids, n_boot) for a, b in comparisons(list(results))},
+        "paired": {f"{a} vs {b}": _paired(results, a, b, fams, ids, n_boot)
+                   for a, b in comparisons(list(results), (best_real_arm(results) or {}).get("arm"))},  # fmt: skip
         "convergence": {a: st.convergence({s: r["curve"] for s, r in v.items()}, int(config["steps"]))
                         for a, v in results.items()},  # fmt: skip
         "best_real_arm": best_real_arm(results),
