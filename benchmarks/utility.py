@@ -31,8 +31,9 @@ Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
   SSA cohort (``--phantoms hard``: SNR 8-20, bias 0.25, per-subject tissue contrast jitter 0.25),
   i.e. a harder shift that a few cases do not cover; (3) fewer cases: n in {4, 8, 16}, the
   smallest the headline. Probes on the hard cohort: n=16 real 0.44/0.47 (seeds 0/1), +4.4/-0.2
-  points with the stand-in at 4x; n=8 real 0.43, +2.2 (1x), +3.3 (4x); n=4 real 0.32/0.35,
-  +8.0 (1x, seed 0), +12.2/+11.8 (4x). The report's checks say whether the full run shows it.
+  points with the stand-in at 4x; n=8 real 0.43, +2.2 (1x), +3.3 (4x); n=4 real 0.32/0.35/0.35
+  (seeds 0/1/2), +8.0/+4.5/+6.9 (1x), +12.2/+11.8 (4x, seeds 0/1) (probe stores: 16 val, 32 test
+  cases). The report's checks say whether the full run shows it.
 
 Numbers are reproducible for a seed on one machine (same torch build and thread count).
 
