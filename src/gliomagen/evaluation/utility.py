@@ -55,6 +55,7 @@ from gliomagen.evaluation.utility_arms import (
     ArmPlan,
     batch_schedule,
     expand_arms,
+    largest_pool,
     parse_arm,
     plan_arm,
 )
@@ -111,6 +112,20 @@ def _arm_list(arms: Sequence[str], multiples: Sequence[int], synthetic: Any, sta
         if source == "synthetic" and synthetic is None:
             raise GliomagenError(f"--synthetic: a synthetic cohort is required by the arm {a}")
     return arm_list
+
+
+def _data_config(data: BenchmarkData, opts: TrainOptions) -> dict[str, Any]:
+    """The parts of the report's ``config`` that come from the data and the training options."""
+    return {
+        "synthetic_stores": {k: str(v) for k, v in data.sources.items()},
+        "large_cohort": data.large_cohorts, "n_real": data.n_real, "size": list(data.size),
+        "spacing_mm": data.spacing, "samples_per_run": opts.steps * opts.batch_size, **vars(opts),
+    }  # fmt: skip
+
+
+def _largest_pools(data: BenchmarkData) -> dict[str, str]:
+    """Each synthetic source's largest pool (``SOURCE@Mx``): realism and privacy look at it."""
+    return {s: str(largest_pool(data.index, s)) for s in data.sources}
 
 
 def run_utility(
@@ -203,8 +218,7 @@ def run_utility(
     )  # fmt: skip
     assert data.bank is not None
     arrays = Arrays(data.bank, data.index, data.spacing)
-    realism = {s: max((k for k in data.index if k.startswith(s + "@")), key=lambda k: int(k.split("@")[1][:-1]))
-               for s in data.sources}  # fmt: skip
+    realism = _largest_pools(data)
     if jobs <= 1 and threads is not None:
         torch.set_num_threads(max(1, int(threads)))
     results, pre = run_all(
@@ -214,14 +228,10 @@ def run_utility(
     )  # fmt: skip
     config = {
         "real_store": str(real_store), "synthetic": None if synthetic is None else str(synthetic),
-        "stand_in": None if stand_in is None else str(stand_in),
-        "synthetic_stores": {k: str(v) for k, v in data.sources.items()},
-        "synthetic_note": synthetic_note, "cohort": cohort, "large_cohort": data.large_cohorts,
-        "arms": arm_list, "seeds": [int(s) for s in seeds], "n_real": data.n_real,
-        "synthetic_multiples": sorted({int(m) for m in synthetic_multiples}),
-        "samples_per_run": steps * batch_size, "heldout": heldout, "size": list(data.size),
-        "spacing_mm": data.spacing, "jobs": jobs, "threads": threads or torch.get_num_threads(), "n_boot": n_boot,
-        **{k: v for k, v in vars(opts).items()},
+        "stand_in": None if stand_in is None else str(stand_in), "synthetic_note": synthetic_note,
+        "cohort": cohort, "arms": arm_list, "seeds": [int(s) for s in seeds], "heldout": heldout,
+        "synthetic_multiples": sorted({int(m) for m in synthetic_multiples}), "jobs": jobs,
+        "threads": threads or torch.get_num_threads(), "n_boot": n_boot, **_data_config(data, opts),
     }  # fmt: skip
     clinical = {k: (Path(v) / "clinical.csv") for k, v in (("synthetic", synthetic), ("stand-in", stand_in)) if v}
     priv = privacy_section(data, list(data.sources)) if data.sources else None

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +86,17 @@ class ArmSpec:
 def source_pool(source: str, multiple: int) -> str:
     """The pool name of ``multiple`` x n cases of a synthetic source, e.g. ``synthetic@4x``."""
     return f"{source}@{int(multiple)}x"
+
+
+def largest_pool(pools: Iterable[str], source: str) -> str | None:
+    """The largest ``SOURCE@Mx`` among pool names (``None`` when there is none).
+
+    Example:
+        >>> largest_pool(["real", "synthetic@1x", "synthetic@4x", "stand-in@8x"], "synthetic")
+        'synthetic@4x'
+    """
+    mine = [(int(m["m"]), p) for p in pools if (m := _MULTIPLE.match(p)) and m["arm"] == source]
+    return max(mine)[1] if mine else None
 
 
 def arm_name(base: str | None, source: str | None, multiple: int = 1) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from gliomagen.evaluation.utility_arms import largest_pool
 from gliomagen.evaluation.utility_data import BenchmarkData
 from gliomagen.evaluation.utility_train import optional_module
 
@@ -58,10 +59,9 @@ def privacy_section(data: BenchmarkData, sources: Sequence[str]) -> dict[str, An
     }  # fmt: skip
     texts = []
     for source in sources:
-        pools = [k for k in data.index if k.startswith(source + "@")]
-        if not pools:
+        pool = largest_pool(data.index, source)
+        if pool is None:
             continue
-        pool = max(pools, key=lambda k: int(k.split("@")[1][:-1]))
         rep = privacy.privacy_report(train, held, _cases(data, pool))
         text = privacy.format_privacy(rep)
         flagged = sorted(set(flagged_ids(rep)))

@@ -24,7 +24,7 @@ import numpy as np
 
 from gliomagen.evaluation import segmentation as seg
 from gliomagen.evaluation import utility_stats as st
-from gliomagen.evaluation.utility_arms import arm_name, parse_arm, plan_arm
+from gliomagen.evaluation.utility_arms import arm_name, largest_pool, parse_arm, plan_arm
 
 if TYPE_CHECKING:
     from gliomagen.evaluation.utility_data import BenchmarkData, CaseRef
@@ -241,7 +241,7 @@ def _realism(data: BenchmarkData, results: Mapping[str, Any], clinical: Mapping[
         per = [results["real"][s]["realism"][source] for s in seeds]
         ids = list(per[0])
         per_case = {c: {r: float(np.mean([p[c][r] for p in per])) for r in seg.REGIONS} for c in ids}
-        pool = max((k for k in data.pools if k.startswith(source + "@")), key=lambda k: int(k.split("@")[1][:-1]))
+        pool = str(largest_pool(data.pools, source))
         conds = synthetic_conditions(data.pools[pool], clinical.get(source))
         by: dict[str, Any] = {}
         for col in sorted({k for d in conds.values() for k in d}):
