@@ -11,6 +11,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -167,7 +168,7 @@ def tiny_real(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_synthetic(tmp_path: Path) -> Path:
-    """A synthetic cohort as a store: 4 cases, grades HGG/LGG alternating."""
+    """A synthetic cohort as a store: 8 cases, grades HGG/LGG alternating."""
     cases = [
         {
             "case_id": f"SYN-{k:05d}",
@@ -176,6 +177,12 @@ def tiny_synthetic(tmp_path: Path) -> Path:
             "grade": "HGG" if k % 2 == 0 else "LGG",
             "seed": 300 + k,
         }
-        for k in range(4)
+        for k in range(8)
     ]
     return write_store(tmp_path / "syn", cases)
+
+
+@pytest.fixture
+def stores() -> SimpleNamespace:
+    """The store writers for a test's own stores: ``stores.write(path, cases)``, ``stores.cases(...)``."""
+    return SimpleNamespace(write=write_store, cases=cohort_cases)

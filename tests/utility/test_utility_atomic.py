@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gliomagen.cli import app
-from gliomagen.evaluation import utility_report
+from gliomagen.evaluation import utility_html
 
 ENOSPC = os.strerror(errno.ENOSPC)
 OUTPUTS = ("utility.json", "utility.png", "index.html")
@@ -29,14 +29,14 @@ def test_a_full_disk_changes_none_of_the_outputs(
     out = tmp_path / "o"
     assert _utility(tiny_real, out, "0").exit_code == 0
     before = {name: (out / name).read_bytes() for name in OUTPUTS}
-    real_write = utility_report.write_text
+    real_write = utility_html.write_text
 
     def full_disk(path: Path, text: str) -> Path:
         if Path(path).name.startswith((".index.html.", "index.html")):
             raise OSError(errno.ENOSPC, ENOSPC, str(path))
         return real_write(path, text)
 
-    monkeypatch.setattr(utility_report, "write_text", full_disk)
+    monkeypatch.setattr(utility_html, "write_text", full_disk)
     result = _utility(tiny_real, out, "1")
     assert result.exit_code == 2, result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error")]  # after progress

@@ -179,3 +179,41 @@ def test_check_size_rejects_sides_not_multiple_of_8() -> None:
     seg.check_size((16, 32, 24), "store")
     with pytest.raises(Exception, match="multiple of 8"):
         seg.check_size((16, 20, 16), "store")
+
+
+def test_regions_to_labels_inverts_region_masks() -> None:
+    labels = np.array([0, 1, 2, 3, 2, 0], np.uint8).reshape(1, 1, 6)  # [D, H, W]
+    assert np.array_equal(seg.regions_to_labels(seg.region_masks(labels)), labels)
+    batch = np.stack([labels, labels[..., ::-1]])  # [2, D, H, W]
+    assert np.array_equal(seg.regions_to_labels(seg.region_masks(batch)), batch)
+    # an ET voxel outside TC/WT is still ET (later regions override), as in BraTS' conversion
+    r = np.zeros((3, 1, 1, 2), bool)
+    r[2, 0, 0, 0] = True
+    r[0, 0, 0, 1] = True
+    assert seg.regions_to_labels(r).ravel().tolist() == [3, 2]
+
+
+class _Fixed(torch.nn.Module):
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], *self.logits.shape[1:])
+
+
+def test_predict_labels_of_a_region_network() -> None:
+    logits = torch.full((1, 3, 1, 1, 4), -5.0)  # WT, TC, ET logits at 4 voxels
+    logits[0, 0, 0, 0, 1:] = 5.0  # WT at voxels 1..3
+    logits[0, 1, 0, 0, 2:] = 5.0  # TC at 2..3
+    logits[0, 2, 0, 0, 3] = 5.0  # ET at 3
+    pred = seg.predict_labels(_Fixed(logits), torch.zeros(2, 4, 1, 1, 4))
+    assert pred.shape == (2, 1, 1, 4) and pred[0].ravel().tolist() == [0, 2, 1, 3]
+
+
+def test_region_loss_prefers_the_right_regions() -> None:
+    y = torch.tensor([0, 1, 2, 3]).reshape(1, 1, 1, 1, 4)  # [B, 1, D, H, W]
+    good = torch.from_numpy(np.where(seg.region_masks(y[:, 0].numpy()), 8.0, -8.0)).float()  # [1, 3, ...]
+    loss = seg._loss(3)
+    assert float(loss(good, y)) < 0.01 < float(loss(-good, y))
+    assert float(seg._loss(4)(torch.zeros(1, 4, 1, 1, 4), y)) > 0.5  # 4 outputs: softmax classes

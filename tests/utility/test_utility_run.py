@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from gliomagen.evaluation import utility_privacy, utility_train
+from gliomagen.evaluation import utility_stats as st
 from gliomagen.evaluation.segmentation import REGIONS
 from gliomagen.evaluation.utility import format_table, run_utility
+from gliomagen.evaluation.utility_report import best_real_arm
 
-FAST = {"steps": 3, "batch_size": 2, "network": "unet", "init_filters": 4, "progress": False}
+FAST = {"steps": 3, "batch_size": 2, "network": "unet", "init_filters": 4, "progress": False,
+        "val_every": 1, "pretrain_steps": 2, "n_boot": 300}  # fmt: skip
 
 
 def _figures(report: dict) -> dict:
@@ -21,7 +27,7 @@ def _figures(report: dict) -> dict:
         a: {s: {k: v for k, v in r.items() if k != "seconds"} for s, r in res["seeds"].items()}
         for a, res in report["arms"].items()
     }
-    return {"arms": arms, "paired": report["paired_vs_real"], "realism": report["realism"]}
+    return {"arms": arms, "paired": report["paired"], "realism": report["realism"]}
 
 
 def test_two_runs_of_a_seed_give_identical_numbers(
@@ -33,78 +39,125 @@ def test_two_runs_of_a_seed_give_identical_numbers(
     b = run_utility(tiny_real, tiny_synthetic, "SSA", tmp_path / "b", **kw)
     assert _figures(a) == _figures(b)
     c = run_utility(tiny_real, tiny_synthetic, "SSA", tmp_path / "c", **dict(kw, seeds=(1,)))
-    assert (
-        a["arms"]["real"]["seeds"]["0"]["loss_first"]
-        != c["arms"]["real"]["seeds"]["1"]["loss_first"]
-    )
+    assert a["arms"]["real"]["seeds"]["0"]["loss_first"] != c["arms"]["real"]["seeds"]["1"]["loss_first"]
+
+
+def _mean_region(res: dict, seed: str, key: str = "per_case") -> list[float]:
+    pc = res["seeds"][seed][key]
+    return [float(np.mean([pc[c][r]["dice"] for r in REGIONS])) for c in pc]
 
 
 def test_report_is_consistent_and_written(
-    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path
+    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path, stores: Any
 ) -> None:
     torch.set_num_threads(1)
+    real = stores.write(tmp_path / "real3", stores.cases("SSA", "SSA", {"train": 3, "val": 2, "test": 4}, 100)
+                        + stores.cases("GLI", "GLI", {"train": 4}, 200))  # fmt: skip
     out = tmp_path / "out"
-    rep = run_utility(tiny_real, tiny_synthetic, "SSA", out, seeds=(0, 1), mix_ratio=0.5, **FAST)
-    assert list(rep["arms"]) == [
-        "real",
-        "real+large",
-        "synthetic",
-        "real+synthetic",
-        "real+large+synthetic",
-    ]
-    assert rep["config"]["samples_per_run"] == 6
-    assert rep["cases"]["heldout"] == ["SSA-004", "SSA-005"]
+    rep = run_utility(real, tiny_synthetic, "SSA", out, seeds=(0, 1), synthetic_multiples=(1,), **FAST)
+    assert list(rep["arms"]) == ["real", "real+large", "large-then-real", "real+synthetic",
+                                 "real+large+synthetic", "large-then-real+synthetic", "synthetic"]  # fmt: skip
+    assert rep["config"]["samples_per_run"] == 6 and rep["config"]["n_real"] == 3
+    assert rep["cases"]["heldout"] == ["SSA-005", "SSA-006", "SSA-007", "SSA-008"]
+    assert rep["cases"]["val"] == ["SSA-003", "SSA-004"]
+    assert rep["cases"]["synthetic@1x"] == ["SYN-00000", "SYN-00002", "SYN-00004"]  # 3 x HGG
+    assert rep["metrics"]["headline"] == "voxel" and not rep["metrics"]["lesion_available"]
     for res in rep["arms"].values():
-        for region in REGIONS:
-            per_seed = [s["mean"][region]["dice"] for s in res["seeds"].values()]
-            per_case = [
-                np.mean([pc[region]["dice"] for pc in s["per_case"].values()])
-                for s in res["seeds"].values()
-            ]
-            assert per_seed == pytest.approx(per_case)
-            assert res["summary"][region]["dice_mean"] == pytest.approx(np.mean(per_seed))
-            assert res["summary"][region]["dice_std"] == pytest.approx(np.std(per_seed, ddof=1))
-            assert 0.0 <= res["summary"][region]["dice_mean"] <= 1.0
-        assert set(res["seeds"]) == {"0", "1"}
-    assert "real" not in rep["paired_vs_real"]
-    assert rep["paired_vs_real"]["synthetic"]["WT"]["dice"]["n_pairs"] == 4  # 2 seeds x 2 cases
-    # realism: the synthetic cases grouped by their grade (HGG: SYN-0, SYN-2; LGG: SYN-1, SYN-3)
+        s = res["summary"]["voxel"]["mean"]["dice"]
+        per_seed = [np.mean(_mean_region(res, k)) for k in ("0", "1")]
+        assert s["per_seed"] == pytest.approx(per_seed)
+        assert s["mean"] == pytest.approx(np.mean(per_seed))
+        assert s["std_seeds"] == pytest.approx(np.std(per_seed, ddof=1))
+        assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["n_cases"] == 4
+        for r in REGIONS:
+            seeds = [np.mean([pc[r]["dice"] for pc in v["per_case"].values()]) for v in res["seeds"].values()]
+            assert res["summary"]["voxel"][r]["dice"]["mean"] == pytest.approx(np.mean(seeds))
+        assert len(res["seeds"]["0"]["curve"]["step"]) == 4  # steps 0..3
+    assert rep["arms"]["large-then-real"]["pretrain_steps"] == 2 and rep["arms"]["real"]["pretrain_steps"] == 0
+    # paired: per case the difference averaged over seeds
+    a, b = rep["arms"]["real+synthetic"], rep["arms"]["real"]
+    ta = np.array([_mean_region(a, k) for k in ("0", "1")])
+    tb = np.array([_mean_region(b, k) for k in ("0", "1")])
+    want = st.paired(ta, tb, n_boot=300)
+    got = rep["paired"]["real+synthetic vs real"]["voxel"]["mean"]["dice"]
+    assert got["mean_diff"] == pytest.approx(want["mean_diff"]) and got["p_value"] == pytest.approx(want["p_value"])
+    assert "large-then-real+synthetic vs large-then-real" in rep["paired"]
+    assert "real vs real" not in rep["paired"]
+    best = rep["best_real_arm"]["arm"]
+    assert best in ("real+large", "large-then-real")
+    assert best_real_arm({a: r["seeds"] for a, r in rep["arms"].items()}) is not None
+    others = [a for a in rep["arms"] if a not in (best, "real")]
+    assert all(f"{a} vs {best}" in rep["paired"] for a in others)  # every arm vs the best real-data arm
+    names = [c["name"] for c in rep["checks"]["voxel"]]
+    assert names[0] == "real arm converged on val" and "real+synthetic - real" in names
     syn = rep["realism"]["synthetic"]
-    assert syn["all"]["WT"]["n"] == 4
-    assert set(syn["by_condition"]["grade"]) == {"HGG", "LGG"}
-    hgg = [syn["per_case"][c]["ET"] for c in ("SYN-00000", "SYN-00002")]
-    assert syn["by_condition"]["grade"]["HGG"]["ET"]["mean"] == pytest.approx(np.mean(hgg))
-    assert rep["realism"]["real_heldout"]["TC"]["n"] == 2
+    assert syn["all"]["WT"]["n"] == 3 and set(syn["by_condition"]["grade"]) == {"HGG"}
     on_disk = json.loads((out / "utility.json").read_text())
     assert on_disk["arms"]["real"]["summary"] == rep["arms"]["real"]["summary"]  # floats round-trip
     html = (out / "index.html").read_text()
-    assert (
-        "data:image/png;base64," in html and "real+large+synthetic" in html and "grade=LGG" in html
-    )
+    for text in ("data:image/png;base64,", "large-then-real+synthetic", "[voxel]", "Paired differences",
+                 "Target checks", "Privacy not computed", "lesion-wise metrics not computed"):  # fmt: skip
+        assert text in html, text
     assert (out / "utility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))
     table = format_table(rep)
-    assert table.splitlines()[2].startswith("real ") and "baseline" in table
+    assert "[voxel]" in table and table.count("baseline") == 1 and "target checks" in table
+
+
+def _stub_lesion(monkeypatch: pytest.MonkeyPatch) -> None:
+    def lesion_wise(pred: np.ndarray, gt: np.ndarray, spacing: Any) -> dict:
+        return {r: {"dice": 0.25 * k, "hd95": 10.0 * k} for k, r in enumerate(REGIONS, 1)}
+
+    stub = SimpleNamespace(available=lambda: (True, "stub"), lesion_wise=lesion_wise)
+    monkeypatch.setattr(utility_train, "brats_metrics", stub)
+
+
+def _stub_privacy(monkeypatch: pytest.MonkeyPatch, seen: dict) -> None:
+    def Cases(ids: list, images: np.ndarray, masks: np.ndarray) -> Any:  # noqa: N802
+        return SimpleNamespace(ids=ids, images=images, masks=masks)
+
+    def privacy_report(train: Any, heldout: Any, synthetic: Any, **kw: Any) -> dict:
+        seen.update(train=train, heldout=heldout, synthetic=synthetic)
+        return {"image": {"passes": False, "flagged_ids": [synthetic.ids[1]]}, "membership": {"max": 0.5}}
+
+    stub = SimpleNamespace(Cases=Cases, privacy_report=privacy_report, format_privacy=lambda r: "stub privacy")
+    monkeypatch.setattr(utility_privacy, "privacy", stub)
+
+
+def test_lesion_metrics_and_privacy_when_available(
+    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.set_num_threads(1)
+    _stub_lesion(monkeypatch)
+    seen: dict = {}
+    _stub_privacy(monkeypatch, seen)
+    out = tmp_path / "o"
+    rep = run_utility(tiny_real, tiny_synthetic, "SSA", out, arms=["real", "real+synthetic"], seeds=(0,), **FAST)
+    assert rep["metrics"]["headline"] == "lesion" and list(rep["metrics"]["families"]) == ["voxel", "lesion"]
+    les = rep["arms"]["real"]["summary"]["lesion"]
+    assert les["WT"]["dice"]["mean"] == pytest.approx(0.25) and les["ET"]["hd95"]["mean"] == pytest.approx(30.0)
+    assert les["mean"]["dice"]["mean"] == pytest.approx(0.5)
+    assert rep["paired"]["real+synthetic vs real"]["lesion"]["mean"]["dice"]["mean_diff"] == pytest.approx(0.0)
+    # privacy: the real training cases (scarce + large: the generator's training split) vs test
+    assert seen["train"].ids == ["SSA-000", "SSA-001", "SSA-002", "SSA-003"] + [f"GLI-{k:03d}" for k in range(6)]
+    assert seen["heldout"].ids == ["SSA-005"] and seen["synthetic"].images.dtype == np.float32
+    assert seen["synthetic"].images.shape == (4, 4, 16, 16, 16) and seen["synthetic"].masks.shape == (4, 16, 16, 16)
+    priv = rep["privacy"]["sources"]["synthetic"]
+    assert priv["flagged"] == ["SYN-00002"] and priv["text"] == "stub privacy"
+    html = (out / "index.html").read_text()
+    assert "[lesion]" in html and "SYN-00002" in html and "stub privacy" in html
+    assert "[lesion]" in format_table(rep) and "stub privacy" in format_table(rep)
 
 
 @pytest.mark.slow
 def test_the_real_only_segmenter_learns_the_tiny_cohort(tiny_real: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     rep = run_utility(
-        tiny_real,
-        None,
-        "SSA",
-        tmp_path / "o",
-        arms=["real"],
-        seeds=(0,),
-        steps=60,
-        lr=3e-3,
-        batch_size=2,
-        network="unet",
-        init_filters=8,
-        progress=False,
-    )
-    s = rep["arms"]["real"]["summary"]
-    assert s["WT"]["dice_mean"] > 0.7  # an untrained network scores about 0
-    assert s["WT"]["hd95_mean"] < 6.0  # mm, at 2 mm voxels
+        tiny_real, None, "SSA", tmp_path / "o", arms=["real"], seeds=(0,), steps=60, lr=3e-3,
+        batch_size=2, network="unet", init_filters=8, progress=False, val_every=20,
+    )  # fmt: skip
+    s = rep["arms"]["real"]["summary"]["voxel"]
+    assert s["WT"]["dice"]["mean"] > 0.7  # an untrained network scores about 0
+    assert s["WT"]["hd95"]["mean"] < 6.0  # mm, at 2 mm voxels
+    assert rep["convergence"]["real"]["curve"]["step"] == [0, 20, 40, 60]
     assert "synthetic" not in rep["realism"]

@@ -20,12 +20,14 @@ _COHORT = typer.Option(
 )
 _OUT = typer.Option(..., "--out", help="Output folder: utility.json, utility.png, index.html.")
 _ARMS = typer.Option(
-    "real,real+large,synthetic,real+synthetic,real+large+synthetic",
+    "real,real+large,large-then-real,real+synthetic,real+large+synthetic,large-then-real+synthetic,synthetic",
     "--arms",
-    help="Comma-separated arms; real (the baseline) always runs.",
+    help="Comma-separated arms: real, real+large (joint), large-then-real (pretrain on the large "
+    "cohort, fine-tune on the scarce one), each +synthetic, synthetic alone; SYNTHETIC-ARM@Mx for "
+    "M x n synthetic cases. real (the baseline) always runs.",
 )
 _SEEDS = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds, one run per arm and seed.")
-_STEPS = typer.Option(200, "--steps", help="Optimisation steps per run (every arm).")
+_STEPS = typer.Option(200, "--steps", help="Optimisation steps per run (every arm; after pretraining).")
 _BATCH_SIZE = typer.Option(2, "--batch-size", help="Cases per step (every arm).")
 _MIX_RATIO = typer.Option(
     0.5, "--mix-ratio", help="Fraction of synthetic cases in the mixed arms."
@@ -40,7 +42,40 @@ _LARGE_COHORT = typer.Option(
     help="Comma-separated large cohort(s); default: every other cohort.",
 )
 _HELDOUT = typer.Option(
-    "val+test", "--heldout", help="Scored split(s) of the cohort: val+test or test."
+    "test",
+    "--heldout",
+    help="Scored split(s) of the cohort: test, or val+test (only with --val-every 0: val chooses "
+    "checkpoints otherwise).",
+)
+_VAL_EVERY = typer.Option(
+    25,
+    "--val-every",
+    help="Steps between scores on the cohort's val split; each arm keeps its best-val weights "
+    "(0: the last weights).",
+)
+_PRETRAIN_STEPS = typer.Option(
+    None, "--pretrain-steps", help="Large-cohort steps of large-then-real (default: --steps)."
+)
+_MULTIPLES = typer.Option(
+    "1",
+    "--synthetic-multiple",
+    help="Comma-separated synthetic pool sizes in units of n, e.g. 1,4 (cases follow the real "
+    "training cases' mix of cohort and grade).",
+)
+_REAL_CASES = typer.Option(
+    None,
+    "--real-cases",
+    help="File of case ids (one per line, or a CSV with case_id): the cohort's train cases to use "
+    "(default: all of them).",
+)
+_JOBS = typer.Option(1, "--jobs", help="Runs in parallel, as processes with --threads each.")
+_THREADS = typer.Option(
+    None, "--threads", help="torch CPU threads per run (default: torch's own here, 1 per --jobs process)."
+)
+_OUTPUTS = typer.Option(
+    "regions",
+    "--outputs",
+    help="regions (WT/TC/ET sigmoids, Dice + BCE: BraTS region-based) or labels (4-class softmax).",
 )
 _LR = typer.Option(2e-3, "--lr", help="Adam learning rate.")
 _INIT_FILTERS = typer.Option(8, "--init-filters", help="Width of the network's first level.")
@@ -67,15 +102,25 @@ def utility(
     heldout: str = _HELDOUT,
     lr: float = _LR,
     init_filters: int = _INIT_FILTERS,
+    val_every: int = _VAL_EVERY,
+    pretrain_steps: int = _PRETRAIN_STEPS,
+    synthetic_multiple: str = _MULTIPLES,
+    real_cases: Path = _REAL_CASES,
+    jobs: int = _JOBS,
+    threads: int | None = _THREADS,
+    outputs: str = _OUTPUTS,
 ) -> None:
-    """Train a segmenter in matched arms (real, +large, synthetic, mixes) and score it on real held-out cases."""
+    """Train a segmenter in matched arms (real, +large, large-then-real, synthetic mixes), choose
+    each arm's checkpoint on the cohort's val cases and score it on its real test cases."""
     # torch-heavy: loaded when the command runs
-    from gliomagen.evaluation.utility import format_table, run_utility
+    from gliomagen.evaluation.utility import format_table, read_case_ids, run_utility
 
     if not real.is_dir():
         raise GliomagenError(f"--real {real}: no such store folder")
     if synthetic is not None and not synthetic.is_dir():
         raise GliomagenError(f"--synthetic {synthetic}: no such folder")
+    if real_cases is not None and not real_cases.is_file():
+        raise GliomagenError(f"--real-cases {real_cases}: no such file")
     if init_filters < 1:
         raise GliomagenError(f"--init-filters {init_filters}: must be at least 1")
     report = run_utility(
@@ -94,6 +139,13 @@ def utility(
         heldout=heldout,
         lr=lr,
         init_filters=init_filters,
+        val_every=val_every,
+        pretrain_steps=pretrain_steps,
+        synthetic_multiples=int_list(synthetic_multiple, "--synthetic-multiple"),
+        real_cases=None if real_cases is None else read_case_ids(real_cases),
+        jobs=jobs,
+        threads=threads,
+        outputs=outputs,
     )
     typer.echo(format_table(report))
     typer.echo(f"wrote {out / 'utility.json'}, {out / 'utility.png'}, {out / 'index.html'}")

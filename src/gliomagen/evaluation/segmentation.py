@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -172,7 +172,7 @@ def build_network(
         name: ``segresnet`` (Myronenko 2018, the BraTS 2018 winner's encoder-decoder) or ``unet``
             (residual U-Net, Kerfoot et al. 2018).
         in_channels: input modalities (4: t1n, t1c, t2w, t2f).
-        out_channels: classes (4: background, NCR, ED, ET).
+        out_channels: 4 (class logits: background, NCR, ED, ET) or 3 (region logits: WT, TC, ET).
         init_filters: channels of the first level; doubled at each of the three downsamplings.
 
     Returns:
@@ -208,11 +208,22 @@ def build_network(
     )
 
 
+def regions_to_labels(regions: np.ndarray) -> np.ndarray:
+    """BraTS labels uint8 ``[..., D, H, W]`` from region masks ``[..., 3, D, H, W]`` (WT, TC, ET):
+    ED (2) in WT, NCR (1) in TC, ET (3) in ET, later regions overriding (the challenge's rule)."""
+    r = np.asarray(regions, dtype=bool)
+    lab = np.zeros(r.shape[:-4] + r.shape[-3:], np.uint8)
+    for k, value in enumerate((2, 1, 3)):
+        lab[r[..., k, :, :, :]] = value
+    return lab
+
+
 @torch.no_grad()
 def predict_labels(
     net: nn.Module, images: torch.Tensor, device: str | torch.device = "cpu"
 ) -> np.ndarray:
-    """Argmax labels of a batch of volumes.
+    """Labels of a batch of volumes: the argmax of 4 class logits, or, for a region network
+    (3 outputs: WT, TC, ET), :func:`regions_to_labels` of its sigmoid outputs above 0.5.
 
     Args:
         net: a network from :func:`build_network`.
@@ -226,9 +237,28 @@ def predict_labels(
         raise ValueError(f"predict_labels: expected [N, C, D, H, W], got {tuple(images.shape)}")
     was_training = net.training
     net.eval()
-    logits = net(images.to(device=device, dtype=torch.float32))  # [N, 4, D, H, W]
+    logits = net(images.to(device=device, dtype=torch.float32))  # [N, 4 or 3, D, H, W]
     net.train(was_training)
+    if logits.shape[1] == len(REGIONS):
+        return regions_to_labels((logits > 0).cpu().numpy())  # sigmoid > 0.5 <=> logit > 0
     return logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
+
+
+def _loss(n_out: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Dice + cross-entropy: softmax over 4 classes, or (3 outputs) per BraTS region with sigmoids
+    (region-based training, as nnU-Net and MONAI's BraTS recipe: Dice over the batch + BCE)."""
+    from monai.losses import DiceCELoss, DiceLoss  # MONAI: a heavy import (seconds)
+
+    if n_out != len(REGIONS):
+        return DiceCELoss(to_onehot_y=True, softmax=True)
+    dice, bce = DiceLoss(sigmoid=True, batch=True), nn.BCEWithLogitsLoss()
+
+    def region_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        target = torch.stack([torch.isin(y[:, 0], torch.tensor(ids, device=y.device))
+                              for ids in REGIONS.values()], dim=1).float()  # [B, 3, D, H, W]  # fmt: skip
+        return dice(logits, target) + bce(logits, target)
+
+    return region_loss
 
 
 def train_segmenter(
@@ -240,8 +270,10 @@ def train_segmenter(
     device: str | torch.device = "cpu",
     seed: int = 0,
     flip: bool = True,
+    after_step: Callable[[int, nn.Module], None] | None = None,
 ) -> list[float]:
-    """Train a segmenter with MONAI's Dice + cross-entropy loss on softmax outputs.
+    """Train a segmenter with MONAI's Dice + cross-entropy loss (softmax over classes, or per
+    region with sigmoids for a 3-output region network).
 
     Adam with a cosine learning-rate decay over ``steps``; random left-right flips (axis D, the
     RAS x axis of a store) drawn from a generator seeded by ``seed``, so a run is reproducible.
@@ -255,13 +287,13 @@ def train_segmenter(
         device: where to train.
         seed: seed of the flip draws.
         flip: apply the random left-right flips.
+        after_step: called as ``after_step(k, net)`` after optimiser step ``k`` (1-based), e.g. to
+            validate; it may switch the network to eval mode, training mode is restored after.
 
     Returns:
         The loss of every step.
     """
-    from monai.losses import DiceCELoss  # MONAI: a heavy import (seconds)
-
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn: Any = None
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     gen = torch.Generator().manual_seed(int(seed))
@@ -279,11 +311,16 @@ def train_segmenter(
                 x[idx] = x[idx].flip(2)
                 y[idx] = y[idx].flip(2)
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(net(x), y)
+        logits = net(x)
+        loss_fn = loss_fn or _loss(int(logits.shape[1]))
+        loss = loss_fn(logits, y)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
+        if after_step is not None:
+            after_step(step + 1, net)
+            net.train()
     if len(losses) < steps:
         raise ValueError(
             f"train_segmenter: the batch iterator ended after {len(losses)} of {steps} steps"
@@ -339,23 +376,11 @@ def paired_test(diffs: Sequence[float]) -> dict[str, Any]:
     """
     d = np.asarray(list(diffs), dtype=np.float64)
     if d.size == 0:
-        return {
-            "n_pairs": 0,
-            "mean_diff": None,
-            "median_diff": None,
-            "n_positive": 0,
-            "n_negative": 0,
-            "p_value": None,
-        }
+        return {"n_pairs": 0, "mean_diff": None, "median_diff": None, "n_positive": 0,
+                "n_negative": 0, "p_value": None}  # fmt: skip
     p = 1.0 if not np.any(d != 0) else float(wilcoxon(d, alternative="two-sided").pvalue)
-    return {
-        "n_pairs": int(d.size),
-        "mean_diff": float(d.mean()),
-        "median_diff": float(np.median(d)),
-        "n_positive": int((d > 0).sum()),
-        "n_negative": int((d < 0).sum()),
-        "p_value": p,
-    }
+    return {"n_pairs": int(d.size), "mean_diff": float(d.mean()), "median_diff": float(np.median(d)),
+            "n_positive": int((d > 0).sum()), "n_negative": int((d < 0).sum()), "p_value": p}  # fmt: skip
 
 
 def paired_vs_baseline(
@@ -363,6 +388,7 @@ def paired_vs_baseline(
     base: Mapping[Any, Mapping[str, Mapping[str, Mapping[str, float]]]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Paired comparison of two arms' ``{seed: table}``: arm minus baseline per (seed, case).
+    (The benchmark itself pairs per case, averaged over seeds: :mod:`.utility_stats`.)
 
     Returns:
         ``{region: {metric: paired_test(...)}}``, pairs over every seed and case of ``arm``.

@@ -1,268 +1,131 @@
 """Does synthetic data help? The downstream segmentation benchmark on a scarce cohort.
 
-A MONAI segmenter (:mod:`gliomagen.evaluation.segmentation`) is trained in matched *arms*, every
-arm with the same budget (``steps`` optimisation steps of ``batch_size`` cases, so the same number
-of cases seen), from the same initial weights for a given seed:
+Question: does a generator's synthetic cohort of the scarce cohort (e.g. SSA, BraTS-Africa) make a
+segmenter better on *real* cases of that cohort, beyond what the real data alone give?
 
-==========================  ===============================================================
-``real``                    the scarce cohort's training cases (the baseline)
-``real+large``              the scarce cohort's and the large cohort's training cases, pooled
-``synthetic``               the synthetic cases only
-``real+synthetic``          a fraction ``mix_ratio`` of the batch slots synthetic, the rest real
-``real+large+synthetic``    ``mix_ratio`` synthetic, the rest from the pooled real cases
-==========================  ===============================================================
+Design (every number is in ``utility.json``):
 
-Every arm is scored on the scarce cohort's real held-out cases (``val+test`` or ``test``): Dice
-and HD95 of WT/TC/ET per case; per seed the mean over cases; per arm the mean and the standard
-deviation over seeds (ddof=1; 0 for one seed). Each arm is compared with ``real`` by per-case
-paired differences over seeds x cases and a two-sided Wilcoxon signed-rank test (scipy; the pairs
-of one case under different seeds are not independent, so read the p-value as descriptive).
-
-Anatomical realism: each seed's ``real`` segmenter is applied to the synthetic images and its
-prediction scored (Dice) against each synthetic case's own generated mask (image-mask agreement),
-per region and per condition (the synthetic cohort's categorical columns), beside the same figure
-on the real held-out cases.
+- **Data.** The scarce cohort is scarce in *training* only. The store's split (``gliomagen prepare
+  --split-csv``) fixes which case goes where: the segmenter trains on the scarce cohort's *train*
+  cases (optionally the first n of a nested order, ``real_cases``) and the large cohort's *train*
+  cases; its checkpoint is chosen on the scarce cohort's *val* cases; it is scored once on the
+  scarce cohort's *test* cases. No val or test case enters a training pool.
+- **Arms** (:mod:`~gliomagen.evaluation.utility_arms`): ``real``; ``real+large`` (joint);
+  ``large-then-real`` (pretrain on the large cohort, fine-tune on the scarce one); each with
+  ``+synthetic``; ``synthetic`` alone; with a stand-in cohort also ``+stand-in`` arms (the upper
+  bound a perfect generator would reach). A synthetic pool holds ``M`` x n cases (``@Mx``) that
+  follow the real training cases' mix of labels; mixed arms fill ``mix_ratio`` of each batch with
+  synthetic cases.
+- **Training** (:mod:`~gliomagen.evaluation.utility_train`): a MONAI U-Net or SegResNet with
+  three sigmoid outputs (WT, TC, ET; Dice + BCE per region, BraTS' region-based recipe;
+  ``outputs="labels"``: 4-class softmax), Adam with a cosine decay; every arm the same ``steps``
+  x ``batch_size`` cases from the seed's initial weights (``large-then-real*`` after the seed's
+  ``pretrain_steps`` large-cohort steps, run once per seed and shared); the val mean region Dice
+  (MONAI voxel-wise) every ``val_every`` steps is recorded (the curve) and the best weights are
+  kept; only those are scored on test.
+- **Metrics**: per test case and BraTS region (WT, TC, ET) MONAI's voxel-wise Dice and HD95, and
+  the official BraTS lesion-wise Dice and HD95 when that package is present; the headline is the
+  mean region Dice (mean of WT, TC, ET).
+- **Statistics** (:mod:`~gliomagen.evaluation.utility_stats`): per arm the mean over seeds of the
+  per-seed mean over test cases, the std over seeds and a 95% bootstrap interval over test cases;
+  paired comparisons (every arm vs ``real``, every mixed arm vs its base) on the per-case
+  differences averaged over seeds (independent pairs): mean, bootstrap interval, Wilcoxon p.
+  The best real-data arm is chosen on val. Convergence: how much the ``real`` arm's best val score
+  still rose over the last third of the steps.
+- **Also**: image-mask agreement (the ``real`` segmenter on the synthetic images vs their own
+  masks) and the privacy report of each synthetic cohort against the real training cases
+  (:mod:`~gliomagen.evaluation.utility_privacy`).
 
 Outputs: ``OUT/utility.json`` (every figure, per case), ``OUT/utility.png`` and ``OUT/index.html``.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation import segmentation as seg
+from gliomagen.evaluation.utility_arms import (
+    ARMS,
+    STAND_IN_ARMS,
+    ArmPlan,
+    batch_schedule,
+    expand_arms,
+    largest_pool,
+    parse_arm,
+    plan_arm,
+)
 from gliomagen.evaluation.utility_data import (
     HELDOUT,
     BenchmarkData,
     CaseRef,
     load_benchmark_data,
+    read_case_ids,
     store_cases,
     synthetic_store,
 )
-from gliomagen.evaluation.utility_report import assemble_report, format_table, write_outputs
+from gliomagen.evaluation.utility_html import write_outputs
+from gliomagen.evaluation.utility_privacy import privacy_section
+from gliomagen.evaluation.utility_report import assemble_report, format_table
+from gliomagen.evaluation.utility_runs import run_all
+from gliomagen.evaluation.utility_stats import N_BOOT
+from gliomagen.evaluation.utility_train import Arrays, TrainOptions, lesion_metrics_status, run_arm
 from gliomagen.io.device import resolve_device
 
-ARMS: tuple[str, ...] = (
-    "real",
-    "real+large",
-    "synthetic",
-    "real+synthetic",
-    "real+large+synthetic",
-)
-"""The arms, in report order; ``real`` is the baseline of every paired comparison."""
 
-
-
-@dataclass(frozen=True)
-class ArmPlan:
-    """What an arm's batch slots are drawn from: ``(pool name, fraction of slots)`` pairs."""
-
-    name: str
-    slots: tuple[tuple[str, float], ...]
-
-    @property
-    def pools(self) -> tuple[str, ...]:
-        return tuple(p for p, _ in self.slots)
-
-
-def plan_arm(arm: str, mix_ratio: float = 0.5) -> ArmPlan:
-    """The batch composition of one arm (pools ``real``, ``real+large``, ``synthetic``).
-
-    Example:
-        >>> plan_arm("real+synthetic", 0.25).slots
-        (('real', 0.75), ('synthetic', 0.25))
-    """
-    r = float(mix_ratio)
-    plans = {
-        "real": (("real", 1.0),),
-        "real+large": (("real+large", 1.0),),
-        "synthetic": (("synthetic", 1.0),),
-        "real+synthetic": (("real", 1.0 - r), ("synthetic", r)),
-        "real+large+synthetic": (("real+large", 1.0 - r), ("synthetic", r)),
-    }
-    if arm not in plans:
-        raise GliomagenError(f"--arms: unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    return ArmPlan(arm, plans[arm])
-
-
-def batch_schedule(
-    plan: ArmPlan, pool_sizes: Mapping[str, int], steps: int, batch_size: int, seed: int
-) -> list[list[tuple[str, int]]]:
-    """Which case fills every batch slot of a run: ``[steps][batch_size]`` of ``(pool, index)``.
-
-    A pool with fraction ``f`` gets exactly ``round(f * steps * batch_size)`` slots (the last pool
-    the remainder), shuffled over the run; within a pool the cases are drawn epoch by epoch (a
-    fresh permutation each pass), so every case is seen ``floor`` or ``ceil`` of its share.
-    Deterministic for a seed.
-    """
-    total = steps * batch_size
-    rng = np.random.default_rng(seed)
-    counts: list[int] = []
-    for k, (_, frac) in enumerate(plan.slots):
-        counts.append(total - sum(counts) if k == len(plan.slots) - 1 else int(round(frac * total)))
-    labels = np.concatenate([np.full(n, k) for k, n in enumerate(counts)]).astype(np.int64)
-    labels = rng.permutation(labels)  # [total]
-    draws: list[list[int]] = []
-    for (pool, _), n in zip(plan.slots, counts, strict=True):
-        size = int(pool_sizes.get(pool, 0))
-        if n and size <= 0:
-            raise GliomagenError(f"arm {plan.name}: the {pool} pool has no cases with a mask")
-        order: list[int] = []
-        while len(order) < n:
-            order.extend(int(i) for i in rng.permutation(size))
-        draws.append(order[:n])
-    taken = [0] * len(counts)
-    flat: list[tuple[str, int]] = []
-    for k in labels:
-        flat.append((plan.slots[k][0], draws[k][taken[k]]))
-        taken[k] += 1
-    return [flat[s * batch_size : (s + 1) * batch_size] for s in range(steps)]
-
-
-def _load(cases: Sequence[CaseRef]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack cases into ``(images [n, 4, D, H, W] float32, labels [n, D, H, W] int64)``."""
-    items = [c.dataset[c.index] for c in cases]
-    return torch.stack([it[0] for it in items]).float(), torch.stack([it[1] for it in items]).long()
-
-
-def _batches(schedule: list[list[tuple[str, int]]], pools: Mapping[str, list[CaseRef]]):
-    for slots in schedule:
-        yield _load([pools[p][i] for p, i in slots])
-
-
-def _predict(
-    net: torch.nn.Module, cases: Sequence[CaseRef], batch: int, device: str
-) -> dict[str, tuple]:
-    """Per case: (predicted labels [D, H, W] uint8, reference labels [D, H, W] uint8)."""
-    out: dict[str, tuple] = {}
-    for s in range(0, len(cases), batch):
-        chunk = cases[s : s + batch]
-        x, y = _load(chunk)
-        pred = seg.predict_labels(net, x, device)  # [n, D, H, W]
-        for c, p, t in zip(chunk, pred, y.numpy().astype(np.uint8), strict=True):
-            out[c.case_id] = (p, t)
-    return out
-
-
-# -- the benchmark ----------------------------------------------------------------------------
-def _validate(
-    arms: Sequence[str],
-    seeds: Sequence[int],
-    steps: int,
-    batch_size: int,
-    mix_ratio: float,
-    network: str,
-    device: str,
-    heldout: str,
-) -> list[str]:
-    for a in arms:
-        plan_arm(a)
+def _validate(opts: TrainOptions, seeds: Sequence[int], heldout: str, jobs: int, threads: int | None) -> None:
     if not seeds:
         raise GliomagenError("--seeds: give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise GliomagenError(f"--seeds: duplicate seeds in {list(seeds)}")
-    if steps < 1:
-        raise GliomagenError(f"--steps {steps}: must be at least 1")
-    if batch_size < 1:
-        raise GliomagenError(f"--batch-size {batch_size}: must be at least 1")
-    if not 0.0 < float(mix_ratio) < 1.0:
-        raise GliomagenError(f"--mix-ratio {mix_ratio}: must lie strictly between 0 and 1")
-    if network not in seg.NETWORKS:
-        raise GliomagenError(f"--network {network!r}: choose one of {', '.join(seg.NETWORKS)}")
+    for name, v, low in (("--steps", opts.steps, 1), ("--batch-size", opts.batch_size, 1),
+                         ("--val-every", opts.val_every, 0), ("--pretrain-steps", opts.pretrain_steps, 1),
+                         ("--jobs", jobs, 1), ("--threads", 1 if threads is None else threads, 1)):  # fmt: skip
+        if v < low:
+            raise GliomagenError(f"{name} {v}: must be at least {low}")
+    if not 0.0 < float(opts.mix_ratio) < 1.0:
+        raise GliomagenError(f"--mix-ratio {opts.mix_ratio}: must lie strictly between 0 and 1")
+    if opts.network not in seg.NETWORKS:
+        raise GliomagenError(f"--network {opts.network!r}: choose one of {', '.join(seg.NETWORKS)}")
+    if opts.outputs not in ("regions", "labels"):
+        raise GliomagenError(f"--outputs {opts.outputs!r}: choose regions or labels")
     if heldout not in HELDOUT:
         raise GliomagenError(f"--heldout {heldout!r}: choose one of {', '.join(HELDOUT)}")
-    resolve_device(device)  # one line naming --device if it is not one (auto: CUDA if present)
-    return ["real"] + [a for a in ARMS if a in arms and a != "real"]  # real: always, the baseline
+    if heldout != "test" and opts.val_every > 0:
+        raise GliomagenError(
+            f"--heldout {heldout}: the val split chooses each arm's checkpoint (--val-every "
+            f"{opts.val_every}), so only test is scored; use --heldout test, or --val-every 0 to keep "
+            "the last weights"
+        )
 
 
-def run_arm(
-    data: BenchmarkData,
-    arm: str,
-    seed: int,
-    *,
-    steps: int,
-    batch_size: int,
-    mix_ratio: float,
-    network: str,
-    device: str,
-    lr: float,
-    init_filters: int,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train one arm for one seed and score it on the held-out cases.
-
-    Returns:
-        The trained network and ``{"per_case": {case: {region: {dice, hd95}}}, "mean": ...,
-        "loss_first", "loss_last", "seconds"}``.
-    """
-    plan = plan_arm(arm, mix_ratio)
-    sizes = {k: len(v) for k, v in data.pools.items()}
-    schedule = batch_schedule(plan, sizes, steps, batch_size, seed)
-    torch.manual_seed(seed)  # the same initial weights in every arm of a seed
-    net = seg.build_network(network, init_filters=init_filters).to(device)
-    t0 = time.perf_counter()
-    losses = seg.train_segmenter(
-        net, _batches(schedule, data.pools), steps=steps, lr=lr, device=device, seed=seed
-    )
-    preds = _predict(net, data.heldout, batch_size, device)
-    per_case = {cid: seg.case_metrics(p, t, data.spacing) for cid, (p, t) in preds.items()}
-    return net, {
-        "per_case": per_case,
-        "mean": seg.table_mean(per_case),
-        "loss_first": losses[0],
-        "loss_last": losses[-1],
-        "seconds": time.perf_counter() - t0,
-    }
+def _arm_list(arms: Sequence[str], multiples: Sequence[int], synthetic: Any, stand_in: Any) -> list[str]:
+    arm_list = expand_arms(list(arms), [int(m) for m in multiples])
+    for a in arm_list:
+        source = parse_arm(a).source
+        if source == "stand-in" and stand_in is None:
+            raise GliomagenError(f"--arms {a}: needs a stand-in cohort (the benchmark script's upper bound)")
+        if source == "synthetic" and synthetic is None:
+            raise GliomagenError(f"--synthetic: a synthetic cohort is required by the arm {a}")
+    return arm_list
 
 
-def realism_dice(
-    net: torch.nn.Module, cases: Sequence[CaseRef], batch: int, device: str
-) -> dict[str, dict[str, float]]:
-    """Image-mask agreement: Dice per region of the network's prediction against each case's own mask."""
+def _data_config(data: BenchmarkData, opts: TrainOptions) -> dict[str, Any]:
+    """The parts of the report's ``config`` that come from the data and the training options."""
     return {
-        cid: {
-            r: seg.dice_score(a, b)
-            for r, a, b in zip(seg.REGIONS, seg.region_masks(p), seg.region_masks(t), strict=True)
-        }
-        for cid, (p, t) in _predict(net, cases, batch, device).items()
-    }
+        "synthetic_stores": {k: str(v) for k, v in data.sources.items()},
+        "large_cohort": data.large_cohorts, "n_real": data.n_real, "size": list(data.size),
+        "spacing_mm": data.spacing, "samples_per_run": opts.steps * opts.batch_size, **vars(opts),
+    }  # fmt: skip
 
 
-def _run_arms(
-    data: BenchmarkData,
-    arm_list: Sequence[str],
-    seeds: Sequence[int],
-    opts: dict[str, Any],
-    progress: bool,
-) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[int, dict[str, dict[str, float]]]]:
-    """Every arm for every seed: ``(results[arm][seed], realism Dice per seed)``."""
-    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arm_list}
-    syn_dice: dict[int, dict[str, dict[str, float]]] = {}
-    for seed in seeds:
-        for arm in arm_list:
-            net, res = run_arm(data, arm, seed, **opts)
-            results[arm][seed] = res
-            if arm == "real" and data.pools["synthetic"]:
-                syn_dice[seed] = realism_dice(
-                    net, data.pools["synthetic"], opts["batch_size"], opts["device"]
-                )
-            if progress:
-                d = " ".join(f"{r} {res['mean'][r]['dice']:.3f}" for r in seg.REGIONS)
-                print(
-                    f"utility: seed {seed} {arm:<21} loss {res['loss_last']:.3f}  Dice {d}"
-                    f"  ({res['seconds']:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    return results, syn_dice
+def _largest_pools(data: BenchmarkData) -> dict[str, str]:
+    """Each synthetic source's largest pool (``SOURCE@Mx``): realism and privacy look at it."""
+    return {s: str(largest_pool(data.index, s)) for s in data.sources}
 
 
 def run_utility(
@@ -279,98 +142,108 @@ def run_utility(
     network: str = "segresnet",
     device: str = "auto",
     large_cohort: str | Sequence[str] | None = None,
-    heldout: str = "val+test",
+    heldout: str = "test",
     lr: float = 2e-3,
     init_filters: int = 8,
     cache_dir: str | Path | None = None,
     synthetic_note: str | None = None,
     progress: bool = True,
+    val_every: int = 25,
+    pretrain_steps: int | None = None,
+    synthetic_multiples: Sequence[int] = (1,),
+    real_cases: Sequence[str] | None = None,
+    stand_in: str | Path | None = None,
+    jobs: int = 1,
+    threads: int | None = None,
+    n_boot: int = N_BOOT,
+    write: bool = True,
+    outputs: str = "regions",
 ) -> dict[str, Any]:
-    """Run the downstream segmentation benchmark; write ``utility.json``, ``.png`` and ``index.html``.
+    """Run the downstream segmentation benchmark (see the module docstring).
 
     Args:
-        real_store: a store (``gliomagen prepare``) holding the scarce cohort and, for the
-            ``+large`` arms, the large cohort.
+        real_store: a store (``gliomagen prepare``) holding the scarce cohort (train/val/test) and,
+            for the ``+large`` and ``large-then-real`` arms, the large cohort's training cases.
         synthetic: a synthetic cohort (BraTS-layout folder from ``gliomagen generate``, or a store);
-            needed by the synthetic arms and the realism figures (skipped when ``None``).
+            needed by the synthetic arms (``None``: only real-data arms).
         cohort: the scarce cohort (``index.csv`` column ``cohort``).
         out: output folder.
-        arms: arms to run (:data:`ARMS`); ``real`` is always run, as the baseline.
-        seeds: one training run per arm and seed (initial weights from the seed).
-        steps: optimisation steps per run, the same for every arm.
+        arms: arm names (:mod:`~gliomagen.evaluation.utility_arms`); ``real`` always runs, synthetic
+            arms without ``@Mx`` run once per synthetic multiple.
+        seeds: one training run per arm and seed (initial weights, batch order, flips).
+        steps: optimisation steps per arm (after the pretraining of ``large-then-real``).
         batch_size: cases per step, the same for every arm.
         mix_ratio: fraction of the batch slots taken by synthetic cases in the mixed arms.
         network: ``segresnet`` or ``unet``.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
         large_cohort: the large cohort(s); default every other cohort of the store.
-        heldout: ``val+test`` or ``test``: the scarce cohort's real cases that are scored.
-        lr: Adam learning rate.
+        heldout: the scored split(s): ``test`` (``val+test`` only with ``val_every=0``).
+        lr: Adam learning rate (cosine decay over each stage).
         init_filters: width of the network's first level.
-        cache_dir: where an ingested synthetic folder's store is kept (default ``OUT/cache``).
-        synthetic_note: a sentence shown with the results, e.g. what stands in for synthetic data.
+        cache_dir: where an ingested synthetic folder's store is kept (default ``OUT/cache``), and,
+            when given, the large-cohort pretrainings (shared by later runs with the same options).
+        synthetic_note: a sentence shown with the results, e.g. where the synthetic cases came from.
         progress: print one line per run on stderr.
+        val_every: steps between val scores (checkpoint choice); 0 keeps the last weights.
+        pretrain_steps: large-cohort steps of ``large-then-real`` (default ``steps``).
+        synthetic_multiples: synthetic pool sizes in units of n (e.g. ``(1, 4)``).
+        real_cases: the scarce training cases to use (ids of train cases; default all).
+        stand_in: a second synthetic cohort for the ``+stand-in`` arms (the benchmark's).
+        jobs: runs in parallel, as processes with ``threads`` torch threads each (1: here).
+        threads: torch threads (of this process with ``jobs=1``, of each worker otherwise);
+            ``None``: torch's default here, 1 per worker.
+        n_boot: bootstrap resamples of every interval.
+        write: write ``utility.json``, ``utility.png`` and ``index.html`` into ``out``.
+        outputs: ``regions`` (3 sigmoid outputs WT/TC/ET, Dice + BCE per region: the BraTS
+            region-based recipe) or ``labels`` (4 softmax classes, Dice + cross-entropy).
 
     Returns:
         Everything written to ``utility.json``.
     """
-    arm_list = _validate(
-        list(arms), list(seeds), steps, batch_size, mix_ratio, network, device, heldout
-    )
-    device = str(resolve_device(device))
+    opts = TrainOptions(
+        steps=steps, batch_size=batch_size, mix_ratio=mix_ratio, network=network,
+        device=str(resolve_device(device)), lr=lr, init_filters=init_filters, val_every=val_every,
+        pretrain_steps=steps if pretrain_steps is None else pretrain_steps, outputs=outputs,
+    )  # fmt: skip
+    _validate(opts, list(seeds), heldout, jobs, threads)
+    arm_list = _arm_list(arms, synthetic_multiples, synthetic, stand_in)
     out = Path(out)
+    specs = [parse_arm(a) for a in arm_list]
     data = load_benchmark_data(
-        real_store,
-        synthetic,
-        cohort,
-        large_cohort=large_cohort,
-        heldout=heldout,
-        needs_large=any("large" in a for a in arm_list),
-        needs_synthetic=any("synthetic" in a for a in arm_list),
-        cache_dir=cache_dir if cache_dir is not None else out / "cache",
-    )
-    opts = dict(
-        steps=steps,
-        batch_size=batch_size,
-        mix_ratio=mix_ratio,
-        network=network,
-        device=device,
-        lr=lr,
-        init_filters=init_filters,
-    )
-    results, syn_dice = _run_arms(data, arm_list, seeds, opts, progress)
+        real_store, synthetic, cohort, large_cohort=large_cohort, heldout=heldout,
+        needs_large=any(s.base in ("real+large", "large-then-real") for s in specs),
+        needs_synthetic=False, cache_dir=cache_dir if cache_dir is not None else out / "cache",
+        stand_in=stand_in, real_cases=real_cases, multiples=synthetic_multiples,
+        needs_val=val_every > 0,
+    )  # fmt: skip
+    assert data.bank is not None
+    arrays = Arrays(data.bank, data.index, data.spacing)
+    realism = _largest_pools(data)
+    if jobs <= 1 and threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    results, pre = run_all(
+        arrays, arm_list, [int(s) for s in seeds], opts, jobs=jobs, threads=threads or 1, realism=realism,
+        progress=progress, cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        cache_tag=str(Path(real_store).resolve()),
+    )  # fmt: skip
     config = {
-        "real_store": str(real_store),
-        "synthetic": None if synthetic is None else str(synthetic),
-        "synthetic_store": None if data.synthetic_store is None else str(data.synthetic_store),
-        "synthetic_note": synthetic_note,
-        "cohort": cohort,
-        "large_cohort": data.large_cohorts,
-        "arms": arm_list,
-        "seeds": [int(s) for s in seeds],
-        "samples_per_run": steps * batch_size,
-        "heldout": heldout,
-        "size": list(data.size),
-        "spacing_mm": data.spacing,
-        **opts,
-    }
-    clinical = Path(synthetic) / "clinical.csv" if synthetic is not None else None
-    plans = {a: plan_arm(a, mix_ratio) for a in arm_list}
-    report = assemble_report(config, data, plans, results, syn_dice, clinical)
-    write_outputs(report, out)
+        "real_store": str(real_store), "synthetic": None if synthetic is None else str(synthetic),
+        "stand_in": None if stand_in is None else str(stand_in), "synthetic_note": synthetic_note,
+        "cohort": cohort, "arms": arm_list, "seeds": [int(s) for s in seeds], "heldout": heldout,
+        "synthetic_multiples": sorted({int(m) for m in synthetic_multiples}), "jobs": jobs,
+        "threads": threads or torch.get_num_threads(), "n_boot": n_boot, **_data_config(data, opts),
+    }  # fmt: skip
+    clinical = {k: (Path(v) / "clinical.csv") for k, v in (("synthetic", synthetic), ("stand-in", stand_in)) if v}
+    priv = privacy_section(data, list(data.sources)) if data.sources else None
+    report = assemble_report(config, data, results, pre, lesion=lesion_metrics_status(),
+                             privacy=priv, clinical=clinical, n_boot=n_boot)  # fmt: skip
+    if write:
+        write_outputs(report, out)
     return report
 
 
 __all__ = [
-    "ARMS",
-    "ArmPlan",
-    "BenchmarkData",
-    "CaseRef",
-    "batch_schedule",
-    "format_table",
-    "load_benchmark_data",
-    "plan_arm",
-    "run_arm",
-    "run_utility",
-    "store_cases",
+    "ARMS", "STAND_IN_ARMS", "ArmPlan", "BenchmarkData", "CaseRef", "TrainOptions", "batch_schedule",
+    "format_table", "load_benchmark_data", "plan_arm", "read_case_ids", "run_arm", "run_utility", "store_cases",
     "synthetic_store",
-]
+]  # fmt: skip

@@ -1,33 +1,58 @@
-"""The downstream segmentation benchmark's report: JSON figures, a text table, a plot, HTML.
+"""The downstream segmentation benchmark's figures: one JSON-ready dict, and its text tables.
 
-:func:`assemble_report` turns the per-seed, per-case tables of
-:func:`gliomagen.evaluation.utility.run_utility` into one JSON-ready dict (summaries over seeds,
-paired comparisons with the real-only arm, image-mask agreement by condition);
-:func:`format_table` prints it; :func:`write_outputs` writes ``utility.json``, ``utility.png`` and a
-self-contained ``index.html`` (jinja2, the plot embedded as base64), all three in full under
-temporary names first, then renamed (:func:`gliomagen.evaluation.report_folder.write_files`): a
-full disk changes none of them.
+:func:`assemble_report` turns the per-seed, per-case results of
+:func:`gliomagen.evaluation.utility.run_utility` into the report (every number of ``utility.json``):
+per arm and metric family the summaries over seeds and test cases
+(:mod:`gliomagen.evaluation.utility_stats`), paired comparisons, the val curves and the
+convergence check, the best real-data arm (chosen on val), how much of the stand-in's gain the
+generator recovers, the target checks, image-mask agreement and the privacy report.
+:func:`format_table` prints it; :mod:`gliomagen.evaluation.utility_html` writes the files.
+
+Metric families (every table names its family): ``voxel`` = MONAI voxel-wise Dice and HD95 per
+BraTS region; ``lesion`` = the official BraTS lesion-wise Dice and HD95 (when available). Regions
+WT, TC, ET and ``mean`` (= the mean of the three; the headline is the mean region Dice).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import numpy as np
 
 from gliomagen.evaluation import segmentation as seg
-from gliomagen.evaluation.report_folder import write_files
-from gliomagen.io.atomic import write_bytes, write_text
+from gliomagen.evaluation import utility_stats as st
+from gliomagen.evaluation.utility_arms import arm_name, largest_pool, parse_arm, plan_arm
 
 if TYPE_CHECKING:
-    from gliomagen.evaluation.utility import ArmPlan, BenchmarkData, CaseRef
+    from gliomagen.evaluation.utility_data import BenchmarkData, CaseRef
+
+REGIONS_MEAN: tuple[str, ...] = (*seg.REGIONS, "mean")
+FAMILIES: dict[str, str] = {
+    "voxel": "MONAI voxel-wise Dice / HD95 (per BraTS region, whole volume)",
+    "lesion": "BraTS lesion-wise Dice / HD95 (the official challenge metrics)",
+}
+CONVENTIONS: dict[str, str] = {
+    "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
+    "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
+    "both empty -> 0.0; one empty -> the volume diagonal in mm",
+    "mean region": "mean of the WT, TC and ET values of a case (the headline: mean region Dice)",
+    "estimate": "mean over seeds of the per-seed mean over test cases",
+    "std": "over seeds of the per-seed means (ddof=1; 0.0 for one seed)",
+    "ci": f"{st.LEVEL:.0%} percentile bootstrap over test cases of the seed-averaged per-case "
+    f"values ({st.N_BOOT} resamples, seeded)",
+    "paired": "per test case the difference averaged over seeds; mean, bootstrap CI, two-sided "
+    "Wilcoxon signed-rank p over cases (scipy)",
+    "selection": "each arm's weights: best mean region Dice (MONAI voxel-wise) on the val split; "
+    "the test split is scored once",
+    "realism": "real-only segmenter on each synthetic image vs its own mask (Dice); per case mean "
+    "over seeds; mean/std over cases",
+}
+TARGETS: dict[str, float] = {"headroom": 0.05, "real+synthetic": 0.03, "best+synthetic": 0.01,
+                             "recovery": 0.5, "p": 0.05}  # fmt: skip
+"""Thresholds of the target checks (Dice as a fraction: 0.05 = 5 points)."""
 
 
 def _looks_categorical(values: Sequence[str]) -> bool:
@@ -41,18 +66,8 @@ def _looks_categorical(values: Sequence[str]) -> bool:
     return all(n.is_integer() for n in nums) and len(vals) <= 6
 
 
-_NOT_CONDITIONS = {
-    "case_id",
-    "case",
-    "id",
-    "split",
-    "has_mask",
-    "geometry",
-    "source",
-    "path",
-    "seed",
-    "mix_seed",
-}
+_NOT_CONDITIONS = {"case_id", "case", "id", "split", "has_mask", "geometry", "source", "path",
+                   "seed", "mix_seed"}  # fmt: skip
 
 
 def synthetic_conditions(
@@ -70,279 +85,290 @@ def synthetic_conditions(
         for n in names:
             if n in c.row and str(c.row[n]) not in ("", "nan", "None"):
                 table[c.case_id][n] = str(c.row[n])
-    if clinical_csv is not None and clinical_csv.is_file():
-        with open(clinical_csv, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if rows:
-            cols = list(rows[0].keys())
-            id_col = next((k for k in ("case_id", "case", "id") if k in cols), cols[0])
-            keep = [
-                k
-                for k in cols
-                if k != id_col
-                and k.lower() not in _NOT_CONDITIONS
-                and not k.endswith("_path")
-                and _looks_categorical([r[k] for r in rows])
-            ]
-            for r in rows:
-                cid = str(r[id_col])
-                if cid in table:
-                    table[cid].update(
-                        {k: str(r[k]) for k in keep if r[k] not in ("", "nan", "None")}
-                    )
+    if clinical_csv is None or not clinical_csv.is_file():
+        return table
+    with open(clinical_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows:
+        cols = list(rows[0].keys())
+        id_col = next((k for k in ("case_id", "case", "id") if k in cols), cols[0])
+        keep = [k for k in cols if k != id_col and k.lower() not in _NOT_CONDITIONS
+                and not k.endswith("_path") and _looks_categorical([r[k] for r in rows])]  # fmt: skip
+        for r in rows:
+            if str(r[id_col]) in table:
+                table[str(r[id_col])].update({k: str(r[k]) for k in keep if r[k] not in ("", "nan", "None")})
     return table
+
+
+# -- tables -------------------------------------------------------------------------------------
+def case_table(
+    per_seed: Mapping[Any, Mapping[str, Any]], family: str, region: str, measure: str, ids: Sequence[str]
+) -> np.ndarray | None:
+    """``[n_seeds, n_cases]`` of one figure (``None`` when the family was not computed)."""
+    key = "per_case" if family == "voxel" else "per_case_lesion"
+    rows = []
+    for res in per_seed.values():
+        pc = res.get(key)
+        if pc is None:
+            return None
+        regions = seg.REGIONS if region == "mean" else (region,)
+        rows.append([float(np.mean([pc[c][r][measure] for r in regions])) for c in ids])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _summaries(per_seed: Mapping[Any, Any], families: Sequence[str], ids: Sequence[str], n_boot: int) -> dict:
+    out: dict[str, Any] = {}
+    for fam in families:
+        out[fam] = {}
+        for r in REGIONS_MEAN:
+            out[fam][r] = {}
+            for m in seg.METRICS:
+                t = case_table(per_seed, fam, r, m, ids)
+                out[fam][r][m] = None if t is None else st.summarise(t, n_boot)
+    return out
+
+
+def _paired(results: Mapping[str, Any], a: str, b: str, families: Sequence[str],
+            ids: Sequence[str], n_boot: int) -> dict[str, Any]:  # fmt: skip
+    seeds = [s for s in results[a] if s in results[b]]
+    out: dict[str, Any] = {"arm": a, "ref": b, "seeds": [int(s) for s in seeds]}
+    for fam in families:
+        out[fam] = {}
+        for r in REGIONS_MEAN:
+            out[fam][r] = {}
+            for m in seg.METRICS:
+                ta = case_table({s: results[a][s] for s in seeds}, fam, r, m, ids)
+                tb = case_table({s: results[b][s] for s in seeds}, fam, r, m, ids)
+                out[fam][r][m] = None if ta is None or tb is None else st.paired(ta, tb, n_boot)
+    return out
+
+
+def comparisons(arms: Sequence[str], best: str | None = None) -> list[tuple[str, str]]:
+    """Which pairs are compared: every arm with ``real``, every mixed arm with its base, and every
+    arm with the best real-data arm ``best``."""
+    pairs = [(a, "real") for a in arms if a != "real"]
+    for a in arms:
+        spec = parse_arm(a)
+        if spec.source and spec.base not in (None, "real") and spec.base in arms:
+            pairs.append((a, str(spec.base)))
+    if best is not None:
+        pairs += [(a, best) for a in arms if a not in (best, "real") and (a, best) not in pairs]
+    return pairs
+
+
+def best_real_arm(results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The best of ``real+large`` and ``large-then-real``, chosen on **val** (mean over seeds of each
+    run's best val score), never on test."""
+    cands = {a: [r["best_val"] for r in results[a].values()] for a in ("real+large", "large-then-real")
+             if a in results}  # fmt: skip
+    scores = {a: float(np.mean(v)) for a, v in cands.items() if v and all(x is not None for x in v)}
+    if not scores:
+        return None
+    best = max(scores, key=lambda a: scores[a])
+    return {"arm": best, "chosen_on": "val", "val_dice": scores}
+
+
+def _gain(summary: Mapping[str, Any], arm: str, ref: str, fam: str) -> float | None:
+    if arm not in summary or ref not in summary or summary[arm]["summary"].get(fam) is None:
+        return None
+    return float(summary[arm]["summary"][fam]["mean"]["dice"]["mean"] - summary[ref]["summary"][fam]["mean"]["dice"]["mean"])
+
+
+def recovery(arms: Mapping[str, Any], fam: str) -> dict[str, Any]:
+    """Per synthetic arm with a stand-in twin: its gain over its base, the stand-in's, the ratio."""
+    out: dict[str, Any] = {}
+    for a in arms:
+        spec = parse_arm(a)
+        twin = arm_name(spec.base, "stand-in", spec.multiple)
+        if spec.source != "synthetic" or twin not in arms:
+            continue
+        ref = spec.base or "real"
+        g, gs = _gain(arms, a, ref, fam), _gain(arms, twin, ref, fam)
+        ratio = None if g is None or gs is None or gs <= 0 else g / gs
+        out[a] = {"stand_in": twin, "ref": ref, "gain": g, "stand_in_gain": gs, "ratio": ratio}
+    return out
+
+
+def _check(name: str, value: float | None, threshold: float, p: float | None = None,
+           detail: str = "") -> dict[str, Any]:  # fmt: skip
+    ok = None if value is None else bool(value >= threshold and (p is None or p < TARGETS["p"]))
+    return {"name": name, "value": value, "threshold": threshold, "p_value": p, "passed": ok,
+            "detail": detail}  # fmt: skip
+
+
+def target_checks(report: Mapping[str, Any], fam: str) -> list[dict[str, Any]]:
+    """The benchmark's targets on mean region Dice of one family, for every synthetic multiple
+    (``passed`` None: not run)."""
+    paired = report["paired"]
+
+    def diff(a: str, b: str) -> tuple[float | None, float | None]:
+        pr = paired.get(f"{a} vs {b}")
+        cell = None if pr is None or pr.get(fam) is None else pr[fam]["mean"]["dice"]
+        return (None, None) if cell is None else (cell["mean_diff"], cell["p_value"])
+
+    conv = report["convergence"].get("real", {})
+    checks = [{"name": "real arm converged on val", "value": conv.get("gain_last_third"),
+               "threshold": conv.get("tol"), "p_value": None, "passed": conv.get("converged"),
+               "detail": "rise of the best val mean region Dice over the last third of the steps "
+                         "(passes below the threshold)"}]  # fmt: skip
+    best = report.get("best_real_arm")
+    for m in report["config"].get("synthetic_multiples", [1]):
+        sfx = "" if int(m) == 1 else f"@{int(m)}x"
+        v, _ = diff(f"real+stand-in{sfx}", "real")
+        checks.append(_check(f"headroom: real+stand-in{sfx} - real", v, TARGETS["headroom"],
+                             detail="a perfect generator's gain"))  # fmt: skip
+        v, p = diff(f"real+synthetic{sfx}", "real")
+        checks.append(_check(f"real+synthetic{sfx} - real", v, TARGETS["real+synthetic"], p))
+        if best is not None:
+            b = best["arm"]
+            v, p = diff(f"{b}+synthetic{sfx}", b)
+            checks.append(_check(f"{b}+synthetic{sfx} - {b} (best real-data arm, chosen on val)", v,
+                                 TARGETS["best+synthetic"], p))  # fmt: skip
+        rec = report["recovery"].get(fam, {}).get(f"real+synthetic{sfx}")
+        checks.append(_check(f"recovery: (real+synthetic{sfx} - real) / (real+stand-in{sfx} - real)",
+                             None if rec is None else rec["ratio"], TARGETS["recovery"]))  # fmt: skip
+    return checks
+
+
+def _realism(data: BenchmarkData, results: Mapping[str, Any], clinical: Mapping[str, Path | None]) -> dict:
+    """Image-mask agreement of the real-only segmenter: held-out cases and each synthetic source."""
+    seeds = list(results["real"])
+    held = [c.case_id for c in data.heldout]
+    real_dice = {c: {r: float(np.mean([results["real"][s]["per_case"][c][r]["dice"] for s in seeds]))
+                     for r in seg.REGIONS} for c in held}  # fmt: skip
+    out: dict[str, Any] = {"real_heldout": _dice_groups(real_dice, held)}
+    for source in sorted({k for r in results["real"].values() for k in r.get("realism", {})}):
+        per = [results["real"][s]["realism"][source] for s in seeds]
+        ids = list(per[0])
+        per_case = {c: {r: float(np.mean([p[c][r] for p in per])) for r in seg.REGIONS} for c in ids}
+        pool = str(largest_pool(data.pools, source))
+        conds = synthetic_conditions(data.pools[pool], clinical.get(source))
+        by: dict[str, Any] = {}
+        for col in sorted({k for d in conds.values() for k in d}):
+            groups: dict[str, list[str]] = {}
+            for cid in ids:
+                if col in conds.get(cid, {}):
+                    groups.setdefault(conds[cid][col], []).append(cid)
+            by[col] = {val: _dice_groups(per_case, g) for val, g in sorted(groups.items())}
+        out[source] = {"all": _dice_groups(per_case, ids), "by_condition": by, "per_case": per_case,
+                       "conditions": conds}  # fmt: skip
+    return out
 
 
 def _dice_groups(per_case: Mapping[str, Mapping[str, float]], ids: Sequence[str]) -> dict[str, Any]:
     return {r: seg.mean_std([per_case[c][r] for c in ids]) for r in seg.REGIONS}
 
 
-CONVENTIONS: dict[str, str] = {
-    "dice": "2|P&G|/(|P|+|G|); both empty -> 1.0, one empty -> 0.0",
-    "hd95": "symmetric 95th-percentile surface distance in mm (MONAI, spacing-aware); "
-    "both empty -> 0.0; one empty -> the volume diagonal in mm",
-    "std": "over seeds of the per-seed mean over held-out cases (ddof=1; 0.0 for one seed)",
-    "paired": "arm minus real per (seed, case); two-sided Wilcoxon signed-rank (scipy); "
-    "pairs of one case under several seeds are not independent",
-    "realism": "real-only segmenter on each image vs its own mask; per case mean over seeds; "
-    "mean/std over cases",
-}
-"""How the report's numbers are defined (``conventions`` of ``utility.json``, with the regions)."""
-
-
 def assemble_report(
     config: Mapping[str, Any],
     data: BenchmarkData,
-    plans: Mapping[str, ArmPlan],
     results: Mapping[str, Mapping[int, Mapping[str, Any]]],
-    syn_dice: Mapping[int, Mapping[str, Mapping[str, float]]],
-    clinical_csv: Path | None,
+    pretraining: Mapping[int, Mapping[str, Any]],
+    *,
+    lesion: tuple[bool, str] = (False, ""),
+    privacy: Mapping[str, Any] | None = None,
+    clinical: Mapping[str, Path | None] | None = None,
+    n_boot: int = st.N_BOOT,
 ) -> dict[str, Any]:
-    """Every figure of a benchmark as one JSON-ready dict (see the module docstring)."""
-    seeds = list(results["real"])
-    base = {s: results["real"][s]["per_case"] for s in seeds}
-    held_ids = [c.case_id for c in data.heldout]
-    real_dice = {
-        c: {r: float(np.mean([base[s][c][r]["dice"] for s in seeds])) for r in seg.REGIONS}
-        for c in held_ids
-    }
-    realism: dict[str, Any] = {"real_heldout": _dice_groups(real_dice, held_ids)}
-    if syn_dice:
-        realism["synthetic"] = _synthetic_realism(data, syn_dice, seeds, clinical_csv)
-    paired = {
-        a: seg.paired_vs_baseline({s: results[a][s]["per_case"] for s in seeds}, base)
-        for a in results
-        if a != "real"
-    }
-    return {
-        "config": dict(config),
-        "conventions": {"regions": {k: list(v) for k, v in seg.REGIONS.items()}, **CONVENTIONS},
-        "cases": {
-            "real_train": [c.case_id for c in data.pools["real"]],
-            "large_train": [c.case_id for c in data.pools["large"]],
-            "synthetic": [c.case_id for c in data.pools["synthetic"]],
-            "heldout": held_ids,
-        },
-        "arms": _arm_summaries(data, plans, results, seeds),
-        "paired_vs_real": paired,
-        "realism": realism,
-    }
-
-
-def _synthetic_realism(
-    data: BenchmarkData,
-    syn_dice: Mapping[int, Mapping[str, Mapping[str, float]]],
-    seeds: list[int],
-    clinical_csv: Path | None,
-) -> dict[str, Any]:
-    """The real-only segmenter's Dice on the synthetic cases: all, by condition, per case."""
-    syn_ids = [c.case_id for c in data.pools["synthetic"]]
-    per_case = {
-        c: {r: float(np.mean([syn_dice[s][c][r] for s in seeds])) for r in seg.REGIONS}
-        for c in syn_ids
-    }
-    conds = synthetic_conditions(data.pools["synthetic"], clinical_csv)
-    by: dict[str, dict[str, Any]] = {}
-    for col in sorted({k for d in conds.values() for k in d}):
-        groups: dict[str, list[str]] = {}
-        for cid in syn_ids:
-            if col in conds[cid]:
-                groups.setdefault(conds[cid][col], []).append(cid)
-        by[col] = {val: _dice_groups(per_case, ids) for val, ids in sorted(groups.items())}
-    return {
-        "all": _dice_groups(per_case, syn_ids),
-        "by_condition": by,
-        "per_case": per_case,
-        "conditions": conds,
-    }
-
-
-def _arm_summaries(
-    data: BenchmarkData,
-    plans: Mapping[str, ArmPlan],
-    results: Mapping[str, Mapping[int, Mapping[str, Any]]],
-    seeds: list[int],
-) -> dict[str, Any]:
-    """Per arm: its training composition, pool sizes, the summary over seeds and every seed."""
+    """Every figure of one benchmark run as one JSON-ready dict (see the module docstring)."""
+    ids = [c.case_id for c in data.heldout]
+    fams = ["voxel", "lesion"] if lesion[0] else ["voxel"]
     arms: dict[str, Any] = {}
     for a, per_seed in results.items():
-        plan = plans[a]
+        plan = plan_arm(a, float(config.get("mix_ratio", 0.5)))
         arms[a] = {
-            "composition": {p: f for p, f in plan.slots},
+            "composition": dict(plan.slots),
             "pool_sizes": {p: len(data.pools[p]) for p in plan.pools},
-            "summary": seg.summarise_seeds([per_seed[s]["mean"] for s in seeds]),
-            "seeds": {str(s): dict(per_seed[s]) for s in seeds},
+            "pretrain_steps": int(config["pretrain_steps"]) if parse_arm(a).pretrain else 0,
+            "summary": _summaries(per_seed, fams, ids, n_boot),
+            "best_val": [r["best_val"] for r in per_seed.values()],
+            "best_step": [r["best_step"] for r in per_seed.values()],
+            "seeds": {str(s): dict(r) for s, r in per_seed.items()},
         }
-    return arms
+    report: dict[str, Any] = {
+        "config": dict(config),
+        "metrics": {"families": {f: FAMILIES[f] for f in fams}, "headline": fams[-1],
+                    "lesion_available": lesion[0], "lesion_note": lesion[1]},  # fmt: skip
+        "conventions": {"regions": {k: list(v) for k, v in seg.REGIONS.items()}, **CONVENTIONS},
+        "cases": {"real_train": [c.case_id for c in data.pools["real"]], "val": [c.case_id for c in data.val],
+                  "heldout": ids, **{k: [c.case_id for c in v] for k, v in data.pools.items() if k != "real"}},  # fmt: skip
+        "arms": arms,
+        "pretraining": {str(s): dict(v) for s, v in pretraining.items()},
+        "paired": {f"{a} vs {b}": _paired(results, a, b, fams, ids, n_boot)
+                   for a, b in comparisons(list(results), (best_real_arm(results) or {}).get("arm"))},  # fmt: skip
+        "convergence": {a: st.convergence({s: r["curve"] for s, r in v.items()}, int(config["steps"]))
+                        for a, v in results.items()},  # fmt: skip
+        "best_real_arm": best_real_arm(results),
+        "recovery": {f: recovery(arms, f) for f in fams},
+        "realism": _realism(data, results, clinical or {}),
+        "privacy": dict(privacy) if privacy is not None else None,
+    }
+    report["checks"] = {f: target_checks(report, f) for f in fams}
+    return report
+
+
+def _fmt(x: float | None, f: str = "{:.3f}") -> str:
+    return "-" if x is None or not np.isfinite(x) else f.format(x)
+
+
+def family_table(report: Mapping[str, Any], fam: str) -> list[str]:
+    """Text rows of one metric family: per arm the mean region Dice (CI over cases, std over
+    seeds), each region's Dice, mean HD95, and the paired difference with ``real``."""
+    head = (f"{'arm':<30}{'mean Dice (95% CI)':>22}{'sd seeds':>9}" + "".join(f"{'Dice ' + r:>9}" for r in seg.REGIONS)
+            + f"{'HD95 mm':>9}{'d vs real (95% CI)':>26}{'p':>8}{'best step':>11}")  # fmt: skip
+    lines = [f"[{fam}] {FAMILIES[fam]}; mean = mean of WT, TC, ET", head, "-" * len(head)]
+    for arm, res in report["arms"].items():
+        s = res["summary"][fam]
+        m = s["mean"]["dice"]
+        cell = f"{_fmt(m['mean'])} ({_fmt(m['ci_low'])}-{_fmt(m['ci_high'])})"
+        row = f"{arm:<30}{cell:>22}{_fmt(m['std_seeds']):>9}"
+        row += "".join(f"{_fmt(s[r]['dice']['mean']):>9}" for r in seg.REGIONS)
+        row += f"{_fmt(s['mean']['hd95']['mean'], '{:.1f}'):>9}"
+        pr = report["paired"].get(f"{arm} vs real")
+        if pr is None:
+            row += f"{'baseline':>26}{'':>8}"
+        else:
+            d = pr[fam]["mean"]["dice"]
+            ci = f"{_fmt(d['mean_diff'], '{:+.3f}')} ({_fmt(d['ci_low'], '{:+.3f}')}..{_fmt(d['ci_high'], '{:+.3f}')})"
+            row += f"{ci:>26}{_fmt(d['p_value'], '{:.2g}'):>8}"
+        steps = res["best_step"]
+        lines.append(row + f"{'/'.join(map(str, steps)):>11}")
+    return lines
 
 
 def format_table(report: Mapping[str, Any]) -> str:
-    """Plain-text table: Dice and HD95 (mean +- std over seeds) per arm and region, and the WT
-    Dice difference to ``real`` with its Wilcoxon p-value."""
-    regions = list(seg.REGIONS)
-    head = f"{'arm':<22}" + "".join(f"{'Dice ' + r:>15}" for r in regions)
-    head += "".join(f"{'HD95 ' + r:>14}" for r in regions) + f"{'dDice WT (p)':>20}"
-    lines = [head, "-" * len(head)]
-    for arm, res in report["arms"].items():
-        s = res["summary"]
-        row = f"{arm:<22}" + "".join(
-            f"{s[r]['dice_mean']:>8.3f}+-{s[r]['dice_std']:.3f}" for r in regions
-        )
-        row += "".join(f"{s[r]['hd95_mean']:>8.1f}+-{s[r]['hd95_std']:<4.1f}" for r in regions)
-        pr = report["paired_vs_real"].get(arm)
-        tail = (
-            "baseline"
-            if pr is None
-            else f"{pr['WT']['dice']['mean_diff']:+.3f} ({pr['WT']['dice']['p_value']:.2g})"
-        )
-        lines.append(row + f"{tail:>20}")
-    real = report["realism"]
-    lines.append("")
-    lines.append("image-mask agreement (real-only segmenter, Dice vs own mask):")
-    groups = [("real held-out", real["real_heldout"])]
-    if "synthetic" in real:
-        groups.append(("synthetic (all)", real["synthetic"]["all"]))
-        for col, vals in real["synthetic"]["by_condition"].items():
-            groups += [(f"synthetic {col}={v}", t) for v, t in vals.items()]
-    for name, t in groups:
-        cells = "".join(f"  {r} {t[r]['mean']:.3f}+-{t[r]['std']:.3f}" for r in regions)
-        lines.append(f"  {name:<28}{cells}  (n={t['WT']['n']})")
-    return "\n".join(lines)
-
-
-def _plot(report: Mapping[str, Any]) -> bytes:
-    """The Dice-per-arm bar chart as PNG bytes."""
-    import matplotlib  # heavy; and the Agg backend must be chosen before pyplot is imported
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms, regions = list(report["arms"]), list(seg.REGIONS)
-    width = 0.8 / max(1, len(arms))
-    fig, ax = plt.subplots(figsize=(8.0, 3.6), dpi=110)
-    for k, arm in enumerate(arms):
-        s = report["arms"][arm]["summary"]
-        x = np.arange(len(regions)) + (k - (len(arms) - 1) / 2) * width
-        ax.bar(
-            x,
-            [s[r]["dice_mean"] for r in regions],
-            width,
-            yerr=[s[r]["dice_std"] for r in regions],
-            capsize=3,
-            label=arm,
-        )
-    ax.set_xticks(np.arange(len(regions)), regions)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Dice (mean +- std over seeds)")
+    """The console summary: every family's table, the target checks, convergence, realism and
+    privacy."""
     cfg = report["config"]
-    ax.set_title(
-        f"{cfg['cohort']} held-out ({cfg['heldout']}), {len(cfg['seeds'])} seeds, {cfg['steps']} steps"
-    )
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png")
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
-
-
-_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>gliomagen utility: {{ cfg.cohort }}</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right}th{background:#eee}td:first-child{text-align:left}
-.note{background:#fff6d5;padding:.6em;border-left:4px solid #e0b000}</style></head><body>
-<h1>Does synthetic data help? Segmentation on {{ cfg.cohort }}</h1>
-<p>{{ cfg.network }} ({{ cfg.init_filters }} filters), {{ cfg.steps }} steps x batch {{ cfg.batch_size }} in every arm,
-seeds {{ cfg.seeds|join(', ') }}, mix ratio {{ cfg.mix_ratio }}, grid {{ cfg.size|join('x') }} at
-{{ cfg.spacing_mm|map('round', 2)|join('x') }} mm; scored on {{ n_held }} real {{ cfg.heldout }} cases of {{ cfg.cohort }};
-large cohort: {{ cfg.large_cohort|join(', ') or 'none' }}.</p>
-{% if cfg.synthetic_note %}<p class="note">{{ cfg.synthetic_note }}</p>{% endif %}
-<img alt="Dice per arm" src="data:image/png;base64,{{ png }}">
-<h2>Dice and HD95 (mean &plusmn; std over seeds)</h2>
-<table><tr><th>arm</th>{% for r in regions %}<th>Dice {{ r }}</th>{% endfor %}{% for r in regions %}<th>HD95 {{ r }} (mm)</th>{% endfor %}</tr>
-{% for arm, res in arms.items() %}<tr><td>{{ arm }}</td>
-{% for r in regions %}<td>{{ '%.3f'|format(res.summary[r].dice_mean) }} &plusmn; {{ '%.3f'|format(res.summary[r].dice_std) }}</td>{% endfor %}
-{% for r in regions %}<td>{{ '%.1f'|format(res.summary[r].hd95_mean) }} &plusmn; {{ '%.1f'|format(res.summary[r].hd95_std) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-<h2>Paired comparison with the real-only arm</h2>
-<p>Mean per-case difference (arm &minus; real) over seeds x cases, Wilcoxon signed-rank p-value.</p>
-<table><tr><th>arm</th>{% for r in regions %}<th>&Delta;Dice {{ r }} (p)</th>{% endfor %}{% for r in regions %}<th>&Delta;HD95 {{ r }} (p)</th>{% endfor %}</tr>
-{% for arm, pr in paired.items() %}<tr><td>{{ arm }}</td>
-{% for m, f in [('dice', '%+.3f'), ('hd95', '%+.2f')] %}{% for r in regions %}<td>{{ f|format(pr[r][m].mean_diff) }} ({{ '%.2g'|format(pr[r][m].p_value) }})</td>{% endfor %}{% endfor %}</tr>
-{% endfor %}</table>
-<h2>Image-mask agreement</h2>
-<p>The real-only segmenter applied to each image, Dice against the image's own mask (mean &plusmn; std over cases).</p>
-<table><tr><th>cases</th><th>n</th>{% for r in regions %}<th>Dice {{ r }}</th>{% endfor %}</tr>
-{% for name, t in realism %}<tr><td>{{ name }}</td><td>{{ t.WT.n }}</td>
-{% for r in regions %}<td>{{ '%.3f'|format(t[r].mean) }} &plusmn; {{ '%.3f'|format(t[r].std) }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-<p>Conventions: {% for k, v in conv.items() if k != 'regions' %}<b>{{ k }}</b>: {{ v }}. {% endfor %}
-Regions: WT = {1,2,3}, TC = {1,3}, ET = {3}.</p>
-</body></html>
-"""
-
-
-def write_outputs(report: Mapping[str, Any], out: str | Path) -> None:
-    """Write ``utility.json``, ``utility.png`` and a self-contained ``index.html`` into ``out``.
-
-    Raises:
-        GliomagenError: a write failed (one line naming the file); none of the three was changed.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    png = _plot(report)
-    html = _html(report, png)
-    write_files(out, {
-        "utility.json": lambda tmp: write_text(tmp, json.dumps(report, indent=1, allow_nan=True)),
-        "utility.png": lambda tmp: write_bytes(tmp, png),
-        "index.html": lambda tmp: write_text(tmp, html),
-    })  # fmt: skip
-
-
-def _html(report: Mapping[str, Any], png: bytes) -> str:
-    """The HTML page of the report, the plot ``png`` embedded."""
+    lines = [
+        f"{cfg['cohort']}: n = {len(report['cases']['real_train'])} real training cases; scored on "
+        f"{len(report['cases']['heldout'])} real {cfg['heldout']} cases; checkpoint chosen on "
+        f"{len(report['cases']['val'])} val cases; seeds {cfg['seeds']}; {cfg['steps']} steps x "
+        f"batch {cfg['batch_size']} per arm (+{cfg['pretrain_steps']} pretraining steps for "
+        f"large-then-real); headline: mean region Dice [{report['metrics']['headline']}]",
+    ]
+    if not report["metrics"]["lesion_available"]:
+        lines.append(f"BraTS lesion-wise metrics not computed: {report['metrics']['lesion_note']}")
+    for fam in report["metrics"]["families"]:
+        lines += ["", *family_table(report, fam), "", f"target checks [{fam}] (Dice as a fraction):"]
+        for c in report["checks"][fam]:
+            verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]
+            p = "" if c["p_value"] is None else f", p {c['p_value']:.2g}"
+            lines.append(f"  {verdict:<8}{c['name']}: {_fmt(c['value'], '{:+.4f}')} "
+                         f"(threshold {_fmt(c['threshold'], '{:.3g}')}{p})")  # fmt: skip
+    best = report.get("best_real_arm")
+    if best is not None:
+        lines.append(f"best real-data arm (on val): {best['arm']} {best['val_dice']}")
     real = report["realism"]
-    rows = [("real held-out", real["real_heldout"])]
-    if "synthetic" in real:
-        rows.append(("synthetic (all)", real["synthetic"]["all"]))
-        rows += [
-            (f"synthetic {c}={v}", t)
-            for c, vals in real["synthetic"]["by_condition"].items()
-            for v, t in vals.items()
-        ]
-    return (
-        jinja2.Environment(autoescape=True)
-        .from_string(_HTML)
-        .render(
-            cfg=report["config"],
-            regions=list(seg.REGIONS),
-            arms=report["arms"],
-            paired=report["paired_vs_real"],
-            realism=rows,
-            conv=report["conventions"],
-            n_held=len(report["cases"]["heldout"]),
-            png=base64.b64encode(png).decode("ascii"),
-        )
-    )
+    lines += ["", "image-mask agreement (real-only segmenter, Dice vs own mask; voxel-wise):"]
+    groups = [("real held-out", real["real_heldout"])]
+    for source in (k for k in real if k != "real_heldout"):
+        groups.append((f"{source} (all)", real[source]["all"]))
+        for col, vals in real[source]["by_condition"].items():
+            groups += [(f"{source} {col}={v}", t) for v, t in vals.items()]
+    for name, t in groups:
+        cells = "".join(f"  {r} {t[r]['mean']:.3f}+-{t[r]['std']:.3f}" for r in seg.REGIONS)
+        lines.append(f"  {name:<28}{cells}  (n={t['WT']['n']})")
+    if report.get("privacy"):
+        lines += ["", "privacy:", report["privacy"].get("text", "")]
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Privacy of the synthetic cohorts of a utility run (the privacy helper's report, called here).
+
+For each synthetic source (its largest pool), :func:`privacy_section` calls
+:func:`gliomagen.evaluation.privacy.privacy_report` with ``train`` = the segmenter's real training
+cases, which are exactly the generator's training split (the large cohort's training cases and the
+n scarce ones), ``heldout`` = the scored real test cases, and the synthetic cases, all on the
+store's grid. The report lists the synthetic cases it flags as too close to a training case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from gliomagen.evaluation.utility_arms import largest_pool
+from gliomagen.evaluation.utility_data import BenchmarkData
+from gliomagen.evaluation.utility_train import optional_module
+
+# TODO(lead): a plain import once gliomagen.evaluation.privacy is merged.
+privacy = optional_module("gliomagen.evaluation.privacy")
+
+
+def _cases(data: BenchmarkData, group: str) -> Any:
+    assert privacy is not None and data.bank is not None
+    rows = data.index[group]
+    return privacy.Cases(
+        ids=[data.bank.ids[i] for i in rows],
+        images=data.bank.images[rows].astype(np.float32),  # [N, C, D, H, W]
+        masks=data.bank.labels[rows].astype(np.int64),  # [N, D, H, W]
+    )
+
+
+def flagged_ids(report: Any) -> Iterator[str]:
+    """Every case id listed under a key containing ``flagged`` anywhere in a privacy report."""
+    if isinstance(report, Mapping):
+        for k, v in report.items():
+            if "flagged" in str(k) and isinstance(v, list | tuple):
+                yield from (str(x) for x in v)
+            else:
+                yield from flagged_ids(v)
+    elif isinstance(report, list | tuple):
+        for v in report:
+            yield from flagged_ids(v)
+
+
+def privacy_section(data: BenchmarkData, sources: Sequence[str]) -> dict[str, Any]:
+    """``{"available", "why", "train", "heldout", "sources": {source: {"pool", "report",
+    "flagged", "text"}}, "text"}`` for every source with a pool in ``data``."""
+    if privacy is None:
+        why = "gliomagen.evaluation.privacy is not in this version of gliomagen"
+        return {"available": False, "why": why, "sources": {}, "text": f"not computed: {why}"}
+    train, held = _cases(data, "real+large"), _cases(data, "heldout")
+    out: dict[str, Any] = {
+        "available": True, "why": "", "sources": {},
+        "train": "real+large: the large cohort's and the n scarce training cases (the generator's training split)",
+        "heldout": "the scored real test cases",
+    }  # fmt: skip
+    texts = []
+    for source in sources:
+        pool = largest_pool(data.index, source)
+        if pool is None:
+            continue
+        rep = privacy.privacy_report(train, held, _cases(data, pool))
+        text = privacy.format_privacy(rep)
+        flagged = sorted(set(flagged_ids(rep)))
+        out["sources"][source] = {"pool": pool, "report": rep, "flagged": flagged, "text": text}
+        texts.append(f"[{source}, {pool}] {text}")
+    out["text"] = "\n".join(texts)
+    return out
