@@ -51,13 +51,10 @@ import argparse
 import csv
 import dataclasses
 import hashlib
-import inspect
 import io
-import json
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +67,7 @@ from gliomagen.data.store import build_store, open_store
 from gliomagen.evaluation.utility import ARMS, STAND_IN_ARMS, format_table, run_utility
 from gliomagen.evaluation.utility_html import write_outputs
 from gliomagen.generation import generate_cohort
-from gliomagen.io.atomic import write_json, write_text
+from gliomagen.io.atomic import write_text
 from gliomagen.io.checkpoint import resolve_checkpoint
 
 QUICK = dict(gli=6, gli_val=2, ssa_pool=8, ssa_val=3, ssa_test=6, n="2,4", size=16, steps=4, val_every=2,
@@ -108,6 +105,10 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
       "with `gliomagen train`'s defaults (cached)")  # fmt: skip
     a("--phantoms", choices=("hard", "default"), default="hard", help="SSA phantoms (see phantom_params)")
     a("--outputs", choices=("regions", "labels"), default="regions", help="segmenter outputs")
+    a("--arms", default=None, help="comma list of arms (names as in the report, @Mx allowed; "
+      "default: every arm at every --synthetic-multiple)")
+    a("--ssa-order", type=Path, default=None, help="the SSA cases' order (pool, then val, then test), "
+      "e.g. the one an existing generator's training store used; default: seeded")
     a("--stand-in", action=argparse.BooleanOptionalAction, default=True, help="the perfect-generator arms")
     a("--steps", type=int, default=600, help="optimiser steps of every arm")
     a("--val-every", type=int, default=50, help="steps between val scores (checkpoint choice)")
@@ -168,7 +169,13 @@ def write_split(work: Path, clinical: Path, args: argparse.Namespace) -> tuple[P
         rows = list(csv.DictReader(fh))
     gli = sorted(r["case_id"] for r in rows if r["cohort"] == "GLI")
     ssa = sorted(r["case_id"] for r in rows if r["cohort"] == "SSA")
-    ssa = [ssa[i] for i in np.random.default_rng(12345).permutation(len(ssa))]
+    if args.ssa_order is not None:  # a given order (e.g. the one an existing generator trained on)
+        given = read_order(args.ssa_order)
+        if sorted(given) != ssa:
+            raise SystemExit(f"--ssa-order {args.ssa_order}: not the {len(ssa)} SSA case ids of {clinical}")
+        ssa = given
+    else:
+        ssa = [ssa[i] for i in np.random.default_rng(12345).permutation(len(ssa))]
     split = {c: "train" for c in gli[: args.gli]} | {c: "val" for c in gli[args.gli :]}
     split |= {c: "train" for c in ssa[: args.ssa_pool]}
     split |= {c: "val" for c in ssa[args.ssa_pool : args.ssa_pool + args.ssa_val]}
@@ -177,6 +184,14 @@ def write_split(work: Path, clinical: Path, args: argparse.Namespace) -> tuple[P
     write_text(path, "case_id,split\n" + "".join(f"{c},{s}\n" for c, s in sorted(split.items())))
     write_text(work / "ssa-order.txt", "\n".join(ssa[: args.ssa_pool]) + "\n")
     return path, ssa[: args.ssa_pool]
+
+
+def read_order(path: Path) -> list[str]:
+    """Case ids in order: the first column of a CSV with a ``case_id`` header, or one id per line."""
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if lines and lines[0].split(",")[0] == "case_id":
+        lines = lines[1:]
+    return [ln.split(",")[0] for ln in lines]
 
 
 def _read_split(path: Path) -> dict[str, str]:
@@ -192,35 +207,12 @@ def _store_splits(store: Path) -> dict[str, str]:
 def prepare(sources: list[Path], out: Path, split_csv: Path, **kw: Any) -> Path:
     """A store whose split is exactly ``split_csv`` (checked case by case)."""
     want = _read_split(split_csv)
-    if "split_csv" in inspect.signature(build_store).parameters:
-        build_store(sources, out, split_csv=split_csv, progress=False, **kw)
-    elif not (out / "meta.json").is_file() or _store_splits(out) != want:
-        # TODO(lead): remove this fallback once build_store(..., split_csv=) is merged: it
-        # prepares with the store's own split, then writes the CSV's split into index.csv.
-        build_store(sources, out, progress=False, **kw)
-        _force_split(out, want)
+    build_store(sources, out, split_csv=split_csv, progress=False, **kw)
     got = _store_splits(out)
     if got != want:
         bad = sorted(c for c in want if got.get(c) != want[c])
         raise SystemExit(f"{out}: split differs from {split_csv} for {len(bad)} cases, e.g. {bad[:3]}")
     return out
-
-
-def _force_split(store: Path, split: dict[str, str]) -> None:
-    """TODO(lead): remove with the fallback above."""
-    with open(store / "index.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields, rows = list(reader.fieldnames or []), list(reader)
-    for r in rows:
-        r["split"] = split[r["case_id"]]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(store / "index.csv", buf.getvalue())
-    meta = json.loads((store / "meta.json").read_text())
-    meta["splits"] = dict(Counter(split.values()))
-    write_json(store / "meta.json", meta)
 
 
 def generator_store(work: Path, src: Path, order: list[str], n: int, args: argparse.Namespace) -> Path:
@@ -309,6 +301,14 @@ def _arms(has_synthetic: bool, has_stand_in: bool) -> list[str]:
     return arms + (list(STAND_IN_ARMS) if has_stand_in else [])
 
 
+def _select(args: argparse.Namespace, has_synthetic: bool, has_stand_in: bool) -> list[str]:
+    """``--arms`` (those whose source exists) or every arm."""
+    if args.arms is None:
+        return _arms(has_synthetic, has_stand_in)
+    keep = [a.strip() for a in args.arms.split(",") if a.strip()]
+    return [a for a in keep if (has_synthetic or "synthetic" not in a) and (has_stand_in or "stand-in" not in a)]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         t1 = time.perf_counter()
         folder, note = syn.get(n, (None, "no generator for this n: real-data and stand-in arms only"))
         rep = run_utility(
-            real, folder, "SSA", args.out / f"n{n}", arms=_arms(folder is not None, std is not None),
+            real, folder, "SSA", args.out / f"n{n}", arms=_select(args, folder is not None, std is not None),
             seeds=[int(s) for s in args.seeds.split(",")], steps=args.steps, batch_size=args.batch_size,
             mix_ratio=args.mix_ratio, network=args.network, device=args.device, lr=args.lr,
             init_filters=args.init_filters, cache_dir=work, synthetic_note=note, val_every=args.val_every,
