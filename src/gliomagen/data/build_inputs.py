@@ -90,12 +90,14 @@ def store_options(
     """The options of a volume store build, as recorded in ``meta.json`` and fingerprinted.
 
     Intensity options appear only when they differ from the defaults, so stores built before
-    those options existed stay valid. With ``split_csv`` the seed is replaced by the table's
-    content (:func:`split_option`), so another table rebuilds the store and the same table
-    elsewhere does not.
+    those options existed stay valid; the resampling (anti-aliasing) always does, so stores built
+    before it rebuild. With ``split_csv`` the seed is replaced by the table's content
+    (:func:`split_option`), so another table rebuilds the store and the same table elsewhere does
+    not.
     """
     options = {"size": list(size), "seed": seed, "skip_bad": skip_bad, "label_types": kinds,
                "qc_cases": qc_cases, "format_version": FORMAT_VERSION, "gliomagen_version": __version__}  # fmt: skip
+    options["resampling"] = prep.resampling()
     if not prep.is_default:
         prep_options = prep.to_dict()
         if standard is not None:

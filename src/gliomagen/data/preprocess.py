@@ -7,7 +7,12 @@ Forward (:func:`prepare_case`):
 3. brain = voxels differing from the image background (the most common border value) in any
    modality, plus the tumour; crop to its bounding box, pad symmetrically to the target's aspect
    ratio (isotropic output voxels), resample to the target size: linear for images, nearest for
-   masks, separable along each axis (fast, exact at the recorded coordinates);
+   masks, separable along each axis (fast, exact at the recorded coordinates); where the output
+   voxel is larger than the input voxel along an axis, images are first low-passed along it
+   (Gaussian anti-aliasing in :func:`~gliomagen.data.geometry.resample_linear`;
+   ``PrepOptions.antialias``, on by default). Masks stay nearest: it keeps label volumes
+   unbiased, where a vote of smoothed labels (soft-argmax) shrank the tumour by ~6% and the
+   edema by ~15% on phantoms at 32^3;
 4. intensities, per modality on the native-resolution brain box: optional N4 bias-field
    correction and non-local means denoising (:mod:`gliomagen.data.restoration`, off by default),
    then standardisation to [-1, 1] (:mod:`gliomagen.data.standardise`; by default the 0.5 / 99.5
@@ -71,19 +76,28 @@ class PrepOptions:
             :mod:`gliomagen.data.standardise`).
         bias_correction: N4 options, or ``None`` (off).
         denoise: non-local means options, or ``None`` (off).
+        antialias: low-pass images before downsampling them (default); ``False``: plain linear.
     """
 
     normalize: str = "percentile"
     bias_correction: N4Options | None = None
     denoise: DenoiseOptions | None = None
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         check_normalization(self.normalize)
 
     @property
     def is_default(self) -> bool:
-        """True for the percentile scaling without restoration (the original pipeline)."""
-        return self.normalize == "percentile" and not (self.bias_correction or self.denoise)
+        """True for the percentile scaling without restoration, anti-aliased (the defaults)."""
+        plain = not (self.bias_correction or self.denoise)
+        return self.normalize == "percentile" and plain and self.antialias
+
+    def resampling(self) -> dict[str, str]:
+        """How images and masks reach the grid: ``meta.json``'s ``preprocessing.resampling``
+        (every store build records and fingerprints it, so stores made before it rebuild)."""
+        images = "linear, after a Gaussian prefilter along downsampled axes, sigma max(0, (step - 1) / 2) input voxels"  # fmt: skip
+        return {"images": images if self.antialias else "linear", "masks": "nearest"}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record for ``meta.json`` and the store fingerprint."""
@@ -91,6 +105,8 @@ class PrepOptions:
             "normalization": self.normalize,
             "bias_correction": self.bias_correction.to_dict() if self.bias_correction else None,
             "denoise": self.denoise.to_dict() if self.denoise else None,
+            "antialias": self.antialias,
+            "resampling": self.resampling(),
         }
 
 
@@ -302,7 +318,10 @@ def _intensities(
                 f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
             )
         extra.update(standardise(xc, brain_crop, opts.normalize, p_lo, p_hi))  # in [-1, 1]
-        out = resample_linear(xc[None], box.rel, box.step, size_arr, fill=-1.0)[0]  # [D, H, W]
+        # antialias: scipy's Gaussian along downsampled axes; outside the crop is background -1
+        out = resample_linear(
+            xc[None], box.rel, box.step, size_arr, fill=-1.0, antialias=opts.antialias
+        )[0]  # [D, H, W]
         out[~brain_out] = -1.0
         np.clip(out, -1.0, 1.0, out=out)
         image[c] = out
