@@ -35,6 +35,15 @@ Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
   (seeds 0/1/2), +8.0/+4.5/+6.9 (1x), +12.2/+11.8 (4x, seeds 0/1) (probe stores: 16 val, 32 test
   cases). The report's checks say whether the full run shows it.
 
+Time (2-core CPU, measured nice'd while another 90-minute training held one core): one arm at
+32^3 (U-Net, 8 filters, batch 2, 1 thread, region outputs) costs 26 ms per step, 83 ms per val
+score (16 cases) and 1.2 s to score 64 test cases (Dice + HD95): about 19 s at the defaults
+(600 steps, val every 50). Defaults: n = 4, 8, 16 with a generator for n=4 -> 17 + 9 + 9 arms x
+5 seeds = 175 runs + 5 pretrainings (shared by every n): ~58 min in one process, ~30-35 min with
+``--jobs 2`` if two single-threaded processes run ~1.7x faster on two free cores (not measurable
+here: with one free core, 4 runs took 41 s with 1 job and 53 s with 2, and 1 job x 2 threads
+took > 150 s). Use ``--seeds 0,1,2`` if ``--jobs 2`` does not pay off (~35 min in one process).
+
 Numbers are reproducible for a seed on one machine (same torch build and thread count).
 
 Usage::
