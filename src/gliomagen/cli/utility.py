@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import int_list, split_list, user_errors
+from gliomagen.cli._options import out_option, quiet_option
 from gliomagen.errors import GliomagenError
 
 _REAL = typer.Option(..., "--real", help="Store of the real cohorts (gliomagen prepare).")
@@ -18,7 +19,7 @@ _SYNTHETIC = typer.Option(
 _COHORT = typer.Option(
     "SSA", "--cohort", help="The scarce cohort whose held-out cases are scored."
 )
-_OUT = typer.Option(..., "--out", help="Output folder: utility.json, utility.png, index.html.")
+_OUT = out_option(..., "Output folder: utility.json, utility.png, index.html.")
 _ARMS = typer.Option(
     "real,real+large,large-then-real,real+synthetic,real+large+synthetic,large-then-real+synthetic,synthetic",
     "--arms",
@@ -109,6 +110,7 @@ def utility(
     jobs: int = _JOBS,
     threads: int | None = _THREADS,
     outputs: str = _OUTPUTS,
+    quiet: bool = quiet_option(),
 ) -> None:
     """Train a segmenter in matched arms (real, +large, large-then-real, synthetic mixes), choose
     each arm's checkpoint on the cohort's val cases and score it on its real test cases."""
@@ -146,6 +148,7 @@ def utility(
         jobs=jobs,
         threads=threads,
         outputs=outputs,
+        progress=not quiet,
     )
     typer.echo(format_table(report))
     typer.echo(f"wrote {out / 'utility.json'}, {out / 'utility.png'}, {out / 'index.html'}")
