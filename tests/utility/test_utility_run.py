@@ -96,8 +96,11 @@ def test_report_is_consistent_and_written(
     assert on_disk["arms"]["real"]["summary"] == rep["arms"]["real"]["summary"]  # floats round-trip
     html = (out / "index.html").read_text()
     for text in ("data:image/png;base64,", "large-then-real+synthetic", "[voxel]", "Paired differences",
-                 "Target checks", "Privacy not computed", "lesion-wise metrics not computed"):  # fmt: skip
+                 "Target checks", "<h3>Privacy</h3>", "Flagged synthetic cases"):  # fmt: skip
         assert text in html, text
+    assert rep["privacy"]["available"]  # the privacy module is part of the package
+    lesion = "lesion-wise metrics not computed" in html  # only without the optional brats extra
+    assert lesion == (not rep["metrics"]["lesion_available"])
     assert (out / "utility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".*.tmp"))
     table = format_table(rep)
