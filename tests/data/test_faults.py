@@ -17,24 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from data_cli import one_error, run
 from synth_brats import Synth
-from typer.testing import CliRunner
 
-from gliomagen.cli import app
 from gliomagen.data.store import open_store
 from gliomagen.errors import GliomagenError
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_error(code: int, stderr: str, *parts: str) -> None:
-    """Exit 2 with exactly one ``error:`` line holding every part."""
-    assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
-    for part in parts:
-        assert part in stderr, (part, stderr)
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from data_cli import one_error, run
 from synth_brats import Synth
-from typer.testing import CliRunner
 
-from gliomagen.cli import app
 from gliomagen.data.nifti import sha256
 from gliomagen.data.splits import apply_split_csv, read_split_csv
 from gliomagen.data.store import open_store
@@ -19,18 +18,6 @@ from gliomagen.errors import GliomagenError
 
 IDS = [f"BraTS-{c}-{i:05d}-000" for i, c in enumerate(["GLI", "GLI", "GLI", "SSA"])]
 AGES = [30, 40, 60, 71]
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
-
-
-def one_error(code: int, stderr: str, *parts: str) -> None:
-    """Exit 2 with exactly one ``error:`` line holding every part."""
-    assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
-    for part in parts:
-        assert part in stderr, (part, stderr)
 
 
 def no_store_left(parent: Path, name: str = "S") -> bool:
