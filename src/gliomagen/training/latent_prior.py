@@ -135,11 +135,10 @@ def responsibilities(
 ) -> torch.Tensor:
     """``p(k | mu_i) [n, K]``: each encoded case's posterior over the mixture's components,
     under the prior as it is set (shared covariance ``tril @ tril.T``, means ``mean + offsets``)."""
-    diff = (mu.double().unsqueeze(1) - (mean + offsets).double().unsqueeze(0))  # [n, K, z_dim]
-    white = torch.linalg.solve_triangular(
-        tril.double(), diff.reshape(-1, diff.shape[2]).T, upper=False
-    ).T.reshape(diff.shape)
-    logp = -0.5 * white.square().sum(2) + weights.double().log().unsqueeze(0)
+    components = torch.distributions.MultivariateNormal(
+        (mean + offsets).double(), scale_tril=tril.double()
+    )  # K Gaussians sharing one covariance
+    logp = components.log_prob(mu.double().unsqueeze(1)) + weights.double().log()  # [n, K]
     return torch.softmax(logp, dim=1).float()
 
 
