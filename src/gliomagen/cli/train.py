@@ -105,7 +105,8 @@ def train_cmd(
 ) -> None:
     """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`).
 
-    With validation on (train.val_every > 0; on in the origin and small-data presets) it also
+    With validation on (train.val_every > 0: in the default preset when the store has a val
+    split, in the origin and small-data presets) it also
     writes RUN/validation.jsonl and RUN/checkpoints/best.pt and may stop early (plateau or
     memorisation); the reason is printed at the end. --resume refuses a store whose content
     differs from the one the run trained on (see --allow-other-store); a failed write (a full

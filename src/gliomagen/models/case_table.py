@@ -10,7 +10,7 @@ fitted mixture prior, each case's responsibilities over the mixture's components
   the training cases weighted by how well each matches ``c``, so an LGG request draws from the
   clusters of LGG cases, not from one of HGG cases (the encoder that the mixture is fitted to does
   not see the conditions);
-- generation (:mod:`gliomagen.generation.plan`): a condition the request leaves unset is taken
+- generation (:mod:`gliomagen.generation.fill`): a condition the request leaves unset is taken
   from a training case drawn with the same weights given the conditions that are set, i.e. from
   the training cases' joint distribution given the set ones.
 

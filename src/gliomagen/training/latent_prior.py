@@ -12,8 +12,8 @@ sample from the fit.
 
 The fit is the moment-matched Gaussian of the aggregate posterior ``(1/n) sum_i N(mu_i, diag s_i^2)``
 over the training cases: mean ``mean_i mu_i``, covariance ``cov_i(mu_i) + mean_i diag(s_i^2)``
-(plus ``JITTER`` on the diagonal); one Gaussian for all cases, as the conditions reach the
-generator through their own embedding. It is stored in the mapping network's ``z_mean`` and
+(plus ``JITTER`` on the diagonal); one Gaussian for all cases (with a mixture, below, the
+component is drawn given the conditions). It is stored in the mapping network's ``z_mean`` and
 ``z_tril`` buffers (a Cholesky factor; :class:`gliomagen.models.latent_prior.LatentPrior`), so a standard-normal seed maps to a draw from the fit.
 
 The training loop refits ``G_ema`` (from ``G_ema``'s own encoder) before every sample montage,
@@ -30,6 +30,10 @@ run held two tumours, one in each hemisphere, where every training case has one.
 a ``K``-component Gaussian mixture with one shared ("tied") covariance, fitted by EM to the
 posterior means (:class:`sklearn.mixture.GaussianMixture`); the shared covariance, plus the mean
 posterior variance as above, sets each component's spread. ``K = 1`` is the single Gaussian.
+The encoder does not see the conditions, so a component may hold cases of one grade only; each
+fit also stores the training cases' conditions and responsibilities (:func:`responsibilities`),
+and a draw under given conditions picks its component among those cases' clusters
+(:mod:`gliomagen.models.case_table`).
 """
 
 from __future__ import annotations
