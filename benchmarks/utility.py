@@ -114,9 +114,9 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--ssa-order", type=Path, default=None, help="the SSA cases' order (pool, then val, then test), "
       "e.g. the one an existing generator's training store used; default: seeded")
     a("--stand-in", action=argparse.BooleanOptionalAction, default=True, help="the perfect-generator arms")
-    a("--steps", type=int, default=600, help="optimiser steps of every arm")
-    a("--val-every", type=int, default=50, help="steps between val scores (checkpoint choice)")
-    a("--pretrain-steps", type=int, default=600, help="large-cohort steps of large-then-real")
+    a("--steps", type=int, default=2000, help="optimiser steps of every arm")
+    a("--val-every", type=int, default=100, help="steps between val scores (checkpoint choice)")
+    a("--pretrain-steps", type=int, default=2000, help="large-cohort steps of large-then-real")
     a("--seeds", default="0,1,2,3,4")
     a("--threads", type=int, default=1, help="torch threads per run")
     a("--jobs", type=int, default=2, help="runs in parallel (processes with --threads threads each)")

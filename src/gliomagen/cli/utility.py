@@ -28,7 +28,12 @@ _ARMS = typer.Option(
     "M x n synthetic cases. real (the baseline) always runs.",
 )
 _SEEDS = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds, one run per arm and seed.")
-_STEPS = typer.Option(200, "--steps", help="Optimisation steps per run (every arm; after pretraining).")
+_STEPS = typer.Option(
+    2000,
+    "--steps",
+    help="Optimisation steps per run (every arm; after pretraining). The real arm must converge "
+    "(the report checks it); arms with more data keep improving longer.",
+)
 _BATCH_SIZE = typer.Option(2, "--batch-size", help="Cases per step (every arm).")
 _MIX_RATIO = typer.Option(
     0.5, "--mix-ratio", help="Fraction of synthetic cases in the mixed arms."
@@ -49,7 +54,7 @@ _HELDOUT = typer.Option(
     "checkpoints otherwise).",
 )
 _VAL_EVERY = typer.Option(
-    25,
+    100,
     "--val-every",
     help="Steps between scores on the cohort's val split; each arm keeps its best-val weights "
     "(0: the last weights).",
