@@ -35,9 +35,7 @@ _DATASET_ID = typer.Option(
 _NAME = typer.Option(
     ..., "--name", help="Dataset name: letters, digits, '_' or '-' (e.g. BraTSSynth)."
 )
-_RAW = out_option(
-    ..., "The nnU-Net raw folder ($nnUNet_raw); DatasetNNN_NAME is written inside."
-)
+_RAW = out_option(..., "The nnU-Net raw folder ($nnUNet_raw); DatasetNNN_NAME is written inside.")
 _COPY = typer.Option(
     False, "--copy", help="Copy every file (default: hard links where the file system allows)."
 )
@@ -116,3 +114,49 @@ def card(
         typer.echo(model_card(model, store), nl=False)
         return
     typer.echo(f"wrote {write_model_card(model, out_file(out, CARD_NAME), store)}")
+
+
+GENERATOR_NAME = "generator.pt"
+"""The file's name in an ``export generator --out`` folder."""
+
+_GEN_OUT = out_option(
+    ...,
+    f"Folder to write {GENERATOR_NAME} in (made if missing), or a file name with a suffix (e.g. "
+    "ssa-model.pt); an existing file is replaced only when gliomagen exported it.",
+)
+_DTYPE = typer.Option(
+    "float16",
+    "--dtype",
+    help="Storage type of the generator's weights: float16 (half the size; rebuilt in float32 "
+    "on load), bfloat16 or float32 (exact).",
+)
+_NOTE = typer.Option(
+    None, "--note", help="A sentence kept in the file, e.g. what the model was trained on."
+)
+
+
+@export_app.command("generator")
+@user_errors
+def generator(
+    source: Path | None = _SOURCE,
+    checkpoint: Path | None = _CHECKPOINT,
+    out: Path = _GEN_OUT,
+    dtype: str = _DTYPE,
+    note: str | None = _NOTE,
+) -> None:
+    """Write a sampling-only checkpoint: G_ema and what rebuilds it, without D, optimisers or RNG states.
+
+    About a tenth of a training checkpoint in float16. generate, evaluate --checkpoint and export
+    card read it; train --init and --resume need a training checkpoint.
+    """
+    from gliomagen.export.generator import export_generator
+
+    given = [p for p in (source, checkpoint) if p is not None]
+    if len(given) != 1:
+        raise GliomagenError(
+            "export generator: give the model once, as RUN|CHECKPOINT or as --checkpoint RUN|CHECKPOINT"
+        )
+    rec = export_generator(given[0], out_file(out, GENERATOR_NAME), dtype=dtype, note=note)
+    typer.echo(
+        f"wrote {rec['path']} ({rec['bytes'] / 1e6:.1f} MB, {rec['dtype']}, step {rec['step']:,})"
+    )

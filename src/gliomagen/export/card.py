@@ -54,9 +54,7 @@ def model_card(source: Path | str, store: Path | str | None = None) -> str:
     return render(gather(source, store))
 
 
-def write_model_card(
-    source: Path | str, out: Path | str, store: Path | str | None = None
-) -> Path:
+def write_model_card(source: Path | str, out: Path | str, store: Path | str | None = None) -> Path:
     """Write :func:`model_card` to ``out`` atomically; returns ``out``."""
     return write_text(out, model_card(source, store))
 
@@ -89,7 +87,18 @@ def _checkpoint_lines(f: CardFacts) -> list[str]:
         f"- SHA-256: `{f.sha256}`",
         f"- Run folder: `{f.run_dir}`" if f.run_dir is not None else "- Run folder: not given",
         f"- Generator (EMA weights): {f.generator_values:,} values",
-    ]
+    ] + _exported(f.ckpt.get("exported"))
+
+
+def _exported(rec: dict[str, Any] | None) -> list[str]:
+    """The ``gliomagen export generator`` record of a sampling-only checkpoint, if it is one."""
+    if not rec:
+        return []
+    line = (
+        f"- Sampling-only export (`gliomagen export generator`, {rec.get('dtype', '?')}) of "
+        f"`{rec.get('from', '?')}` (SHA-256 `{rec.get('from_sha256', '?')}`, step {int(rec.get('step', 0)):,})"
+    )
+    return [line] + ([f"- Note: {rec['note']}"] if rec.get("note") else [])
 
 
 def _data_lines(f: CardFacts) -> list[str]:
@@ -163,11 +172,18 @@ def _recipe_lines(f: CardFacts) -> list[str]:
     name = config.get("preset", "?")
     lines = [f"- Preset: `{name}`"]
     if f.config_diff is None:
-        return [*lines, f"- The preset `{name}` is unknown to this gliomagen; differences not listed"]
+        return [
+            *lines,
+            f"- The preset `{name}` is unknown to this gliomagen; differences not listed",
+        ]
     if not f.config_diff:
         return [*lines, "- No key differs from the preset's defaults"]
-    lines += ["- Keys that differ from the preset's defaults:", "", "| key | preset | this run |",
-              "|---|---|---|"]
+    lines += [
+        "- Keys that differ from the preset's defaults:",
+        "",
+        "| key | preset | this run |",
+        "|---|---|---|",
+    ]
     lines += [f"| `{k}` | {_value(a)} | {_value(b)} |" for k, (a, b) in f.config_diff.items()]
     return lines
 
@@ -180,7 +196,8 @@ def _length_lines(f: CardFacts) -> list[str]:
     lines = [
         f"- Steps: {int(ckpt.get('step', 0)):,} of {int(train.get('steps', 0)):,} planned, "
         f"batch {train.get('batch_size', '?')}; {int(ckpt.get('images_seen', 0)):,} images seen",
-        f"- Training time: {elapsed / 60:.1f} minutes" if math.isfinite(elapsed)
+        f"- Training time: {elapsed / 60:.1f} minutes"
+        if math.isfinite(elapsed)
         else "- Training time: not recorded",
     ]
     if f.log.get("device"):
@@ -217,8 +234,13 @@ def _metric_table(metrics: dict[str, Any]) -> list[str]:
     scalars = {k: v for k, v in metrics.items() if v is None or isinstance(v, (int, float))}
     if not scalars:
         return []
-    return ["", "  | metric | value |", "  |---|---|",
-            *(f"  | {k} | {_value(v)} |" for k, v in scalars.items()), ""]
+    return [
+        "",
+        "  | metric | value |",
+        "  |---|---|",
+        *(f"  | {k} | {_value(v)} |" for k, v in scalars.items()),
+        "",
+    ]
 
 
 def _condition_lines(f: CardFacts) -> list[str]:

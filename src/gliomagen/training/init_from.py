@@ -132,7 +132,12 @@ def read_parent(
         raise GliomagenError(f"--init {exc}") from None
     missing = [k for k in NEEDED_KEYS if k not in ckpt]
     if missing:
-        raise GliomagenError(f"--init {path}: not a training checkpoint (it has no {missing[0]})")
+        why = (
+            "a sampling-only `export generator` file; give the run's checkpoint"
+            if "exported" in ckpt
+            else f"it has no {missing[0]}"
+        )
+        raise GliomagenError(f"--init {path}: not a training checkpoint ({why})")
     return path, ckpt
 
 
