@@ -120,7 +120,9 @@ def test_short_flags_parse_to_the_same_parameters(
 ) -> None:
     with_long, with_short = _parsed(path, required + long), _parsed(path, required + short)
     assert with_long == with_short
-    assert with_long != _parsed(path, required + (["--out", "x"] if "--out" in long else ["-o", "x"]))
+    assert with_long != _parsed(
+        path, required + (["--out", "x"] if "--out" in long else ["-o", "x"])
+    )
 
 
 def _invoke(*args: str) -> Any:
@@ -171,12 +173,15 @@ def test_train_takes_out_and_auto_and_refuses_cuda_n(
         result = _invoke("train", str(store), *args)
         assert result.exit_code == 0, result.output
     assert seen == [("auto", run, False)] * 3  # auto: the configuration's default too
-    bad = _invoke("train", str(store), "-o", str(run), "--device", "cuda:1")
+    ok = _invoke("train", str(store), "-o", str(run), "--device", "cuda:1", "-q")
+    assert ok.exit_code == 0, ok.output
+    assert seen[-1][0] == "cuda:1"  # one GPU of several, as every other command takes it
+    bad = _invoke("train", str(store), "-o", str(run), "--device", "cuda1")
     assert bad.exit_code == 2
-    assert bad.stderr == (
-        "error: --device 'cuda:1': expected cpu or cuda, or auto; "
-        "pick the GPU with CUDA_VISIBLE_DEVICES=1\n"
-    )
+    assert bad.stderr == "error: --device 'cuda1': expected auto, cpu, cuda or cuda:N\n"
+    bad = _invoke("train", str(store), "-o", str(run), "--set", "train.device=gpu")
+    assert bad.exit_code == 2
+    assert "train.device" in bad.stderr and "must be auto, cpu, cuda or cuda:N" in bad.stderr
 
 
 def test_out_is_a_folder_or_an_old_style_file_name(tmp_path: Path) -> None:
@@ -184,7 +189,9 @@ def test_out_is_a_folder_or_an_old_style_file_name(tmp_path: Path) -> None:
     assert out_file(tmp_path / "cards", "MODEL_CARD.md") == tmp_path / "cards" / "MODEL_CARD.md"
     assert out_file(tmp_path / "old.d", "x.json") == tmp_path / "old.d" / "x.json"  # a folder
     assert out_file(tmp_path / "card.md", "MODEL_CARD.md") == tmp_path / "card.md"
-    assert out_file(Path("."), "bench-results.json") == Path("bench-results.json")  # the old default
+    assert out_file(Path("."), "bench-results.json") == Path(
+        "bench-results.json"
+    )  # the old default
 
 
 def test_card_takes_a_folder_and_checkpoint_option(
@@ -199,12 +206,17 @@ def test_card_takes_a_folder_and_checkpoint_option(
 
     monkeypatch.setattr(card, "write_model_card", fake_write)
     folder = tmp_path / "cards"
-    for args in (["run", "-o", str(folder)], ["--checkpoint", "run", "--out", str(folder / "c.md")]):
+    for args in (
+        ["run", "-o", str(folder)],
+        ["--checkpoint", "run", "--out", str(folder / "c.md")],
+    ):
         assert _invoke("export", "card", *args).exit_code == 0
     assert written == [(Path("run"), folder / "MODEL_CARD.md"), (Path("run"), folder / "c.md")]
     for args in ([], ["run", "--checkpoint", "run"]):
         bad = _invoke("export", "card", *args)
-        assert bad.exit_code == 2 and bad.stderr.startswith("error: export card: give the model once")
+        assert bad.exit_code == 2 and bad.stderr.startswith(
+            "error: export card: give the model once"
+        )
 
 
 def _squeezed(text: str) -> str:
@@ -223,7 +235,9 @@ def test_help_at_80_columns_is_whole(path: str) -> None:
     assert not cut, text
     cmd = _command(path) if path else ROOT
     helps = [p.help for p in cmd.params if getattr(p, "help", None)]
-    helps += [c.get_short_help_str(limit=sys.maxsize) for c in getattr(cmd, "commands", {}).values()]
+    helps += [
+        c.get_short_help_str(limit=sys.maxsize) for c in getattr(cmd, "commands", {}).values()
+    ]
     helps += [cmd.help.strip()] if cmd.help else []
     whole = _squeezed(text)
     for help_text in helps:

@@ -62,3 +62,14 @@ def test_cuda_index_follows_the_local_rank(monkeypatch: pytest.MonkeyPatch) -> N
     assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 1)  # rank % GPUs
     assert resolve_device("cuda:1") == torch.device("cuda", 1)
     assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)  # explicit wins
+
+
+def test_torchrun_refuses_one_fixed_gpu_for_every_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gliomagen.errors import GliomagenError
+    from gliomagen.training.distributed import init_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(
+        GliomagenError, match=r"train.device=cuda:1: under torchrun each worker takes the GPU"
+    ):
+        init_distributed("cuda:1")

@@ -147,7 +147,7 @@ def test_condition_and_size_not_in_the_store(tmp_path: Path, fake_store, tiny_cf
         (["--set", "train.steps=abc"], "error: train.steps='abc': expected int"),
         (["--set", "data.size=[100,100,100]"], "unsupported size"),
         (["--preset", "large"], "error: --preset 'large': unknown preset"),
-        (["--device", "tpu"], "error: --device 'tpu': expected cpu or cuda"),
+        (["--device", "tpu"], "error: --device 'tpu': expected auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_cli_config_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

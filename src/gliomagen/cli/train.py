@@ -14,6 +14,7 @@ import typer
 from gliomagen.cli._common import user_errors
 from gliomagen.cli._options import OUT, quiet_option
 from gliomagen.config import Config, apply_overrides, from_dict, load_yaml, resolve_config
+from gliomagen.config.validate import DEVICE
 from gliomagen.errors import GliomagenError
 
 _STORE = typer.Argument(
@@ -38,9 +39,7 @@ _PRESET = typer.Option(
     "origin-2d | small-data-2d (2D slice stores) (default: default, or the run's own on --resume).",
 )
 _CONFIG = typer.Option(None, "--config", help="YAML file of overrides ({section: {key: value}}).")
-_SET = typer.Option(
-    [], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable)."
-)
+_SET = typer.Option([], "--set", help="Override one key, e.g. --set train.lr_g=0.001 (repeatable).")
 _RESUME = typer.Option(
     False,
     "--resume",
@@ -74,14 +73,12 @@ _MAX_MINUTES = typer.Option(
 _DEVICE = typer.Option(
     None,
     "--device",
-    help="auto (CUDA when a GPU is present, else the CPU), cpu or cuda; under torchrun each worker "
-    "takes the GPU of its local rank. Default: the configuration's train.device, which is auto "
-    "unless --config, --set or (on --resume) the run's config.yaml says otherwise. To pick one "
-    "GPU set CUDA_VISIBLE_DEVICES=N (train.device takes no cuda:N).",
+    help="auto (CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N (GPU N); under "
+    "torchrun each worker takes the GPU of its local rank (give auto or cuda there). Default: the "
+    "configuration's train.device, which is auto unless --config, --set or (on --resume) the "
+    "run's config.yaml says otherwise.",
 )
 _QUIET = quiet_option()
-TRAIN_DEVICES = ("auto", "cpu", "cuda")
-"""The values of ``train.device`` (:class:`gliomagen.config.schema.TrainConfig`)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -150,9 +147,8 @@ def _run_config(
     """The configuration to train with: the preset and overrides, or on ``--resume`` with
     neither ``--preset`` nor ``--config`` the run's own ``config.yaml`` with the overrides."""
     if device is not None:
-        if device not in TRAIN_DEVICES:
-            hint = f"; pick the GPU with CUDA_VISIBLE_DEVICES={device[5:]}" if device.startswith("cuda:") else ""
-            raise GliomagenError(f"--device {device!r}: expected cpu or cuda, or auto{hint}")
+        if DEVICE.fullmatch(device) is None:
+            raise GliomagenError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
         overrides.append(f"train.device={device}")
     saved = run / "config.yaml"
     if resume and preset is None and config is None and saved.is_file():

@@ -111,7 +111,7 @@ class TrainConfig:
     # recompute G's styled layers and D's residual blocks in the backward pass instead of storing
     # their activations: same gradients, far less activation memory, about 1/3 more compute
     activation_checkpointing: bool = False
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: str = "auto"  # auto (CUDA when present, else CPU), cpu, cuda or cuda:N (one worker)
     threads: int = 0  # CPU threads per worker (0 = cores / workers on this node - 1, >= 1)
     num_workers: int = 0
     checkpoint_every: int = 1_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,9 @@ from gliomagen.errors import GliomagenError
 
 if TYPE_CHECKING:  # type-only: schema imports this module at run time
     from gliomagen.config.schema import Config
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""The values of ``train.device``."""
 
 # -- validation -----------------------------------------------------------------------------------
 AT_LEAST_ONE = (
@@ -105,7 +109,12 @@ def _validate_ranges(cfg: Config) -> None:
     _need(cfg, 0.0 <= cfg.augment.cutout < 1.0, "augment.cutout", "must be in [0, 1)")
     _need(cfg, 0.0 < cfg.loss.presence_floor <= 1.0, "loss.presence_floor", "must be in (0, 1]")
     _need(cfg, 0.0 <= cfg.model.d_dropout < 1.0, "model.d_dropout", "must be in [0, 1)")
-    _need(cfg, t.val_samples >= 2, "train.val_samples", "must be >= 2 (FD, KID and diversity need pairs)")
+    _need(
+        cfg,
+        t.val_samples >= 2,
+        "train.val_samples",
+        "must be >= 2 (FD, KID and diversity need pairs)",
+    )
     if t.val_every > 0 and t.stop_on_memorisation:
         _need(
             cfg,
@@ -113,6 +122,12 @@ def _validate_ranges(cfg: Config) -> None:
             "train.memorisation_threshold",
             f"must be <= train.val_samples={t.val_samples}",
         )
+    _need(
+        cfg,
+        DEVICE.fullmatch(t.device) is not None,
+        "train.device",
+        "must be auto, cpu, cuda or cuda:N",
+    )
     for key in ("train.betas_g", "train.betas_d"):
         _need(cfg, all(0.0 <= b < 1.0 for b in _get(cfg, key)), key, "betas must be in [0, 1)")
 
@@ -134,7 +149,11 @@ def _validate_combinations(cfg: Config) -> None:
     )
     recon = cfg.loss.recon_weight > 0 or cfg.loss.recon_img_weight > 0
     for ok, key, what in (
-        (not recon or cfg.model.encoder, "loss.recon_weight", "reconstruction terms need model.encoder=true"),
+        (
+            not recon or cfg.model.encoder,
+            "loss.recon_weight",
+            "reconstruction terms need model.encoder=true",
+        ),
         (
             not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
             "model.encoder",
@@ -162,7 +181,12 @@ def _validate_combinations(cfg: Config) -> None:
 def _validate_data(cfg: Config) -> None:
     """``data.spatial_dims`` and a ``data.size`` the networks can be built for."""
     d = cfg.data
-    _need(cfg, d.spatial_dims in (None, 2, 3), "data.spatial_dims", "must be 2 (slices), 3 (volumes) or null")
+    _need(
+        cfg,
+        d.spatial_dims in (None, 2, 3),
+        "data.spatial_dims",
+        "must be 2 (slices), 3 (volumes) or null",
+    )
     if d.size is not None:
         try:
             plan_grid(d.size)
@@ -192,7 +216,11 @@ def check_store_size(cfg: Config, size: typing.Sequence[int], name: str = "store
     want = d.spatial_dims or (len(d.size) if d.size is not None else None)
     grid = "x".join(str(int(s)) for s in size)
     if want is not None and want != dims:
-        key = f"data.size={'x'.join(map(str, d.size))}" if d.size is not None else f"data.spatial_dims={d.spatial_dims}"
+        key = (
+            f"data.size={'x'.join(map(str, d.size))}"
+            if d.size is not None
+            else f"data.spatial_dims={d.spatial_dims}"
+        )
         kind = {2: "2D slices", 3: "3D volumes"}.get(want, f"{want}-D items")
         store = {2: "a 2D slice store", 3: "a 3D volume store"}.get(dims, f"a {dims}-D store")
         fits = "origin-2d or small-data-2d" if dims == 2 else "origin, small-data or demo-cpu"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from gliomagen.errors import GliomagenError
 from gliomagen.io.device import resolve_device
 
 
@@ -64,6 +65,11 @@ def init_distributed(device_preference: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo(device=resolve_device(device_preference, 0))
+    if device_preference.startswith("cuda:"):
+        raise GliomagenError(
+            f"train.device={device_preference}: under torchrun each worker takes the GPU of its "
+            "local rank; give cuda or auto (and CUDA_VISIBLE_DEVICES to choose the GPUs)"
+        )
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     device = resolve_device(device_preference, local)
