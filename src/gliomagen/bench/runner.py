@@ -31,6 +31,7 @@ from gliomagen.config import PRESETS, preset
 from gliomagen.config.grid import plan_grid
 from gliomagen.errors import GliomagenError
 from gliomagen.io import atomic
+from gliomagen.io.device import resolve_device
 
 DEFAULT_PRESETS = ("origin", "small-data")
 DEFAULT_SIZES = (32, 64, 128)
@@ -60,11 +61,8 @@ class BenchOptions:
         o = BenchOptions(**asdict(self))
         if o.device == "auto":
             o.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if o.device not in ("cpu", "cuda"):
-            raise GliomagenError(f"--device {o.device!r}: expected auto, cpu or cuda")
-        if o.device == "cuda" and not torch.cuda.is_available():
-            raise GliomagenError("--device cuda: no CUDA device is available")
-        gpu = o.device == "cuda"
+        o.device = str(resolve_device(o.device))  # cpu, cuda or cuda:N; one error line otherwise
+        gpu = o.device.startswith("cuda")
         for p in o.presets:
             if p not in PRESETS:
                 raise GliomagenError(f"--presets {p!r}: unknown preset; choose from {', '.join(PRESETS)}")
@@ -214,7 +212,7 @@ def _spawn(job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
 def plan_jobs(o: BenchOptions) -> list[dict[str, Any]]:
     """The measurements of a resolved :class:`BenchOptions`, in running order."""
     assert o.max_train_size is not None
-    gpu = o.device == "cuda"
+    gpu = o.device.startswith("cuda")
     base = {"device": o.device, "threads": o.threads, "precision": "bf16" if gpu else "fp32",
             "steps": o.steps, "repeats": o.repeats, "overrides": list(o.overrides)}  # fmt: skip
     jobs: list[dict[str, Any]] = []

@@ -30,8 +30,7 @@ _SIZES = typer.Option(
 _DEVICE = typer.Option(
     "auto",
     "--device",
-    help="auto (default: CUDA when a GPU is present, else the CPU), cpu or cuda (the current "
-    "GPU; bench takes no cuda:N, set CUDA_VISIBLE_DEVICES=N to pick one).",
+    help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N.",
 )
 _BATCH_SIZE = typer.Option(
     None, "--batch-size", help="Training batch (default: the preset's); GPU generation batch."
