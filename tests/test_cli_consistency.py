@@ -25,7 +25,7 @@ from gliomagen.config.schema import TrainConfig
 # utility.py is rewritten on another branch; until it lands its options may lag behind.
 
 OUTPUT_COMMANDS = ["phantoms", "prepare", "train", "generate", "interpolate", "evaluate",
-                   "export nnunet", "export card", "bench", "utility"]  # fmt: skip
+                   "export nnunet", "export card", "export generator", "bench", "utility"]  # fmt: skip
 PROGRESS_COMMANDS = ["phantoms", "prepare", "train", "generate", "evaluate", "export nnunet",
                      "bench", "utility"]  # fmt: skip
 DEVICE_COMMANDS = ["train", "generate", "interpolate", "evaluate", "bench", "utility"]
@@ -62,7 +62,7 @@ def test_the_inventory_is_complete() -> None:
     """A new command must be sorted into the lists above (or knowingly left out of them)."""
     assert sorted(ALL) == sorted(["phantoms", "prepare", "inspect", "train", "generate",
                                   "interpolate", "evaluate", "report", "utility", "bench",
-                                  "export nnunet", "export card"])  # fmt: skip
+                                  "export nnunet", "export card", "export generator"])  # fmt: skip
 
 
 @pytest.mark.parametrize("path", OUTPUT_COMMANDS)

@@ -31,7 +31,16 @@ app = typer.Typer(
 )
 
 # Subcommand modules, in pipeline order. A module listed here defines ``register(app)``.
-_COMMAND_MODULES = ("phantoms", "prepare", "train", "generate", "evaluate", "utility", "export", "bench")
+_COMMAND_MODULES = (
+    "phantoms",
+    "prepare",
+    "train",
+    "generate",
+    "evaluate",
+    "utility",
+    "export",
+    "bench",
+)
 
 
 def _version_callback(value: bool) -> None:
@@ -43,7 +52,11 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version_callback,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """gliomagen: synthesise multi-parametric brain MRI of glioma patients with a conditional 3D StyleGAN."""

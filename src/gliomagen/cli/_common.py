@@ -156,9 +156,7 @@ class OneLineGroup(FullHelpGroup):
         """Run the group; usage errors are printed as one line instead of a wrapped panel."""
         with sigterm_as_interrupt():
             try:
-                rv = super().main(
-                    args, prog_name, complete_var, standalone_mode=False, **extra
-                )
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             except typer.TyperException as exc:
                 if not standalone_mode:
                     raise

@@ -22,6 +22,8 @@ from typing import Any
 
 import typer
 
+from gliomagen.errors import GliomagenError
+
 OUT = ("--out", "-o")
 """The output option's names."""
 
@@ -72,3 +74,22 @@ def out_file(out: Path, default_name: str) -> Path:
     if out.is_dir() or not out.suffix:
         return out / default_name
     return out
+
+
+STORE_OPTION_HELP = (
+    "The same as the positional STORE (every command that reads a store takes --store)."
+)
+
+
+def store_option() -> Any:
+    """``--store``: the store as an option, beside a command's positional STORE."""
+    return typer.Option(None, "--store", help=STORE_OPTION_HELP, show_default=False)
+
+
+def one_store(positional: Path | None, option: Path | None) -> Path:
+    """The store given once, as the positional STORE or as ``--store``; one error line otherwise."""
+    given = [p for p in (positional, option) if p is not None]
+    if len(given) != 1:
+        what = "twice" if given else "not given"
+        raise GliomagenError(f"STORE: {what}; give it once, as STORE or as --store STORE")
+    return given[0]

@@ -58,9 +58,7 @@ _PROBE_SIZE = typer.Option(32, "--probe-size", help="Longest side of the probe's
 _RECONSTRUCT = typer.Option(
     8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."
 )
-_BATCH_SIZE = typer.Option(
-    4, "--batch-size", help="Cases per batch when reading and extracting."
-)
+_BATCH_SIZE = typer.Option(4, "--batch-size", help="Cases per batch when reading and extracting.")
 _DEVICE = typer.Option(
     "auto",
     "--device",

@@ -23,9 +23,7 @@ _GEN_OUT = out_option(
     ...,
     "Output folder (new or empty); written under a temporary name and renamed when complete.",
 )
-_N = typer.Option(
-    None, *COUNT, help="Number of cases (seeds --seed, --seed + 1, ...); or --seeds."
-)
+_N = typer.Option(None, *COUNT, help="Number of cases (seeds --seed, --seed + 1, ...); or --seeds.")
 _SEED_LIST = typer.Option(
     None,
     "--seeds",
@@ -146,7 +144,9 @@ def generate(
     if (mix_seed is None) != (mix_layer is None):
         raise fail("--mix-seed and --mix-layer go together")
     if seeds is not None and (n is not None or seed is not None):
-        raise fail("--seeds and --n/--seed exclude each other: give --seeds LIST or --n N [--seed S]")
+        raise fail(
+            "--seeds and --n/--seed exclude each other: give --seeds LIST or --n N [--seed S]"
+        )
     seed_list = parse_seeds(seeds) if seeds is not None else None
     conditions = split_assignments(condition, "--condition") if condition else None
     path = generate_cohort(
@@ -171,7 +171,9 @@ def generate(
         unset=unset,
     )
     count = len(seed_list) if seed_list is not None else n
-    typer.echo(f"wrote {count} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}")
+    typer.echo(
+        f"wrote {count} {'slices' if (path / 'overview.png').is_file() else 'cases'} to {path}"
+    )
     manifest = Path(path) / "manifest.json"
     drawn = json.loads(manifest.read_text()).get("conditions_drawn") if manifest.is_file() else None
     if unset == "drawn" and isinstance(drawn, str):  # an old checkpoint: say what it did instead

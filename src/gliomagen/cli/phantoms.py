@@ -28,7 +28,9 @@ def phantoms(
     from gliomagen.data.phantoms import generate_cohort, parse_cohorts
 
     sizes = parse_cohorts(cohorts)
-    generate_cohort(out, sizes, resolution=resolution, seed=seed, workers=workers, progress=not quiet)
+    generate_cohort(
+        out, sizes, resolution=resolution, seed=seed, workers=workers, progress=not quiet
+    )
     typer.echo(f"wrote {sum(sizes.values())} phantom cases and {out / 'clinical.csv'}")
 
 

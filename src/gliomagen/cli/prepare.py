@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import typer
 
 from gliomagen.cli._common import user_errors
-from gliomagen.cli._options import out_option, quiet_option, workers_option
+from gliomagen.cli._options import one_store, out_option, quiet_option, store_option, workers_option
 from gliomagen.data.tables import DataWarning
 from gliomagen.errors import GliomagenError
 
@@ -56,7 +56,8 @@ _SOURCES = typer.Argument(
 _OUT = out_option(
     ...,
     "Store folder to create (a store gliomagen wrote there is replaced; any other folder, "
-    "or one in or around the inputs, is refused).",
+    "or one in or around the inputs, is refused); --store is the same option.",
+    "--store",
 )
 _LABELS = typer.Option(
     None, "--labels", help="CSV with case_id and label columns, joined by case id."
@@ -195,7 +196,11 @@ def prepare(
     if slices:
         path = _build_slices(sources, out, size, views, min_brain_fraction, slice_step, common)
     else:
-        slice_options = {"--views": views, "--min-brain-fraction": min_brain_fraction, "--slice-step": slice_step}
+        slice_options = {
+            "--views": views,
+            "--min-brain-fraction": min_brain_fraction,
+            "--slice-step": slice_step,
+        }
         given = [name for name, value in slice_options.items() if value is not None]
         if given:
             raise GliomagenError(f"{given[0]}: only with --slices")
@@ -233,11 +238,17 @@ def _build_slices(
 @user_errors
 @warning_lines
 def inspect(
-    store: Path = typer.Argument(..., metavar="STORE", help="A store made by gliomagen prepare."),
+    store: Path | None = typer.Argument(
+        None,
+        metavar="STORE",
+        help="A store made by gliomagen prepare; or give it as --store.",
+        show_default=False,
+    ),
     all_cases: bool = typer.Option(False, "--all", help="List every case (default: the first 50)."),
+    store_opt: Path | None = store_option(),
 ) -> None:
     """Print a store's cases, label counts and split sizes."""
-    _summary(store, show_cases=None if all_cases else 50)
+    _summary(one_store(store, store_opt), show_cases=None if all_cases else 50)
 
 
 def _summary(path: Path, show_cases: int | None) -> None:
@@ -262,8 +273,12 @@ def _describe_store(ds: Any, path: Path) -> None:
     echo(f"store      {path}")
     if ds.spatial_dims == 2:  # a slice store (gliomagen.data.slices)
         per_view = ", ".join(f"{v} {n}" for v, n in meta["slices"]["per_view"].items())
-        echo(f"slices     {len(ds)} from {meta['n_cases']} cases ({int(ds.has_mask.sum())} with a tumour mask); {per_view}")
-        echo(f"grid       {' x '.join(map(str, ds.size))} slices of a {ds.size[0]}^3 grid, {ds.spacing_mm[0]:.3g} mm pixels, RAS; modalities {' '.join(ds.modalities)}")
+        echo(
+            f"slices     {len(ds)} from {meta['n_cases']} cases ({int(ds.has_mask.sum())} with a tumour mask); {per_view}"
+        )
+        echo(
+            f"grid       {' x '.join(map(str, ds.size))} slices of a {ds.size[0]}^3 grid, {ds.spacing_mm[0]:.3g} mm pixels, RAS; modalities {' '.join(ds.modalities)}"
+        )
         cases = ", ".join(f"{k} {v}" for k, v in meta["case_splits"].items())
         splits = ", ".join(f"{k} {v}" for k, v in meta["splits"].items())
         echo(f"splits     {splits} slices (by case: {cases}){_split_source(meta)}")
@@ -289,7 +304,9 @@ _DECIDED_BY = {"values": "kind inferred from the values", "--label-type": "kind 
 
 def _describe_labels(ds: Any) -> None:
     """One line per label: kind, values, source and what decided the kind; then the labels left out."""
-    usage: dict[str, dict[str, str]] = ds.meta.get("labels") or {}  # stores since labels were recorded
+    usage: dict[str, dict[str, str]] = (
+        ds.meta.get("labels") or {}
+    )  # stores since labels were recorded
     typer.echo("labels")
     for fld in ds.schema.fields:
         values = [r[fld.name] for r in ds.rows]

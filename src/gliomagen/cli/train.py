@@ -12,16 +12,19 @@ from pathlib import Path
 import typer
 
 from gliomagen.cli._common import user_errors
-from gliomagen.cli._options import OUT, quiet_option
+from gliomagen.cli._options import OUT, one_store, quiet_option, store_option
 from gliomagen.config import Config, apply_overrides, from_dict, load_yaml, resolve_config
 from gliomagen.config.validate import DEVICE
 from gliomagen.errors import GliomagenError
 
 _STORE = typer.Argument(
-    ...,
+    None,
     metavar="STORE",
-    help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`).",
+    help="Store folder written by `gliomagen prepare` (e.g. from `gliomagen phantoms`); or "
+    "give it as --store.",
+    show_default=False,
 )
+_STORE_OPTION = store_option()
 _RUN = typer.Option(
     ...,
     "--run",
@@ -87,7 +90,7 @@ def register(app: typer.Typer) -> None:
 
 
 def train_cmd(
-    store: Path = _STORE,
+    store: Path | None = _STORE,
     run: Path = _RUN,
     preset: str = _PRESET,
     config: Path = _CONFIG,
@@ -99,6 +102,7 @@ def train_cmd(
     max_minutes: float = _MAX_MINUTES,
     device: str = _DEVICE,
     quiet: bool = _QUIET,
+    store_opt: Path | None = _STORE_OPTION,
 ) -> None:
     """Train on STORE; writes RUN/checkpoints/step-*.pt (load with `gliomagen generate`).
 
@@ -114,6 +118,7 @@ def train_cmd(
     from gliomagen.training import train  # torch-heavy: loaded when the command runs
     from gliomagen.training.init_schema import parse_init_map
 
+    store = one_store(store, store_opt)
     if allow_other_store and not resume:
         raise GliomagenError("--allow-other-store: only with --resume")
     mapping = parse_init_map(init_map)

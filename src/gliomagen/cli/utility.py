@@ -10,15 +10,18 @@ from gliomagen.cli._common import int_list, split_list, user_errors
 from gliomagen.cli._options import out_option, quiet_option
 from gliomagen.errors import GliomagenError
 
-_REAL = typer.Option(..., "--real", help="Store of the real cohorts (gliomagen prepare).")
+_REAL = typer.Option(
+    ...,
+    "--real",
+    "--store",
+    help="Store of the real cohorts (gliomagen prepare); --store is the same option.",
+)
 _SYNTHETIC = typer.Option(
     None,
     "--synthetic",
     help="Synthetic cohort: a BraTS-layout folder (gliomagen generate) or a store.",
 )
-_COHORT = typer.Option(
-    "SSA", "--cohort", help="The scarce cohort whose held-out cases are scored."
-)
+_COHORT = typer.Option("SSA", "--cohort", help="The scarce cohort whose held-out cases are scored.")
 _OUT = out_option(..., "Output folder: utility.json, utility.png, index.html.")
 _ARMS = typer.Option(
     "real,real+large,large-then-real,real+synthetic,real+large+synthetic,large-then-real+synthetic,synthetic",
@@ -35,12 +38,12 @@ _STEPS = typer.Option(
     "(the report checks it); arms with more data keep improving longer.",
 )
 _BATCH_SIZE = typer.Option(2, "--batch-size", help="Cases per step (every arm).")
-_MIX_RATIO = typer.Option(
-    0.5, "--mix-ratio", help="Fraction of synthetic cases in the mixed arms."
-)
+_MIX_RATIO = typer.Option(0.5, "--mix-ratio", help="Fraction of synthetic cases in the mixed arms.")
 _NETWORK = typer.Option("segresnet", "--network", help="segresnet or unet (MONAI).")
 _DEVICE = typer.Option(
-    "auto", "--device", help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N."
+    "auto",
+    "--device",
+    help="auto (default: CUDA when a GPU is present, else the CPU), cpu, cuda or cuda:N.",
 )
 _LARGE_COHORT = typer.Option(
     None,
@@ -76,7 +79,9 @@ _REAL_CASES = typer.Option(
 )
 _JOBS = typer.Option(1, "--jobs", help="Runs in parallel, as processes with --threads each.")
 _THREADS = typer.Option(
-    None, "--threads", help="torch CPU threads per run (default: torch's own here, 1 per --jobs process)."
+    None,
+    "--threads",
+    help="torch CPU threads per run (default: torch's own here, 1 per --jobs process).",
 )
 _OUTPUTS = typer.Option(
     "regions",
