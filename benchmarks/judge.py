@@ -5,7 +5,9 @@ samples per grade and per value of ``--by`` (a categorical condition, ``cohort``
 the other conditions given as ``gliomagen generate`` gives them (``--unset drawn``: from a
 training case drawn given the set ones) and, for comparison, as the unknown slot / training mean
 (``--unset unknown``). The real cases of ``--store`` (its training split) are judged too, per
-value, as the calibration. Prints a table and writes ``--out`` (JSON).
+value, as the calibration (:func:`gliomagen.evaluation.judge_section.judge_cases`, what
+``gliomagen evaluate --judge N`` runs too, with ``--unset drawn`` alone). Prints a table and writes
+``--out`` (JSON).
 
 Usage::
 
@@ -22,12 +24,11 @@ from typing import Any
 
 import torch
 
-from gliomagen.data import open_store
-from gliomagen.evaluation.conditioning import JudgeThresholds, judge, judge_generator, rates
+from gliomagen.evaluation.conditioning import JudgeThresholds, judge_generator, rates
+from gliomagen.evaluation.inputs import from_store
+from gliomagen.evaluation.judge_section import TARGETS, judge_cases
 from gliomagen.io.atomic import write_json
 from gliomagen.training import load_generator
-
-TARGETS = {"HGG": 0.8, "LGG": 0.9}
 
 
 def _parse() -> argparse.Namespace:
@@ -36,39 +37,37 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--store", type=Path, required=True, help="the store it trained on")
     ap.add_argument("--by", default="cohort", help="categorical condition to judge per value")
     ap.add_argument("--samples", type=int, default=100, help="samples per grade and value")
-    ap.add_argument("--unset", nargs="+", default=["drawn", "unknown"], choices=["drawn", "unknown"])
+    ap.add_argument(
+        "--unset", nargs="+", default=["drawn", "unknown"], choices=["drawn", "unknown"]
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="JSON output")
     return ap.parse_args()
 
 
-def calibration(store: Any, by: str, th: JudgeThresholds) -> dict[str, dict[str, float]]:
+def calibration(store: Path, by: str, th: JudgeThresholds) -> dict[str, dict[str, float]]:
     """The judge on the store's real training cases, per value of ``by``."""
-    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for i in range(len(store)):
-        row = store.rows[i]
-        if not bool(store.has_mask[i]) or row.get("grade") not in TARGETS:
-            continue
-        img, mask, _, _ = store[i]
-        per = found.setdefault(str(row.get(by)), {"HGG": [], "LGG": []})
-        per[row["grade"]].append(judge(img.numpy(), mask.numpy(), th))
-    return {v: {**rates(r), "n_HGG": len(r["HGG"]), "n_LGG": len(r["LGG"])} for v, r in found.items()}
+    found = judge_cases(from_store(store, "train", "--store"), by, th)
+    return {
+        v: {**rates(r), "n_HGG": len(r["HGG"]), "n_LGG": len(r["LGG"])} for v, r in found.items()
+    }
 
 
 def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
     G, schema, cfg, meta = load_generator(args.checkpoint)
-    store = open_store(args.store, split="train")
     th = JudgeThresholds.for_grid([int(s) for s in meta["size"]])
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "checkpoint": str(args.checkpoint), "store": str(args.store), "by": args.by,
         "samples_per_grade": args.samples, "seed": args.seed, "targets": TARGETS,
-        "conditions": schema.names, "real": calibration(store, args.by, th), "generated": {},
+        "conditions": schema.names, "real": calibration(args.store, args.by, th), "generated": {},
     }  # fmt: skip
-    print(f"{'value':8s} {'unset':8s} {'HGG':>6s} {'LGG':>6s}  (targets 0.80 / 0.90; real cases in brackets)")
+    print(
+        f"{'value':8s} {'unset':8s} {'HGG':>6s} {'LGG':>6s}  (targets 0.80 / 0.90; real cases in brackets)"
+    )
     for value in schema[args.by].categories:
         real = report["real"].get(value, {})
         for unset in args.unset:

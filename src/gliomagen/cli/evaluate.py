@@ -44,8 +44,8 @@ _SLICE_SIZE = typer.Option(
 _CHECKPOINT = typer.Option(
     None,
     "--checkpoint",
-    help="Project held-out cases into this generator's w space (the reconstruction audit): "
-    + CHECKPOINT_TAKES,
+    help="The generator whose w space held-out cases are projected into (the reconstruction "
+    "audit) and, with --judge, that the conditioning judge samples: " + CHECKPOINT_TAKES,
 )
 _RUN = typer.Option(None, "--run", help="Run folder whose training curves go into the report.")
 _BOOTSTRAP = typer.Option(
@@ -57,6 +57,19 @@ _PROBE_STEPS = typer.Option(300, "--probe-steps", help="Training steps of the pr
 _PROBE_SIZE = typer.Option(32, "--probe-size", help="Longest side of the probe's input grid.")
 _RECONSTRUCT = typer.Option(
     8, "--reconstruct", help="Held-out cases to project (with --checkpoint)."
+)
+_JUDGE = typer.Option(
+    0,
+    "--judge",
+    help="Conditioning judge (needs --checkpoint): generate N samples per grade (HGG, LGG) and per "
+    "value of --judge-by, the other conditions drawn as `gliomagen generate` draws them, seeded by "
+    "--seed; report each value's faithful HGG / LGG rate with a 95% Wilson interval against the "
+    "targets 0.8 / 0.9, beside the same rates of the --train cases. 0 = off.",
+)
+_JUDGE_BY = typer.Option(
+    "cohort",
+    "--judge-by",
+    help="--judge: the categorical condition of the checkpoint to judge per value (not grade).",
 )
 _BATCH_SIZE = typer.Option(4, "--batch-size", help="Cases per batch when reading and extracting.")
 _DEVICE = typer.Option(
@@ -83,13 +96,17 @@ def evaluate(
     probe_steps: int = _PROBE_STEPS,
     probe_size: int = _PROBE_SIZE,
     reconstruct: int = _RECONSTRUCT,
+    judge: int = _JUDGE,
+    judge_by: str = _JUDGE_BY,
     batch_size: int = _BATCH_SIZE,
     device: str = _DEVICE,
     quiet: bool = _QUIET,
 ) -> None:
     """Evaluate a synthetic cohort against held-out real cases: FD/KID/PRDC with a real-vs-real floor,
-    diversity, memorisation, conditional fidelity, mask and intensity realism; writes an HTML report."""
+    diversity, memorisation, conditional fidelity, mask and intensity realism (and, with --judge, the
+    checkpoint's conditioning judge); writes an HTML report."""
     # torch-heavy: loaded when the command runs, so `gliomagen --help` starts fast
+    from gliomagen.evaluation.judge_section import summary_line
     from gliomagen.evaluation.probe import ProbeOptions
     from gliomagen.report.html import evaluate_report as run_evaluation
 
@@ -106,9 +123,12 @@ def evaluate(
     metrics = run_evaluation(
         real, synthetic, out, train=train, extractor=extractor, weights=weights, checkpoint=checkpoint, run=run,
         n_boot=bootstrap, seed=seed, n_pairs=pairs, batch_size=batch_size, n_reconstruct=reconstruct,
+        n_judge=judge, judge_by=judge_by,
         probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), device=device,
         progress=not quiet, slice_size=slice_size,
     )  # fmt: skip
+    if metrics.get("conditioning_judge"):
+        typer.echo(summary_line(metrics["conditioning_judge"]))
     overall = metrics["distances"]["all"]
     fd_syn = overall.get("synthetic", {}).get("fd", {}).get("value")
     fd_floor = overall.get("floor", {}).get("fd", {}).get("value")

@@ -19,7 +19,8 @@ The thresholds are fields of :class:`JudgeThresholds`; the defaults are set for 
 :func:`judge` judges one sample, :func:`rates` summarises many per grade, :func:`judge_generator`
 samples a generator per grade and judges every sample, and :func:`nearest_dice` compares whole
 tumours with their nearest training tumour (copying the training set shows as Dice near 1).
-``benchmarks/conditioning.py`` runs them over a training run.
+``benchmarks/conditioning.py`` runs them over a training run; ``gliomagen evaluate --judge N``
+reports them per cohort (:mod:`gliomagen.evaluation.judge_section`).
 
 Example:
     >>> import numpy as np
@@ -51,6 +52,15 @@ REFERENCE_GRID = 32
 
 T1C = 1  # channel of t1c in MODALITIES
 FULL = np.ones((3, 3, 3), bool)
+
+FAITHFUL = (
+    "A sample is a faithful HGG when its main tumour (the largest connected group of labels 1-3, "
+    "of plausible size, holding most tumour voxels) has an enhancing region and a necrotic core, "
+    "the core's border at least half enhancing and the enhancing region brighter on T1Gd than "
+    "the normal brain and the core; a faithful LGG when it has such a tumour and no enhancing "
+    "region anywhere."
+)
+"""What :func:`judge` calls faithful, in one sentence (the module docstring in short)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +246,8 @@ def judge_generator(
     and, for the rest, ``unset="unknown"`` (the unknown slot and the training mean) or
     ``"drawn"`` (from a training case drawn given the set ones, as ``gliomagen generate`` does:
     :func:`gliomagen.generation.fill.draw_donors`, sample ``i`` of a grade with the donor seed
-    ``seed * 1_000_003 + i``; unknown when the model holds no table).
+    ``seed * 1_000_003 + i``; unknown when the model holds no table). The latents and
+    conditions are drawn on the CPU and moved to ``G``'s device; the samples are judged on the CPU.
 
     Args:
         G: a generator (``G(z, cat, cont, truncation_psi=, w_avg=, noise_mode=)`` returns images
@@ -257,6 +268,7 @@ def judge_generator(
     Returns:
         ``{"HGG": [judge(...) per sample], "LGG": [...]}``.
     """
+    dev = next(G.parameters()).device
     grade = schema["grade"]
     names = [f.name for f in schema.categorical]
     gi = names.index("grade")
@@ -283,15 +295,16 @@ def judge_generator(
                 idx = torch.as_tensor(draw_donors(cat.numpy(), cont.numpy(), no_cont, table, seeds))
                 unk = torch.as_tensor(table.unknown).view(1, -1)
                 cat, cont = torch.where(cat == unk, table.cat[idx], cat), table.cont[idx].clone()
+            centre = _condition_centre(w_avg, cat) if psi != 1.0 else None
             img, logits = G(
-                torch.randn(b, G.z_dim, generator=gen),
-                cat,
-                cont,
+                torch.randn(b, G.z_dim, generator=gen).to(dev),
+                cat.to(dev),
+                cont.to(dev),
                 truncation_psi=psi,
-                w_avg=_condition_centre(w_avg, cat) if psi != 1.0 else None,
+                w_avg=None if centre is None else centre.to(dev),
                 noise_mode="random",
             )
-            mask = logits.argmax(1).numpy()
+            img, mask = img.float().cpu(), logits.argmax(1).cpu().numpy()
             res += [judge(img[i].numpy(), mask[i], thresholds) for i in range(b)]
             if tumours is not None:
                 tumours.extend(mask > 0)

@@ -5,7 +5,9 @@ reference of the real sets (:func:`~gliomagen.evaluation.suite.build_reference`:
 extractor, one pass over the held-out and training cases, cached) -> its measure of the synthetic
 cases (:func:`~gliomagen.evaluation.suite.measure`: FD/KID/PRDC with the real-vs-training floor,
 diversity, memorisation, conditional fidelity, mask realism, histograms, all overall and per
-condition) -> optional reconstruction -> the run's training curves; then, in a temporary folder
+condition) -> optional reconstruction -> the optional conditioning judge of the checkpoint
+(:mod:`~gliomagen.evaluation.judge_section`; its checkpoint is loaded and checked before any
+other work) -> the run's training curves; then, in a temporary folder
 beside ``REPORT`` that takes its place at the end (:mod:`gliomagen.evaluation.report_folder`), the
 montages and ``metrics.json``. The report layer renders ``index.html`` from it into the same
 folder before the rename (:func:`gliomagen.report.html.evaluate_report`).
@@ -25,6 +27,7 @@ from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cases import CaseSet, check_compatible
 from gliomagen.evaluation.curves import read_curves
 from gliomagen.evaluation.inputs import held_out_split, resolve, split_spec
+from gliomagen.evaluation.judge_section import check_volumes, judge_section, prepare
 from gliomagen.evaluation.montages import write_montages
 from gliomagen.evaluation.probe import ProbeOptions
 from gliomagen.evaluation.reconstruction import reconstruct
@@ -114,6 +117,8 @@ def evaluate(
     cache_dir: str | os.PathLike[str] | None = None,
     n_reconstruct: int = 8,
     reconstruct_steps: int = 100,
+    n_judge: int = 0,
+    judge_by: str = "cohort",
     device: str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -141,7 +146,7 @@ def evaluate(
         weights: weights file of ``medicalnet`` / ``slices``.
         slice_size: ``slices``: resize every slice to this square side first (e.g. 299 for an
             InceptionV3); ``None`` keeps the grid's size.
-        checkpoint: generator checkpoint for the reconstruction audit.
+        checkpoint: generator checkpoint for the reconstruction audit and the judge.
         run: run folder whose training curves go into the report.
         n_boot: bootstrap resamples of the intervals.
         seed: seed of every random choice.
@@ -153,8 +158,12 @@ def evaluate(
             (default :func:`~gliomagen.evaluation.cache.default_cache_dir`).
         n_reconstruct: held-out cases projected into ``w`` space (with ``checkpoint``).
         reconstruct_steps: optimisation steps per projection.
-        device: where networks run (``cpu`` or ``cuda``): feature extraction, probe training and
-            the projection; similarity measures and statistics run on the CPU.
+        n_judge: with ``checkpoint``: judge ``n_judge`` samples per grade and per value of
+            ``judge_by`` and the training cases (:func:`~gliomagen.evaluation.judge_section.judge_section`,
+            seeded by ``seed``) into ``metrics["conditioning_judge"]``; 0 = no judge (``None`` there).
+        judge_by: a categorical condition of the checkpoint other than ``grade``.
+        device: where networks run (``cpu`` or ``cuda``): feature extraction, probe training,
+            the projection and the judged generator; similarity measures and statistics run on the CPU.
         progress: print progress on stderr.
         log: alternative to ``progress``: called with each progress message.
         finish: called with the temporary report folder and the metrics once ``metrics.json`` and
@@ -171,11 +180,18 @@ def evaluate(
     say = log or (lambda m: _say(progress, m))
     if n_boot < 0:
         raise GliomagenError(f"--bootstrap {n_boot}: must be >= 0")
+    if n_judge < 0:
+        raise GliomagenError(f"--judge {n_judge}: must be >= 0")
+    if n_judge and checkpoint is None:
+        raise GliomagenError(f"--judge {n_judge}: needs --checkpoint (the generator to judge)")
     out = Path(out)
     check_out(out)
     cache = Path(cache_dir) if cache_dir else None
     dev = resolve_device(device)
+    judged = prepare(checkpoint, judge_by, dev) if n_judge and checkpoint is not None else None
     real_set, train_set, syn_set = resolve_sets(real, synthetic, train, cache, progress)
+    if judged is not None:
+        check_volumes(train_set)
     say(f"real: {real_set.name} ({len(real_set)} cases); train: {train_set.name} ({len(train_set)}); "
         f"synthetic: {syn_set.name} ({len(syn_set)})")  # fmt: skip
     options = SuiteOptions(
@@ -191,6 +207,9 @@ def evaluate(
             checkpoint, real_set, n_cases=n_reconstruct, steps=reconstruct_steps, seed=seed,
             device=dev,
         )  # fmt: skip
+    judge = None
+    if judged is not None:
+        judge = judge_section(judged, train_set, n_judge, seed, batch_size, log=say)
     with staged_report(out) as folder:
         say("montages")
         montages = write_montages(
@@ -205,7 +224,7 @@ def evaluate(
             "settings": {"bootstrap": n_boot, "seed": seed, "n_pairs": n_pairs, "ci_level": 0.95, "device": str(dev)},
             "extractor": ref.extractor.info(),
             **{k: measured[k] for k in MEASURED},
-            "montages": montages, "reconstruction": reconstruction,
+            "montages": montages, "reconstruction": reconstruction, "conditioning_judge": judge,
             "curves": read_curves(Path(run)) if run is not None else None,
         })  # fmt: skip
         say("writing metrics.json")

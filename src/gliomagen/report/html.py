@@ -82,6 +82,16 @@ def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * float(v):.1f}%"
 
 
+def _rate_ci(e: Mapping[str, Any] | None) -> str:
+    """``80.0% [62.1, 91.3] (16 of 20)`` of a judge rate ``{"n", "faithful", "rate", "ci"}``."""
+    if not e or e.get("rate") is None:
+        return "n/a (no cases)"
+    text = _pct(e["rate"])
+    if e.get("ci"):
+        text += f" [{100 * e['ci'][0]:.1f}, {100 * e['ci'][1]:.1f}]"
+    return f"{text} ({e['faithful']} of {e['n']})"
+
+
 def _iqr(e: Mapping[str, Any]) -> str:
     if not e or e.get("median") is None:
         return "n/a"
@@ -146,10 +156,10 @@ def render(metrics: Mapping[str, Any], folder: Path) -> str:
         inputs=metrics.get("inputs"), extractor=metrics.get("extractor", {}), settings=metrics.get("settings", {}),
         created=metrics.get("created"), version=metrics.get("gliomagen_version"), distances=metrics.get("distances"),
         diversity=metrics.get("diversity"), memo=memo, memo_rows=memo_rows, memo_hidden=hidden,
-        fidelity=metrics.get("fidelity"), masks=masks, intensity=metrics.get("intensity"), w1_columns=w1_columns,
-        w1_rows=w1_rows, montages=montages, reconstruction=metrics.get("reconstruction"), curves=curves, images=images,
+        fidelity=metrics.get("fidelity"), judge=metrics.get("conditioning_judge"), masks=masks,
+        intensity=metrics.get("intensity"), w1_columns=w1_columns, w1_rows=w1_rows, montages=montages, reconstruction=metrics.get("reconstruction"), curves=curves, images=images,
         few_cases=few_cases(metrics.get("distances")), min_cases=MIN_CASES, kid_scale=figures.KID_SCALE,
-        num=_num, ci=_ci, mean_ci=_mean_ci, pct=_pct, iqr=_iqr, labels=_labels,
+        num=_num, ci=_ci, mean_ci=_mean_ci, pct=_pct, rate_ci=_rate_ci, iqr=_iqr, labels=_labels,
     )  # fmt: skip
 
 

@@ -92,6 +92,21 @@ beside the same classifier on held-out real cases and chance (the majority class
 {% endfor %}</table></div>
 {% endif %}
 
+{% if judge and judge.per_value %}
+<h2 id="judge">Conditioning judge</h2>
+<p class="note">{{ judge.faithful }} {{ judge.samples_per_grade }} samples per grade and {{ judge.by }} value from
+{{ judge.checkpoint }} (seed {{ judge.seed }}; the other conditions {% if judge.unset == "drawn" %}drawn from a training
+case given the set ones, as gliomagen generate does{% else %}unknown: the checkpoint holds no table of training
+conditions{% endif %}); a grade passes when its faithful rate reaches the target. Rates with a {{ judge.interval }};
+the real training cases judged alike are the calibration: what the judge gives real tumours.</p>
+<p><b>{% if judge.passed %}Every {{ judge.by }} and grade reaches its target.{% else %}Not every {{ judge.by }} and grade reaches its target.{% endif %}</b></p>
+<div class="scroll"><table><tr><th class="l">{{ judge.by }}</th><th class="l">grade</th><th>faithful (generated)</th><th>target</th><th class="l">pass</th><th>faithful (real training cases)</th></tr>
+{% for value, e in judge.per_value.items() %}{% for grade in ["HGG", "LGG"] %}{% set g = e[grade] %}<tr{% if not g["pass"] %} class="flag"{% endif %}><td class="l">{{ value }}</td><td class="l">{{ grade }}</td>
+<td>{{ rate_ci(g.generated) }}</td><td>{{ pct(g.target) }}</td><td class="l">{{ "pass" if g["pass"] else "fail" }}</td><td>{{ rate_ci(g.real) }}</td></tr>
+{% endfor %}{% endfor %}</table></div>
+{% elif judge %}<details id="judge"><summary>Conditioning judge: nothing judged</summary></details>
+{% endif %}
+
 {% if masks %}
 <h2 id="masks">Tumour masks</h2>
 <p class="note">Whole-tumour volume (labels 1-3) and enhancing fraction (label 3 / labels 1-3) of the cases with a
