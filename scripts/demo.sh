@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # make demo: the whole pipeline on the built-in phantom cohort, on CPU, in about ten minutes.
-#   phantoms -> prepare -> inspect -> train (demo-cpu) -> generate -> evaluate (HTML report)
-# Usage: scripts/demo.sh [OUT] ; DEMO_TRAIN_MINUTES (default 5) sets the training budget.
+#   phantoms -> prepare -> inspect -> train (the default recipe, a few minutes) -> generate from
+#   the shipped reference model (90 minutes of that recipe) -> evaluate with the conditioning judge
+# Usage: scripts/demo.sh [OUT] ; DEMO_TRAIN_MINUTES (default 4) sets the training budget.
 set -euo pipefail
 OUT=${1:-demo-out}
-MINUTES=${DEMO_TRAIN_MINUTES:-5}
+MINUTES=${DEMO_TRAIN_MINUTES:-4}
 G=".venv/bin/gliomagen"
+PY=".venv/bin/python"
 # Only ever replace a folder an earlier demo wrote (it holds our marker); never a user's folder.
 if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ] && [ ! -f "$OUT/.gliomagen-demo" ]; then
   echo "error: $OUT: exists and was not written by make demo; choose another DEMO=folder" >&2
@@ -17,25 +19,27 @@ touch "$OUT/.gliomagen-demo"
 t0=$(date +%s)
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
-step "phantoms: a BraTS-like cohort, 48 GLI + 16 SSA cases at 2 mm"
-$G phantoms --out "$OUT/phantoms" --cohorts GLI=48,SSA=16 --resolution 2 --seed 0 --workers 2
+step "phantoms: a BraTS-like cohort, 48 GLI + 16 SSA cases at 2 mm (seed 1: none trained the reference model)"
+$G phantoms --out "$OUT/phantoms" --cohorts GLI=48,SSA=16 --resolution 2 --seed 1 --workers 2
 
 step "prepare: store at 32^3 with the clinical labels"
 $G prepare "$OUT/phantoms" --labels "$OUT/phantoms/clinical.csv" --out "$OUT/store" --size 32 --workers 2
 $G inspect "$OUT/store"
 
-step "train: demo-cpu preset for ${MINUTES} minutes"
-$G train "$OUT/store" --run "$OUT/run" --preset demo-cpu --max-minutes "$MINUTES" --device cpu
+step "train: the default recipe (what \`gliomagen train STORE --run RUN\` runs) for ${MINUTES} minutes"
+$G train "$OUT/store" --run "$OUT/run" --max-minutes "$MINUTES" --quiet
+echo "its samples so far: $OUT/run/samples/ (90 minutes of this recipe make the reference model)"
 
-step "generate: 8 HGG and 8 LGG synthetic cases (BraTS layout, 1 mm grid)"
-$G generate --checkpoint "$OUT/run" --n 8 --condition grade=HGG --seed 0 --out "$OUT/synthetic-hgg"
-$G generate --checkpoint "$OUT/run" --n 8 --condition grade=LGG --seed 100 --out "$OUT/synthetic-lgg"
+REF=$($PY -m gliomagen.reference)
+step "generate from the shipped reference model (the same recipe, 90 minutes on the built-in phantoms): 8 HGG + 8 LGG"
+$G generate --checkpoint "$REF" --n 8 --condition grade=HGG --seed 0 --out "$OUT/synthetic-hgg" --quiet
+$G generate --checkpoint "$REF" --n 8 --condition grade=LGG --seed 100 --out "$OUT/synthetic-lgg" --quiet
 
-step "evaluate: synthetic HGG vs held-out real cases, report with training curves"
+step "evaluate: the reference's HGG cases vs held-out cases, and its conditioning judge (100 samples per grade and cohort)"
 $G evaluate --real "$OUT/store:test" --train "$OUT/store:train" --synthetic "$OUT/synthetic-hgg" \
-  --out "$OUT/report" --run "$OUT/run"
+  --checkpoint "$REF" --judge 100 --reconstruct 4 --out "$OUT/report"
 
 step "done"
-echo "samples:   $OUT/run/samples/"
-echo "synthetic: $OUT/synthetic-hgg/ $OUT/synthetic-lgg/"
+echo "your run: $OUT/run/ (samples/, tensorboard/: tensorboard --logdir $OUT/run/tensorboard)"
+echo "synthetic: $OUT/synthetic-hgg/ $OUT/synthetic-lgg/ (the reference model's)"
 echo "report:    $OUT/report/index.html"

@@ -16,7 +16,7 @@ def _help(*cmd: str) -> str:
 
 
 def test_store_option_is_everywhere() -> None:
-    for cmd in (("prepare",), ("inspect",), ("train",), ("utility",)):
+    for cmd in (("prepare",), ("inspect",), ("train",), ("utility",), ("evaluate",)):
         assert "--store" in _help(*cmd), cmd
 
 

@@ -11,7 +11,11 @@ from gliomagen.cli._options import CHECKPOINT_TAKES, DEVICE_HELP, out_option, qu
 from gliomagen.errors import GliomagenError
 
 _REAL = typer.Option(
-    ..., "--real", help="Held-out real cases: STORE:split, or STORE (its test split, else val)."
+    ...,
+    "--real",
+    "--store",
+    help="Held-out real cases: STORE:split, or STORE (its test split, else val); --store is the "
+    "same option.",
 )
 _SYNTHETIC = typer.Option(
     ...,
