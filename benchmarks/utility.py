@@ -35,7 +35,7 @@ Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
 Time (2-core CPU, idle, 2 jobs of 1 thread): one arm at 32^3 (U-Net, 8 filters, batch 2, region
 outputs) costs about 60 s at the defaults (2000 steps, val every 100 on 16 cases, 64 test cases
 scored with Dice + HD95). At n=16 with a generator: 17 arms x 5 seeds = 85 runs + 5 pretrainings,
-about 45 minutes with ``--jobs 2`` (the two processes run about 1.9x faster than one on two free
+about 45 minutes with ``--jobs 2`` (two single-threaded processes side by side on two free
 cores); n in {8, 16, 32} with a generator each about 2 hours.
 
 Numbers are reproducible for a seed on one machine (same torch build and thread count).
