@@ -31,13 +31,13 @@ $G train "$OUT/store" --run "$OUT/run" --max-minutes "$MINUTES" --quiet
 echo "its samples so far: $OUT/run/samples/ (90 minutes of this recipe make the reference model)"
 
 REF=$($PY -m gliomagen.reference)
-step "generate from the shipped reference model (the same recipe, 90 minutes on the built-in phantoms): 8 HGG + 8 LGG"
-$G generate --checkpoint "$REF" --n 8 --condition grade=HGG --seed 0 --out "$OUT/synthetic-hgg" --quiet
-$G generate --checkpoint "$REF" --n 8 --condition grade=LGG --seed 100 --out "$OUT/synthetic-lgg" --quiet
+step "generate from the shipped reference model (the same recipe, 90 minutes on the built-in phantoms): 8 HGG + 8 LGG, truncation 0.8"
+$G generate --checkpoint "$REF" --n 8 --condition grade=HGG --seed 0 --truncation 0.8 --out "$OUT/synthetic-hgg" --quiet
+$G generate --checkpoint "$REF" --n 8 --condition grade=LGG --seed 100 --truncation 0.8 --out "$OUT/synthetic-lgg" --quiet
 
-step "evaluate: the reference's HGG cases vs held-out cases, and its conditioning judge (100 samples per grade and cohort)"
+step "evaluate: the reference's HGG cases vs held-out cases, and its conditioning judge (100 samples per grade and cohort, truncation 0.8)"
 $G evaluate --real "$OUT/store:test" --train "$OUT/store:train" --synthetic "$OUT/synthetic-hgg" \
-  --checkpoint "$REF" --judge 100 --reconstruct 4 --out "$OUT/report"
+  --checkpoint "$REF" --judge 100 --judge-truncation 0.8 --reconstruct 4 --out "$OUT/report"
 
 step "done"
 echo "your run: $OUT/run/ (samples/, tensorboard/: tensorboard --logdir $OUT/run/tensorboard)"

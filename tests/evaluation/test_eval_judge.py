@@ -257,3 +257,31 @@ def test_a_two_d_generator_is_refused(tmp_path: Path) -> None:
     torch.save({**state, "size": [16, 16]}, path)
     with pytest.raises(GliomagenError, match="is a 2D generator; the judge needs 3D volumes"):
         prepare(path, "cohort")
+
+
+def test_judge_truncation_reaches_the_generator_and_the_record(volumes: ModuleType) -> None:
+    seen: list[Any] = []
+
+    class _Recording(_Textbook):
+        def forward(self, z: torch.Tensor, cat: torch.Tensor, cont: torch.Tensor, **kw: Any) -> Any:
+            seen.append(kw.get("truncation_psi"))
+            return super().forward(z, cat, cont, **kw)
+
+    judged = Judged(
+        _Recording(), _fixtures().tiny_schema(), "textbook", "cohort", ["GLI"], "unknown"
+    )
+    out = judge_section(judged, _set(volumes, 4, 1, "T"), 3, 0, psi=0.7)
+    assert seen and all(psi == 0.7 for psi in seen)
+    assert out["truncation"] == 0.7
+
+
+def test_judge_truncation_out_of_range_is_one_error_line(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["evaluate", "--real", "r", "--synthetic", "s", "--out", str(tmp_path / "o"),
+              "--judge-truncation", "1.5"],
+    )  # fmt: skip
+    assert (
+        res.exit_code == 2
+        and res.output.strip() == "error: --judge-truncation 1.5: must be in (0, 1]"
+    )
+    assert not (tmp_path / "o").exists()

@@ -75,6 +75,12 @@ _JUDGE_BY = typer.Option(
     "--judge-by",
     help="--judge: the categorical condition of the checkpoint to judge per value (not grade).",
 )
+_JUDGE_TRUNCATION = typer.Option(
+    1.0,
+    "--judge-truncation",
+    help="--judge: truncate each sample's w toward its condition's mean by this psi in (0, 1] "
+    "(1 = none), as `gliomagen generate --truncation` samples.",
+)
 _BATCH_SIZE = typer.Option(4, "--batch-size", help="Cases per batch when reading and extracting.")
 _DEVICE = typer.Option(
     "auto",
@@ -102,6 +108,7 @@ def evaluate(
     reconstruct: int = _RECONSTRUCT,
     judge: int = _JUDGE,
     judge_by: str = _JUDGE_BY,
+    judge_truncation: float = _JUDGE_TRUNCATION,
     batch_size: int = _BATCH_SIZE,
     device: str = _DEVICE,
     quiet: bool = _QUIET,
@@ -127,7 +134,7 @@ def evaluate(
     metrics = run_evaluation(
         real, synthetic, out, train=train, extractor=extractor, weights=weights, checkpoint=checkpoint, run=run,
         n_boot=bootstrap, seed=seed, n_pairs=pairs, batch_size=batch_size, n_reconstruct=reconstruct,
-        n_judge=judge, judge_by=judge_by,
+        n_judge=judge, judge_by=judge_by, judge_truncation=judge_truncation,
         probe_options=ProbeOptions(size=probe_size, steps=probe_steps, seed=seed), device=device,
         progress=not quiet, slice_size=slice_size,
     )  # fmt: skip

@@ -56,6 +56,7 @@ class Judged:
         values: the values of ``by`` (its categories in the schema).
         unset: how the conditions neither the grade nor ``by`` set are given: ``drawn`` (from the
             checkpoint's table of training conditions) or ``unknown`` (it holds no table).
+        w_avg: the checkpoint's per-condition mean ``w`` (truncation's centre), if it has one.
     """
 
     G: Any
@@ -64,6 +65,7 @@ class Judged:
     by: str
     values: list[str]
     unset: str
+    w_avg: Any = None
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | None:
@@ -93,7 +95,7 @@ def prepare(
             is not another categorical condition of the checkpoint, or a table of training
             conditions that does not fit the schema (one line, naming the option).
     """
-    G, schema, _config, _meta = load_generator(checkpoint, device=device)
+    G, schema, _config, meta = load_generator(checkpoint, device=device)
     dims = len(tuple(G.size))  # type: ignore[arg-type]
     if dims != 3:
         raise GliomagenError(
@@ -111,7 +113,9 @@ def prepare(
             f"(its categorical conditions: {others})"
         )
     unset = "drawn" if case_table(G, schema) is not None else "unknown"
-    return Judged(G, schema, str(checkpoint), by, list(schema[by].categories), unset)
+    return Judged(
+        G, schema, str(checkpoint), by, list(schema[by].categories), unset, meta.get("w_avg")
+    )
 
 
 def check_volumes(train: CaseSet) -> None:
@@ -169,6 +173,7 @@ def judge_section(
     seed: int,
     batch_size: int = 4,
     log: Callable[[str], None] | None = None,
+    psi: float = 1.0,
 ) -> dict[str, Any]:
     """Judge ``n`` samples per grade and per value of ``judged.by``, and the training cases.
 
@@ -182,6 +187,8 @@ def judge_section(
         seed: seed of the samples.
         batch_size: cases per batch when reading the training cases.
         log: called with each progress message.
+        psi: truncation toward each condition's mean ``w`` (1 = none), as ``generate
+            --truncation`` samples.
 
     Returns:
         The ``conditioning_judge`` section: ``{"by", "samples_per_grade", "seed", "unset",
@@ -205,7 +212,7 @@ def judge_section(
         say(f"conditioning judge: {by}={value}")
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
-            gen = judge_generator(G, judged.schema, n, seed, thresholds=th,
+            gen = judge_generator(G, judged.schema, n, seed, thresholds=th, psi=psi, w_avg=judged.w_avg,
                                   conditions={by: value}, unset="drawn")  # fmt: skip
         entry: dict[str, Any] = {}
         for grade in GRADES:
@@ -219,7 +226,7 @@ def judge_section(
         per_value[value] = entry
     verdicts = [bool(e[g]["pass"]) for e in per_value.values() for g in GRADES]
     return {
-        "checkpoint": judged.checkpoint, "by": by, "samples_per_grade": n, "seed": seed,
+        "checkpoint": judged.checkpoint, "by": by, "samples_per_grade": n, "seed": seed, "truncation": psi,
         "unset": judged.unset, "grid": list(G.size), "targets": dict(TARGETS),
         "interval": "95% Wilson score interval", "faithful": FAITHFUL,
         "thresholds": dataclasses.asdict(th),

@@ -119,6 +119,7 @@ def evaluate(
     reconstruct_steps: int = 100,
     n_judge: int = 0,
     judge_by: str = "cohort",
+    judge_truncation: float = 1.0,
     device: str = "cpu",
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -162,6 +163,8 @@ def evaluate(
             ``judge_by`` and the training cases (:func:`~gliomagen.evaluation.judge_section.judge_section`,
             seeded by ``seed``) into ``metrics["conditioning_judge"]``; 0 = no judge (``None`` there).
         judge_by: a categorical condition of the checkpoint other than ``grade``.
+        judge_truncation: the judge's samples are truncated toward each condition's mean ``w``
+            (1 = none; in (0, 1]), as ``gliomagen generate --truncation`` samples.
         device: where networks run (``cpu`` or ``cuda``): feature extraction, probe training,
             the projection and the judged generator; similarity measures and statistics run on the CPU.
         progress: print progress on stderr.
@@ -182,6 +185,8 @@ def evaluate(
         raise GliomagenError(f"--bootstrap {n_boot}: must be >= 0")
     if n_judge < 0:
         raise GliomagenError(f"--judge {n_judge}: must be >= 0")
+    if not 0.0 < judge_truncation <= 1.0:
+        raise GliomagenError(f"--judge-truncation {judge_truncation}: must be in (0, 1]")
     if n_judge and checkpoint is None:
         raise GliomagenError(f"--judge {n_judge}: needs --checkpoint (the generator to judge)")
     out = Path(out)
@@ -209,7 +214,9 @@ def evaluate(
         )  # fmt: skip
     judge = None
     if judged is not None:
-        judge = judge_section(judged, train_set, n_judge, seed, batch_size, log=say)
+        judge = judge_section(
+            judged, train_set, n_judge, seed, batch_size, log=say, psi=judge_truncation
+        )
     with staged_report(out) as folder:
         say("montages")
         montages = write_montages(

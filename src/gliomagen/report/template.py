@@ -95,7 +95,7 @@ beside the same classifier on held-out real cases and chance (the majority class
 {% if judge and judge.per_value %}
 <h2 id="judge">Conditioning judge</h2>
 <p class="note">{{ judge.faithful }} {{ judge.samples_per_grade }} samples per grade and {{ judge.by }} value from
-{{ judge.checkpoint }} (seed {{ judge.seed }}; the other conditions {% if judge.unset == "drawn" %}drawn from a training
+{{ judge.checkpoint }} (seed {{ judge.seed }}{% if judge.truncation is defined and judge.truncation < 1 %}; truncation psi {{ judge.truncation }} toward each condition's mean w{% endif %}; the other conditions {% if judge.unset == "drawn" %}drawn from a training
 case given the set ones, as gliomagen generate does{% else %}unknown: the checkpoint holds no table of training
 conditions{% endif %}); a grade passes when its faithful rate reaches the target. Rates with a {{ judge.interval }};
 the real training cases judged alike are the calibration: what the judge gives real tumours.</p>
