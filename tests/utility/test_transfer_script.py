@@ -29,7 +29,7 @@ def test_noise_level_is_the_high_pass_spread_inside_the_brain() -> None:
     rng = np.random.default_rng(0)
     smooth = np.full((1, 2, 16, 16, 16), 0.2, np.float32)
     smooth[:, :, :2] = -1.0  # background and the brain's edge, left out
-    assert _module().noise_level(smooth) == pytest.approx(0.0, abs=1e-6)
+    assert _module().noise_level(smooth) < 1e-3
     noisy = smooth + np.where(smooth > -1, rng.normal(0, 0.05, smooth.shape), 0).astype(np.float32)
     level = _module().noise_level(noisy)
     assert 0.035 < level < 0.05  # white noise loses a little to the sigma-1 smoothing it includes
