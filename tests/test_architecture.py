@@ -19,7 +19,7 @@ PKG = SRC / "gliomagen"
 # lowest first; a module may import its own package and any package of a lower layer
 LAYERS: list[set[str]] = [
     {"", "errors"},  # "" = gliomagen/__init__.py (the package's constants)
-    {"io"},
+    {"io", "reference"},  # reference: the shipped model file and its path
     {"config"},
     {"data"},
     {"models"},
