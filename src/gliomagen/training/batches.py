@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gliomagen.config import check_store_size
+from gliomagen.config import check_hierarchical, check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
@@ -68,6 +68,8 @@ class TrainingData:
         ).reshape(len(store), len(cont_cols))
         self.size = tuple(int(s) for s in store.size)
         check_store_size(cfg, self.size, name)  # 2D/3D mismatch or a data.size not the store's
+        if cfg.model.hierarchical:
+            check_hierarchical(cfg, self.size)
         try:
             plan_grid(self.size)
         except ValueError as exc:
