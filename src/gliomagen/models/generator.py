@@ -100,9 +100,7 @@ class SynthesisNetwork(nn.Module):
             self.layer_w_index.append(0)
         else:
             self.layers.append(
-                StyledLayer(
-                    chans[i - 1], chans[i], self.w_dim, shape, up=True, seed=2 * i - 1, **kw
-                )
+                StyledLayer(chans[i - 1], chans[i], self.w_dim, shape, up=True, seed=2 * i - 1, **kw)
             )
             self.layers.append(
                 StyledLayer(chans[i], chans[i], self.w_dim, shape, up=False, seed=2 * i, **kw)
