@@ -40,7 +40,7 @@ from gliomagen.config.schema import (
     StyleKind,
     TrainConfig,
 )
-from gliomagen.config.validate import check_store_size
+from gliomagen.config.validate import check_hierarchical, check_store_size
 from gliomagen.config.values import (
     apply_overrides,
     dump_yaml,
@@ -65,6 +65,7 @@ __all__ = [
     "StyleKind",
     "TrainConfig",
     "apply_overrides",
+    "check_hierarchical",
     "check_store_size",
     "dump_yaml",
     "from_dict",

@@ -43,6 +43,12 @@ class ModelConfig:
     # z from a Gaussian fitted to the encoded training cases (gliomagen.training.latent_prior)
     latent_prior_components: int = 1  # >1: that fit is a mixture of this many Gaussians with a
     # shared covariance (draws stay near clusters of cases instead of between them)
+    # hierarchical (HA-GAN-like, gliomagen.models.hierarchical): G renders the whole volume at
+    # low_res^3 and, in training, sub_volumes boxes of sub_volume^3 at the full grid; D judges both
+    hierarchical: bool = False
+    low_res: int = 32  # side of the low-resolution whole volume (full side / a power of two)
+    sub_volume: int = 32  # side of a high-resolution training sub-volume (and inference tile)
+    sub_volumes: int = 1  # sub-volumes per sample per step
     d_mask: Literal["soft", "straight_through"] = "soft"  # G's mask as D sees it: softmax, or
     # one-hot of the argmax with the softmax's gradient (what the user gets is the argmax)
 
@@ -181,4 +187,3 @@ REMOVED_KEYS: dict[str, tuple[Any, str]] = {
 """Keys that options measured not to help once had: ``key -> (its 'off' value, what it was)``.
 A configuration or checkpoint holding the 'off' value loads as if the key were absent; any other
 value is refused (:func:`set_value`)."""
-

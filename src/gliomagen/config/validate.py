@@ -93,6 +93,55 @@ def validate_config(cfg: Config) -> None:
     _validate_ranges(cfg)
     _validate_combinations(cfg)
     _validate_data(cfg)
+    if cfg.model.hierarchical:
+        check_hierarchical(cfg, cfg.data.size)
+
+
+def check_hierarchical(cfg: Config, size: typing.Sequence[int] | None) -> None:
+    """Refuse a hierarchical configuration (``model.hierarchical``) that does not fit itself or
+    the grid ``size`` (``None``: the store's, checked once it is known), with one line naming the key."""
+    m, lo = cfg.model, cfg.loss
+    for ok, key, what in (
+        (cfg.data.spatial_dims != 2, "data.spatial_dims", "model.hierarchical is for 3D volumes, not 2D slices"),
+        (m.style == "modulated", "model.style", "model.hierarchical needs modulated (AdaIN normalises over a sub-volume)"),
+        (m.sub_volumes >= 1, "model.sub_volumes", "must be >= 1"),
+        (not m.encoder, "model.encoder", "the VAE-GAN encoder is not supported with model.hierarchical yet"),
+        (lo.presence_weight == 0, "loss.presence_weight", "is not supported with model.hierarchical yet (set 0)"),
+        (lo.focality_weight == 0, "loss.focality_weight", "is not supported with model.hierarchical yet (set 0)"),
+        (lo.kind != "wgan-gp", "loss.kind", "wgan-gp is not supported with model.hierarchical yet"),
+        (m.d_freeze_blocks == 0, "model.d_freeze_blocks", "is not supported with model.hierarchical (set 0)"),
+        (not cfg.train.compile, "train.compile", "is not supported with model.hierarchical yet (set false)"),
+    ):  # fmt: skip
+        _need(cfg, ok, key, what)
+    if size is None:
+        return
+    sides = [int(s) for s in size]
+    grid = "x".join(map(str, sides))
+    _need(cfg, len(sides) == 3, "model.hierarchical", f"is for 3D volumes, not a {grid} grid")
+    _need(cfg, len(set(sides)) == 1, "model.hierarchical", f"needs a cubic grid, got {grid}")
+    side, low = sides[0], m.low_res
+    factor = side // low if low > 0 else 0
+    _need(
+        cfg,
+        low > 0 and side % low == 0 and factor >= 2 and factor & (factor - 1) == 0,
+        "model.low_res",
+        f"must be the grid side {side} divided by a power of two >= 2 (e.g. {side // 2}, {side // 4})",
+    )
+    try:
+        plan_grid((low,) * 3)
+    except ValueError as exc:
+        raise GliomagenError(f"model.low_res={low}: {exc}") from None
+    sub = m.sub_volume
+    _need(
+        cfg,
+        sub % factor == 0 and factor <= sub <= side,
+        "model.sub_volume",
+        f"must be a multiple of {factor} (grid {side} / model.low_res {low}) and at most {side}",
+    )
+    try:
+        plan_grid((sub,) * 3)
+    except ValueError as exc:
+        raise GliomagenError(f"model.sub_volume={sub}: {exc}") from None
 
 
 def _validate_ranges(cfg: Config) -> None:

@@ -19,6 +19,8 @@ from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.fastops import set_activation_checkpointing
 from gliomagen.models.generator import Generator, SynthesisNetwork
 from gliomagen.models.grid import plan_grid
+from gliomagen.models.hierarchical import HierarchicalSynthesis
+from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
 from gliomagen.models.mapping import MappingNetwork
 
 
@@ -51,6 +53,13 @@ def build_generator(
         A :class:`Generator` producing ``(images [N, n_modalities, *size], mask_logits [N, 4, *size])``.
     """
     m = _model_cfg(cfg)
+    synthesis = None
+    if getattr(m, "hierarchical", False):  # low-res whole volume + high-res boxes
+        synthesis = HierarchicalSynthesis(
+            tuple(size), m.low_res, m.sub_volume, m.w_dim, m.g_channels, m.g_max_channels,
+            n_modalities, len(MASK_CLASSES), m.noise, m.mask_first, m.fused_modconv,
+            getattr(m, "mask_head", "softmax"),
+        )  # fmt: skip
     G = Generator(
         size=tuple(size),
         cat_sizes=cat_sizes(schema),
@@ -69,6 +78,7 @@ def build_generator(
         mask_first=m.mask_first,
         fused_modconv=m.fused_modconv,
         mask_head=getattr(m, "mask_head", "softmax"),
+        synthesis=synthesis,
     )
     if getattr(m, "start", "const") == "latent":
         G.synthesis.add_latent_start()
@@ -88,11 +98,18 @@ def build_generator(
 
 def build_discriminator(
     cfg: Any, schema: ConditionSchema, size: Sequence[int], n_modalities: int = 4
-) -> Discriminator:
-    """Build the discriminator (same arguments as :func:`build_generator`)."""
+) -> Discriminator | HierarchicalDiscriminator:
+    """Build the discriminator (same arguments as :func:`build_generator`); with
+    ``model.hierarchical`` a :class:`HierarchicalDiscriminator`."""
     m = _model_cfg(cfg)
-    D = Discriminator(
+    kind: Any = Discriminator
+    extra: dict[str, Any] = {}
+    if getattr(m, "hierarchical", False):  # low-res whole volume + sub-volume with position
+        kind = HierarchicalDiscriminator
+        extra = {"low_res": m.low_res, "sub_volume": m.sub_volume}
+    D = kind(
         size=tuple(size),
+        **extra,
         cat_sizes=cat_sizes(schema),
         n_cont=len(schema.continuous),
         n_img=n_modalities,
@@ -130,6 +147,8 @@ __all__ = [
     "DOutput",
     "Discriminator",
     "Generator",
+    "HierarchicalDiscriminator",
+    "HierarchicalSynthesis",
     "MappingNetwork",
     "SynthesisNetwork",
     "ada_adjust",

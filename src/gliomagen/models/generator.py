@@ -147,6 +147,21 @@ class SynthesisNetwork(nn.Module):
         Returns:
             ``(images [N, n_img, *size] in [-1, 1], mask_logits [N, n_cls, *size])``.
         """
+        _x, img, logits = self.features(ws, noise_mode, noise_seeds)
+        return finish_outputs(img, logits, self.mask_head)
+
+    def features(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise_seeds: Sequence[int] | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last level's features and the raw head sums, before :func:`finish_outputs`.
+
+        Returns:
+            ``(features [N, C, *size], raw images [N, n_img, *size], raw mask [N, n_cls, *size])``
+            (the hierarchical generator continues from these, :mod:`gliomagen.models.hierarchical`).
+        """
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         gens = None
@@ -168,15 +183,20 @@ class SynthesisNetwork(nn.Module):
         for level, head in enumerate(self.heads):
             n_layers = 1 if level == 0 else 2
             for _ in range(n_layers):
-                x = self.layers[li](
-                    x, ws[:, self.layer_w_index[li]], noise_mode, gens, noises[li]
-                )
+                x = self.layers[li](x, ws[:, self.layer_w_index[li]], noise_mode, gens, noises[li])
                 li += 1
             img, logits = head(x, ws[:, self.head_w_index[level]], img, logits)
         assert img is not None and logits is not None
-        img = img.float()  # a fresh tensor (an upsampled sum): tanh in place
-        img = torch.tanh_(img) if can_write(img) else torch.tanh(img)
-        return img, to_logits(logits.float(), self.mask_head)
+        return x, img, logits
+
+
+def finish_outputs(
+    img: torch.Tensor, raw_mask: torch.Tensor, mask_head: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw head sums -> ``(images in [-1, 1] (tanh), mask logits)``, both float32."""
+    img = img.float()  # a fresh tensor (an upsampled sum): tanh in place
+    img = torch.tanh_(img) if can_write(img) else torch.tanh(img)
+    return img, to_logits(raw_mask.float(), mask_head)
 
 
 class Generator(nn.Module):
@@ -211,24 +231,29 @@ class Generator(nn.Module):
         mask_first: bool = True,
         fused_modconv: bool = True,
         mask_head: str = "softmax",
+        synthesis: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.z_dim, self.w_dim = z_dim, w_dim
         self.mapping = MappingNetwork(
             z_dim, w_dim, cat_sizes, n_cont, embed_dim, mapping_layers, mapping_lr_mul
         )
-        self.synthesis = SynthesisNetwork(
-            size,
-            w_dim,
-            channels,
-            max_channels,
-            style,
-            n_img,
-            n_cls,
-            noise,
-            mask_first,
-            fused_modconv,
-            mask_head,
+        self.synthesis: Any = (
+            synthesis
+            if synthesis is not None
+            else SynthesisNetwork(
+                size,
+                w_dim,
+                channels,
+                max_channels,
+                style,
+                n_img,
+                n_cls,
+                noise,
+                mask_first,
+                fused_modconv,
+                mask_head,
+            )
         )
         self.num_ws = self.synthesis.num_ws
         self.size = self.synthesis.size
@@ -274,6 +299,7 @@ __all__ = [  # the grid and level names stay importable from here
     "OutputHeads",
     "StyledLayer",
     "SynthesisNetwork",
+    "finish_outputs",
     "level_channels",
     "plan_grid",
 ]

@@ -7,8 +7,9 @@ with masks) and selects the condition columns the model uses.
 for the *global* batch (all workers, all accumulation rounds) and hands each worker its rows. So a
 run does not depend on how its batch is split (one worker == N data-parallel workers), and resuming
 at step ``s`` replays exactly what an uninterrupted run does at ``s``. Streams of a step: 0 and 1
-the phases ``G`` and ``D``, 2 the encoder's reparameterisation noise (``model.encoder``), 99 (with
-the epoch for the step) the order of the training cases.
+the phases ``G`` and ``D``, 2 the encoder's reparameterisation noise (``model.encoder``), 3 and 4
+the sub-volume corners and their augmentation of the phases ``G`` and ``D`` (``model.hierarchical``),
+99 (with the epoch for the step) the order of the training cases.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gliomagen.config import check_store_size
+from gliomagen.config import check_hierarchical, check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
@@ -68,6 +69,8 @@ class TrainingData:
         ).reshape(len(store), len(cont_cols))
         self.size = tuple(int(s) for s in store.size)
         check_store_size(cfg, self.size, name)  # 2D/3D mismatch or a data.size not the store's
+        if cfg.model.hierarchical:
+            check_hierarchical(cfg, self.size)
         try:
             plan_grid(self.size)
         except ValueError as exc:
@@ -143,6 +146,25 @@ class PhaseDraws:
     mix_cutoff: torch.Tensor | None
     gp_alpha: torch.Tensor
     enc_eps: torch.Tensor | None = None
+    corners: torch.Tensor | None = None
+    aug_sub_fake: dict[str, torch.Tensor] | None = None
+    aug_sub_real: dict[str, torch.Tensor] | None = None
+
+
+@dataclass(frozen=True)
+class SubVolumePlan:
+    """Where a hierarchical run's sub-volumes may lie: ``count`` boxes of ``side``^3 per step on
+    the ``full``^3 grid, their corners on multiples of ``step`` (full side / ``model.low_res``)."""
+
+    full: int
+    side: int
+    step: int
+    count: int
+
+    def corners(self, g: torch.Generator) -> torch.Tensor:
+        """``[count, 3]`` long corners, uniform over the allowed positions."""
+        positions = (self.full - self.side) // self.step + 1
+        return torch.randint(positions, (self.count, 3), generator=g) * self.step
 
 
 class StepPlan:
@@ -161,6 +183,8 @@ class StepPlan:
         size: volume grid.
         encoder: whether G encodes the reals (phase ``G`` then draws the reparameterisation
             noise ``enc_eps``).
+        sub_volumes: a hierarchical run's sub-volume plan (``size`` is then the low-resolution
+            grid that D's augmentation sees), or ``None``.
     """
 
     def __init__(
@@ -178,6 +202,7 @@ class StepPlan:
         augment: AugmentPipe | None,
         size: tuple[int, ...],
         encoder: bool = False,
+        sub_volumes: SubVolumePlan | None = None,
     ) -> None:
         if batch % (accum * world):
             raise GliomagenError(
@@ -194,6 +219,7 @@ class StepPlan:
         self.micro = batch // (accum * world)
         self.z_dim, self.num_ws, self.style_mixing = z_dim, num_ws, style_mixing
         self.augment, self.size, self.encoder = augment, size, encoder
+        self.sub_volumes = sub_volumes
         self._perms: dict[int, torch.Tensor] = {}
 
     def _perm(self, epoch: int) -> torch.Tensor:
@@ -236,7 +262,7 @@ class StepPlan:
         enc_eps = None
         if self.encoder and phase == "G":  # its own stream: the other draws stay as they were
             enc_eps = torch.randn(b, self.z_dim, generator=step_generator(self.seed, step, 2))
-        return PhaseDraws(
+        draws = PhaseDraws(
             z,
             rows,
             seeds,
@@ -247,6 +273,15 @@ class StepPlan:
             gp_alpha,
             enc_eps,
         )
+        sv = self.sub_volumes
+        if sv is not None:  # its own stream: the other draws stay as they were
+            gh = step_generator(self.seed, step, 3 if phase == "G" else 4)
+            draws.corners = sv.corners(gh)
+            if self.augment is not None:
+                sub = (sv.side,) * 3
+                draws.aug_sub_fake = self.augment.sample_params(b, p, sub, gh)
+                draws.aug_sub_real = self.augment.sample_params(b, p, sub, gh)
+        return draws
 
 
 @dataclass
@@ -266,6 +301,9 @@ class MicroBatch:
         enc_eps: ``[n, z_dim]`` standard-normal noise of the encoder's reparameterisation
             (``None``: drawn from the global generator, outside the training loop).
         step: the optimiser step (schedules such as the KL warm-up; ``None``: no schedule).
+        corners: ``[K, 3]`` full-grid corners of the step's sub-volumes, shared by the
+            micro-batch's samples (``model.hierarchical``; ``None`` otherwise).
+        aug_sub_real / aug_sub_fake: the sub-volumes' augmentation parameters.
     """
 
     real_img: torch.Tensor
@@ -283,6 +321,9 @@ class MicroBatch:
     gp_alpha: torch.Tensor | None = None
     step: int | None = None
     enc_eps: torch.Tensor | None = None
+    corners: torch.Tensor | None = None
+    aug_sub_real: dict[str, torch.Tensor] | None = None
+    aug_sub_fake: dict[str, torch.Tensor] | None = None
 
 
 def slice_params(

@@ -46,6 +46,7 @@ from gliomagen.models import cat_sizes
 from gliomagen.models.augment import ada_adjust
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import StepBatchSampler, TrainingData, stack_items
+from gliomagen.training.hierarchical import HierarchicalLoss
 from gliomagen.training.init_from import check_init_args, init_networks
 from gliomagen.training.latent_prior import PriorSchedule
 from gliomagen.training.losses import StyleGANLoss
@@ -122,7 +123,8 @@ class Trainer:
         self.d_frozen = frozen_d_parameters(cfg, self.D)  # FreezeD: never trained
         self.opt_G, self.opt_D = build_optimisers(cfg, self.G, self.D)
         augment = build_augment_pipe(cfg, self.data)
-        self.loss = StyleGANLoss(
+        loss_kind = HierarchicalLoss if cfg.model.hierarchical else StyleGANLoss
+        self.loss = loss_kind(
             self.G,
             self.D,
             cfg,

@@ -196,17 +196,23 @@ class StyleGANLoss:
     def _generate(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(images, soft mask probabilities, w)`` for a micro-batch (with style mixing)."""
         with self.autocast():
-            w = self.mapping(mb.z, mb.gen_cat, mb.gen_cont)  # [n, w_dim]
-            ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [n, num_ws, w_dim]
-            if mb.mix_z is not None and mb.mix_cutoff is not None:
-                w2 = self.mapping(mb.mix_z, mb.gen_cat, mb.gen_cont)
-                layer = torch.arange(self.num_ws, device=w.device).reshape(1, -1)
-                cutoff = mb.mix_cutoff.to(w.device).reshape(-1, 1)
-                take = (layer >= cutoff).unsqueeze(2)  # [n, num_ws, 1]
-                ws = torch.where(take, w2.unsqueeze(1), ws)
+            ws, w = self.styles(mb)
             seeds = torch.tensor(mb.noise_seeds, dtype=torch.int64)  # a tensor: no per-value guards
             img, logits = self.synthesis(ws, noise_mode="random", noise_seeds=seeds)
         return img.float(), torch.softmax(logits.float(), dim=1), w.float()
+
+    def styles(self, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ws [n, num_ws, w_dim], w [n, w_dim])`` of a micro-batch, with its style mixing
+        (call it under :attr:`autocast`)."""
+        w = self.mapping(mb.z, mb.gen_cat, mb.gen_cont)  # [n, w_dim]
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)  # [n, num_ws, w_dim]
+        if mb.mix_z is not None and mb.mix_cutoff is not None:
+            w2 = self.mapping(mb.mix_z, mb.gen_cat, mb.gen_cont)
+            layer = torch.arange(self.num_ws, device=w.device).reshape(1, -1)
+            cutoff = mb.mix_cutoff.to(w.device).reshape(-1, 1)
+            take = (layer >= cutoff).unsqueeze(2)  # [n, num_ws, 1]
+            ws = torch.where(take, w2.unsqueeze(1), ws)
+        return ws, w
 
     def run_D(
         self,

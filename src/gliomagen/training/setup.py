@@ -26,7 +26,7 @@ from gliomagen.models import (
 )
 from gliomagen.models.augment import AugmentPipe
 from gliomagen.training import distributed as dd
-from gliomagen.training.batches import StepPlan, TrainingData
+from gliomagen.training.batches import StepPlan, SubVolumePlan, TrainingData
 
 
 def open_store(store: Any, cfg: Config) -> tuple[Any, str]:
@@ -84,6 +84,8 @@ def frozen_d_parameters(cfg: Config, D: Discriminator) -> list[torch.nn.Paramete
         GliomagenError: ``N`` is more than D's residual blocks at this grid.
     """
     n = int(cfg.model.d_freeze_blocks)
+    if n == 0:
+        return []
     if n > len(D.blocks):
         raise GliomagenError(
             f"model.d_freeze_blocks={n}: D has {len(D.blocks)} residual blocks at "
@@ -147,7 +149,12 @@ def build_plan(
     cfg: Config, data: TrainingData, dist: dd.DistInfo, num_ws: int, augment: AugmentPipe | None
 ) -> StepPlan:
     """The run's :class:`~gliomagen.training.batches.StepPlan` (every step's random draws)."""
-    t = cfg.train
+    t, m = cfg.train, cfg.model
+    size, sub_volumes = data.size, None
+    if m.hierarchical:  # D's augmentation sees the low-res grid; the boxes have their own
+        size = (m.low_res,) * len(data.size)
+        factor = data.size[0] // m.low_res
+        sub_volumes = SubVolumePlan(data.size[0], m.sub_volume, factor, m.sub_volumes)
     return StepPlan(
         seed=t.seed,
         n_train=len(data.train_index),
@@ -159,8 +166,9 @@ def build_plan(
         num_ws=num_ws,
         style_mixing=t.style_mixing,
         augment=augment,
-        size=data.size,
+        size=size,
         encoder=bool(cfg.model.encoder),
+        sub_volumes=sub_volumes,
     )
 
 

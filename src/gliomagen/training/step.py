@@ -60,6 +60,9 @@ def micro_batch(
         gp_alpha=draws.gp_alpha[rows],
         step=step,
         enc_eps=None if draws.enc_eps is None else draws.enc_eps[rows].to(device),
+        corners=draws.corners,
+        aug_sub_real=slice_params(draws.aug_sub_real, rows),
+        aug_sub_fake=slice_params(draws.aug_sub_fake, rows),
     )
 
 
