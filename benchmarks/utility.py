@@ -25,8 +25,8 @@ Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
   docs/experiments/2026-12-07-utility-and-conditioning.md): the package's phantoms at n=16 (stand-in
   +0.7 / +1.2 points at 1x / 4x), the hard SSA cohort at n=4 (+3.1 / +3.0) and n=16 (+1.5 / +2.1):
   the real arm converged, but the arms with more data had not used it. At 2000 steps (the default
-  now; the real arm still peaks on val by step ~1000) the hard cohort at n=16 shows +8.3 points for
-  the stand-in at 4x (2 seeds; docs/experiments/2026-12-07-utility-headroom.md). The segmenter is
+  now; the real arm still peaks on val by step ~1000) the hard cohort at n=16 shows +6.5 points for
+  the stand-in at 4x and +2.9 at 1x (5 seeds; docs/experiments/2026-12-07-utility-headroom.md). The segmenter is
   region-based (WT/TC/ET sigmoids, Dice + BCE, the BraTS recipe): with a 4-class softmax it never
   predicted ET at 32^3. The defaults are the hard cohort (``--phantoms hard``: SNR 8-20, bias 0.25,
   per-subject tissue contrast jitter 0.25) and n in {8, 16, 32} (the issue's sizes; n=16 is the
