@@ -78,7 +78,8 @@ def seam_steps(
     """
     if len(borders) != 3:
         raise ValueError(f"need border planes for 3 axes, got {len(borders)}")
-    on, off = [], []
+    on: list[float] = []
+    off: list[float] = []
     for axis, planes in enumerate(borders):
         steps = plane_steps(volume, axis, mask)
         chosen = {int(p) for p in planes}

@@ -100,7 +100,9 @@ class SynthesisNetwork(nn.Module):
             self.layer_w_index.append(0)
         else:
             self.layers.append(
-                StyledLayer(chans[i - 1], chans[i], self.w_dim, shape, up=True, seed=2 * i - 1, **kw)
+                StyledLayer(
+                    chans[i - 1], chans[i], self.w_dim, shape, up=True, seed=2 * i - 1, **kw
+                )
             )
             self.layers.append(
                 StyledLayer(chans[i], chans[i], self.w_dim, shape, up=False, seed=2 * i, **kw)
@@ -255,7 +257,7 @@ class Generator(nn.Module):
                 mask_head,
             )
         )
-        self.num_ws = self.synthesis.num_ws
+        self.num_ws: int = getattr(self.synthesis, "num_ws")  # noqa: B009 (typed as int for mypy)
         self.size = self.synthesis.size
         self.encoder: nn.Module | None = None  # VAE-GAN option, set by build_generator
 

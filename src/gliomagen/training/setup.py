@@ -25,6 +25,7 @@ from gliomagen.models import (
     build_generator,
 )
 from gliomagen.models.augment import AugmentPipe
+from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
 from gliomagen.training import distributed as dd
 from gliomagen.training.batches import StepPlan, SubVolumePlan, TrainingData
 
@@ -62,7 +63,7 @@ def set_cpu_threads(cfg: Config, dist: dd.DistInfo) -> None:
 
 def build_networks(
     cfg: Config, data: TrainingData, dist: dd.DistInfo
-) -> tuple[Generator, Discriminator, Generator]:
+) -> tuple[Generator, Discriminator | HierarchicalDiscriminator, Generator]:
     """``(G, D, G_ema)`` seeded with ``train.seed``, on the worker's device, equal on all workers."""
     torch.manual_seed(cfg.train.seed)
     dev = dist.device
@@ -76,7 +77,7 @@ def build_networks(
     return G, D, G_ema
 
 
-def frozen_d_parameters(cfg: Config, D: Discriminator) -> list[torch.nn.Parameter]:
+def frozen_d_parameters(cfg: Config, D: torch.nn.Module) -> list[torch.nn.Parameter]:
     """D's parameters that ``model.d_freeze_blocks = N`` freezes (FreezeD, Mo et al. 2020): the
     input conv and the first ``N`` residual blocks from the input side (none for ``N = 0``).
 
@@ -84,7 +85,7 @@ def frozen_d_parameters(cfg: Config, D: Discriminator) -> list[torch.nn.Paramete
         GliomagenError: ``N`` is more than D's residual blocks at this grid.
     """
     n = int(cfg.model.d_freeze_blocks)
-    if n == 0:
+    if n == 0 or not isinstance(D, Discriminator):  # the hierarchical D refuses FreezeD (config)
         return []
     if n > len(D.blocks):
         raise GliomagenError(
@@ -111,7 +112,7 @@ def generator_param_groups(cfg: Config, G: Generator) -> list[dict[str, Any]]:
 
 
 def build_optimisers(
-    cfg: Config, G: Generator, D: Discriminator
+    cfg: Config, G: Generator, D: torch.nn.Module
 ) -> tuple[torch.optim.AdamW, torch.optim.AdamW]:
     """AdamW for G and D (decoupled weight decay; with wd = 0 it is Adam). With lazy R1, D's
     learning rate and betas are scaled by ``r1_interval / (r1_interval + 1)`` (StyleGAN2).
