@@ -210,7 +210,7 @@ def measure_checkpoint(
     ckpt: Path, ssa_store: Path, args: argparse.Namespace, cache: Path
 ) -> dict[str, Any]:
     """FD / KID (with the floor), judge rates and noise level of one checkpoint's SSA samples."""
-    G, schema, _cfg, meta = load_generator(ckpt)
+    G, schema, _cfg, _meta = load_generator(ckpt)
     opts = suite.SuiteOptions(by_condition=False)
     check = HeldOutCheck(ssa_store, schema, opts, n_samples=args.samples, z_dim=G.z_dim, seed=0,
                          split="test", cache_dir=cache)  # fmt: skip

@@ -253,7 +253,7 @@ def test_a_two_d_generator_is_refused(tmp_path: Path) -> None:
 
     G = build_generator(gf.tiny_config(), schema, (16, 16))
     path = gf.save_tiny_checkpoint(tmp_path, G, schema, {"size": [16, 16]})
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     torch.save({**state, "size": [16, 16]}, path)
     with pytest.raises(GliomagenError, match="is a 2D generator; the judge needs 3D volumes"):
         prepare(path, "cohort")

@@ -127,10 +127,7 @@ def check_hierarchical(cfg: Config, size: typing.Sequence[int] | None) -> None:
         "model.low_res",
         f"must be the grid side {side} divided by a power of two >= 2 (e.g. {side // 2}, {side // 4})",
     )
-    try:
-        plan_grid((low,) * 3)
-    except ValueError as exc:
-        raise GliomagenError(f"model.low_res={low}: {exc}") from None
+    _need_grid("model.low_res", low)
     sub = m.sub_volume
     _need(
         cfg,
@@ -138,10 +135,15 @@ def check_hierarchical(cfg: Config, size: typing.Sequence[int] | None) -> None:
         "model.sub_volume",
         f"must be a multiple of {factor} (grid {side} / model.low_res {low}) and at most {side}",
     )
+    _need_grid("model.sub_volume", sub)
+
+
+def _need_grid(key: str, side: int) -> None:
+    """``key=side`` must be a cube side the synthesis network can plan."""
     try:
-        plan_grid((sub,) * 3)
+        plan_grid((side,) * 3)
     except ValueError as exc:
-        raise GliomagenError(f"model.sub_volume={sub}: {exc}") from None
+        raise GliomagenError(f"{key}={side}: {exc}") from None
 
 
 def _validate_ranges(cfg: Config) -> None:
