@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -48,7 +49,13 @@ def test_prepare_reingests_a_generated_cohort(checkpoint: Path, tmp_path: Path) 
         got = image[2].numpy()
         inside = (ref > 0) & (got > -1)
         assert inside.mean() > 0.5
-        assert (
-            np.corrcoef(ref[inside], got[inside])[0, 1] > 0.93
-        )  # ~0.965 measured: two 1 mm resamplings
+        # ~0.92 measured: two 1 mm resamplings of an untrained generator's noisy output (its
+        # tails are no longer clipped at re-measured percentiles)
+        assert np.corrcoef(ref[inside], got[inside])[0, 1] > 0.88
+        # and on the same scale: prepare inverts the writer's map (manifest.json), so the
+        # re-ingested values are the generator's (median -0.24 vs -0.29 measured)
+        lo, hi = json.loads((native / "manifest.json").read_text())["intensity_ranges"]["t2w"]
+        ref_unit = 2 * (ref - lo) / (hi - lo) - 1
+        assert abs(float(np.median(ref_unit[inside]) - np.median(got[inside]))) < 0.1
+        assert float(np.abs(ref_unit[inside] - got[inside]).mean()) < 0.15  # 0.08 measured
         assert (mask.numpy() == seg).mean() > 0.85  # ~0.9 measured

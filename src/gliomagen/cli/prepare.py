@@ -118,7 +118,8 @@ _NORMALIZE = typer.Option(
     "percentile (0.5/99.5 percentiles -> -1/1, the default); zscore (mean/sd of the brain, "
     "+-3 sd -> [-1, 1], clipped); nyul (Nyul-Udupa histogram standardisation: landmarks at the "
     "0.5, 10, 20..90, 99.5 percentiles learnt on the training split, applied piecewise-linearly "
-    "to every case, saved in meta.json).",
+    "to every case, saved in meta.json). Cases that gliomagen generate wrote are exempt: they "
+    "get back their generator's own scale (the linear map in their cohort's manifest.json).",
 )
 _NYUL_FROM = typer.Option(
     None,

@@ -276,8 +276,15 @@ def _intensity_meta(
         prep_meta["zscore"] = {"clip_sd": ZSCORE_CLIP_SD, "mapping": f"z / {ZSCORE_CLIP_SD:g} clipped to [-1, 1], z over the brain voxels"}  # fmt: skip
     if prep.normalize == "nyul":
         if standard is None:
-            standard = {m: learn_landmarks([i[m]["nyul"] for i in train_int]) for m in MODALITIES}
-        case_lms = [{m: p.intensity[m]["nyul"] for m in MODALITIES} for _, p in kept]
+            scans = [i for i in train_int if "nyul" in i[MODALITIES[0]]]  # not generated cases
+            if not scans:
+                raise GliomagenError(
+                    "--normalize nyul: the training split holds only generated cases (they keep their "
+                    "generator's scale), so there are no landmarks to learn; use --nyul-from STORE"
+                )
+            standard = {m: learn_landmarks([i[m]["nyul"] for i in scans]) for m in MODALITIES}
+        # a generated case is already on the generator's scale: its own landmarks are the standard
+        case_lms = [{m: p.intensity[m].get("nyul", standard[m]) for m in MODALITIES} for _, p in kept]
         rewrite_images(tmp / "images.npy", case_lms, standard)
         prep_meta["nyul"] = nyul_meta(standard, len(train_int), job.nyul_from or "train split")
         write_rows_qc(tmp, [(kept[n][0].case_id, n) for n in qc_later])

@@ -117,7 +117,8 @@ def split_option(split_csv: Path | str) -> dict[str, str]:
 def input_fingerprint(
     cases: list[CaseRecord], labels_csv: Path | str | None, options: dict[str, Any]
 ) -> str:
-    """A hash of every input file's path, size and mtime, the labels table and the options."""
+    """A hash of every input file's path, size and mtime, the labels table, the options and the
+    recorded scale of generated cases."""
     files = [str(p.resolve()) for c in cases for p in c.files()]
     files += [str(c.folder.resolve()) for c in cases if c.layout == "manifest"]
     stats = []
@@ -126,7 +127,10 @@ def input_fingerprint(
         stats.append([f, st.st_size if st else -1, st.st_mtime_ns if st else -1])
     problems = sorted((c.case_id, c.problem or "") for c in cases)
     labels = sha256(Path(labels_csv)) if labels_csv else None
-    blob = json.dumps([stats, problems, labels, options], sort_keys=True).encode()
+    # generated cases keep their generator's scale: a store built before that (or from a cohort
+    # whose manifest changed) is out of date
+    scales = sorted((c.case_id, c.scale) for c in cases if c.scale is not None)
+    blob = json.dumps([stats, problems, labels, options, *([scales] if scales else [])], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -17,11 +17,13 @@ case ids, a manifest without a modality column) raise :class:`GliomagenError` at
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gliomagen import MODALITIES
 from gliomagen.data.tables import read_table
@@ -71,6 +73,10 @@ class CaseRecord:
         labels: further label columns of a manifest, raw strings.
         folder: the folder (or manifest CSV) the case was found in.
         problem: why the case cannot be used (e.g. a missing modality), ``None`` if complete.
+        scale: a case written by ``gliomagen generate``: modality -> ``[lo, hi]``, the file
+            units the generator's [-1, 1] was mapped to (its cohort's ``manifest.json``,
+            ``intensity_ranges``); ``prepare`` then inverts that map instead of re-measuring
+            percentiles. ``None`` for a scan.
     """
 
     case_id: str
@@ -82,6 +88,7 @@ class CaseRecord:
     labels: dict[str, str] = field(default_factory=dict)
     folder: Path = Path(".")
     problem: str | None = None
+    scale: dict[str, list[float]] | None = None
 
     @property
     def label_convention(self) -> str:
@@ -149,6 +156,7 @@ def cohort_from(case_id: str, folders: Sequence[str] = ()) -> str | None:
 # -- folders ---------------------------------------------------------------------------------
 def _scan_folder(src: Path) -> list[CaseRecord]:
     cases: list[CaseRecord] = []
+    manifests: dict[Path, dict[str, Any] | None] = {}
     for dirpath, dirnames, filenames in os.walk(src, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # .git, .Trash, ...
         filenames = [f for f in filenames if not f.startswith(".")]  # macOS ._ files, temp files
@@ -162,8 +170,50 @@ def _scan_folder(src: Path) -> list[CaseRecord]:
         folder = Path(dirpath)
         rel_parts = [src.resolve().name, *folder.relative_to(src).parts]
         for case_id in sorted(groups):
-            cases.append(_folder_case(case_id, groups[case_id], folder, rel_parts, filenames))
+            case = _folder_case(case_id, groups[case_id], folder, rel_parts, filenames)
+            case.scale = generated_scale(case_id, folder, src, manifests)
+            cases.append(case)
     return cases
+
+
+def generated_scale(
+    case_id: str, folder: Path, src: Path, cache: dict[Path, dict[str, Any] | None] | None = None
+) -> dict[str, list[float]] | None:
+    """The intensity map of a case that ``gliomagen generate`` wrote, else ``None``.
+
+    The cohort's ``manifest.json`` (in the case's folder or a parent, up to the one above
+    ``src``) records
+    ``intensity_ranges`` (modality -> ``[lo, hi]``: the writer mapped [-1, 1] linearly onto it)
+    and the ``case_ids`` it wrote; a case it lists gets that map.
+    """
+    cache = {} if cache is None else cache
+    for d in [folder, *folder.parents]:
+        if d not in cache:
+            cache[d] = _generate_manifest(d / "manifest.json")
+        m = cache[d]
+        if m is not None and case_id in m["case_ids"]:
+            return {k: [float(v[0]), float(v[1])] for k, v in m["intensity_ranges"].items()}
+        if d == src.parent:  # the source, and the cohort folder above a single case's folder
+            break
+    return None
+
+
+def _generate_manifest(path: Path) -> dict[str, Any] | None:
+    """A ``gliomagen generate`` manifest with its intensity map and case ids, else ``None``."""
+    if not path.is_file():
+        return None
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not ours, or unreadable: the case is treated as a scan
+    if not isinstance(m, dict) or "gliomagen_version" not in m:
+        return None
+    ranges, ids = m.get("intensity_ranges"), m.get("case_ids")
+    if not isinstance(ranges, dict) or not isinstance(ids, list):
+        return None
+    if not all(k in ranges and len(ranges[k]) == 2 and ranges[k][1] > ranges[k][0] for k in MODALITIES):
+        return None
+    return {"intensity_ranges": ranges, "case_ids": set(ids)}
 
 
 def _folder_case(

@@ -298,7 +298,12 @@ def _intensities(
     size_arr: np.ndarray,
     opts: PrepOptions,
 ) -> tuple[np.ndarray, dict[str, dict[str, Any]]]:
-    """Restore, standardise and resample each modality: ``(image [C, D, H, W] float16, intensity)``."""
+    """Restore, standardise and resample each modality: ``(image [C, D, H, W] float16, intensity)``.
+
+    A case ``gliomagen generate`` wrote (``record.scale``) is put back on the generator's scale by
+    inverting the writer's linear map, whatever ``--normalize`` says (its ``intensity`` says
+    ``"scale": "recorded"``).
+    """
     cid = record.case_id
     image = np.empty((len(MODALITIES), *size_arr.tolist()), dtype=np.float16)  # [C, D, H, W]
     intensity: dict[str, dict[str, Any]] = {}
@@ -307,17 +312,25 @@ def _intensities(
             x[box.crop], dtype=np.float32
         )  # [x, y, z]; one channel at a time keeps memory small
         extra: dict[str, Any] = {}
-        if opts.bias_correction or opts.denoise:
-            try:
-                xc, extra = restore(xc, brain_crop, box.spacing, opts.bias_correction, opts.denoise)
-            except GliomagenError as exc:
-                raise GliomagenError(f"{cid}: {record.images[m]}: {exc}") from None
-        p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
-        if not p_hi > p_lo:
-            raise GliomagenError(
-                f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
-            )
-        extra.update(standardise(xc, brain_crop, opts.normalize, p_lo, p_hi))  # in [-1, 1]
+        if record.scale is not None:
+            # written by gliomagen generate: invert its own linear map (no restoration, no
+            # percentiles: the generator already drew the store's scale, and a smooth synthetic
+            # image's percentiles sit elsewhere than a noisy scan's, which would shift it)
+            p_lo, p_hi = record.scale[m]
+            standardise(xc, brain_crop, "percentile", p_lo, p_hi)
+            extra["scale"] = "recorded"
+        else:
+            if opts.bias_correction or opts.denoise:
+                try:
+                    xc, extra = restore(xc, brain_crop, box.spacing, opts.bias_correction, opts.denoise)
+                except GliomagenError as exc:
+                    raise GliomagenError(f"{cid}: {record.images[m]}: {exc}") from None
+            p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))
+            if not p_hi > p_lo:
+                raise GliomagenError(
+                    f"{cid}: {record.images[m]}: image is constant ({p_lo:g}) inside the brain; is it empty?"
+                )
+            extra.update(standardise(xc, brain_crop, opts.normalize, p_lo, p_hi))  # in [-1, 1]
         # antialias: scipy's Gaussian along downsampled axes; outside the crop is background -1
         out = resample_linear(
             xc[None], box.rel, box.step, size_arr, fill=-1.0, antialias=opts.antialias

@@ -61,10 +61,15 @@ def store_cases(ds: Any, cohorts: set[str] | None = None) -> list[CaseRef]:
     ]
 
 
+STORE_RECIPE = "generated cases on their recorded scale"
+"""Part of a cached synthetic store's key: stores built before ``prepare`` restored a generated
+case's own scale (re-measured percentiles instead) are rebuilt, not reused."""
+
+
 def _tree_key(folder: Path, size: Sequence[int]) -> str:
-    h = hashlib.sha256(json.dumps([int(s) for s in size]).encode())
+    h = hashlib.sha256(json.dumps([[int(s) for s in size], STORE_RECIPE]).encode())
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and (p.name.endswith((".nii.gz", ".nii")) or p.name == "clinical.csv"):
+        if p.is_file() and (p.name.endswith((".nii.gz", ".nii")) or p.name in ("clinical.csv", "manifest.json")):
             st = p.stat()
             h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
