@@ -1,7 +1,10 @@
 """What ``gliomagen bench`` times for a preset: a full G+D training step and generation.
 
-The training step goes through the real loss code (:class:`gliomagen.training.losses.StyleGANLoss`)
-as the training loop drives it: phase ``G`` (G forward, D forward, backward into G, Adam step)
+The training step goes through the real loss code (:class:`gliomagen.training.losses.StyleGANLoss`,
+or :class:`gliomagen.training.hierarchical.HierarchicalLoss` with ``model.hierarchical``: the
+low-resolution volume and the high-resolution sub-volumes) with the preset's terms (the default
+preset's presence, focality and VAE-GAN reconstruction; the mask tables they read are stand-ins,
+:func:`bench_tables`) as the training loop drives it: phase ``G`` (G forward, D forward, backward into G, Adam step)
 then phase ``D`` (G forward without gradients, D on fakes and reals, backward into D, Adam step),
 on random "real" volumes with one-hot masks. Not included: data loading, augmentation (the
 presets start with ADA's p = 0), the EMA update, the loop's non-finite guard and logging. Lazy R1
@@ -30,7 +33,10 @@ from gliomagen.generation.sampling import case_seeds, case_ws
 from gliomagen.generation.source import GeneratorSource
 from gliomagen.generation.synthesis import synthesize
 from gliomagen.models import build_discriminator, build_generator, cat_sizes
+from gliomagen.training.batches import SubVolumePlan
+from gliomagen.training.hierarchical import HierarchicalLoss
 from gliomagen.training.losses import MicroBatch, StyleGANLoss
+from gliomagen.training.terms.registry import build_terms
 
 SCHEMA = ConditionSchema(
     [
@@ -49,9 +55,19 @@ def bench_config(
     """The preset at a cubic grid ``size`` with batch ``batch`` (plus ``--set``-style overrides)."""
     cfg = resolve_config(preset, overrides=list(overrides or []))
     cfg.data.size = [int(size)] * 3
+    cfg.data.conditions = list(SCHEMA.names)  # the models are conditioned on SCHEMA's fields
     cfg.train.batch_size = int(batch)
     cfg.train.grad_accum = 1
     return cfg.validate()
+
+
+def bench_tables() -> dict[str, torch.Tensor]:
+    """Stand-ins for the per-condition tables of the training masks that the mask-statistics terms
+    read (``[n_cat, n_codes]``, as :class:`gliomagen.training.terms.tables.MaskTables` gives): a
+    0.5% tumour floor and a 0.5 main-lesion share for every code. The cost of a term does not
+    depend on the values."""
+    shape = (len(SCHEMA.categorical), max(cat_sizes(SCHEMA)))
+    return {"tumour_floor": torch.full(shape, 0.005), "focal_floor": torch.full(shape, 0.5)}
 
 
 def autocast_factory(
@@ -105,7 +121,8 @@ class GanStep:
             lr=t.lr_d * ratio,
             betas=(t.betas_d[0] ** ratio, t.betas_d[1] ** ratio),
         )
-        self.loss = StyleGANLoss(
+        loss_kind = HierarchicalLoss if cfg.model.hierarchical else StyleGANLoss  # as the loop
+        self.loss = loss_kind(
             self.G,
             self.D,
             cfg,
@@ -113,12 +130,17 @@ class GanStep:
             autocast_factory(device, precision),
             cat_sizes(SCHEMA),
             compile=t.compile,
+            terms=build_terms(cfg, tables=bench_tables()),
         )
         self.batch = t.batch_size
         self.real_img, self.real_mask = random_reals(self.batch, size[0], device, seed)
         self.cat, self.cont = (c.to(device) for c in conditions(self.batch))
         self.gen = torch.Generator().manual_seed(seed + 1)
         self.step_index = 0
+        m = cfg.model
+        self.sub_volumes = (  # where the step's high-resolution boxes lie, as the step plan draws
+            SubVolumePlan(size[0], m.sub_volume, size[0] // m.low_res, m.sub_volumes) if m.hierarchical else None
+        )
 
     def _micro(self) -> MicroBatch:
         z = torch.randn(self.batch, self.cfg.model.z_dim, generator=self.gen).to(self.device)
@@ -132,6 +154,7 @@ class GanStep:
             gen_cat=self.cat,
             gen_cont=self.cont,
             noise_seeds=seeds,
+            corners=None if self.sub_volumes is None else self.sub_volumes.corners(self.gen),
         )
 
     def _phase(self, phase: str, do_r1: bool) -> None:
