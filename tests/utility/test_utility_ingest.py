@@ -51,7 +51,9 @@ def test_generated_cohort_becomes_a_store_of_the_real_size(tmp_path: Path) -> No
         image.shape == (4, 16, 16, 16) and float(image.min()) >= -1.0 and float(image.max()) <= 1.0
     )
     assert set(np.unique(mask.numpy())) <= {0, 1, 2, 3} and int((mask > 0).sum()) > 0
+    built = (path / "images.npy").stat().st_mtime_ns
     assert synthetic_store(syn, (16, 16, 16), tmp_path / "cache") == path  # cached, not rebuilt
+    assert (path / "images.npy").stat().st_mtime_ns == built
     cases = store_cases(ds)
     conds = synthetic_conditions(cases, syn / "clinical.csv")
     assert conds["SYN-00000"]["grade"] == "HGG" and conds["SYN-00001"]["grade"] == "LGG"

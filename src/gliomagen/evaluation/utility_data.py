@@ -61,15 +61,10 @@ def store_cases(ds: Any, cohorts: set[str] | None = None) -> list[CaseRef]:
     ]
 
 
-STORE_RECIPE = "generated cases on their recorded scale"
-"""Part of a cached synthetic store's key: stores built before ``prepare`` restored a generated
-case's own scale (re-measured percentiles instead) are rebuilt, not reused."""
-
-
 def _tree_key(folder: Path, size: Sequence[int]) -> str:
-    h = hashlib.sha256(json.dumps([[int(s) for s in size], STORE_RECIPE]).encode())
+    h = hashlib.sha256(json.dumps([int(s) for s in size]).encode())
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and (p.name.endswith((".nii.gz", ".nii")) or p.name in ("clinical.csv", "manifest.json")):
+        if p.is_file() and (p.name.endswith((".nii.gz", ".nii")) or p.name == "clinical.csv"):
             st = p.stat()
             h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
@@ -100,9 +95,7 @@ def synthetic_store(
                 f"{option} {src}: store size {meta.get('size')} differs from the real store's {list(size)}"
             )
         return src
-    out = Path(cache_dir) / f"synthetic-{_tree_key(src, size)}"
-    if (out / "meta.json").is_file():
-        return out
+    out = Path(cache_dir) / f"synthetic-{_tree_key(src, size)}"  # build_store skips an up-to-date one
     clinical = src / "clinical.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     built = build_store(
