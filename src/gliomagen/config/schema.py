@@ -77,6 +77,8 @@ class LossConfig:
     focality_weight: float = 0.0  # focality: the tumour outside the largest connected lesion of
     # each of G's samples, beyond the most any training case with its condition code has, is
     # pushed back to background (scattered satellites, or two lesions where the cases have one)
+    seg_weight: float = 0.0  # label consistency: a segmenter in D (D.seg) learns the real cases'
+    # tumour regions from their images; G's images must give G's own mask back through it
 
 
 @dataclass

@@ -17,6 +17,7 @@ from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
 from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.fastops import set_activation_checkpointing
+from gliomagen.models.segmenter import build_segmenter
 from gliomagen.models.generator import Generator, SynthesisNetwork
 from gliomagen.models.grid import plan_grid
 from gliomagen.models.hierarchical import HierarchicalSynthesis
@@ -122,6 +123,9 @@ def build_discriminator(
         stem=m.d_stem,
         dropout=float(getattr(m, "d_dropout", 0.0)),
     )
+    if float(getattr(getattr(cfg, "loss", None), "seg_weight", 0.0)) > 0:
+        # label consistency's segmenter lives in D: checkpointed, resumed and reduced with it
+        D.add_module("seg", build_segmenter(n_modalities, spatial_dims=len(tuple(size))))
     set_activation_checkpointing(D, activation_checkpointing(cfg))
     return D
 

@@ -13,6 +13,8 @@ codes both know, the networks compute what the parent computed:
 - a kept continuous field's weights are re-expressed in the new store's standardisation;
 - a dropped field's average contribution (its mean row) is folded into a bias (G) or into D's
   score layer; dropped categories lose their rows; D's auxiliary heads follow the same rules;
+- D's label-consistency segmenter (``D.seg``, ``loss.seg_weight``) is copied when the parent has
+  one; otherwise it starts fresh (and a parent's is dropped when this run has none);
 - the equalised-learning-rate gains, which depend on a layer's input width, are accounted for.
 
 Under spectral normalisation (``model.spectral_norm``) D's rebuilt layers are renormalised, so D
@@ -331,8 +333,9 @@ def _discriminator_state(
     """D's state dict from the parent's (see the module docstring)."""
     own = D.state_dict()
 
-    def special(k: str) -> bool:
-        return k.split(".")[0] in D_CONDITION_PARTS
+    def special(k: str) -> bool:  # the label-consistency segmenter: copied when both have it
+        seg_alone = k.startswith("seg.") and (k not in own or k not in sd)
+        return k.split(".")[0] in D_CONDITION_PARTS or seg_alone
 
     out = _copy_plain(own, sd, special, where, "D")
     fold = torch.zeros(D.feature_dim, device=next(D.parameters()).device)

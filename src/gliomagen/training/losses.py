@@ -163,6 +163,7 @@ class StyleGANLoss:
         self.use_aux = bool(cfg.model.aux_classifier) and cfg.loss.aux_weight > 0
         self.straight_through = getattr(cfg.model, "d_mask", "soft") == "straight_through"
         self.encoder: Any = getattr(G, "encoder", None)
+        self.seg: Any = getattr(D, "seg", None)  # label consistency's segmenter (loss.seg_weight)
         self.terms = list(terms) if terms is not None else build_terms(cfg)
 
     def _add_terms(

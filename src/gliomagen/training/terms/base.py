@@ -31,12 +31,14 @@ from gliomagen.training.batches import MicroBatch
 
 class GeneratorPasses(Protocol):
     """What a term may run of the networks (the loss provides it): G's mapping and synthesis (as
-    the loss runs them, compiled or not), G's encoder (or ``None``) and the autocast context."""
+    the loss runs them, compiled or not), G's encoder (or ``None``), D's segmenter (or ``None``)
+    and the autocast context."""
 
     num_ws: int
     mapping: Any
     synthesis: Any
     encoder: Any
+    seg: Any  # D's segmenter (``loss.seg_weight``), or None
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
 
 

@@ -12,9 +12,13 @@ from gliomagen.training.terms.base import Term
 from gliomagen.training.terms.focality import FocalityTerm
 from gliomagen.training.terms.presence import PresenceTerm
 from gliomagen.training.terms.reconstruction import ReconstructionTerm
+from gliomagen.training.terms.segmentation import LabelConsistencyTerm, SegmenterFitTerm
 from gliomagen.training.terms.tables import MaskTables
 
-TERMS: dict[str, type[Term]] = {t.name: t for t in (PresenceTerm, FocalityTerm, ReconstructionTerm)}
+TERMS: dict[str, type[Term]] = {
+    t.name: t
+    for t in (PresenceTerm, FocalityTerm, ReconstructionTerm, SegmenterFitTerm, LabelConsistencyTerm)
+}
 """The terms by name, in the order a phase adds their losses."""
 
 
