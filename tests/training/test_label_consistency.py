@@ -20,7 +20,12 @@ from gliomagen.training.losses import MicroBatch, StyleGANLoss
 from gliomagen.training.terms import build_terms
 from gliomagen.training.terms.segmentation import region_loss, region_targets
 
-SMALL = ["model.g_channels=4", "model.d_channels=4", "model.g_max_channels=8", "model.d_max_channels=8"]
+SMALL = [
+    "model.g_channels=4",
+    "model.d_channels=4",
+    "model.g_max_channels=8",
+    "model.d_max_channels=8",
+]
 
 
 def _one_hot(lab: torch.Tensor) -> torch.Tensor:
@@ -49,7 +54,9 @@ def test_region_loss_is_small_for_the_right_regions_and_large_for_wrong_ones() -
 def _nets(cfg):  # noqa: ANN001, ANN202
     schema = ConditionSchema([ConditionField("grade", "categorical", categories=["HGG", "LGG"])])
     torch.manual_seed(0)
-    return build_generator(cfg, schema, (16, 16, 16)), build_discriminator(cfg, schema, (16, 16, 16))
+    return build_generator(cfg, schema, (16, 16, 16)), build_discriminator(
+        cfg, schema, (16, 16, 16)
+    )
 
 
 def test_the_weight_builds_d_s_segmenter_and_both_terms() -> None:
@@ -59,7 +66,10 @@ def test_the_weight_builds_d_s_segmenter_and_both_terms() -> None:
     G, D = _nets(on)
     assert isinstance(D.seg, torch.nn.Module) and any(k.startswith("seg.") for k in D.state_dict())
     terms = build_terms(on)
-    assert [(t.name, t.phase, t.weight) for t in terms] == [("seg_fit", "D", 1.0), ("label_consistency", "G", 0.5)]
+    assert [(t.name, t.phase, t.weight) for t in terms] == [
+        ("seg_fit", "D", 1.0),
+        ("label_consistency", "G", 0.5),
+    ]
     with pytest.raises(GliomagenError, match=r"loss.seg_weight=-1.0"):
         resolve_config("demo-cpu", overrides=["loss.seg_weight=-1"])
 
@@ -100,20 +110,26 @@ def test_d_phase_trains_the_segmenter_on_reals_and_g_phase_reaches_g_through_ima
 
 
 def test_training_fits_the_segmenter_to_real_masks_and_checkpoints_it(
-    tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
+    tmp_path: Path,
+    fake_store,
+    tiny_cfg,  # noqa: ANN001
 ) -> None:
     store = fake_store(n=4)
     cfg = tiny_cfg(train={"steps": 30}, loss={"seg_weight": 1.0})
     train(cfg, store, tmp_path, progress=False)
     ckpt = load_checkpoint(tmp_path)
     assert any(k.startswith("seg.") for k in ckpt["D"])
-    fits = [float(v) for v in re.findall(r"D/seg_fit=([0-9.eE+-]+)", (tmp_path / "log.txt").read_text())]
+    fits = [
+        float(v) for v in re.findall(r"D/seg_fit=([0-9.eE+-]+)", (tmp_path / "log.txt").read_text())
+    ]
     assert len(fits) >= 20
     assert sum(fits[-5:]) / 5 < 0.8 * sum(fits[:5]) / 5  # the segmenter learns the real regions
     assert "G/label_consistency=" in (tmp_path / "log.txt").read_text()
 
 
 def test_hierarchical_refuses_it() -> None:
-    with pytest.raises(GliomagenError, match="loss.seg_weight=1.0: is not supported with model.hierarchical"):
+    with pytest.raises(
+        GliomagenError, match="loss.seg_weight=1.0: is not supported with model.hierarchical"
+    ):
         resolve_config("small-data", overrides=["model.hierarchical=true", "model.low_res=16",
                                                 "model.sub_volume=16", "loss.seg_weight=1"])  # fmt: skip

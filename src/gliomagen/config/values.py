@@ -208,4 +208,3 @@ def resolve_config(
         merge_dict(cfg, data, str(yaml_path))
     apply_overrides(cfg, list(overrides or []))
     return cfg.validate()
-

@@ -109,5 +109,3 @@ def read_json(path: Path) -> dict[str, Any]:
             return json.load(fh)
     except (OSError, ValueError) as exc:
         raise GliomagenError(f"{path}: cannot read ({exc})") from None
-
-

@@ -17,12 +17,12 @@ from gliomagen.models.augment import AugmentPipe, ada_adjust
 from gliomagen.models.discriminator import Discriminator, DOutput
 from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.fastops import set_activation_checkpointing
-from gliomagen.models.segmenter import build_segmenter
 from gliomagen.models.generator import Generator, SynthesisNetwork
 from gliomagen.models.grid import plan_grid
 from gliomagen.models.hierarchical import HierarchicalSynthesis
 from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
 from gliomagen.models.mapping import MappingNetwork
+from gliomagen.models.segmenter import build_segmenter
 
 
 def _model_cfg(cfg: Any) -> Any:

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gliomagen.models.segmenter import N_REGIONS
 from gliomagen.training.terms.base import Term, TermInputs
+
 
 def region_targets(mask: torch.Tensor) -> torch.Tensor:
     """Region targets ``[n, 3, *S]`` (WT = labels 1-3, TC = 1 and 3, ET = 3) of a one-hot or
