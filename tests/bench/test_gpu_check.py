@@ -61,6 +61,10 @@ def test_summary_checks_from_rows(tmp_path: Path) -> None:
         [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.1}],
     )
     _bench_file(
+        tmp_path / "base-wide",
+        [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.05}],
+    )
+    _bench_file(
         tmp_path / "hier",
         [{"kind": "train", "preset": "small-data", "size": 128, "batch": 4, "step_s": 0.25}],
     )
@@ -69,9 +73,10 @@ def test_summary_checks_from_rows(tmp_path: Path) -> None:
     res = mod.summarise(tmp_path, "cpu", 16, tiny=True)
     assert res["checks"]["origin_vs_naive"] == pytest.approx(2.0)
     assert res["checks"]["hier_vs_full_base_step"] == pytest.approx(2.5)
+    assert res["checks"]["hier_vs_full_same_widths_step"] == pytest.approx(5.0)
     assert res["checks"]["origin_peak_share"] is None  # no GPU: no datasheet peak
-    assert res["passed"] == {"origin_peak_share": None, "origin_vs_naive": True,
-                             "hier_vs_full_base_step": True, "torchrun": True}  # fmt: skip
+    assert res["passed"] == {"origin_peak_share": None, "origin_vs_naive": True, "hier_vs_full_base_step": True,
+                             "hier_vs_full_same_widths_step": False, "torchrun": True}  # fmt: skip
     errors = [r["error"] for r in res["rows"] if r["error"]]
     assert errors == ["OutOfMemoryError: ..."]
     assert res["parity"]["rel_diff_G"] == 0.0  # fp32 twice on the CPU
@@ -88,7 +93,7 @@ def test_gpu_check_script_tiny(tmp_path: Path) -> None:
     res = json.loads((out / "gpu-check.json").read_text())
     kinds = {(r["part"], r["kind"], r["preset"]) for r in res["rows"] if r["error"] is None}
     for need in [("full", "train", "origin"), ("full", "train", "default"), ("full", "naive_train", "origin"),
-                 ("base", "train", "small-data"), ("hier", "train", "small-data"),
+                 ("base", "train", "small-data"), ("base-wide", "train", "small-data"), ("hier", "train", "small-data"),
                  ("hier-big", "train", "small-data"), ("full-big", "train", "origin")]:  # fmt: skip
         assert need in kinds, need
     assert res["torchrun_rc"] == 0 and res["backend"] == "gloo"

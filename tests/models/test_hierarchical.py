@@ -40,13 +40,15 @@ def test_halo_values() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "low", "sub", "corner"), [(32, 16, 16, (16, 0, 8)), (64, 16, 16, (16, 32, 24))]
+    ("size", "low", "sub", "corner"),
+    [(32, 16, 16, (16, 0, 8)), (64, 16, 16, (16, 32, 24)), (128, 16, 16, (32, 64, 48))],
 )
 def test_sub_volume_equals_the_whole_rendering(
     size: int, low: int, sub: int, corner: tuple[int, ...]
 ) -> None:
     """A sub-volume equals the same region of the branch run on the whole low-res grid and of the
-    tiled rendering (one and two doublings; interior boxes, so the halo is exercised)."""
+    tiled rendering (one to three doublings; interior boxes, so the halo and its trimming after
+    each level are exercised)."""
     net = _synth(size, low, sub)
     ws = torch.randn(2, net.num_ws, 8)
     seeds = torch.tensor([11, 12])

@@ -74,6 +74,7 @@ def test_default_preset_is_the_recipe_and_what_train_runs() -> None:
         "latent",
     )
     assert (d.loss.presence_weight, d.loss.focality_weight, d.loss.kl_weight) == (1.0, 3.0, 0.2)
+    assert d.loss.seg_weight == 1.0 and preset("origin").loss.seg_weight == 0.0  # label consistency
     assert (d.train.val_metric, d.train.val_required, d.train.latent_prior_every) == (
         "mask",
         False,

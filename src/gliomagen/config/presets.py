@@ -82,8 +82,10 @@ def _default() -> Config:
     """The best measured recipe (the conditioning benchmark, 32^3 phantoms, 2-core CPU): the
     demo-cpu widths, a VAE-GAN whose mask is drawn as nested level sets, sampled from a
     16-Gaussian mixture fitted to the encoded training cases (per condition), with the tumour
-    presence and focality terms; validation by tumour structure when the store has a val split.
-    See docs/experiments/2026-12-06-conditioning-recipe.md."""
+    presence and focality terms and label consistency (a segmenter in D, trained on the real
+    cases, must find G's own mask in G's images); validation by tumour structure when the store
+    has a val split. See docs/experiments/2026-12-06-conditioning-recipe.md and
+    docs/experiments/2026-12-07-label-consistency.md."""
     cfg = _demo_cpu()
     cfg.preset = "default"
     m, lo, t = cfg.model, cfg.loss, cfg.train
@@ -92,6 +94,7 @@ def _default() -> Config:
     lo.recon_weight, lo.recon_img_weight, lo.recon_img_balanced = 5.0, 5.0, True
     lo.kl_weight, lo.kl_warmup_steps = 0.2, 4_000  # KL annealing: 0.2 from step 0 kills the encoder
     lo.presence_weight, lo.focality_weight = 1.0, 3.0
+    lo.seg_weight = 1.0  # label consistency: G's images must show its mask (utility +2.3 on the best arm)
     t.steps = 50_000  # --max-minutes is the usual bound
     t.threads = 0  # one per core less one: measured faster than all cores on a shared 2-core CPU
     t.latent_prior_every = 50  # G's adversarial draws come from the (refitted) fit too

@@ -218,10 +218,10 @@ class HierarchicalSynthesis(nn.Module):
         ]
         crop = (slice(None), slice(None), *(slice(a, b) for a, b in zip(lo, hi, strict=True)))
         x, img, raw = (t[crop] for t in feats)
+        cur = list(lo)  # the crop's first voxel, in voxels of the current level
         for j, head in enumerate(self.heads):
-            scale = 2 ** (j + 1)
-            origin = [a * scale for a in lo]
-            shape = [(b - a) * scale for a, b in zip(lo, hi, strict=True)]
+            cur = [a * 2 for a in cur]
+            origin, shape = cur, [2 * n for n in x.shape[2:]]
             level = self.level_index[j]
             for k, li in enumerate((2 * level - 1, 2 * level)):
                 noise = None
@@ -230,10 +230,35 @@ class HierarchicalSynthesis(nn.Module):
                 mode = "none" if noise is None else "const"
                 x = self.layers[2 * j + k](x, ws[:, li], mode, None, noise)
             img, raw = head(x, ws[:, 2 * level + 1], img, raw)
+            x, img, raw, cur = self._trim(x, img, raw, cur, corner, sides, self.levels - j - 1)
         out = (slice(None), slice(None)) + tuple(
-            slice(c - a * f, c - a * f + s) for c, a, s in zip(corner, lo, sides, strict=True)
+            slice(c - a, c - a + s) for c, a, s in zip(corner, cur, sides, strict=True)
         )
         return img[out], raw[out]
+
+    def _trim(
+        self,
+        x: torch.Tensor,
+        img: torch.Tensor,
+        raw: torch.Tensor,
+        cur: list[int],
+        corner: Sequence[int],
+        sides: Sequence[int],
+        left: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """The crop cut down to the box plus the halo the ``left`` remaining doublings need (in
+        this level's voxels): the voxels beyond it only feed the wrong band at the crop's border,
+        so the finest levels, which cost the most, run on little more than the box."""
+        if left == 0:
+            return x, img, raw, cur
+        f, m = 2**left, halo(left)
+        lo = [max(a, c // f - m) for a, c in zip(cur, corner, strict=True)]
+        hi = [
+            min(a + n, (c + s) // f + m)
+            for a, n, c, s in zip(cur, x.shape[2:], corner, sides, strict=True)
+        ]
+        cut = (slice(None), slice(None), *(slice(b - a, e - a) for a, b, e in zip(cur, lo, hi, strict=True)))
+        return x[cut], img[cut], raw[cut], lo
 
     def sub_volume_output(
         self,
