@@ -94,7 +94,7 @@ def _default() -> Config:
     lo.recon_weight, lo.recon_img_weight, lo.recon_img_balanced = 5.0, 5.0, True
     lo.kl_weight, lo.kl_warmup_steps = 0.2, 4_000  # KL annealing: 0.2 from step 0 kills the encoder
     lo.presence_weight, lo.focality_weight = 1.0, 3.0
-    lo.seg_weight = 1.0  # label consistency: G's images must show its mask (utility +2.3 on the best arm)
+    lo.seg_weight = 1.0  # label consistency (utility: +2.3 on the best real-data arm)
     t.steps = 50_000  # --max-minutes is the usual bound
     t.threads = 0  # one per core less one: measured faster than all cores on a shared 2-core CPU
     t.latent_prior_every = 50  # G's adversarial draws come from the (refitted) fit too

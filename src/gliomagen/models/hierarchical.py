@@ -257,7 +257,11 @@ class HierarchicalSynthesis(nn.Module):
             min(a + n, (c + s) // f + m)
             for a, n, c, s in zip(cur, x.shape[2:], corner, sides, strict=True)
         ]
-        cut = (slice(None), slice(None), *(slice(b - a, e - a) for a, b, e in zip(cur, lo, hi, strict=True)))
+        cut = (
+            slice(None),
+            slice(None),
+            *(slice(b - a, e - a) for a, b, e in zip(cur, lo, hi, strict=True)),
+        )
         return x[cut], img[cut], raw[cut], lo
 
     def sub_volume_output(

@@ -50,7 +50,7 @@ def _segmenter(net: Any) -> nn.Module:
     seg = getattr(net, "seg", None)
     if seg is None:  # build_discriminator adds D.seg whenever loss.seg_weight > 0
         raise RuntimeError("loss.seg_weight > 0 but D has no segmenter (D.seg)")
-    return seg  # type: ignore[no-any-return]
+    return seg
 
 
 class SegmenterFitTerm(Term):
