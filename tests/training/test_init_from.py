@@ -347,3 +347,37 @@ def test_other_layouts_keep_the_outputs(
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
     if model.get("encoder"):
         assert torch.equal(child[0].encoder.mu.weight, G.encoder.mu.weight)
+
+
+def test_the_label_consistency_segmenter_is_copied_or_started(
+    parent: Path,
+    tmp_path: Path,
+    fake_store,
+    tiny_cfg,  # noqa: ANN001
+) -> None:
+    """A parent without D's segmenter (``loss.seg_weight``) into a run with one: the rest of D is
+    the parent's and the segmenter its own; a parent with one into a run with one: copied; into a
+    run without: dropped."""
+    ckpt = load_checkpoint(parent)
+    seg_cfg = tiny_cfg(loss={"seg_weight": 1.0})
+    G, D, G_ema = networks(seg_cfg, GROWN)
+    own = {k: v.clone() for k, v in D.state_dict().items() if k.startswith("seg.")}
+    init_networks(G, D, G_ema, GROWN, parent, config=seg_cfg)
+    sd = D.state_dict()
+    assert own and all(torch.equal(sd[k], v) for k, v in own.items())
+    body = [k for k in ckpt["D"] if k.startswith("blocks.")]
+    assert body and all(torch.equal(sd[k], ckpt["D"][k]) for k in body)  # the rest: the parent's
+    store = relabel(fake_store(n=4), PARENT)
+    with_seg = train(
+        tiny_cfg(train={"steps": 2}, loss={"seg_weight": 1.0}),
+        store,
+        tmp_path / "p2",
+        progress=False,
+    )
+    parent_seg = {k: v for k, v in load_checkpoint(with_seg)["D"].items() if k.startswith("seg.")}
+    G, D, G_ema = networks(seg_cfg, GROWN)
+    init_networks(G, D, G_ema, GROWN, with_seg, config=seg_cfg)
+    assert all(torch.equal(D.state_dict()[k], v) for k, v in parent_seg.items())
+    G, D, G_ema = networks(tiny_cfg(), GROWN)
+    init_networks(G, D, G_ema, GROWN, with_seg, config=tiny_cfg())
+    assert not any(k.startswith("seg.") for k in D.state_dict())
