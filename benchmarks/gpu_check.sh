@@ -29,7 +29,8 @@ step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 step "1. full volume at ${S}^3, batch 4: origin, default, the naive reference; small-data at ${BASE}^3"
 bench --presets origin,default --sizes "$S" --batch-size 4 --max-train-size "$S" -o "$OUT/full"
 bench --presets small-data --sizes "$BASE" --batch-size 4 --max-train-size "$BASE" --skip-naive -o "$OUT/base"
-# the same 32^3 step with the widths the hierarchical model's low-resolution network has (x size/low_res)
+# the same 32^3 step with the widths the hierarchical model's low-resolution network has
+# (small-data's g_channels, 16, x size / low_res)
 bench --presets small-data --sizes "$BASE" --batch-size 4 --max-train-size "$BASE" --skip-naive \
   --set model.g_channels=$(( 16 * S / LOW )) -o "$OUT/base-wide"
 step "2. hierarchical at ${S}^3, batch 4"

@@ -19,17 +19,13 @@ LONG = "/tmp/" + "/".join(f"a-rather-long-folder-name-number-{i}" for i in range
 
 
 def test_version() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "gliomagen", "--version"], capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "gliomagen", "--version"], capture_output=True, text=True)
     assert out.returncode == 0
     assert out.stdout.strip() == f"gliomagen {__version__}"
 
 
 def test_unknown_command_exits_2() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "gliomagen", "nope"], capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "gliomagen", "nope"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.splitlines() == ["error: No such command 'nope'. (see 'gliomagen --help')"]
 
@@ -60,7 +56,9 @@ def test_fail_keeps_the_whole_message_on_one_line(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == "error: " + " ".join(message.split()) + "\n"
 
 
-def test_warnings_are_one_line_each_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warnings_are_one_line_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Warnings raised while a command runs (here: torch's own, and multi-line ones) are shown
     once each, on one ``warning:`` line."""
     import torch
@@ -71,9 +69,7 @@ def test_warnings_are_one_line_each_once(tmp_path: Path, monkeypatch: pytest.Mon
         for _ in range(3):  # a real torch warning, three times
             torch.tensor(torch.tensor([1.0]))
         for _ in range(2):
-            warnings.warn(
-                "first line\n    second line of the same warning", UserWarning, stacklevel=1
-            )
+            warnings.warn("first line\n    second line of the same warning", UserWarning, stacklevel=1)
         warnings.warn("a deprecation", FutureWarning, stacklevel=1)
         return tmp_path
 

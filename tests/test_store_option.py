@@ -30,7 +30,5 @@ def test_positional_and_option_give_the_same_inspection(tmp_path: Path) -> None:
     assert both.output.strip() == "error: STORE: twice; give it once, as STORE or as --store STORE"
     none = CliRunner().invoke(app, ["train", "-o", str(tmp_path / "run")])
     assert none.exit_code == 2
-    assert (
-        none.output.strip() == "error: STORE: not given; give it once, as STORE or as --store STORE"
-    )
+    assert none.output.strip() == "error: STORE: not given; give it once, as STORE or as --store STORE"
     assert not (tmp_path / "run").exists()

@@ -89,10 +89,7 @@ def test_flop_counter_gives_the_analytic_count_of_one_conv() -> None:
     # forward + backward of a conv: 3x the forward (input and weight gradients)
     xr = x.clone().requires_grad_()
     wr = w.clone().requires_grad_()
-    assert (
-        count_flops(lambda: F.conv3d(xr, wr, padding=1).sum().backward())
-        == 3 * 2 * n * cout * cin * 27 * s**3
-    )
+    assert count_flops(lambda: F.conv3d(xr, wr, padding=1).sum().backward()) == 3 * 2 * n * cout * cin * 27 * s**3
     # a grouped conv (the fused modulated conv): torch 2.13 counts its weight gradient `groups`
     # times; gliomagen's count_flops counts it once, as for the same convs run one by one
     xg = torch.randn(1, n * cin, s, s, s, requires_grad=True)
@@ -108,12 +105,8 @@ def test_naive_model_has_the_presets_widths(preset: str) -> None:
     m = cfg.model
     G = build_generator(cfg, SCHEMA, (32, 32, 32))
     D = build_discriminator(cfg, SCHEMA, (32, 32, 32))
-    ours_g = [
-        layer.conv.weight.shape[0] for layer in G.synthesis.layers if isinstance(layer, StyledLayer)
-    ]
-    nG = NaiveGenerator(
-        32, m.g_channels, m.g_max_channels, m.z_dim, m.w_dim, [3, 3], m.mapping_layers
-    )
+    ours_g = [layer.conv.weight.shape[0] for layer in G.synthesis.layers if isinstance(layer, StyledLayer)]
+    nG = NaiveGenerator(32, m.g_channels, m.g_max_channels, m.z_dim, m.w_dim, [3, 3], m.mapping_layers)
     assert [b.conv.out_channels for b in nG.blocks] == ours_g
     assert nG.widths == naive_widths(32, m.g_channels, m.g_max_channels)
     nD = NaiveDiscriminator(32, m.d_channels, m.d_max_channels, [3, 3])

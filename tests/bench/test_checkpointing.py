@@ -34,9 +34,7 @@ def _grads(preset: str, checkpointing: bool, phase: str, r1: bool) -> dict[str, 
     torch.manual_seed(0)
     G = build_generator(cfg, SCHEMA, (16, 16, 16))
     D = build_discriminator(cfg, SCHEMA, (16, 16, 16))
-    assert all(
-        m.checkpoint_activations == checkpointing for m in G.modules() if isinstance(m, StyledLayer)
-    )
+    assert all(m.checkpoint_activations == checkpointing for m in G.modules() if isinstance(m, StyledLayer))
     assert isinstance(D, Discriminator) and D.checkpoint_activations == checkpointing
     loss = StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, cat_sizes(SCHEMA))
     img, mask = random_reals(2, 16, torch.device("cpu"), seed=1)
@@ -56,16 +54,9 @@ def _grads(preset: str, checkpointing: bool, phase: str, r1: bool) -> dict[str, 
 
 @pytest.mark.parametrize(
     ("preset", "phase", "r1"),
-    [
-        ("origin", "G", False),
-        ("origin", "D", False),
-        ("small-data", "G", False),
-        ("small-data", "D", True),
-    ],
+    [("origin", "G", False), ("origin", "D", False), ("small-data", "G", False), ("small-data", "D", True)],
 )
-def test_gradients_identical_with_and_without_checkpointing(
-    preset: str, phase: str, r1: bool
-) -> None:
+def test_gradients_identical_with_and_without_checkpointing(preset: str, phase: str, r1: bool) -> None:
     plain = _grads(preset, False, phase, r1)
     ckpt = _grads(preset, True, phase, r1)
     assert plain.keys() == ckpt.keys() and len(plain) > 5

@@ -29,10 +29,7 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_pointwise_equals_conv_of_concatenation(layout: str, per_sample: bool) -> None:
     torch.manual_seed(0)
-    a, b = (
-        torch.randn(2, 5, 3, 4, 6, dtype=torch.float64),
-        torch.randn(2, 3, 3, 4, 6, dtype=torch.float64),
-    )
+    a, b = torch.randn(2, 5, 3, 4, 6, dtype=torch.float64), torch.randn(2, 3, 3, 4, 6, dtype=torch.float64)
     if layout == "channels_last":
         a = _cl(a)
     w = torch.randn(2 if per_sample else 1, 4, 8, dtype=torch.float64)
@@ -108,9 +105,7 @@ def test_layers_agree_across_layouts_and_autograd_modes() -> None:
     layers = [
         lambda t: EqualConv(4, 5, 3, activation="lrelu")(t),
         lambda t: EqualConv(4, 5, 1, activation="lrelu")(t),
-        lambda t: ModulatedConv(4, 3, 1, 8, demodulate=False).forward_parts(
-            [t[:, :2], t[:, 2:]], w
-        ),
+        lambda t: ModulatedConv(4, 3, 1, 8, demodulate=False).forward_parts([t[:, :2], t[:, 2:]], w),
         lambda t: AdaIN(4, 8)(t, w),
     ]
     for make in layers:

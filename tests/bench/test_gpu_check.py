@@ -33,9 +33,7 @@ def _module():
         ("small-data", ["model.hierarchical=true", "model.low_res=16", "model.sub_volume=16"]),
     ],
 )
-def test_bench_step_runs_the_default_preset_and_the_hierarchical_mode(
-    preset: str, overrides: list[str]
-) -> None:
+def test_bench_step_runs_the_default_preset_and_the_hierarchical_mode(preset: str, overrides: list[str]) -> None:
     step = GanStep(bench_config(preset, 32 if overrides else 16, 2, overrides), torch.device("cpu"))
     before = [p.detach().clone() for p in step.G.parameters()]
     step()
@@ -56,18 +54,9 @@ def test_summary_checks_from_rows(tmp_path: Path) -> None:
         {"kind": "naive_train", "preset": "origin", "size": 128, "batch": 4, "step_s": 1.0, "volumes_per_s": 4.0, "flop_per_s": 1e14},
         {"kind": "train", "preset": "default", "size": 128, "batch": 4, "error": "OutOfMemoryError: ..."},
     ])  # fmt: skip
-    _bench_file(
-        tmp_path / "base",
-        [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.1}],
-    )
-    _bench_file(
-        tmp_path / "base-wide",
-        [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.05}],
-    )
-    _bench_file(
-        tmp_path / "hier",
-        [{"kind": "train", "preset": "small-data", "size": 128, "batch": 4, "step_s": 0.25}],
-    )
+    _bench_file(tmp_path / "base", [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.1}])
+    _bench_file(tmp_path / "base-wide", [{"kind": "train", "preset": "small-data", "size": 32, "batch": 4, "step_s": 0.05}])
+    _bench_file(tmp_path / "hier", [{"kind": "train", "preset": "small-data", "size": 128, "batch": 4, "step_s": 0.25}])
     (tmp_path / "smoke").mkdir()
     (tmp_path / "smoke" / "torchrun.rc").write_text("0\n")
     res = mod.summarise(tmp_path, "cpu", 16, tiny=True)

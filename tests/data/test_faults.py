@@ -214,10 +214,7 @@ def test_store_fingerprint_is_recorded_and_changes_with_the_data(cohort: Path, s
     code, _, stderr = run("prepare", cohort, "--out", store, "--size", "32", "--qc", "1")
     assert code == 0, stderr  # other data (another grid): another fingerprint
     assert store_fingerprint(store) != first
-    assert (
-        store_fingerprint(store)
-        == json.loads((store / ".gliomagen-store").read_text())["fingerprint"]
-    )
+    assert store_fingerprint(store) == json.loads((store / ".gliomagen-store").read_text())["fingerprint"]
 
 
 # -- defect 8: a failed write is one line; nothing half-written, the old store kept -----------

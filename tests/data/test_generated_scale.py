@@ -19,12 +19,7 @@ from gliomagen.data.layouts import find_cases
 from gliomagen.data.store import open_store
 from gliomagen.errors import GliomagenError
 
-RANGES = {
-    "t1n": [100.0, 1500.0],
-    "t1c": [100.0, 3000.0],
-    "t2w": [50.0, 2500.0],
-    "t2f": [50.0, 2000.0],
-}
+RANGES = {"t1n": [100.0, 1500.0], "t1c": [100.0, 3000.0], "t2w": [50.0, 2500.0], "t2f": [50.0, 2000.0]}
 
 
 def _unit_volume(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,16 +65,8 @@ def test_generated_cases_carry_the_writer_map(tmp_path: Path) -> None:
     [
         "{not json",
         json.dumps({"intensity_ranges": RANGES, "case_ids": ["SYN-a-s000000"]}),  # not gliomagen's
-        json.dumps(
-            {"gliomagen_version": "0.1.0", "intensity_ranges": RANGES, "case_ids": ["other"]}
-        ),
-        json.dumps(
-            {
-                "gliomagen_version": "0.1.0",
-                "intensity_ranges": {"t1n": [5, 1]},
-                "case_ids": ["SYN-a-s000000"],
-            }
-        ),
+        json.dumps({"gliomagen_version": "0.1.0", "intensity_ranges": RANGES, "case_ids": ["other"]}),
+        json.dumps({"gliomagen_version": "0.1.0", "intensity_ranges": {"t1n": [5, 1]}, "case_ids": ["SYN-a-s000000"]}),
     ],
 )
 def test_other_manifests_leave_a_case_a_scan(tmp_path: Path, manifest_text: str) -> None:
@@ -101,11 +88,7 @@ def test_round_trip_restores_the_generator_scale(tmp_path: Path) -> None:
     assert all(abs(m - truth) > 0.2 for m in _brain_median(Path(s2))), _brain_median(Path(s2))
     ds = open_store(s1)
     rec = json.loads(ds.index_rows[0]["intensity"])
-    assert (
-        rec["t1c"]["scale"] == "recorded"
-        and rec["t1c"]["p_lo"] == 100.0
-        and rec["t1c"]["p_hi"] == 3000.0
-    )
+    assert rec["t1c"]["scale"] == "recorded" and rec["t1c"]["p_lo"] == 100.0 and rec["t1c"]["p_hi"] == 3000.0
 
 
 def test_nyul_needs_a_scan_to_learn_from(tmp_path: Path) -> None:

@@ -62,11 +62,7 @@ def test_the_table_fixes_the_split_and_the_train_statistics(cohort: Path, tmp_pa
     assert open_store(out, split="val").case_ids == [IDS[1]]
     assert open_store(out, split="test").case_ids == [IDS[2]]
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["split"] == {
-        "method": "split-csv",
-        "file": str(table.resolve()),
-        "sha256": sha256(table),
-    }
+    assert meta["split"] == {"method": "split-csv", "file": str(table.resolve()), "sha256": sha256(table)}
     assert meta["splits"] == {"train": 2, "val": 1, "test": 1}
     assert "seed" not in meta["options"] and meta["options"]["split"]["sha256"] == sha256(table)
     age = open_store(out).schema["age"]  # standardised on the table's training cases: 30 and 71
@@ -171,9 +167,7 @@ def test_slices_keep_each_case_in_its_table_split(tmp_path: Path) -> None:
     src = tmp_path / "cohort"
     for i, cid in enumerate(IDS[:3]):
         Synth.case(src, cid, seed=i)
-    table = write(
-        tmp_path / "split.csv", f"case_id,split\n{IDS[0]},test\n{IDS[1]},train\n{IDS[2]},val\n"
-    )
+    table = write(tmp_path / "split.csv", f"case_id,split\n{IDS[0]},test\n{IDS[1]},train\n{IDS[2]},val\n")
     out = tmp_path / "S"
     code, stdout, stderr = run("prepare", src, "--out", out, "--slices", "--size", "16", "--qc", "0",
                                "--views", "axial", "--split-csv", table)  # fmt: skip
@@ -183,11 +177,7 @@ def test_slices_keep_each_case_in_its_table_split(tmp_path: Path) -> None:
     assert pairs == {(IDS[0], "test"), (IDS[1], "train"), (IDS[2], "val")}
     assert {r["source_case"] for r in open_store(out, split="train").index_rows} == {IDS[1]}
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["split"]["method"] == "split-csv" and meta["case_splits"] == {
-        "train": 1,
-        "val": 1,
-        "test": 1,
-    }
+    assert meta["split"]["method"] == "split-csv" and meta["case_splits"] == {"train": 1, "val": 1, "test": 1}
     assert "seed" not in meta["options"] and "(from --split-csv" in stdout
     write(table, f"case_id,split\n{IDS[0]},train\n{IDS[1]},train\n{IDS[2]},val\nX,test\n")
     code, _, stderr = run("prepare", src, "--out", out, "--slices", "--size", "16", "--qc", "0",

@@ -155,9 +155,7 @@ def test_contrast_family_weighs_as_much_as_the_mask_family() -> None:
         return {**tissue.structure_statistics(masks), **tissue.tissue_contrast(images, masks, mods)}
 
     real, groups = stats(imgs), {"grade=HGG": np.arange(4)}
-    assert tissue.structure_distance(real, groups, real, groups)["value"] == pytest.approx(
-        0, abs=1e-12
-    )
+    assert tissue.structure_distance(real, groups, real, groups)["value"] == pytest.approx(0, abs=1e-12)
     dull = imgs.copy()
     dull[:, 1][masks == 3] = 0.0  # the enhancing region no brighter than the brain on T1Gd
     d = tissue.structure_distance(real, groups, stats(dull), groups)

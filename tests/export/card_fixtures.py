@@ -36,11 +36,7 @@ ROWS = [  # case_id, split, has_mask, cohort, age
     ("C3", "train", "0", "SSA", "30"),  # no mask: training leaves it out
     ("C4", "val", "1", "SSA", "50"),
 ]
-BEST = {
-    "metric": "fd",
-    "value": 1.25,
-    "metrics": {"fd": 1.25, "kid": 0.01, "memorised": 0, "mask_groups": {}},
-}
+BEST = {"metric": "fd", "value": 1.25, "metrics": {"fd": 1.25, "kid": 0.01, "memorised": 0, "mask_groups": {}}}
 RECORDS = [
     {"step": 8, "metric": "fd", "metrics": {"fd": 1.25, "kid": 0.01}, "improved": True, "stop": None},
     {"step": 10, "metric": "fd", "metrics": {"fd": 2.5, "kid": 0.02}, "improved": False,
@@ -80,9 +76,7 @@ def write_store(folder: Path, sources: Path, labels_csv: Path, size: int = 16) -
         writer = csv.writer(fh)
         writer.writerow(["case_id", "split", "has_mask", "cohort", "age", "t1n_path"])
         for cid, split, mask, cohort, age in ROWS:
-            writer.writerow(
-                [cid, split, mask, cohort, age, str(sources / cid / f"{cid}-t1n.nii.gz")]
-            )
+            writer.writerow([cid, split, mask, cohort, age, str(sources / cid / f"{cid}-t1n.nii.gz")])
     return folder
 
 

@@ -20,6 +20,4 @@ def two_cohorts(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture
 def brats2021(tmp_path: Path) -> Path:
     """Two BraTS 2021-style cases, uncompressed ``.nii``, masks with labels {0, 1, 2, 4}."""
-    return brats2021_cohort(
-        tmp_path / "brats2021", ["BraTS2021_00001", "BraTS2021_00002"], ext=".nii"
-    )
+    return brats2021_cohort(tmp_path / "brats2021", ["BraTS2021_00001", "BraTS2021_00002"], ext=".nii")

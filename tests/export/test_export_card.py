@@ -95,10 +95,7 @@ def test_card_of_a_lone_checkpoint_says_what_is_unknown(tmp_path: Path) -> None:
         "`--store` was given)"
     ) in lines
     assert "- No validation recorded (`train.val_every=2`)" in lines
-    assert (
-        "| `cohort` | categorical | 0 = GLI, 1 = SSA, 2 = unknown | not recorded | labels-csv |"
-        in lines
-    )
+    assert "| `cohort` | categorical | 0 = GLI, 1 = SSA, 2 = unknown | not recorded | labels-csv |" in lines
     assert any(line.startswith(UNCHECKED) for line in lines)
     assert not any(line.startswith(PHANTOM) for line in lines)
 
@@ -161,9 +158,7 @@ def test_a_recorded_store_fingerprint_decides_the_match(tmp_path: Path) -> None:
     (run / "log.txt").unlink()  # the path now comes from the checkpoint
     lines = lines_of(model_card(ckpt))
     assert f"- Store: `{store}` (from the checkpoint)" in lines
-    assert (
-        f"- Store content fingerprint recorded at training: `{store_fingerprint(store)}`" in lines
-    )
+    assert f"- Store content fingerprint recorded at training: `{store_fingerprint(store)}`" in lines
     assert "- The store now at this path holds the data the model was trained on" in lines
     state["store"]["fingerprint"] = "sha256:" + "0" * 64  # trained on other data
     torch.save(state, ckpt)

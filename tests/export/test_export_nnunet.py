@@ -50,19 +50,12 @@ def run_export(*args: str) -> object:
 def test_two_cohorts_file_by_file(two_cohorts: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = two_cohorts
     raw = tmp_path / "raw"
-    out = run_export(
-        str(a), str(b), "--dataset-id", "7", "--name", "Synth", "--out", str(raw), "--quiet"
-    )
+    out = run_export(str(a), str(b), "--dataset-id", "7", "--name", "Synth", "--out", str(raw), "--quiet")
     ds = raw / "Dataset007_Synth"
     assert out.exit_code == 0, out.output
     assert out.stdout == f"wrote {ds}: 4 cases; files 20 hard-linked\n"
     assert os.listdir(raw) == ["Dataset007_Synth"]  # no temporary folder left
-    assert sorted(os.listdir(ds)) == [
-        "dataset.json",
-        "gliomagen_sources.csv",
-        "imagesTr",
-        "labelsTr",
-    ]
+    assert sorted(os.listdir(ds)) == ["dataset.json", "gliomagen_sources.csv", "imagesTr", "labelsTr"]
     ids = IDS_A + IDS_B
     assert sorted(os.listdir(ds / "imagesTr")) == sorted(
         f"{cid}_{c:04d}.nii.gz" for cid in ids for c in range(4)
@@ -71,10 +64,7 @@ def test_two_cohorts_file_by_file(two_cohorts: tuple[Path, Path], tmp_path: Path
     for cohort, cids in ((a, IDS_A), (b, IDS_B)):
         for cid in cids:
             for c, m in enumerate(MODALITIES):  # channel c is modality MODALITIES[c]
-                src, dst = (
-                    cohort / cid / f"{cid}-{m}.nii.gz",
-                    ds / "imagesTr" / f"{cid}_{c:04d}.nii.gz",
-                )
+                src, dst = cohort / cid / f"{cid}-{m}.nii.gz", ds / "imagesTr" / f"{cid}_{c:04d}.nii.gz"
                 assert os.path.samefile(src, dst) and dst.read_bytes() == src.read_bytes()
             src, dst = cohort / cid / f"{cid}-seg.nii.gz", ds / "labelsTr" / f"{cid}.nii.gz"
             assert os.path.samefile(src, dst)
@@ -83,9 +73,7 @@ def test_two_cohorts_file_by_file(two_cohorts: tuple[Path, Path], tmp_path: Path
     assert data == DATASET_JSON
     assert list(data) == list(DATASET_JSON)  # nnU-Net reads the regions in file order
     assert list(data["labels"]) == ["background", "whole tumor", "tumor core", "enhancing tumor"]
-    assert (
-        str(a) in description and str(b) in description and "gliomagen_sources.csv" in description
-    )
+    assert str(a) in description and str(b) in description and "gliomagen_sources.csv" in description
     with open(ds / "gliomagen_sources.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["case_id"] for r in rows] == ids
@@ -144,9 +132,7 @@ def test_copy_option_and_link_fallback(
     assert fallback.summary().endswith("2 cases; files 10 copied")
 
 
-def test_trailing_singleton_dimension_is_squeezed(
-    two_cohorts: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_trailing_singleton_dimension_is_squeezed(two_cohorts: tuple[Path, Path], tmp_path: Path) -> None:
     a, _ = two_cohorts
     cid = IDS_A[1]
     save(image(1, 2)[..., None], a / cid / f"{cid}-t2w.nii.gz")  # [16, 16, 16, 1]
@@ -202,18 +188,8 @@ CASES = [
     ("unknown-folder", lambda a, b: [str(a.parent / "nope")], [], "nope: no such file or folder"),
     ("no-cases", _empty, [], "empty: no cases found"),
     ("id-0", lambda a, b: [str(a)], ["--dataset-id", "0"], "--dataset-id 0: must be 1..999"),
-    (
-        "id-1000",
-        lambda a, b: [str(a)],
-        ["--dataset-id", "1000"],
-        "--dataset-id 1000: must be 1..999",
-    ),
-    (
-        "name-space",
-        lambda a, b: [str(a)],
-        ["--name", "My Data"],
-        "--name 'My Data': use 1-64 letters",
-    ),
+    ("id-1000", lambda a, b: [str(a)], ["--dataset-id", "1000"], "--dataset-id 1000: must be 1..999"),
+    ("name-space", lambda a, b: [str(a)], ["--name", "My Data"], "--name 'My Data': use 1-64 letters"),
     ("name-path", lambda a, b: [str(a)], ["--name", "../x"], "--name '../x': use 1-64 letters"),
     ("affine", _moved_affine, [], f"{IDS_A[0]}: {IDS_A[0]}-t2f.nii.gz: affine differs"),
     ("shape", _other_shape, [], f"{IDS_A[0]}: {IDS_A[0]}-seg.nii.gz: shape [16, 16, 15] differs"),
@@ -222,9 +198,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("setup", "extra", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("setup", "extra", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_error_line(
     two_cohorts: tuple[Path, Path],
     tmp_path: Path,
@@ -234,11 +208,7 @@ def test_bad_input_is_one_error_line(
 ) -> None:
     a, b = two_cohorts
     raw = tmp_path / "raw"
-    options = {
-        "--dataset-id": "7",
-        "--name": "Synth",
-        **dict(zip(extra[::2], extra[1::2], strict=True)),
-    }
+    options = {"--dataset-id": "7", "--name": "Synth", **dict(zip(extra[::2], extra[1::2], strict=True))}
     args = [*setup(a, b), *(x for kv in options.items() for x in kv), "--out", str(raw), "--quiet"]
     out = run_export(*args)
     assert out.exit_code == 2, out.output
@@ -251,16 +221,12 @@ def test_duplicate_names_both_sources(two_cohorts: tuple[Path, Path], tmp_path: 
     a, _ = two_cohorts
     copy = tmp_path / "copy-of-a"
     shutil.copytree(a, copy)
-    out = run_export(
-        str(a), str(copy), "--dataset-id", "7", "--name", "X", "--out", str(tmp_path / "raw")
-    )
+    out = run_export(str(a), str(copy), "--dataset-id", "7", "--name", "X", "--out", str(tmp_path / "raw"))
     assert out.exit_code == 2
     assert str(a / IDS_A[0]) in out.stderr and str(copy / IDS_A[0]) in out.stderr
 
 
-def test_existing_dataset_is_refused_and_kept(
-    two_cohorts: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_existing_dataset_is_refused_and_kept(two_cohorts: tuple[Path, Path], tmp_path: Path) -> None:
     a, _ = two_cohorts
     raw = tmp_path / "raw"
     (raw / "Dataset007_Synth").mkdir(parents=True)
@@ -269,9 +235,7 @@ def test_existing_dataset_is_refused_and_kept(
     (raw / "notes.txt").write_text("also mine")
     same = run_export(str(a), "--dataset-id", "7", "--name", "Synth", "--out", str(raw))
     taken = run_export(str(a), "--dataset-id", "8", "--name", "Synth", "--out", str(raw))
-    as_file = run_export(
-        str(a), "--dataset-id", "9", "--name", "S", "--out", str(raw / "notes.txt")
-    )
+    as_file = run_export(str(a), "--dataset-id", "9", "--name", "S", "--out", str(raw / "notes.txt"))
     assert (same.exit_code, taken.exit_code, as_file.exit_code) == (2, 2, 2)
     assert same.stderr == (
         f"error: {raw / 'Dataset007_Synth'}: already exists and is not empty; remove it or choose "
@@ -286,12 +250,7 @@ def test_existing_dataset_is_refused_and_kept(
     assert (raw / "Dataset007_Synth" / "keep.txt").read_text() == "mine"
     empty = tmp_path / "raw2" / "Dataset007_Synth"
     empty.mkdir(parents=True)  # an empty folder may be filled
-    assert (
-        run_export(
-            str(a), "--dataset-id", "7", "--name", "Synth", "--out", str(empty.parent)
-        ).exit_code
-        == 0
-    )
+    assert run_export(str(a), "--dataset-id", "7", "--name", "Synth", "--out", str(empty.parent)).exit_code == 0
     assert len(os.listdir(empty / "imagesTr")) == 8
 
 
@@ -310,9 +269,7 @@ def test_interrupt_leaves_nothing(
 
     monkeypatch.setattr(nnunet_module, "export_case", interrupted)
     raw = tmp_path / "raw"
-    out = run_export(
-        str(a), str(b), "--dataset-id", "7", "--name", "Synth", "--out", str(raw), "--quiet"
-    )
+    out = run_export(str(a), str(b), "--dataset-id", "7", "--name", "Synth", "--out", str(raw), "--quiet")
     assert out.exit_code == 130 and out.stderr == "error: interrupted\n"
     assert os.listdir(raw) == []
     assert os.stat(a / IDS_A[0] / f"{IDS_A[0]}-t1n.nii.gz").st_nlink == 1  # the links went with it
@@ -336,11 +293,7 @@ def test_generate_layout_is_what_find_cases_reads(tmp_path: Path) -> None:
 
     cohort = generate_cohort(tmp_path / "c", "SYN-00000000", [3])
     (case,) = find_cases([cohort])
-    assert (
-        case.case_id == "SYN-00000000-s000003"
-        and case.layout == "brats2023"
-        and case.problem is None
-    )
+    assert case.case_id == "SYN-00000000-s000003" and case.layout == "brats2023" and case.problem is None
 
 
 def test_no_cohort_is_an_error(tmp_path: Path) -> None:

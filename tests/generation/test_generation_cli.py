@@ -254,9 +254,7 @@ def test_generate_latent_prior_choice(tmp_path: Path, reference_record) -> None:
     common = ["--n", "1", "--space", "native", "--noise", "const", "--seed", "3"]
 
     def gen(ckpt: Path, out: str, *extra: str):  # noqa: ANN202
-        return _run(
-            "generate", "--checkpoint", str(ckpt), "--out", str(tmp_path / out), *common, *extra
-        )
+        return _run("generate", "--checkpoint", str(ckpt), "--out", str(tmp_path / out), *common, *extra)
 
     assert gen(fitted, "a").exit_code == 0
     assert gen(fitted, "b", "--latent-prior", "normal").exit_code == 0

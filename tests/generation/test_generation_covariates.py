@@ -45,11 +45,7 @@ def test_clinical_csv_holds_what_prepare_measures(checkpoint: Path, tmp_path: Pa
 
     out = generate_cohort(checkpoint, tmp_path / "syn", 4, seed=2, progress=False)
     rows = {r["case_id"]: r for r in _rows(out)}
-    assert list(next(iter(rows.values())))[-3:] == [
-        "wt_volume_ml",
-        "enhancing_fraction",
-        "hemisphere",
-    ]
+    assert list(next(iter(rows.values())))[-3:] == ["wt_volume_ml", "enhancing_fraction", "hemisphere"]
     records = find_cases([out])
     assert sorted(r.case_id for r in records) == sorted(rows)
     tumours = 0
@@ -74,10 +70,7 @@ def test_covariate_conditions_keep_the_request_and_fill_the_rest(
         ConditionField("wt_volume_ml", "continuous", mean=20.0, std=10.0, source="mask"),
     ])  # fmt: skip
     ckpt = save_tiny_checkpoint(
-        tmp_path / "run",
-        tiny_generator(schema),
-        schema,
-        store_meta(reference_record, schema=schema),
+        tmp_path / "run", tiny_generator(schema), schema, store_meta(reference_record, schema=schema)
     )
     out = generate_cohort(
         ckpt, tmp_path / "syn", 2, conditions={"hemisphere": "left"}, space="native", progress=False

@@ -39,9 +39,7 @@ def slow_generate(pause: float, *args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def wait_for_files(
-    root: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120
-) -> None:
+def wait_for_files(root: Path, count: int, proc: subprocess.Popen[str], timeout: float = 120) -> None:
     """Wait until ``count`` NIfTI files exist anywhere under ``root`` (hidden folders included)."""
     end = time.monotonic() + timeout
     while len(list(root.rglob("*.nii.gz"))) < count:
@@ -77,9 +75,7 @@ def test_killed_generate_leaves_nothing_and_a_rerun_matches(
     work = tmp_path / "work"
     work.mkdir()
     out = work / "syn"
-    proc = slow_generate(
-        0.3, "generate", "--checkpoint", checkpoint, "--n", 3, "--out", out, "--quiet"
-    )
+    proc = slow_generate(0.3, "generate", "--checkpoint", checkpoint, "--n", 3, "--out", out, "--quiet")
     try:
         wait_for_files(work, 6, proc)  # the first case whole, the second begun
     finally:
@@ -103,9 +99,7 @@ def test_an_interrupted_generate_cleans_up_and_says_so(
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    proc = slow_generate(
-        0.3, "generate", "--checkpoint", checkpoint, "--n", 3, "--out", work / "syn", "--quiet"
-    )
+    proc = slow_generate(0.3, "generate", "--checkpoint", checkpoint, "--n", 3, "--out", work / "syn", "--quiet")
     try:
         wait_for_files(work, 6, proc)
         proc.send_signal(sig)
@@ -138,10 +132,7 @@ def test_an_existing_empty_out_is_used_and_a_non_empty_one_refused(
     (other / "notes.txt").write_text("x")
     result = _generate(checkpoint, other, "--n", "1")
     assert result.exit_code == 2
-    assert (
-        result.stderr.strip()
-        == f"error: --out {other}: is not empty; choose an empty or new folder"
-    )
+    assert result.stderr.strip() == f"error: --out {other}: is not empty; choose an empty or new folder"
     assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 

@@ -155,9 +155,7 @@ def _gen(ckpt: Path, out: Path, conditions: dict[str, Any], **kw: Any) -> Path:
     return generate_cohort(ckpt, out, conditions=conditions, **kw)
 
 
-def test_clinical_csv_and_manifest_say_what_was_drawn(
-    tmp_path: Path, reference_record: Any
-) -> None:
+def test_clinical_csv_and_manifest_say_what_was_drawn(tmp_path: Path, reference_record: Any) -> None:
     ckpt = _checkpoint(tmp_path / "run", reference_record)
     lgg = _gen(ckpt, tmp_path / "lgg", {"grade": "LGG"})
     hgg = _gen(ckpt, tmp_path / "hgg", {"grade": "HGG", "cohort": "GLI"})
@@ -219,8 +217,7 @@ def test_cli_unset_option(tmp_path: Path, reference_record: Any) -> None:
     runner = CliRunner()
     common = ["generate", "--checkpoint", str(ckpt), "--n", "2", "--space", "native", "--quiet"]
     ok = runner.invoke(
-        app,
-        [*common, "--out", str(tmp_path / "a"), "--condition", "grade=LGG", "--unset", "unknown"],
+        app, [*common, "--out", str(tmp_path / "a"), "--condition", "grade=LGG", "--unset", "unknown"]
     )
     assert ok.exit_code == 0, ok.output
     assert _manifest(tmp_path / "a")["conditions_drawn"] == NOT_DRAWN

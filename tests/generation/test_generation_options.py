@@ -43,9 +43,7 @@ def test_device_defaults_to_auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
     import gliomagen.generation
 
-    walk = importlib.import_module(
-        "gliomagen.generation.interpolate"
-    )  # the module, not the function
+    walk = importlib.import_module("gliomagen.generation.interpolate")  # the module, not the function
     seen: dict[str, Any] = {}
 
     def fake_generate(*args: Any, **kwargs: Any) -> Path:
@@ -59,9 +57,7 @@ def test_device_defaults_to_auto(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setattr(gliomagen.generation, "generate_cohort", fake_generate)
     monkeypatch.setattr(walk, "interpolate", fake_interpolate)
     assert _run("generate", "--checkpoint", "c.pt", "--out", "o", "--n", "1").exit_code == 0
-    assert (
-        _run("interpolate", "--checkpoint", "c.pt", "--out", "o", "--seeds", "1,2").exit_code == 0
-    )
+    assert _run("interpolate", "--checkpoint", "c.pt", "--out", "o", "--seeds", "1,2").exit_code == 0
     assert seen == {"generate": "auto", "interpolate": "auto"}
 
 

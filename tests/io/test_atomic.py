@@ -11,9 +11,7 @@ from gliomagen.io.atomic import atomic_dir, atomic_path, replace_dir, write_json
 
 
 def test_write_json_cleans_nan_and_numpy(tmp_path):
-    p = write_json(
-        tmp_path / "sub" / "a.json", {"x": float("nan"), "n": np.int64(3), "v": np.ones(2)}
-    )
+    p = write_json(tmp_path / "sub" / "a.json", {"x": float("nan"), "n": np.int64(3), "v": np.ones(2)})
     assert json.loads(p.read_text()) == {"x": None, "n": 3, "v": [1.0, 1.0]}
     assert [q.name for q in p.parent.iterdir()] == ["a.json"]
 

@@ -42,11 +42,7 @@ def test_integer_translation_is_exact(sd: int) -> None:
     zero = pipe.sample_params(1, 0.0, (10,) * sd, torch.Generator().manual_seed(0))
     params = dict(zero, shift=torch.tensor([[2, -1, 0][:sd]]))
     a, b = pipe.apply(img, mask, params)
-    moved = (
-        slice(None),
-        slice(2, None),
-        slice(None, -1),
-    )  # +2 along the first axis, -1 along the second
+    moved = (slice(None), slice(2, None), slice(None, -1))  # +2 along the first axis, -1 along the second
     source = (slice(None), slice(None, -2), slice(1, None))
     torch.testing.assert_close(a[0][moved], img[0][source], atol=1e-5, rtol=0)
     torch.testing.assert_close(b[0][moved], mask[0][source], atol=1e-5, rtol=0)

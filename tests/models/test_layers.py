@@ -72,8 +72,7 @@ def test_equal_linear_and_conv_use_runtime_gain() -> None:
         conv = EqualConv(2, 3, 3, spatial_dims=sd)
         x2 = torch.randn(1, 2, *(5,) * sd)
         torch.testing.assert_close(  # fan-in 2 x 3^sd
-            conv(x2),
-            _conv(x2, conv.weight / math.sqrt(2 * 3**sd)) + conv.bias.reshape(1, -1, *(1,) * sd),
+            conv(x2), _conv(x2, conv.weight / math.sqrt(2 * 3**sd)) + conv.bias.reshape(1, -1, *(1,) * sd)
         )
         with pytest.raises(ValueError, match="EqualConv expects"):
             conv(torch.randn(1, 3, *(5,) * sd))

@@ -167,13 +167,9 @@ def test_never_replaces_a_case_folder_it_did_not_write(tmp_path: Path) -> None:
     real = tmp_path / "BraTS-GLI-00000-000"
     real.mkdir()
     (real / "BraTS-GLI-00000-000-t1n.nii.gz").write_bytes(b"a patient's scan")
-    with pytest.raises(
-        GliomagenError, match="BraTS-GLI-00000-000, which gliomagen phantoms did not write"
-    ):
+    with pytest.raises(GliomagenError, match="BraTS-GLI-00000-000, which gliomagen phantoms did not write"):
         generate_cohort(tmp_path, {"GLI": 1}, progress=False)
-    assert _tree(tmp_path) == {
-        "BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz": b"a patient's scan"
-    }
+    assert _tree(tmp_path) == {"BraTS-GLI-00000-000/BraTS-GLI-00000-000-t1n.nii.gz": b"a patient's scan"}
 
 
 def test_an_interrupted_cohort_can_be_run_again(tmp_path: Path) -> None:

@@ -32,7 +32,5 @@ def test_reference_rebuilds_at_32_cubed_with_every_label() -> None:
 
 
 def test_python_m_prints_the_path() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "gliomagen.reference"], capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([sys.executable, "-m", "gliomagen.reference"], capture_output=True, text=True, check=True)
     assert Path(out.stdout.strip()) == PHANTOMS_32

@@ -127,9 +127,5 @@ def test_a_3d_preset_is_refused_on_a_slice_store(slice_store: Path, tmp_path: Pa
         "--set",
         "train.steps=1",
     )
-    assert (
-        code == 2
-        and err.startswith("error: preset demo-cpu: data.size=32x32x32 is for 3D volumes")
-        and f"{SIDE}x{SIDE}" in err
-    )
+    assert code == 2 and err.startswith("error: preset demo-cpu: data.size=32x32x32 is for 3D volumes") and f"{SIDE}x{SIDE}" in err
     assert not (tmp_path / "r").exists()

@@ -50,36 +50,17 @@ def test_small_data_and_demo_presets() -> None:
     assert s.loss.r1_gamma > 0 and s.loss.r1_interval == 16 and s.train.ema_half_life_images > 0
     d = preset("demo-cpu")
     assert d.data.size == [32, 32, 32] and d.model.aux_classifier
-    assert set(PRESETS) == {
-        "default",
-        "origin",
-        "small-data",
-        "demo-cpu",
-        "origin-2d",
-        "small-data-2d",
-    }
+    assert set(PRESETS) == {"default", "origin", "small-data", "demo-cpu", "origin-2d", "small-data-2d"}
 
 
 def test_default_preset_is_the_recipe_and_what_train_runs() -> None:
     d = resolve_config()  # no --preset, no config file: what `gliomagen train` runs
     assert d.preset == "default" and d.data.size is None  # the store's grid
-    assert (d.model.encoder, d.model.latent_prior, d.model.latent_prior_components) == (
-        True,
-        "fitted",
-        16,
-    )
-    assert (d.model.mask_head, d.model.d_mask, d.model.start) == (
-        "nested",
-        "straight_through",
-        "latent",
-    )
+    assert (d.model.encoder, d.model.latent_prior, d.model.latent_prior_components) == (True, "fitted", 16)
+    assert (d.model.mask_head, d.model.d_mask, d.model.start) == ("nested", "straight_through", "latent")
     assert (d.loss.presence_weight, d.loss.focality_weight, d.loss.kl_weight) == (1.0, 3.0, 0.2)
     assert d.loss.seg_weight == 1.0 and preset("origin").loss.seg_weight == 0.0  # label consistency
-    assert (d.train.val_metric, d.train.val_required, d.train.latent_prior_every) == (
-        "mask",
-        False,
-        50,
-    )
+    assert (d.train.val_metric, d.train.val_required, d.train.latent_prior_every) == ("mask", False, 50)
     assert d.model.g_channels == preset("demo-cpu").model.g_channels
     o = preset("origin")  # the origin report's recipe stays as it was
     assert (o.loss.kind, o.train.lr_g, o.train.lr_d, o.train.batch_size) == ("lsgan", 4e-4, 1e-4, 4)
@@ -194,26 +175,20 @@ def test_shipped_config_files_resolve() -> None:
     assert vaegan.loss.presence_weight == 1.0 and vaegan.loss.focality_weight == 3.0
 
 
-@pytest.mark.parametrize(("key", "on"), [("model.tumour_crop", 16), ("loss.volume_weight", 1.0)])
+@pytest.mark.parametrize(
+    ("key", "on"), [("model.tumour_crop", 16), ("loss.volume_weight", 1.0)]
+)
 def test_removed_options_refuse_a_value_and_ignore_their_off_value(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,
-    key: str,
-    on: float,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg, key: str, on: float  # noqa: ANN001
 ) -> None:
     section, name = key.split(".")
     with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
         resolve_config("demo-cpu", overrides=[f"{key}={on}"])
-    assert to_dict(resolve_config("demo-cpu", overrides=[f"{key}=0"])) == to_dict(
-        preset("demo-cpu")
-    )
+    assert to_dict(resolve_config("demo-cpu", overrides=[f"{key}=0"])) == to_dict(preset("demo-cpu"))
     # a checkpoint written while the option existed: off loads silently, on names the key
     from gliomagen.training import load_checkpoint, load_generator
 
-    ckpt_path = train(
-        tiny_cfg(train={"steps": 1}), fake_store(n=4), tmp_path / "run", progress=False
-    )
+    ckpt_path = train(tiny_cfg(train={"steps": 1}), fake_store(n=4), tmp_path / "run", progress=False)
     ckpt = load_checkpoint(ckpt_path)
     for value, ok in ((0, True), (on, False)):
         ckpt["config"][section][name] = value
@@ -227,10 +202,4 @@ def test_removed_options_refuse_a_value_and_ignore_their_off_value(
     # resuming such a run names the key too (ckpt_path is the run's newest checkpoint)
     torch.save(ckpt, ckpt_path)
     with pytest.raises(GliomagenError, match=f"{key}={on!r}: this option .* was removed"):
-        train(
-            tiny_cfg(train={"steps": 2}),
-            fake_store(n=4),
-            tmp_path / "run",
-            resume=True,
-            progress=False,
-        )
+        train(tiny_cfg(train={"steps": 2}), fake_store(n=4), tmp_path / "run", resume=True, progress=False)

@@ -52,9 +52,7 @@ def _nothing_half_written(run: Path) -> None:
 
 
 def test_enospc_on_a_checkpoint_is_one_line_and_keeps_the_previous(
-    tmp_path: Path,
-    disk_store,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    tmp_path: Path, disk_store, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     store, run = disk_store(tmp_path / "store", n=6), tmp_path / "run"
     real_write = ck.write_bytes
@@ -83,10 +81,7 @@ def small_tmpfs(tmpfs: Callable[[str], Path]) -> Path:
 @pytest.mark.parametrize("slack_kib", [0, 4, 24])  # measured: the TensorBoard file, config.yaml,
 # the checkpoint fail first
 def test_a_real_full_disk_is_one_line_and_resumes_after(
-    slack_kib: int,
-    tmp_path: Path,
-    disk_store,
-    small_tmpfs: Path,  # noqa: ANN001
+    slack_kib: int, tmp_path: Path, disk_store, small_tmpfs: Path  # noqa: ANN001
 ) -> None:
     store, run = disk_store(tmp_path / "store", n=6), small_tmpfs / "run"
     assert _train(store, run, 2).exit_code == 0

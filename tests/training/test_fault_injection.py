@@ -94,11 +94,7 @@ def _run_child(ctx: multiprocessing.context.BaseContext, *args: object) -> int |
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_sigkilled_five_times_resumes_to_the_uninterrupted_weights(
-    preset: str,
-    tmp_path: Path,
-    forkserver,
-    disk_store,
-    same_state,  # noqa: ANN001
+    preset: str, tmp_path: Path, forkserver, disk_store, same_state  # noqa: ANN001
 ) -> None:
     store = str(disk_store(tmp_path / "store", n=8, splits=["train"] * 6 + ["val"] * 2))
     run = tmp_path / "killed"
@@ -120,3 +116,4 @@ def test_sigkilled_five_times_resumes_to_the_uninterrupted_weights(
     left = [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not left, f"half-written files left: {left}"
     assert "resumed from step" in (run / "log.txt").read_text()
+

@@ -109,8 +109,7 @@ def test_schemas_match_by_name() -> None:
     assert m.dropped == ["grade", "cohort=PED"] and m.dropped_cat == [1]
     assert m.new == ["cohort=SSA"] and m.mapped == {}
     assert parse_init_map(["cohort=SSA:GLI", "grade=X:HGG"]) == {
-        "cohort": {"SSA": "GLI"},
-        "grade": {"X": "HGG"},
+        "cohort": {"SSA": "GLI"}, "grade": {"X": "HGG"}
     }
 
 
@@ -138,9 +137,7 @@ def test_a_changed_kind_and_a_bad_map_string_are_refused() -> None:
 
 
 @pytest.mark.parametrize("mapped", [True, False])
-def test_a_new_code_starts_from_the_named_row_or_the_mean(
-    parent: Path, tiny_cfg, mapped: bool
-) -> None:  # noqa: ANN001
+def test_a_new_code_starts_from_the_named_row_or_the_mean(parent: Path, tiny_cfg, mapped: bool) -> None:  # noqa: ANN001
     ckpt, cfg = load_checkpoint(parent), tiny_cfg()
     G, D, G_ema = networks(cfg, GROWN)
     lines: list[str] = []
@@ -192,27 +189,18 @@ def test_a_dropped_label_counts_as_its_mean_row(parent: Path, tiny_cfg) -> None:
 
 def test_grid_and_width_mismatches_are_one_error(parent: Path, tiny_cfg) -> None:  # noqa: ANN001
     cfg = tiny_cfg(model={"g_channels": 2})
-    with pytest.raises(
-        GliomagenError,
-        match=r"grid or widths differ from the parent \(--init .*\): model.g_channels is 4 there and 2 here",
-    ):
+    with pytest.raises(GliomagenError, match=r"grid or widths differ from the parent \(--init .*\): model.g_channels is 4 there and 2 here"):
         init_networks(*networks(cfg, GROWN), GROWN, parent, config=cfg)
     with pytest.raises(GliomagenError, match=r"G tensor synthesis\..* is \[.*\] in the parent"):
         init_networks(*networks(cfg, GROWN), GROWN, parent)  # unchecked config: the tensors
     G = build_generator(tiny_cfg(), GROWN, (32, 32, 32))
     D = build_discriminator(tiny_cfg(), GROWN, (32, 32, 32))
-    with pytest.raises(
-        GliomagenError,
-        match="trained on 16x16x16 volumes of 4 modalities, the store holds 32x32x32",
-    ):
+    with pytest.raises(GliomagenError, match="trained on 16x16x16 volumes of 4 modalities, the store holds 32x32x32"):
         init_networks(G, D, copy.deepcopy(G), GROWN, parent)
 
 
 def test_provenance_in_the_checkpoint_and_the_manifest(
-    parent: Path,
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,  # noqa: ANN001
+    parent: Path, tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
 ) -> None:
     store = relabel(fake_store(n=4), GROWN)
     cfg = tiny_cfg(train={"steps": 1})
@@ -225,9 +213,7 @@ def test_provenance_in_the_checkpoint_and_the_manifest(
     assert record["mapped"] == {"cohort=SSA": "cohort=GLI"}
     log = (tmp_path / "child" / "log.txt").read_text()
     assert f"initialised G, G_ema, D from {parent.resolve()} (step 2" in log
-    resumed = train(
-        tiny_cfg(train={"steps": 2}), store, tmp_path / "child", resume=True, progress=False
-    )
+    resumed = train(tiny_cfg(train={"steps": 2}), store, tmp_path / "child", resume=True, progress=False)
     assert load_checkpoint(resumed)["parent"] == record  # a resumed child keeps its parent
     manifest = checkpoint_record(load_source(resumed))  # manifest.json's "checkpoint"
     assert manifest["parent_sha256"] == record["parent_sha256"]
@@ -248,17 +234,10 @@ def test_freeze_d_and_the_mapping_rate(parent: Path, tmp_path: Path, fake_store,
     assert [g["lr"] for g in groups] == [cfg.train.lr_g, pytest.approx(cfg.train.lr_g * 0.1)]
     assert len(ckpt["opt_D"]["state"]) == len(list(ckpt["D"])) - len(frozen)  # no frozen state
     resumed = load_checkpoint(
-        train(
-            tiny_cfg(model={"d_freeze_blocks": 1}, train={"steps": 4, "lr_mapping_scale": 0.2}),
-            store,
-            tmp_path / "ft",
-            resume=True,
-            progress=False,
-        )  # fmt: skip
+        train(tiny_cfg(model={"d_freeze_blocks": 1}, train={"steps": 4, "lr_mapping_scale": 0.2}),
+              store, tmp_path / "ft", resume=True, progress=False)  # fmt: skip
     )
-    assert [g["lr"] for g in resumed["opt_G"]["param_groups"]][1] == pytest.approx(
-        cfg.train.lr_g * 0.2
-    )
+    assert [g["lr"] for g in resumed["opt_G"]["param_groups"]][1] == pytest.approx(cfg.train.lr_g * 0.2)
     with pytest.raises(GliomagenError, match="model.d_freeze_blocks=2: D has 1 residual blocks"):
         train(tiny_cfg(model={"d_freeze_blocks": 2}), store, tmp_path / "x", progress=False)
 
@@ -266,8 +245,7 @@ def test_freeze_d_and_the_mapping_rate(parent: Path, tmp_path: Path, fake_store,
 def _cli(store: Path, run: Path, *extra: str):  # noqa: ANN202
     sets = [a for s in [*TINY, "train.steps=1"] for a in ("--set", s)]
     return CliRunner().invoke(
-        app,
-        ["train", str(store), "--run", str(run), "--preset", "demo-cpu", "--quiet", *sets, *extra],
+        app, ["train", str(store), "--run", str(run), "--preset", "demo-cpu", "--quiet", *sets, *extra]
     )
 
 
@@ -283,18 +261,13 @@ def test_cli_init_and_its_errors(parent: Path, tmp_path: Path, disk_store) -> No
         (["--init", str(parent), "--init-map", "cohort=SSA:UCSF"], "the parent has no cohort=UCSF"),
         (["--init", str(parent), "--init-map", "cohort"], "expected FIELD=NEW:OLD"),
         (["--init-map", "cohort=SSA:GLI"], "--init-map: only with --init"),
-        (
-            ["--init", str(parent), "--set", "model.d_channels=2"],
-            "grid or widths differ from the parent",
-        ),
+        (["--init", str(parent), "--set", "model.d_channels=2"], "grid or widths differ from the parent"),
     ]
     for extra, message in cases:
         res = _cli(store, run, *extra)
         assert res.exit_code == 2, res.output
         lines = [ln for ln in res.output.splitlines() if ln.strip()]
-        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (
-            res.output
-        )
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.output
         assert not run.exists(), extra  # nothing written
     res = _cli(store, run, "--init", str(parent.parent.parent), "--init-map", "cohort=SSA:PED")
     assert res.exit_code == 0, res.output
@@ -321,12 +294,8 @@ NO_CONT_PARENT = ConditionSchema([COHORT, GRADE])
     ],
 )
 def test_other_layouts_keep_the_outputs(
-    tmp_path: Path,
-    tiny_cfg,
-    model: dict[str, Any],
-    was: ConditionSchema,  # noqa: ANN001
-    now: ConditionSchema,
-    extra: dict[str, Any],
+    tmp_path: Path, tiny_cfg, model: dict[str, Any], was: ConditionSchema,  # noqa: ANN001
+    now: ConditionSchema, extra: dict[str, Any],
 ) -> None:
     loss = {"recon_weight": 1.0, "kl_weight": 0.1} if model.get("encoder") else {}
     cfg = tiny_cfg(model=model, loss=loss)

@@ -31,9 +31,7 @@ def test_gaussian_of_posterior_matches_numpy() -> None:
     # one case: its own posterior
     m1, t1 = gaussian_of_posterior(torch.tensor([[1.0, -2.0]]), torch.tensor([[0.0, np.log(4.0)]]))
     np.testing.assert_allclose(m1.numpy(), [1.0, -2.0])
-    np.testing.assert_allclose(
-        t1.diagonal().numpy(), np.sqrt([1.0 + JITTER, 4.0 + JITTER]), rtol=1e-6
-    )
+    np.testing.assert_allclose(t1.diagonal().numpy(), np.sqrt([1.0 + JITTER, 4.0 + JITTER]), rtol=1e-6)
     with pytest.raises(ValueError, match="z_dim"):
         gaussian_of_posterior(torch.zeros(0, 3), torch.zeros(0, 3))
 
@@ -68,9 +66,7 @@ def test_config_needs_the_encoder() -> None:
 
 
 def test_training_fits_g_ema_and_keeps_g_on_the_standard_normal(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
 ) -> None:
     store = fake_store(n=6)
     cfg = tiny_cfg(model=VAE, loss=VAE_LOSS, train={"steps": 3, "ema_half_life_images": 8.0})
@@ -90,9 +86,7 @@ def test_training_fits_g_ema_and_keeps_g_on_the_standard_normal(
 
 
 def test_resume_rewrites_config_yaml_and_logs_the_changes(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
 ) -> None:
     store = fake_store(n=4)
     run = tmp_path / "r"
@@ -105,9 +99,7 @@ def test_resume_rewrites_config_yaml_and_logs_the_changes(
 
 
 def test_latent_prior_every_moves_g_fakes_onto_the_fit(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
 ) -> None:
     with pytest.raises(GliomagenError, match="train.latent_prior_every"):
         resolve_config("demo-cpu", overrides=["train.latent_prior_every=10"])
@@ -125,13 +117,7 @@ def test_resume_may_switch_the_latent_prior_on(tmp_path: Path, fake_store, tiny_
     plain = {"encoder": True}
     train(tiny_cfg(model=plain, loss=VAE_LOSS, train={"steps": 1}), store, run, progress=False)
     ckpt = load_checkpoint(
-        train(
-            tiny_cfg(model=VAE, loss=VAE_LOSS, train={"steps": 2}),
-            store,
-            run,
-            resume=True,
-            progress=False,
-        )
+        train(tiny_cfg(model=VAE, loss=VAE_LOSS, train={"steps": 2}), store, run, resume=True, progress=False)
     )
     assert not torch.equal(ckpt["G_ema"]["mapping.z_tril"], torch.eye(8))
     assert "model.latent_prior 'normal' -> 'fitted'" in (run / "log.txt").read_text()

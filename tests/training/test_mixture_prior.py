@@ -91,16 +91,12 @@ def test_state_dicts_carry_the_number_of_components() -> None:
 def test_config_errors() -> None:
     with pytest.raises(GliomagenError, match="model.latent_prior_components=0: must be >= 1"):
         resolve_config("demo-cpu", overrides=["model.latent_prior_components=0"])
-    with pytest.raises(
-        GliomagenError, match="model.latent_prior_components=4: a mixture is a fitted"
-    ):
+    with pytest.raises(GliomagenError, match="model.latent_prior_components=4: a mixture is a fitted"):
         resolve_config("demo-cpu", overrides=["model.latent_prior_components=4"])
 
 
 def test_training_saves_a_mixture_and_generation_uses_it(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg  # noqa: ANN001
 ) -> None:
     store = fake_store(n=6)
     model = {**VAE, "latent_prior_components": 3}

@@ -19,9 +19,7 @@ def make_loss(term_factory):  # noqa: ANN001, ANN201
     """``make_loss(floor, weight, share)``: the presence term with this floor table."""
 
     def make(floor: torch.Tensor | None, weight: float = 1.0, share: float = 0.5) -> PresenceTerm:
-        return term_factory(
-            [f"loss.presence_weight={weight}", f"loss.presence_floor={share}"], tumour_floor=floor
-        )
+        return term_factory([f"loss.presence_weight={weight}", f"loss.presence_floor={share}"], tumour_floor=floor)
 
     return make
 
@@ -59,8 +57,7 @@ def test_value_matches_a_hand_computation(make_loss) -> None:  # noqa: ANN001
     assert float(loss.value(_probs(full), torch.tensor([[0, 0]]))) == 0.0
     # the 'unknown' slot (code 2) sets no bound: grade's alone counts
     torch.testing.assert_close(
-        loss.value(_probs(tumour[:1]), torch.tensor([[0, 2]])),
-        1.0 - tumour[0].topk(10).values.mean(),
+        loss.value(_probs(tumour[:1]), torch.tensor([[0, 2]])), 1.0 - tumour[0].topk(10).values.mean()
     )
     nobound = make_loss(torch.tensor([[math.nan, 0.0], [math.nan, math.nan]]))
     assert float(nobound.value(_probs(tumour[:1]), torch.tensor([[1, 0]]))) == 0.0

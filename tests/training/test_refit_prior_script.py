@@ -23,10 +23,7 @@ def _module():  # noqa: ANN202
 
 
 def test_refit_writes_one_row_per_checkpoint_and_k(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,
-    monkeypatch,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg, monkeypatch  # noqa: ANN001
 ) -> None:
     store = fake_store(n=6)
     cfg = tiny_cfg(

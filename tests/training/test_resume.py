@@ -83,11 +83,7 @@ DRAWING_OPTIONS = {
 
 @pytest.mark.parametrize("option", sorted(DRAWING_OPTIONS))
 def test_resume_is_exact_for_every_option_that_draws(
-    option: str,
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,
-    same_state,  # noqa: ANN001
+    option: str, tmp_path: Path, fake_store, tiny_cfg, same_state  # noqa: ANN001
 ) -> None:
     """5 steps uninterrupted == 3 steps (killed after the step-2 checkpoint), resumed to 5: every
     tensor of G, G_ema, D and both optimisers, and the counters, equal."""

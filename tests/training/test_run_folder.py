@@ -25,10 +25,7 @@ def test_a_failed_check_leaves_no_new_folder(tmp_path: Path, fake_store, tiny_cf
 
 
 def test_a_failure_in_the_first_step_leaves_no_new_folder(
-    tmp_path: Path,
-    fake_store,
-    tiny_cfg,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+    tmp_path: Path, fake_store, tiny_cfg, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
 ) -> None:
     def boom(self: Trainer, items: object) -> dict:
         raise Boom

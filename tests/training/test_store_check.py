@@ -78,8 +78,7 @@ def test_fingerprint_is_content_not_place(tmp_path: Path, stores) -> None:  # no
 
 
 def test_resume_refuses_another_store_in_one_line_and_writes_nothing(
-    tmp_path: Path,
-    stores,  # noqa: ANN001
+    tmp_path: Path, stores  # noqa: ANN001
 ) -> None:
     a, b, c = stores
     run = tmp_path / "run"
@@ -108,8 +107,7 @@ def test_allow_other_store_continues_and_logs_the_change(tmp_path: Path, stores)
 
 
 def test_checkpoint_without_fingerprint_resumes_with_one_warning(
-    tmp_path: Path,
-    stores,  # noqa: ANN001
+    tmp_path: Path, stores  # noqa: ANN001
 ) -> None:
     a, _, _ = stores
     run = tmp_path / "run"
@@ -126,8 +124,7 @@ def test_checkpoint_without_fingerprint_resumes_with_one_warning(
 
 
 def test_unreadable_newest_checkpoint_falls_back_and_is_kept(
-    tmp_path: Path,
-    stores,  # noqa: ANN001
+    tmp_path: Path, stores  # noqa: ANN001
 ) -> None:
     a, _, _ = stores
     run, full = tmp_path / "run", tmp_path / "full"
@@ -151,8 +148,7 @@ def test_unreadable_newest_checkpoint_falls_back_and_is_kept(
 
 
 def test_no_readable_checkpoint_is_one_line_and_writes_nothing(
-    tmp_path: Path,
-    stores,  # noqa: ANN001
+    tmp_path: Path, stores  # noqa: ANN001
 ) -> None:
     a, _, _ = stores
     run = tmp_path / "run"

@@ -222,10 +222,7 @@ def test_mask_metric_ranks_structure(
     from gliomagen.data.store import open_store
     from gliomagen.evaluation import tissue
 
-    train_ds, val_ds = (
-        open_store(phantom_store, split="train"),
-        open_store(phantom_store, split="val"),
-    )
+    train_ds, val_ds = open_store(phantom_store, split="train"), open_store(phantom_store, split="val")
     images = np.load(phantom_store / "images.npy")[train_ds.indices].astype(np.float32)
     masks = np.load(phantom_store / "masks.npy")[train_ds.indices]
     n = VAL["val_samples"]
@@ -239,17 +236,9 @@ def test_mask_metric_ranks_structure(
         return images[pick], mode["masks"]
 
     monkeypatch.setattr(validation, "generate_samples", fake)
-    cfg = tiny_cfg(
-        train={
-            "steps": 2,
-            "val_every": 1,
-            "val_patience": 0,
-            "val_metric": "mask",
-            "stop_on_memorisation": False,
-            "memorisation_threshold": 100,
-            **VAL,
-        }
-    )  # fmt: skip (the images are training cases: no copy veto)
+    cfg = tiny_cfg(train={"steps": 2, "val_every": 1, "val_patience": 0, "val_metric": "mask",
+                          "stop_on_memorisation": False, "memorisation_threshold": 100,
+                          **VAL})  # fmt: skip (the images are training cases: no copy veto)
     run = tmp_path / "run"
     train(cfg, str(phantom_store), run, progress=False)
     mode["masks"] = np.zeros_like(faithful)  # every tumour gone
@@ -290,6 +279,7 @@ def test_mask_metric_ranks_structure(
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["step"] == 1 and best["validation"]["metric"] == "mask"
     assert best["validation"]["value"] == pytest.approx(good["mask"])
+
 
 
 @pytest.fixture(scope="module")

@@ -31,27 +31,15 @@ def test_plans_of_every_arm() -> None:
         ("real+large", 0.75),
         ("synthetic@1x", 0.25),
     )
-    assert plan_arm("large-then-real+synthetic@4x", 0.5).slots == (
-        ("real", 0.5),
-        ("synthetic@4x", 0.5),
-    )
-    assert plan_arm("real+large+stand-in@4x", 0.5).slots == (
-        ("real+large", 0.5),
-        ("stand-in@4x", 0.5),
-    )
+    assert plan_arm("large-then-real+synthetic@4x", 0.5).slots == (("real", 0.5), ("synthetic@4x", 0.5))
+    assert plan_arm("real+large+stand-in@4x", 0.5).slots == (("real+large", 0.5), ("stand-in@4x", 0.5))
     with pytest.raises(GliomagenError, match="unknown arm 'fake'"):
         plan_arm("fake")
 
 
 def test_arm_names_parse_and_expand() -> None:
     s = parse_arm("large-then-real+synthetic@4x")
-    assert (s.base, s.source, s.multiple, s.pretrain, s.pool) == (
-        "large-then-real",
-        "synthetic",
-        4,
-        True,
-        "synthetic@4x",
-    )
+    assert (s.base, s.source, s.multiple, s.pretrain, s.pool) == ("large-then-real", "synthetic", 4, True, "synthetic@4x")
     assert parse_arm("synthetic").base is None and parse_arm("real").source is None
     assert parse_arm("real+synthetic@1x").name == "real+synthetic"  # 1x: no suffix
     assert not parse_arm("real+large+stand-in").pretrain
@@ -65,11 +53,7 @@ def test_arm_names_parse_and_expand() -> None:
         "real+synthetic@4x", "real+large+synthetic@4x", "large-then-real+synthetic@4x", "synthetic@4x",
         "real+stand-in@4x", "real+large+stand-in@4x", "large-then-real+stand-in@4x",
     ]  # fmt: skip
-    assert expand_arms(["real+synthetic@4x", "real+large"], [1]) == [
-        "real",
-        "real+large",
-        "real+synthetic@4x",
-    ]
+    assert expand_arms(["real+synthetic@4x", "real+large"], [1]) == ["real", "real+large", "real+synthetic@4x"]
     with pytest.raises(GliomagenError, match="--synthetic-multiple"):
         expand_arms(["real"], [0])
 
@@ -106,14 +90,10 @@ def test_schedule_is_deterministic_for_a_seed() -> None:
 
 def test_empty_pool_is_an_error() -> None:
     with pytest.raises(GliomagenError, match="synthetic@1x pool has no cases"):
-        batch_schedule(
-            plan_arm("synthetic"), {"real": 3, "synthetic@1x": 0}, steps=2, batch_size=1, seed=0
-        )
+        batch_schedule(plan_arm("synthetic"), {"real": 3, "synthetic@1x": 0}, steps=2, batch_size=1, seed=0)
 
 
-def test_pools_hold_the_right_case_ids(
-    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path
-) -> None:
+def test_pools_hold_the_right_case_ids(tiny_real: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
     data = load_benchmark_data(tiny_real, tiny_synthetic, "SSA", cache_dir=tmp_path / "cache")
     ids = {k: [c.case_id for c in v] for k, v in data.pools.items()}
     # scarce cohort's train cases with a mask (SSA-nomask has none)
@@ -126,13 +106,8 @@ def test_pools_hold_the_right_case_ids(
     assert data.spacing == [2.0, 2.0, 2.0] and data.n_real == 4
     # the synthetic pool follows the real cases' mix (4 x cohort=SSA, grade=HGG): the first 4 HGG
     assert ids["synthetic@1x"] == ["SYN-00000", "SYN-00002", "SYN-00004", "SYN-00006"]
-    with pytest.raises(
-        GliomagenError,
-        match="--synthetic: 2 x 4 = 8 cases with cohort=SSA, grade=HGG needed .* only 4",
-    ):
-        load_benchmark_data(
-            tiny_real, tiny_synthetic, "SSA", cache_dir=tmp_path / "cache", multiples=(1, 2)
-        )
+    with pytest.raises(GliomagenError, match="--synthetic: 2 x 4 = 8 cases with cohort=SSA, grade=HGG needed .* only 4"):
+        load_benchmark_data(tiny_real, tiny_synthetic, "SSA", cache_dir=tmp_path / "cache", multiples=(1, 2))
     assert data.bank is not None
     for name, rows in data.index.items():
         assert [data.bank.ids[i] for i in rows] == ([c.case_id for c in data.pools[name]]
@@ -140,9 +115,7 @@ def test_pools_hold_the_right_case_ids(
     val_test = {"SSA-004", "SSA-005"}
     for name in ("real", "large", "real+large"):
         assert not val_test & set(ids[name])  # no val or test case trains a segmenter
-    both = load_benchmark_data(
-        tiny_real, None, "SSA", heldout="val+test", needs_synthetic=False, read=False
-    )
+    both = load_benchmark_data(tiny_real, None, "SSA", heldout="val+test", needs_synthetic=False, read=False)
     assert [c.case_id for c in both.heldout] == ["SSA-004", "SSA-005"] and both.bank is None
 
 
@@ -156,9 +129,7 @@ def test_roles_swap_with_the_cohort(tiny_real: Path) -> None:
 def test_real_cases_pick_a_nested_subset_of_train_cases_only(tiny_real: Path) -> None:
     kw = dict(needs_synthetic=False, read=False)
     d2 = load_benchmark_data(tiny_real, None, "SSA", real_cases=["SSA-002", "SSA-000"], **kw)
-    d3 = load_benchmark_data(
-        tiny_real, None, "SSA", real_cases=["SSA-002", "SSA-000", "SSA-003"], **kw
-    )
+    d3 = load_benchmark_data(tiny_real, None, "SSA", real_cases=["SSA-002", "SSA-000", "SSA-003"], **kw)
     assert [c.case_id for c in d2.pools["real"]] == ["SSA-002", "SSA-000"]  # in the given order
     assert {c.case_id for c in d2.pools["real"]} < {c.case_id for c in d3.pools["real"]}
     assert [c.case_id for c in d3.pools["real+large"]][:3] == ["SSA-002", "SSA-000", "SSA-003"]
@@ -181,16 +152,10 @@ def test_bad_inputs_name_the_option(tiny_real: Path, tmp_path: Path, stores: Any
     with pytest.raises(GliomagenError, match="--synthetic .*no such folder"):
         load_benchmark_data(tiny_real, tmp_path / "nowhere", "SSA")
     with pytest.raises(GliomagenError, match="--stand-in .*no such folder"):
-        load_benchmark_data(
-            tiny_real, None, "SSA", needs_synthetic=False, stand_in=tmp_path / "nowhere"
-        )
-    no_val = stores.write(
-        tmp_path / "noval", stores.cases("SSA", "SSA", {"train": 2, "test": 1}, 0)
-    )
+        load_benchmark_data(tiny_real, None, "SSA", needs_synthetic=False, stand_in=tmp_path / "nowhere")
+    no_val = stores.write(tmp_path / "noval", stores.cases("SSA", "SSA", {"train": 2, "test": 1}, 0))
     with pytest.raises(GliomagenError, match="--val-every: .* no val cases of SSA"):
-        load_benchmark_data(
-            no_val, None, "SSA", needs_large=False, needs_synthetic=False, needs_val=True
-        )
+        load_benchmark_data(no_val, None, "SSA", needs_large=False, needs_synthetic=False, needs_val=True)
 
 
 def _ref(cid: str, **row: str) -> CaseRef:
@@ -205,9 +170,7 @@ def test_matched_subset_follows_the_mix_and_nests() -> None:
     assert [c.case_id for c in one] == ["S0", "S1", "S3", "S4"]  # 3 H + 1 L, first in order
     assert Counter(c.row["grade"] for c in three) == {"H": 9, "L": 3}
     assert {c.case_id for c in one} < {c.case_id for c in three}  # nested
-    with pytest.raises(
-        GliomagenError, match="5 x 3 = 15 cases with cohort=SSA, grade=H needed .* only 12"
-    ):
+    with pytest.raises(GliomagenError, match="5 x 3 = 15 cases with cohort=SSA, grade=H needed .* only 12"):
         matched_subset(syn, real, 5)
     unlabelled = [_ref(f"U{k}") for k in range(9)]  # a cohort without labels: the first k cases
     assert [c.case_id for c in matched_subset(unlabelled, real, 2)] == [f"U{k}" for k in range(8)]

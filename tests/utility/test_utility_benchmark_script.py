@@ -33,16 +33,11 @@ def _splits(store: Path) -> dict[str, str]:
 def test_quick_benchmark_respects_the_split_and_writes_every_figure(tmp_path: Path) -> None:
     syn = generate_cohort(tmp_path / "syn", {"SSA": 12}, resolution=2, seed=5, progress=False)
     out = tmp_path / "out"
-    _module().main(
-        ["--quick", "--out", str(out), "--jobs", "1", "--workers", "1", "--synthetic", f"2={syn}"]
-    )
+    _module().main(["--quick", "--out", str(out), "--jobs", "1", "--workers", "1", "--synthetic", f"2={syn}"])
     work = out / "work"
     with open(work / "split.csv", newline="") as fh:
         split = {r["case_id"]: r["split"] for r in csv.DictReader(fh)}
-    ssa = {
-        s: sorted(c for c, v in split.items() if "SSA" in c and v == s)
-        for s in ("train", "val", "test")
-    }
+    ssa = {s: sorted(c for c, v in split.items() if "SSA" in c and v == s) for s in ("train", "val", "test")}
     assert [len(ssa[s]) for s in ("train", "val", "test")] == [8, 3, 6]
     assert sorted(v for c, v in split.items() if "GLI" in c) == ["train"] * 6 + ["val"] * 2
     order = (work / "ssa-order.txt").read_text().split()
@@ -64,8 +59,6 @@ def test_quick_benchmark_respects_the_split_and_writes_every_figure(tmp_path: Pa
     assert "real+synthetic@2x" in runs["n = 2"]["arms"] and "synthetic" in runs["n = 2"]["arms"]
     assert not any("synthetic" in a for a in runs["n = 4"]["arms"])  # no generator for n=4
     assert len(runs["n = 2"]["cases"]["synthetic@2x"]) == 4
-    assert (
-        doc["benchmark"]["timing"]["seconds_total"] > 0 and doc["benchmark"]["ssa_order"] == order
-    )
+    assert doc["benchmark"]["timing"]["seconds_total"] > 0 and doc["benchmark"]["ssa_order"] == order
     html = (out / "index.html").read_text()
     assert "n = 2" in html and "n = 4" in html and "Headroom" in html

@@ -58,24 +58,15 @@ def test_subprocess_exit_code_is_2(tiny_real: Path, tmp_path: Path) -> None:
         (["--network", "vnet"], "--network 'vnet'"),
         (["--steps", "0"], "--steps 0: must be at least 1"),
         (["--large-cohort", "PED"], "--large-cohort PED"),
-        (
-            ["--heldout", "val+test"],
-            "--heldout val+test: the val split chooses each arm's checkpoint",
-        ),
+        (["--heldout", "val+test"], "--heldout val+test: the val split chooses each arm's checkpoint"),
         (["--val-every", "-1"], "--val-every -1: must be at least 0"),
         (["--jobs", "0"], "--jobs 0: must be at least 1"),
         (["--threads", "0"], "--threads 0: must be at least 1"),
         (["--synthetic-multiple", "0"], "--synthetic-multiple [0]: give whole numbers >= 1"),
-        (
-            ["--synthetic-multiple", "9"],
-            "--synthetic: 9 x 4 = 36 cases with cohort=SSA, grade=HGG needed",
-        ),
+        (["--synthetic-multiple", "9"], "--synthetic: 9 x 4 = 36 cases with cohort=SSA, grade=HGG needed"),
         (["--arms", "real+stand-in"], "--arms real+stand-in: needs a stand-in cohort"),
         (["--outputs", "probs"], "--outputs 'probs': choose regions or labels"),
-        (
-            ["--real-cases", "/nonexistent/ids.txt"],
-            "--real-cases /nonexistent/ids.txt: no such file",
-        ),
+        (["--real-cases", "/nonexistent/ids.txt"], "--real-cases /nonexistent/ids.txt: no such file"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(
@@ -118,9 +109,7 @@ def test_a_tiny_run_prints_the_table_and_writes_the_report(tiny_real: Path, tmp_
     assert "large-then-real" in r.stdout and "baseline" in r.stdout and "[voxel]" in r.stdout
     rep = json.loads((out / "utility.json").read_text())
     assert rep["config"]["arms"] == ["real", "large-then-real"] and rep["config"]["steps"] == 2
-    assert rep["cases"]["real_train"] == ["SSA-002", "SSA-000"] and rep["cases"]["heldout"] == [
-        "SSA-005"
-    ]
+    assert rep["cases"]["real_train"] == ["SSA-002", "SSA-000"] and rep["cases"]["heldout"] == ["SSA-005"]
     assert rep["arms"]["large-then-real"]["pretrain_steps"] == 3
     assert rep["arms"]["real"]["seeds"]["0"]["curve"]["step"] == [0, 1, 2]
     assert (out / "index.html").is_file() and (out / "utility.png").is_file()
@@ -131,9 +120,7 @@ def test_help_names_the_new_options() -> None:
 
     from gliomagen.cli import app
 
-    text = " ".join(
-        CliRunner().invoke(app, ["utility", "--help"], terminal_width=200).stdout.split()
-    )
+    text = " ".join(CliRunner().invoke(app, ["utility", "--help"], terminal_width=200).stdout.split())
     for opt in ("--val-every", "--pretrain-steps", "--synthetic-multiple", "--real-cases", "--jobs",
                 "--threads", "--outputs", "large-then-real"):  # fmt: skip
         assert opt in text

@@ -213,9 +213,7 @@ def test_predict_labels_of_a_region_network() -> None:
 
 def test_region_loss_prefers_the_right_regions() -> None:
     y = torch.tensor([0, 1, 2, 3]).reshape(1, 1, 1, 1, 4)  # [B, 1, D, H, W]
-    good = torch.from_numpy(
-        np.where(seg.region_masks(y[:, 0].numpy()), 8.0, -8.0)
-    ).float()  # [1, 3, ...]
+    good = torch.from_numpy(np.where(seg.region_masks(y[:, 0].numpy()), 8.0, -8.0)).float()  # [1, 3, ...]
     loss = seg._loss(3)
     assert float(loss(good, y)) < 0.01 < float(loss(-good, y))
     assert float(seg._loss(4)(torch.zeros(1, 4, 1, 1, 4), y)) > 0.5  # 4 outputs: softmax classes

@@ -39,10 +39,7 @@ def test_two_runs_of_a_seed_give_identical_numbers(
     b = run_utility(tiny_real, tiny_synthetic, "SSA", tmp_path / "b", **kw)
     assert _figures(a) == _figures(b)
     c = run_utility(tiny_real, tiny_synthetic, "SSA", tmp_path / "c", **dict(kw, seeds=(1,)))
-    assert (
-        a["arms"]["real"]["seeds"]["0"]["loss_first"]
-        != c["arms"]["real"]["seeds"]["1"]["loss_first"]
-    )
+    assert a["arms"]["real"]["seeds"]["0"]["loss_first"] != c["arms"]["real"]["seeds"]["1"]["loss_first"]
 
 
 def _mean_region(res: dict, seed: str, key: str = "per_case") -> list[float]:
@@ -57,9 +54,7 @@ def test_report_is_consistent_and_written(
     real = stores.write(tmp_path / "real3", stores.cases("SSA", "SSA", {"train": 3, "val": 2, "test": 4}, 100)
                         + stores.cases("GLI", "GLI", {"train": 4}, 200))  # fmt: skip
     out = tmp_path / "out"
-    rep = run_utility(
-        real, tiny_synthetic, "SSA", out, seeds=(0, 1), synthetic_multiples=(1,), **FAST
-    )
+    rep = run_utility(real, tiny_synthetic, "SSA", out, seeds=(0, 1), synthetic_multiples=(1,), **FAST)
     assert list(rep["arms"]) == ["real", "real+large", "large-then-real", "real+synthetic",
                                  "real+large+synthetic", "large-then-real+synthetic", "synthetic"]  # fmt: skip
     assert rep["config"]["samples_per_run"] == 6 and rep["config"]["n_real"] == 3
@@ -75,34 +70,24 @@ def test_report_is_consistent_and_written(
         assert s["std_seeds"] == pytest.approx(np.std(per_seed, ddof=1))
         assert s["ci_low"] <= s["mean"] <= s["ci_high"] and s["n_cases"] == 4
         for r in REGIONS:
-            seeds = [
-                np.mean([pc[r]["dice"] for pc in v["per_case"].values()])
-                for v in res["seeds"].values()
-            ]
+            seeds = [np.mean([pc[r]["dice"] for pc in v["per_case"].values()]) for v in res["seeds"].values()]
             assert res["summary"]["voxel"][r]["dice"]["mean"] == pytest.approx(np.mean(seeds))
         assert len(res["seeds"]["0"]["curve"]["step"]) == 4  # steps 0..3
-    assert (
-        rep["arms"]["large-then-real"]["pretrain_steps"] == 2
-        and rep["arms"]["real"]["pretrain_steps"] == 0
-    )
+    assert rep["arms"]["large-then-real"]["pretrain_steps"] == 2 and rep["arms"]["real"]["pretrain_steps"] == 0
     # paired: per case the difference averaged over seeds
     a, b = rep["arms"]["real+synthetic"], rep["arms"]["real"]
     ta = np.array([_mean_region(a, k) for k in ("0", "1")])
     tb = np.array([_mean_region(b, k) for k in ("0", "1")])
     want = st.paired(ta, tb, n_boot=300)
     got = rep["paired"]["real+synthetic vs real"]["voxel"]["mean"]["dice"]
-    assert got["mean_diff"] == pytest.approx(want["mean_diff"]) and got["p_value"] == pytest.approx(
-        want["p_value"]
-    )
+    assert got["mean_diff"] == pytest.approx(want["mean_diff"]) and got["p_value"] == pytest.approx(want["p_value"])
     assert "large-then-real+synthetic vs large-then-real" in rep["paired"]
     assert "real vs real" not in rep["paired"]
     best = rep["best_real_arm"]["arm"]
     assert best in ("real+large", "large-then-real")
     assert best_real_arm({a: r["seeds"] for a, r in rep["arms"].items()}) is not None
     others = [a for a in rep["arms"] if a not in (best, "real")]
-    assert all(
-        f"{a} vs {best}" in rep["paired"] for a in others
-    )  # every arm vs the best real-data arm
+    assert all(f"{a} vs {best}" in rep["paired"] for a in others)  # every arm vs the best real-data arm
     names = [c["name"] for c in rep["checks"]["voxel"]]
     assert names[0] == "real arm converged on val" and "real+synthetic - real" in names
     syn = rep["realism"]["synthetic"]
@@ -136,14 +121,9 @@ def _stub_privacy(monkeypatch: pytest.MonkeyPatch, seen: dict) -> None:
 
     def privacy_report(train: Any, heldout: Any, synthetic: Any, **kw: Any) -> dict:
         seen.update(train=train, heldout=heldout, synthetic=synthetic)
-        return {
-            "image": {"passes": False, "flagged_ids": [synthetic.ids[1]]},
-            "membership": {"max": 0.5},
-        }
+        return {"image": {"passes": False, "flagged_ids": [synthetic.ids[1]]}, "membership": {"max": 0.5}}
 
-    stub = SimpleNamespace(
-        Cases=Cases, privacy_report=privacy_report, format_privacy=lambda r: "stub privacy"
-    )
+    stub = SimpleNamespace(Cases=Cases, privacy_report=privacy_report, format_privacy=lambda r: "stub privacy")
     monkeypatch.setattr(utility_privacy, "privacy", stub)
 
 
@@ -155,29 +135,16 @@ def test_lesion_metrics_and_privacy_when_available(
     seen: dict = {}
     _stub_privacy(monkeypatch, seen)
     out = tmp_path / "o"
-    rep = run_utility(
-        tiny_real, tiny_synthetic, "SSA", out, arms=["real", "real+synthetic"], seeds=(0,), **FAST
-    )
-    assert rep["metrics"]["headline"] == "lesion" and list(rep["metrics"]["families"]) == [
-        "voxel",
-        "lesion",
-    ]
+    rep = run_utility(tiny_real, tiny_synthetic, "SSA", out, arms=["real", "real+synthetic"], seeds=(0,), **FAST)
+    assert rep["metrics"]["headline"] == "lesion" and list(rep["metrics"]["families"]) == ["voxel", "lesion"]
     les = rep["arms"]["real"]["summary"]["lesion"]
-    assert les["WT"]["dice"]["mean"] == pytest.approx(0.25) and les["ET"]["hd95"][
-        "mean"
-    ] == pytest.approx(30.0)
+    assert les["WT"]["dice"]["mean"] == pytest.approx(0.25) and les["ET"]["hd95"]["mean"] == pytest.approx(30.0)
     assert les["mean"]["dice"]["mean"] == pytest.approx(0.5)
-    assert rep["paired"]["real+synthetic vs real"]["lesion"]["mean"]["dice"][
-        "mean_diff"
-    ] == pytest.approx(0.0)
+    assert rep["paired"]["real+synthetic vs real"]["lesion"]["mean"]["dice"]["mean_diff"] == pytest.approx(0.0)
     # privacy: the real training cases (scarce + large: the generator's training split) vs test
-    assert seen["train"].ids == ["SSA-000", "SSA-001", "SSA-002", "SSA-003"] + [
-        f"GLI-{k:03d}" for k in range(6)
-    ]
+    assert seen["train"].ids == ["SSA-000", "SSA-001", "SSA-002", "SSA-003"] + [f"GLI-{k:03d}" for k in range(6)]
     assert seen["heldout"].ids == ["SSA-005"] and seen["synthetic"].images.dtype == np.float32
-    assert seen["synthetic"].images.shape == (4, 4, 16, 16, 16) and seen[
-        "synthetic"
-    ].masks.shape == (4, 16, 16, 16)
+    assert seen["synthetic"].images.shape == (4, 4, 16, 16, 16) and seen["synthetic"].masks.shape == (4, 16, 16, 16)
     priv = rep["privacy"]["sources"]["synthetic"]
     assert priv["flagged"] == ["SYN-00002"] and priv["text"] == "stub privacy"
     html = (out / "index.html").read_text()

@@ -68,14 +68,8 @@ def test_paired_on_a_known_noisy_difference() -> None:
 
 def test_convergence_looks_at_the_best_score_over_the_last_third() -> None:
     steps = list(range(0, 601, 50))
-    flat = {
-        "step": steps,
-        "val_dice": [0.1, 0.4, 0.5, 0.55, 0.6, 0.6, 0.61, 0.6, 0.61, 0.605, 0.6, 0.6, 0.61],
-    }
-    rising = {
-        "step": steps,
-        "val_dice": [0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.52, 0.55, 0.57, 0.59, 0.6, 0.62],
-    }
+    flat = {"step": steps, "val_dice": [0.1, 0.4, 0.5, 0.55, 0.6, 0.6, 0.61, 0.6, 0.61, 0.605, 0.6, 0.6, 0.61]}
+    rising = {"step": steps, "val_dice": [0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.52, 0.55, 0.57, 0.59, 0.6, 0.62]}
     c = st.convergence({0: flat, 1: flat}, steps=600)
     assert c["from_step"] == 400 and c["converged"] is True
     assert c["gain_last_third"] == pytest.approx(0.0)  # best so far at 400 was already 0.61
@@ -90,10 +84,7 @@ def test_the_best_real_data_arm_is_chosen_on_val_not_test() -> None:
     from gliomagen.evaluation.utility_report import best_real_arm
 
     def run(val: float, test: float) -> dict:
-        return {
-            "best_val": val,
-            "per_case": {"c": {r: {"dice": test, "hd95": 0.0} for r in ("WT", "TC", "ET")}},
-        }
+        return {"best_val": val, "per_case": {"c": {r: {"dice": test, "hd95": 0.0} for r in ("WT", "TC", "ET")}}}
 
     results = {
         "real": {0: run(0.1, 0.1)},

@@ -72,9 +72,7 @@ def test_run_arm_scores_on_test_the_weights_val_chose(
         pred = utility_train.predict(net, arrays.bank, rows, 4, "cpu")
         return float(region_dice(pred, arrays.bank.labels[rows]).mean())
 
-    got = float(
-        np.mean([res["per_case"][c][r]["dice"] for c in res["per_case"] for r in seg.REGIONS])
-    )
+    got = float(np.mean([res["per_case"][c][r]["dice"] for c in res["per_case"] for r in seg.REGIONS]))
     assert got == pytest.approx(test_dice(states[1]), abs=1e-6)
     assert got != pytest.approx(test_dice(states[-1]), abs=1e-6)  # the last weights score otherwise
 
@@ -104,15 +102,9 @@ def test_large_then_real_pretrains_once_per_seed(
     assert calls == []  # no large-then-real arm: no pretraining
     # with a cache folder the pretraining is kept on disk and shared by a later run (e.g. another n)
     cache = tmp_path / "pre"
-    first, _ = utility_runs.run_all(
-        arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache
-    )
-    again, pre2 = utility_runs.run_all(
-        arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache
-    )
-    assert (
-        calls == [0] and len(list(cache.glob("pretrain-seed0-*.pt"))) == 1 and "cached" in pre2[0]
-    )
+    first, _ = utility_runs.run_all(arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache)
+    again, pre2 = utility_runs.run_all(arrays, ["large-then-real"], [0], OPTS, progress=False, cache_dir=cache)
+    assert calls == [0] and len(list(cache.glob("pretrain-seed0-*.pt"))) == 1 and "cached" in pre2[0]
     assert first["large-then-real"][0]["per_case"] == again["large-then-real"][0]["per_case"]
     other = TrainOptions(**{**OPTS.__dict__, "pretrain_steps": 2})
     utility_runs.run_all(arrays, ["large-then-real"], [0], other, progress=False, cache_dir=cache)
@@ -135,9 +127,7 @@ def test_pretraining_trains_on_the_large_cohort_only(tiny_real: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_jobs_give_the_same_numbers_as_one_process(
-    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path
-) -> None:
+def test_jobs_give_the_same_numbers_as_one_process(tiny_real: Path, tiny_synthetic: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     arrays = _arrays(tiny_real, tiny_synthetic, tmp_path)
     arms = ["real", "large-then-real", "real+synthetic"]

@@ -33,10 +33,7 @@ from gliomagen.models import build_discriminator, build_generator
 from gliomagen.models.discriminator import Discriminator
 from gliomagen.models.levels import StyledLayer
 
-TARGETS = (
-    {"size": 128, "batch": 4, "budget_gb": 24.0},
-    {"size": 256, "batch": 1, "budget_gb": 80.0},
-)
+TARGETS = ({"size": 128, "batch": 4, "budget_gb": 24.0}, {"size": 256, "batch": 1, "budget_gb": 80.0})
 ALLOCATOR_SLACK = 1.10
 
 
@@ -77,9 +74,7 @@ def _metered(step: GanStep) -> Iterator[_Meter]:
         if torch.is_grad_enabled():
             meter.pack(args[0])
 
-    handles = [
-        m.register_forward_pre_hook(styled) for m in step.G.modules() if isinstance(m, StyledLayer)
-    ]
+    handles = [m.register_forward_pre_hook(styled) for m in step.G.modules() if isinstance(m, StyledLayer)]
     for d in step.D.modules():
         if isinstance(d, Discriminator) and d.checkpoint_activations:
             handles += [blk.register_forward_pre_hook(block) for blk in d.blocks]
@@ -100,7 +95,11 @@ def measure_phases(
     )
     step = GanStep(cfg, torch.device("cpu"))
     n_params = sum(p.numel() for m in (step.G, step.D) for p in m.parameters())
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    ctx = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if bf16
+        else contextlib.nullcontext
+    )
     step.loss.autocast = ctx
     out: dict[str, Any] = {"preset": preset, "size": size, "batch": batch,
                            "checkpointing": checkpointing, "bf16": bf16, "params": n_params}  # fmt: skip
@@ -112,9 +111,7 @@ def measure_phases(
     return out
 
 
-def estimate_training_memory(
-    preset: str = "origin", sizes: tuple[int, int] = (32, 64)
-) -> dict[str, Any]:
+def estimate_training_memory(preset: str = "origin", sizes: tuple[int, int] = (32, 64)) -> dict[str, Any]:
     """ESTIMATED peak GPU memory of training ``preset`` at the :data:`TARGETS`, with and without
     activation checkpointing (see the module docstring for the model). Runs on the CPU."""
     small, big = sizes

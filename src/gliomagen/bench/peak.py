@@ -54,12 +54,8 @@ def conv3d_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> d
     w = torch.randn(c, c, 3, 3, 3, device=device, dtype=dtype)
     flops = 2.0 * n * c * c * 27 * s**3
     best: dict[str, Any] = {}
-    for layout, fmt in (
-        ("contiguous", torch.contiguous_format),
-        ("channels_last", torch.channels_last_3d),
-    ):
+    for layout, fmt in (("contiguous", torch.contiguous_format), ("channels_last", torch.channels_last_3d)):
         xi, wi = x.contiguous(memory_format=fmt), w.contiguous(memory_format=fmt)
-
         def conv(xi: torch.Tensor = xi, wi: torch.Tensor = wi) -> torch.Tensor:
             return F.conv3d(xi, wi, padding=1)
 

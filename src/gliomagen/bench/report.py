@@ -20,18 +20,12 @@ TARGETS_TEXT = {
 
 def _find(results: list[dict[str, Any]], kind: str, **match: Any) -> dict[str, Any] | None:
     for r in results:
-        if (
-            r.get("kind") == kind
-            and "error" not in r
-            and all(r.get(k) == v for k, v in match.items())
-        ):
+        if r.get("kind") == kind and "error" not in r and all(r.get(k) == v for k, v in match.items()):
             return r
     return None
 
 
-def _naive_for(
-    results: list[dict[str, Any]], kind: str, r: dict[str, Any]
-) -> dict[str, Any] | None:
+def _naive_for(results: list[dict[str, Any]], kind: str, r: dict[str, Any]) -> dict[str, Any] | None:
     """The naive measurement at ``r``'s grid and widths (measured once per distinct widths)."""
     m = preset(r["preset"]).model
     for cand in results:
@@ -103,15 +97,9 @@ def targets(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     by = {(r["preset"], r["size"]): r for r in rows(doc)}
     o64 = by.get(("origin", 64), {})
     if "train_speedup" in o64:
-        got["origin_train_vs_naive"] = {
-            "value": o64["train_speedup"],
-            "met": o64["train_speedup"] >= 1.5,
-        }
+        got["origin_train_vs_naive"] = {"value": o64["train_speedup"], "met": o64["train_speedup"] >= 1.5}
     if "train_conv_peak" in o64:
-        got["origin_train_conv_peak"] = {
-            "value": o64["train_conv_peak"],
-            "met": o64["train_conv_peak"] >= 0.6,
-        }
+        got["origin_train_conv_peak"] = {"value": o64["train_conv_peak"], "met": o64["train_conv_peak"] >= 0.6}
     for p in ("small-data", "origin"):
         r = by.get((p, 128), {})
         if "gen_s_vol" in r:
@@ -139,9 +127,7 @@ def table_lines(doc: dict[str, Any], markdown: bool = False) -> list[str]:
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return lines + ["| " + " | ".join(b) + " |" for b in body]
-    widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
-    ]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     fmt = "  ".join(f"{{:>{w}}}" for w in widths)
     return [fmt.format(*head)] + [fmt.format(*b) for b in body]
 
@@ -183,9 +169,7 @@ def summary_lines(doc: dict[str, Any], markdown: bool = False) -> list[str]:
                  "makes one single-channel volume, gliomagen four modalities and a mask.")  # fmt: skip
     errors = [r for r in doc["results"] if "error" in r]
     for r in errors:
-        lines.append(
-            f"{bullet}error in {r['kind']} {r.get('preset') or ''} {r.get('size') or ''}: {r['error']}"
-        )
+        lines.append(f"{bullet}error in {r['kind']} {r.get('preset') or ''} {r.get('size') or ''}: {r['error']}")
     return lines
 
 

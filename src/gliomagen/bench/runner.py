@@ -65,9 +65,7 @@ class BenchOptions:
         gpu = o.device.startswith("cuda")
         for p in o.presets:
             if p not in PRESETS:
-                raise GliomagenError(
-                    f"--presets {p!r}: unknown preset; choose from {', '.join(PRESETS)}"
-                )
+                raise GliomagenError(f"--presets {p!r}: unknown preset; choose from {', '.join(PRESETS)}")
         if not o.presets or not o.sizes:
             raise GliomagenError("--presets and --sizes need at least one value each")
         for s in o.sizes:
@@ -270,9 +268,7 @@ def run_bench(options: BenchOptions, echo: Any = print) -> dict[str, Any]:
         results.append(res)
     doc["results"] = results
     doc["total_s"] = time.perf_counter() - t0
-    doc["machine"]["load_average_1min_end"] = (
-        os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    )
+    doc["machine"]["load_average_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return doc
 
 

@@ -49,7 +49,9 @@ SCHEMA = ConditionSchema(
 N_IMG, N_CLS = 4, 4
 
 
-def bench_config(preset: str, size: int, batch: int, overrides: list[str] | None = None) -> Config:
+def bench_config(
+    preset: str, size: int, batch: int, overrides: list[str] | None = None
+) -> Config:
     """The preset at a cubic grid ``size`` with batch ``batch`` (plus ``--set``-style overrides)."""
     cfg = resolve_config(preset, overrides=list(overrides or []))
     cfg.data.size = [int(size)] * 3
@@ -137,9 +139,7 @@ class GanStep:
         self.step_index = 0
         m = cfg.model
         self.sub_volumes = (  # where the step's high-resolution boxes lie, as the step plan draws
-            SubVolumePlan(size[0], m.sub_volume, size[0] // m.low_res, m.sub_volumes)
-            if m.hierarchical
-            else None
+            SubVolumePlan(size[0], m.sub_volume, size[0] // m.low_res, m.sub_volumes) if m.hierarchical else None
         )
 
     def _micro(self) -> MicroBatch:

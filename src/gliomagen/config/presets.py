@@ -133,3 +133,5 @@ def preset(name: str) -> Config:
             f"--preset {name!r}: unknown preset; choose one of {', '.join(PRESETS)}"
         )
     return _PRESETS[name]()
+
+

@@ -208,3 +208,4 @@ def resolve_config(
         merge_dict(cfg, data, str(yaml_path))
     apply_overrides(cfg, list(overrides or []))
     return cfg.validate()
+

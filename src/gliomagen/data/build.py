@@ -284,9 +284,7 @@ def _intensity_meta(
                 )
             standard = {m: learn_landmarks([i[m]["nyul"] for i in scans]) for m in MODALITIES}
         # a generated case is already on the generator's scale: its own landmarks are the standard
-        case_lms = [
-            {m: p.intensity[m].get("nyul", standard[m]) for m in MODALITIES} for _, p in kept
-        ]
+        case_lms = [{m: p.intensity[m].get("nyul", standard[m]) for m in MODALITIES} for _, p in kept]
         rewrite_images(tmp / "images.npy", case_lms, standard)
         prep_meta["nyul"] = nyul_meta(standard, len(train_int), job.nyul_from or "train split")
         write_rows_qc(tmp, [(kept[n][0].case_id, n) for n in qc_later])

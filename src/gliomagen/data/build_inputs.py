@@ -130,9 +130,7 @@ def input_fingerprint(
     # generated cases keep their generator's scale: a store built before that (or from a cohort
     # whose manifest changed) is out of date
     scales = sorted((c.case_id, c.scale) for c in cases if c.scale is not None)
-    blob = json.dumps(
-        [stats, problems, labels, options, *([scales] if scales else [])], sort_keys=True
-    ).encode()
+    blob = json.dumps([stats, problems, labels, options, *([scales] if scales else [])], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 
@@ -146,9 +144,7 @@ def is_up_to_date(out: Path, stamp: str) -> bool:
     try:
         meta = read_json(out / "meta.json") if (out / "meta.json").is_file() else {}
     except GliomagenError:
-        return (
-            False  # not a store's meta.json (whether the folder may be replaced is checked later)
-        )
+        return False  # not a store's meta.json (whether the folder may be replaced is checked later)
     if not isinstance(meta, dict) or meta.get("input_fingerprint") != stamp:
         return False
     damage = store_damage(out)

@@ -200,9 +200,7 @@ def _warn_doubtful(name: str, source: str, present: list[Any], kind: str) -> Non
         return
     odd = sorted({str(v).strip() for v in present if not _is_number(v)})
     if odd and any(_is_number(v) for v in present):
-        shown = ", ".join(repr(v) for v in odd[:5]) + (
-            f" and {len(odd) - 5} more" if len(odd) > 5 else ""
-        )
+        shown = ", ".join(repr(v) for v in odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
         n_cats = len({str(v).strip() for v in present})
         warn(
             f"label {name} ({source}): {len(odd)} value(s) are not numbers ({shown}), so {name} is "

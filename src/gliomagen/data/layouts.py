@@ -211,9 +211,7 @@ def _generate_manifest(path: Path) -> dict[str, Any] | None:
     ranges, ids = m.get("intensity_ranges"), m.get("case_ids")
     if not isinstance(ranges, dict) or not isinstance(ids, list):
         return None
-    if not all(
-        k in ranges and len(ranges[k]) == 2 and ranges[k][1] > ranges[k][0] for k in MODALITIES
-    ):
+    if not all(k in ranges and len(ranges[k]) == 2 and ranges[k][1] > ranges[k][0] for k in MODALITIES):
         return None
     return {"intensity_ranges": ranges, "case_ids": set(ids)}
 

@@ -322,9 +322,7 @@ def _intensities(
         else:
             if opts.bias_correction or opts.denoise:
                 try:
-                    xc, extra = restore(
-                        xc, brain_crop, box.spacing, opts.bias_correction, opts.denoise
-                    )
+                    xc, extra = restore(xc, brain_crop, box.spacing, opts.bias_correction, opts.denoise)
                 except GliomagenError as exc:
                     raise GliomagenError(f"{cid}: {record.images[m]}: {exc}") from None
             p_lo, p_hi = (float(v) for v in np.percentile(xc[brain_crop], PERCENTILES))

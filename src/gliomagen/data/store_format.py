@@ -109,3 +109,5 @@ def read_json(path: Path) -> dict[str, Any]:
             return json.load(fh)
     except (OSError, ValueError) as exc:
         raise GliomagenError(f"{path}: cannot read ({exc})") from None
+
+

@@ -63,25 +63,15 @@ def check_apart(
     folders |= {f.resolve().parent for c in cases for f in c.files()}
     for folder in sorted(folders):
         if folder == target:
-            raise GliomagenError(
-                f"--out {out}: is the input folder {folder}; choose another folder"
-            )
+            raise GliomagenError(f"--out {out}: is the input folder {folder}; choose another folder")
         if folder in target.parents:
-            raise GliomagenError(
-                f"--out {out}: is inside the input folder {folder}; choose a folder outside the inputs"
-            )
+            raise GliomagenError(f"--out {out}: is inside the input folder {folder}; choose a folder outside the inputs")
         if target in folder.parents:
-            raise GliomagenError(
-                f"--out {out}: holds the input folder {folder}; choose a folder outside the inputs"
-            )
-    tables = [Path(s) for s in sources if Path(s).is_file()] + (
-        [Path(labels_csv)] if labels_csv else []
-    )
+            raise GliomagenError(f"--out {out}: holds the input folder {folder}; choose a folder outside the inputs")
+    tables = [Path(s) for s in sources if Path(s).is_file()] + ([Path(labels_csv)] if labels_csv else [])
     for table in tables:
         if target in table.resolve().parents:
-            raise GliomagenError(
-                f"--out {out}: holds the input table {table}; choose a folder outside the inputs"
-            )
+            raise GliomagenError(f"--out {out}: holds the input table {table}; choose a folder outside the inputs")
 
 
 @contextmanager

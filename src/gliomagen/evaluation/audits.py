@@ -280,7 +280,9 @@ def _categorical_fidelity(
         per = {
             c: {
                 "n": int((target == c).sum()),
-                "accuracy": float((pred[target == c] == c).mean()) if (target == c).any() else None,
+                "accuracy": float((pred[target == c] == c).mean())
+                if (target == c).any()
+                else None,
             }
             for c in sorted(set(target))
         }

@@ -35,6 +35,7 @@ REPORT_FILES = {"metrics.json", "index.html", "figures"}
 """Every name an evaluation report folder may hold."""
 
 
+
 def _is_metrics(path: Path) -> bool:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

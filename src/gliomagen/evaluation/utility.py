@@ -77,9 +77,7 @@ from gliomagen.evaluation.utility_train import Arrays, TrainOptions, lesion_metr
 from gliomagen.io.device import resolve_device
 
 
-def _validate(
-    opts: TrainOptions, seeds: Sequence[int], heldout: str, jobs: int, threads: int | None
-) -> None:
+def _validate(opts: TrainOptions, seeds: Sequence[int], heldout: str, jobs: int, threads: int | None) -> None:
     if not seeds:
         raise GliomagenError("--seeds: give at least one seed")
     if len(set(seeds)) != len(seeds):
@@ -105,16 +103,12 @@ def _validate(
         )
 
 
-def _arm_list(
-    arms: Sequence[str], multiples: Sequence[int], synthetic: Any, stand_in: Any
-) -> list[str]:
+def _arm_list(arms: Sequence[str], multiples: Sequence[int], synthetic: Any, stand_in: Any) -> list[str]:
     arm_list = expand_arms(list(arms), [int(m) for m in multiples])
     for a in arm_list:
         source = parse_arm(a).source
         if source == "stand-in" and stand_in is None:
-            raise GliomagenError(
-                f"--arms {a}: needs a stand-in cohort (the benchmark script's upper bound)"
-            )
+            raise GliomagenError(f"--arms {a}: needs a stand-in cohort (the benchmark script's upper bound)")
         if source == "synthetic" and synthetic is None:
             raise GliomagenError(f"--synthetic: a synthetic cohort is required by the arm {a}")
     return arm_list
@@ -239,11 +233,7 @@ def run_utility(
         "synthetic_multiples": sorted({int(m) for m in synthetic_multiples}), "jobs": jobs,
         "threads": threads or torch.get_num_threads(), "n_boot": n_boot, **_data_config(data, opts),
     }  # fmt: skip
-    clinical = {
-        k: (Path(v) / "clinical.csv")
-        for k, v in (("synthetic", synthetic), ("stand-in", stand_in))
-        if v
-    }
+    clinical = {k: (Path(v) / "clinical.csv") for k, v in (("synthetic", synthetic), ("stand-in", stand_in)) if v}
     priv = privacy_section(data, list(data.sources)) if data.sources else None
     report = assemble_report(config, data, results, pre, lesion=lesion_metrics_status(),
                              privacy=priv, clinical=clinical, n_boot=n_boot)  # fmt: skip

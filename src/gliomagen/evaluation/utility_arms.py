@@ -50,11 +50,7 @@ ARMS: tuple[str, ...] = (
 )
 """The arms of ``gliomagen utility`` (without a stand-in), in report order."""
 
-STAND_IN_ARMS: tuple[str, ...] = (
-    "real+stand-in",
-    "real+large+stand-in",
-    "large-then-real+stand-in",
-)
+STAND_IN_ARMS: tuple[str, ...] = ("real+stand-in", "real+large+stand-in", "large-then-real+stand-in")
 """The stand-in arms the benchmark script adds: the gain a perfect generator would bring."""
 
 _MULTIPLE = re.compile(r"^(?P<arm>.+)@(?P<m>\d+)x$")
@@ -126,9 +122,7 @@ def parse_arm(name: str, sources: Sequence[str] = SOURCES) -> ArmSpec:
     return ArmSpec(arm_name(base, source, multiple), base, source, multiple)
 
 
-def expand_arms(
-    arms: Sequence[str], multiples: Sequence[int], sources: Sequence[str] = SOURCES
-) -> list[str]:
+def expand_arms(arms: Sequence[str], multiples: Sequence[int], sources: Sequence[str] = SOURCES) -> list[str]:
     """Arm names in report order: ``real`` first, then real-data arms, then every synthetic arm
     once per multiple (a name without ``@Mx`` becomes one arm per multiple; an explicit ``@Mx``
     stays as given); duplicates dropped.

@@ -95,9 +95,7 @@ def synthetic_store(
                 f"{option} {src}: store size {meta.get('size')} differs from the real store's {list(size)}"
             )
         return src
-    out = (
-        Path(cache_dir) / f"synthetic-{_tree_key(src, size)}"
-    )  # build_store skips an up-to-date one
+    out = Path(cache_dir) / f"synthetic-{_tree_key(src, size)}"  # build_store skips an up-to-date one
     clinical = src / "clinical.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     built = build_store(
@@ -229,9 +227,7 @@ def read_case_ids(path: str | Path) -> list[str]:
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     if lines and "case_id" in [c.strip() for c in lines[0].split(",")]:
         col = [c.strip() for c in lines[0].split(",")].index("case_id")
-        ids = [
-            row[col].strip() for row in csv.reader(lines[1:]) if len(row) > col and row[col].strip()
-        ]
+        ids = [row[col].strip() for row in csv.reader(lines[1:]) if len(row) > col and row[col].strip()]
     else:
         ids = lines
     if not ids:
@@ -239,9 +235,7 @@ def read_case_ids(path: str | Path) -> list[str]:
     return ids
 
 
-def _real_subset(
-    real: list[CaseRef], wanted: Sequence[str], cohort: str, store: Any
-) -> list[CaseRef]:
+def _real_subset(real: list[CaseRef], wanted: Sequence[str], cohort: str, store: Any) -> list[CaseRef]:
     by_id = {c.case_id: c for c in real}
     missing = [c for c in wanted if c not in by_id]
     if missing:
@@ -257,7 +251,9 @@ def _real_subset(
 def _cohorts(real_store: str | Path, splits: Mapping[str, Any], cohort: str,
              large_cohort: str | Sequence[str] | None) -> list[str]:  # fmt: skip
     """The large cohorts (default: every other cohort of the store), checked."""
-    cohorts = sorted({str(r.get("cohort", "")) for ds in splits.values() for r in ds.index_rows})
+    cohorts = sorted(
+        {str(r.get("cohort", "")) for ds in splits.values() for r in ds.index_rows}
+    )
     if cohort not in cohorts:
         raise GliomagenError(
             f"--cohort {cohort}: not in {real_store} (cohorts: {', '.join(cohorts)})"
@@ -330,16 +326,9 @@ def load_benchmark_data(
         )
     if needs_synthetic and synthetic is None:
         raise GliomagenError("--synthetic: a synthetic cohort is required by the synthetic arms")
-    pools: dict[str, list[CaseRef]] = {
-        "real": real,
-        "large": large_cases,
-        "real+large": real + large_cases,
-    }
+    pools: dict[str, list[CaseRef]] = {"real": real, "large": large_cases, "real+large": real + large_cases}
     stores: dict[str, Path] = {}
-    for name, folder, option in (
-        ("synthetic", synthetic, "--synthetic"),
-        ("stand-in", stand_in, "--stand-in"),
-    ):
+    for name, folder, option in (("synthetic", synthetic, "--synthetic"), ("stand-in", stand_in, "--stand-in")):
         if folder is None:
             continue
         stores[name] = synthetic_store(folder, size, cache_dir, option)

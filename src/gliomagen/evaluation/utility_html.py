@@ -34,9 +34,7 @@ def _figure(reports: Mapping[str, Mapping[str, Any]]) -> bytes:
 
     rows = max(len(r["arms"]) for r in reports.values())
     height = max(4.2, 0.3 * rows + 1.6)
-    fig, axes = plt.subplots(
-        len(reports), 2, figsize=(12.0, height * len(reports)), dpi=100, squeeze=False
-    )
+    fig, axes = plt.subplots(len(reports), 2, figsize=(12.0, height * len(reports)), dpi=100, squeeze=False)
     colours = plt.get_cmap("tab20")
     for (key, rep), (bar, cur) in zip(reports.items(), axes, strict=True):
         fam = rep["metrics"]["headline"]
@@ -62,9 +60,7 @@ def _figure(reports: Mapping[str, Mapping[str, Any]]) -> bytes:
                 cur.plot(c["step"], c["val_dice"], lw=0.5, alpha=0.35, color=line[0].get_color())
         cur.set_xlabel("optimiser step (after pretraining for large-then-real)")
         cur.set_ylabel("val mean region Dice [voxel]")
-        cur.set_title(
-            "val curves: mean over seeds, each seed thin; stand-in dashed; real thick", fontsize=10
-        )
+        cur.set_title("val curves: mean over seeds, each seed thin; stand-in dashed; real thick", fontsize=10)
         cur.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
     buf = io.BytesIO()
@@ -129,8 +125,7 @@ val (zero-shot on {{ cfg.cohort }}) at the last step: {{ f3(p.curve.val_dice[-1]
 {% for g in regions %}<td>{{ f3(t[g].mean) }} &plusmn; {{ f3(t[g].std) }}</td>{% endfor %}</tr>{% endfor %}</table>
 """
 
-_PAGE = (
-    """<!doctype html>
+_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>gliomagen utility</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:90em}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right;font-size:90%}th{background:#eee}td:first-child{text-align:left}
@@ -140,13 +135,10 @@ td,th{border:1px solid #bbb;padding:.25em .6em;text-align:right;font-size:90%}th
 Regions: WT = {1,2,3}, TC = {1,3}, ET = {3}; mean = the mean of the three (headline: mean region Dice).</p>
 {% for n in notes %}<p class="note">{{ n }}</p>{% endfor %}
 <img alt="mean region Dice per arm and val curves" style="max-width:100%" src="data:image/png;base64,{{ png }}">
-{% for key, r in reports.items() %}{% set cfg = r.config %}"""
-    + _SECTION
-    + """{% endfor %}
+{% for key, r in reports.items() %}{% set cfg = r.config %}""" + _SECTION + """{% endfor %}
 <h2>Conventions</h2><p>{% for k, v in conv.items() if k != 'regions' %}<b>{{ k }}</b>: {{ v }}. {% endfor %}</p>
 </body></html>
 """
-)
 
 
 def _num(fmt: str) -> Any:
@@ -166,9 +158,7 @@ def _realism_rows(rep: Mapping[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
-def render_html(
-    reports: Mapping[str, Mapping[str, Any]], png: bytes, notes: Sequence[str] = ()
-) -> str:
+def render_html(reports: Mapping[str, Mapping[str, Any]], png: bytes, notes: Sequence[str] = ()) -> str:
     """The page of one or more runs (e.g. one per n), the figure ``png`` embedded."""
     first = next(iter(reports.values()))
     env = jinja2.Environment(autoescape=True)
@@ -200,9 +190,7 @@ def write_outputs(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shown = (
-        dict(runs) if runs is not None else {f"n = {len(report['cases']['real_train'])}": report}
-    )
+    shown = dict(runs) if runs is not None else {f"n = {len(report['cases']['real_train'])}": report}
     png = _figure(shown)
     html = render_html(shown, png, notes)
     write_files(out, {

@@ -96,19 +96,13 @@ def synthetic_conditions(
                 and not k.endswith("_path") and _looks_categorical([r[k] for r in rows])]  # fmt: skip
         for r in rows:
             if str(r[id_col]) in table:
-                table[str(r[id_col])].update(
-                    {k: str(r[k]) for k in keep if r[k] not in ("", "nan", "None")}
-                )
+                table[str(r[id_col])].update({k: str(r[k]) for k in keep if r[k] not in ("", "nan", "None")})
     return table
 
 
 # -- tables -------------------------------------------------------------------------------------
 def case_table(
-    per_seed: Mapping[Any, Mapping[str, Any]],
-    family: str,
-    region: str,
-    measure: str,
-    ids: Sequence[str],
+    per_seed: Mapping[Any, Mapping[str, Any]], family: str, region: str, measure: str, ids: Sequence[str]
 ) -> np.ndarray | None:
     """``[n_seeds, n_cases]`` of one figure (``None`` when the family was not computed)."""
     key = "per_case" if family == "voxel" else "per_case_lesion"
@@ -122,9 +116,7 @@ def case_table(
     return np.asarray(rows, dtype=np.float64)
 
 
-def _summaries(
-    per_seed: Mapping[Any, Any], families: Sequence[str], ids: Sequence[str], n_boot: int
-) -> dict:
+def _summaries(per_seed: Mapping[Any, Any], families: Sequence[str], ids: Sequence[str], n_boot: int) -> dict:
     out: dict[str, Any] = {}
     for fam in families:
         out[fam] = {}
@@ -179,10 +171,7 @@ def best_real_arm(results: Mapping[str, Any]) -> dict[str, Any] | None:
 def _gain(summary: Mapping[str, Any], arm: str, ref: str, fam: str) -> float | None:
     if arm not in summary or ref not in summary or summary[arm]["summary"].get(fam) is None:
         return None
-    return float(
-        summary[arm]["summary"][fam]["mean"]["dice"]["mean"]
-        - summary[ref]["summary"][fam]["mean"]["dice"]["mean"]
-    )
+    return float(summary[arm]["summary"][fam]["mean"]["dice"]["mean"] - summary[ref]["summary"][fam]["mean"]["dice"]["mean"])
 
 
 def recovery(arms: Mapping[str, Any], fam: str) -> dict[str, Any]:
@@ -241,9 +230,7 @@ def target_checks(report: Mapping[str, Any], fam: str) -> list[dict[str, Any]]:
     return checks
 
 
-def _realism(
-    data: BenchmarkData, results: Mapping[str, Any], clinical: Mapping[str, Path | None]
-) -> dict:
+def _realism(data: BenchmarkData, results: Mapping[str, Any], clinical: Mapping[str, Path | None]) -> dict:
     """Image-mask agreement of the real-only segmenter: held-out cases and each synthetic source."""
     seeds = list(results["real"])
     held = [c.case_id for c in data.heldout]
@@ -253,9 +240,7 @@ def _realism(
     for source in sorted({k for r in results["real"].values() for k in r.get("realism", {})}):
         per = [results["real"][s]["realism"][source] for s in seeds]
         ids = list(per[0])
-        per_case = {
-            c: {r: float(np.mean([p[c][r] for p in per])) for r in seg.REGIONS} for c in ids
-        }
+        per_case = {c: {r: float(np.mean([p[c][r] for p in per])) for r in seg.REGIONS} for c in ids}
         pool = str(largest_pool(data.pools, source))
         conds = synthetic_conditions(data.pools[pool], clinical.get(source))
         by: dict[str, Any] = {}
@@ -302,29 +287,17 @@ def assemble_report(
         }
     report: dict[str, Any] = {
         "config": dict(config),
-        "metrics": {
-            "families": {f: FAMILIES[f] for f in fams},
-            "headline": fams[-1],
-            "lesion_available": lesion[0],
-            "lesion_note": lesion[1],
-        },  # fmt: skip
+        "metrics": {"families": {f: FAMILIES[f] for f in fams}, "headline": fams[-1],
+                    "lesion_available": lesion[0], "lesion_note": lesion[1]},  # fmt: skip
         "conventions": {"regions": {k: list(v) for k, v in seg.REGIONS.items()}, **CONVENTIONS},
-        "cases": {
-            "real_train": [c.case_id for c in data.pools["real"]],
-            "val": [c.case_id for c in data.val],
-            "heldout": ids,
-            **{k: [c.case_id for c in v] for k, v in data.pools.items() if k != "real"},
-        },  # fmt: skip
+        "cases": {"real_train": [c.case_id for c in data.pools["real"]], "val": [c.case_id for c in data.val],
+                  "heldout": ids, **{k: [c.case_id for c in v] for k, v in data.pools.items() if k != "real"}},  # fmt: skip
         "arms": arms,
         "pretraining": {str(s): dict(v) for s, v in pretraining.items()},
-        "paired": {
-            f"{a} vs {b}": _paired(results, a, b, fams, ids, n_boot)
-            for a, b in comparisons(list(results), (best_real_arm(results) or {}).get("arm"))
-        },  # fmt: skip
-        "convergence": {
-            a: st.convergence({s: r["curve"] for s, r in v.items()}, int(config["steps"]))
-            for a, v in results.items()
-        },  # fmt: skip
+        "paired": {f"{a} vs {b}": _paired(results, a, b, fams, ids, n_boot)
+                   for a, b in comparisons(list(results), (best_real_arm(results) or {}).get("arm"))},  # fmt: skip
+        "convergence": {a: st.convergence({s: r["curve"] for s, r in v.items()}, int(config["steps"]))
+                        for a, v in results.items()},  # fmt: skip
         "best_real_arm": best_real_arm(results),
         "recovery": {f: recovery(arms, f) for f in fams},
         "realism": _realism(data, results, clinical or {}),
@@ -377,12 +350,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     if not report["metrics"]["lesion_available"]:
         lines.append(f"BraTS lesion-wise metrics not computed: {report['metrics']['lesion_note']}")
     for fam in report["metrics"]["families"]:
-        lines += [
-            "",
-            *family_table(report, fam),
-            "",
-            f"target checks [{fam}] (Dice as a fraction):",
-        ]
+        lines += ["", *family_table(report, fam), "", f"target checks [{fam}] (Dice as a fraction):"]
         for c in report["checks"][fam]:
             verdict = {True: "PASS", False: "FAIL", None: "not run"}[c["passed"]]
             p = "" if c["p_value"] is None else f", p {c['p_value']:.2g}"

@@ -50,28 +50,15 @@ def _arm_job(arm: str, seed: int, opts: TrainOptions, pre: Any, realism: Any) ->
     return run_arm(_ARRAYS, arm, seed, opts, pre, realism)
 
 
-def pretrain_cache(
-    arrays: Arrays, seed: int, opts: TrainOptions, cache_dir: Path | None, tag: str
-) -> Path | None:
+def pretrain_cache(arrays: Arrays, seed: int, opts: TrainOptions, cache_dir: Path | None, tag: str) -> Path | None:
     """Where a seed's pretraining is kept: a hash of the options it depends on, the seed, the
     large-cohort and val case ids and ``tag`` (e.g. the store's path); ``None`` without a folder."""
     if cache_dir is None:
         return None
-    keep = (
-        "batch_size",
-        "network",
-        "lr",
-        "init_filters",
-        "val_every",
-        "pretrain_steps",
-        "outputs",
-        "device",
-    )
+    keep = ("batch_size", "network", "lr", "init_filters", "val_every", "pretrain_steps", "outputs", "device")
     key = {k: v for k, v in dataclasses.asdict(opts).items() if k in keep}
     ids = {g: [arrays.bank.ids[i] for i in arrays.index.get(g, [])] for g in ("large", "val")}
-    blob = json.dumps(
-        [key, int(seed), ids, tag, torch.__version__, __version__], sort_keys=True
-    ).encode()
+    blob = json.dumps([key, int(seed), ids, tag, torch.__version__, __version__], sort_keys=True).encode()
     return Path(cache_dir) / f"pretrain-seed{seed}-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
 
 
@@ -82,9 +69,7 @@ def _load_pretrain(path: Path | None) -> tuple[dict[str, torch.Tensor], dict[str
     return got["state"], {**got["info"], "cached": str(path)}
 
 
-def _keep_pretrain(
-    path: Path | None, state: Mapping[str, torch.Tensor], info: Mapping[str, Any]
-) -> None:
+def _keep_pretrain(path: Path | None, state: Mapping[str, torch.Tensor], info: Mapping[str, Any]) -> None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_torch({"state": dict(state), "info": dict(info)}, path)
@@ -143,9 +128,7 @@ def run_all(
     ctx = mp.get_context("spawn")  # a fresh interpreter: forking after torch started is unsafe
     results: Results = {a: {} for a in arms}
     pre_info: dict[int, dict[str, Any]] = {}
-    with ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=_init, initargs=(arrays, threads)
-    ) as ex:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init, initargs=(arrays, threads)) as ex:
         todo: dict[Future[Any], tuple[str, int]] = {}
 
         def submit(seed: int, pre: Any, pretrained: bool) -> None:

@@ -72,9 +72,7 @@ def paired(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) ->
 
     All-zero differences give p = 1.0 (scipy refuses them: nothing differs).
     """
-    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean(
-        axis=0
-    )  # [n_cases]
+    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean(axis=0)  # [n_cases]
     if d.size == 0:
         return {"mean_diff": None, "ci_low": None, "ci_high": None, "p_value": None,
                 "n_cases": 0, "n_seeds": int(np.shape(a)[0]), "n_positive": 0, "n_negative": 0}  # fmt: skip
@@ -110,13 +108,7 @@ def convergence(
     """
     seqs = [c for c in curves.values() if c.get("step")]
     if not seqs:
-        return {
-            "gain_last_third": None,
-            "converged": None,
-            "tol": tol,
-            "from_step": None,
-            "curve": None,
-        }
+        return {"gain_last_third": None, "converged": None, "tol": tol, "from_step": None, "curve": None}
     step = np.asarray(seqs[0]["step"], dtype=np.int64)
     val = np.mean([np.asarray(c["val_dice"], dtype=np.float64) for c in seqs], axis=0)  # [n_evals]
     cut = int(np.floor(2 * steps / 3))

@@ -91,9 +91,7 @@ class Fit:
     losses: list[float] = field(default_factory=list)
 
 
-def predict(
-    net: nn.Module, bank: CaseBank, rows: Sequence[int], batch: int, device: str
-) -> np.ndarray:
+def predict(net: nn.Module, bank: CaseBank, rows: Sequence[int], batch: int, device: str) -> np.ndarray:
     """Predicted labels uint8 ``[n, D, H, W]`` of bank rows ``rows``."""
     out = []
     for s in range(0, len(rows), batch):
@@ -111,9 +109,7 @@ def region_dice(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
         return np.zeros((0, len(seg.REGIONS)))
     p = torch.from_numpy(seg.region_masks(pred)).float()  # [n, 3, D, H, W]
     t = torch.from_numpy(seg.region_masks(true)).float()
-    return (
-        compute_dice(p, t, include_background=True, ignore_empty=False).numpy().astype(np.float64)
-    )
+    return compute_dice(p, t, include_background=True, ignore_empty=False).numpy().astype(np.float64)
 
 
 def _validator(arrays: Arrays, opts: TrainOptions) -> Callable[[nn.Module], np.ndarray]:
@@ -142,11 +138,7 @@ def fit(
 
     Without ``val`` or with ``val_every=0`` the last weights are kept.
     """
-    curve: dict[str, list[float]] = {
-        "step": [],
-        "val_dice": [],
-        **{f"val_{r}": [] for r in seg.REGIONS},
-    }
+    curve: dict[str, list[float]] = {"step": [], "val_dice": [], **{f"val_{r}": [] for r in seg.REGIONS}}
     best: dict[str, Any] = {"score": None, "step": steps, "state": None}
 
     def check(step: int, model: nn.Module) -> None:
@@ -180,14 +172,10 @@ def _batches(arrays: Arrays, schedule: list[list[tuple[str, int]]]) -> Any:
 def _network(opts: TrainOptions, seed: int) -> nn.Module:
     torch.manual_seed(seed)  # the same initial weights in every arm of a seed
     out = len(seg.REGIONS) if opts.outputs == "regions" else 4
-    return seg.build_network(opts.network, out_channels=out, init_filters=opts.init_filters).to(
-        opts.device
-    )
+    return seg.build_network(opts.network, out_channels=out, init_filters=opts.init_filters).to(opts.device)
 
 
-def pretrain(
-    arrays: Arrays, seed: int, opts: TrainOptions
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def pretrain(arrays: Arrays, seed: int, opts: TrainOptions) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The large-cohort pretraining of a seed: ``pretrain_steps`` steps on the ``large`` pool,
     the last weights kept (the val curve is recorded: the zero-shot Dice on the scarce cohort).
 
@@ -225,9 +213,7 @@ def score_cases(
         m = brats_metrics.lesion_wise(np.asarray(p), np.asarray(t), tuple(spacing))
         if m is None:
             return voxel, None
-        lesion[c] = {
-            r: {"dice": float(m[r]["dice"]), "hd95": float(m[r]["hd95"])} for r in seg.REGIONS
-        }
+        lesion[c] = {r: {"dice": float(m[r]["dice"]), "hd95": float(m[r]["hd95"])} for r in seg.REGIONS}
     return voxel, lesion
 
 
@@ -275,9 +261,7 @@ def run_arm(
     agree: dict[str, Any] = {}
     for source, pool in (realism or {}).items():
         prow = arrays.index[pool]
-        d = region_dice(
-            predict(net, arrays.bank, prow, opts.eval_batch, opts.device), arrays.bank.labels[prow]
-        )
+        d = region_dice(predict(net, arrays.bank, prow, opts.eval_batch, opts.device), arrays.bank.labels[prow])
         agree[source] = {arrays.bank.ids[i]: dict(zip(seg.REGIONS, map(float, d[k]), strict=True))
                          for k, i in enumerate(prow)}  # fmt: skip
     return {

@@ -136,9 +136,7 @@ def gather(source: Path | str, store: Path | str | None = None) -> CardFacts:
         log=log,
         generator_values=sum(int(t.numel()) for t in ckpt.get("G_ema", ckpt.get("G", {})).values()),
     )
-    recorded = (
-        ckpt.get("store") or {}
-    )  # {path, fingerprint} in checkpoints since format 1's store key
+    recorded = ckpt.get("store") or {}  # {path, fingerprint} in checkpoints since format 1's store key
     store_path, found_by = (
         (str(store), "--store") if store
         else (recorded.get("path"), "the checkpoint") if recorded.get("path")
@@ -207,9 +205,7 @@ def read_store(path: str, found_by: str, facts: CardFacts) -> StoreFacts:
         out.matches = [int(s) for s in meta.get("size", [])] == [
             int(s) for s in sm.get("size", [])
         ] and meta.get("template_geometry", {}) == sm.get("template_geometry", {})
-    rows = _training_rows(
-        folder, str(facts.ckpt.get("config", {}).get("data", {}).get("split", "train"))
-    )
+    rows = _training_rows(folder, str(facts.ckpt.get("config", {}).get("data", {}).get("split", "train")))
     out.label_counts, out.ranges = _label_summary(rows, facts.schema)
     out.phantoms = phantom_store(meta, rows)
     return out

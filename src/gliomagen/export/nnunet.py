@@ -185,9 +185,7 @@ def export_case(record: CaseRecord, folder: Path, *, copy: bool = False) -> dict
     for channel, modality in enumerate(MODALITIES):
         dst = folder / "imagesTr" / f"{cid}_{channel:04d}{FILE_ENDING}"
         placed[modality] = place_image(record.images[modality], dst, ref, copy=copy, what=cid)
-    placed["seg"] = place_labels(
-        record, folder / "labelsTr" / f"{cid}{FILE_ENDING}", ref, copy=copy
-    )
+    placed["seg"] = place_labels(record, folder / "labelsTr" / f"{cid}{FILE_ENDING}", ref, copy=copy)
     return placed
 
 
@@ -234,9 +232,7 @@ def export_nnunet(
             write_json(tmp / "dataset.json", dataset_json(len(cases), name, _description(cohorts)))
             write_text(tmp / SOURCES_FILE, _csv_text(rows))
     except OSError as exc:
-        raise GliomagenError(
-            f"{target}: cannot write the dataset ({exc.strerror or exc})"
-        ) from None
+        raise GliomagenError(f"{target}: cannot write the dataset ({exc.strerror or exc})") from None
     return result
 
 

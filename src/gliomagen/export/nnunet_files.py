@@ -50,16 +50,12 @@ def header_volume(path: Path, *, what: str = "") -> tuple[Volume, nib.Nifti1Imag
     img = open_nifti(path, where)
     shape = _squeezed(img.shape)
     if len(shape) not in (2, 3):
-        raise GliomagenError(
-            f"{where}: image of shape {list(img.shape)}, expected one 2D or 3D image"
-        )
+        raise GliomagenError(f"{where}: image of shape {list(img.shape)}, expected one 2D or 3D image")
     data = np.broadcast_to(np.zeros((), dtype=np.uint8), shape)
     return Volume(path=path, data=data, affine=np.asarray(img.affine, dtype=np.float64)), img
 
 
-def place_image(
-    src: Path, dst: Path, ref: Volume, *, copy: bool = False, what: str = ""
-) -> Placement:
+def place_image(src: Path, dst: Path, ref: Volume, *, copy: bool = False, what: str = "") -> Placement:
     """Put image ``src`` at ``dst`` (a ``.nii.gz`` name) after checking it lies on ``ref``'s grid.
 
     Args:

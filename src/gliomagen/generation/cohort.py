@@ -202,7 +202,9 @@ def generate_cohort(
     plan = plan_conditions(
         source.schema, len(seed_list), conditions, Path(conditions_csv) if conditions_csv else None
     )
-    filled = fill_unset(source.schema, plan, seed_list, case_table(source.G, source.schema), unset)
+    filled = fill_unset(
+        source.schema, plan, seed_list, case_table(source.G, source.schema), unset
+    )
     requested = requested_conditions(conditions, conditions_csv)
     return _generate_volumes(
         source, Path(out), seed_list, prefix, filled, requested, truncation=truncation,

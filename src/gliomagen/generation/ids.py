@@ -74,7 +74,9 @@ def parse_seeds(text: str) -> list[int]:
         elif part.isdigit():
             seeds.append(int(part))
         else:
-            raise GliomagenError(f"--seeds {text!r}: expected seeds >= 0 and ranges, e.g. 0-99,123")
+            raise GliomagenError(
+                f"--seeds {text!r}: expected seeds >= 0 and ranges, e.g. 0-99,123"
+            )
     return check_seeds(seeds, f"--seeds {text!r}")
 
 
@@ -110,9 +112,7 @@ def cohort_seeds(n: int | None, seed: int, seeds: Sequence[int] | None) -> list[
             raise GliomagenError("--seeds and --n/--seed exclude each other: give one of them")
         return check_seeds(seeds, "--seeds")
     if n is None:
-        raise GliomagenError(
-            "give --n N (cases with seeds --seed, --seed + 1, ...) or --seeds LIST"
-        )
+        raise GliomagenError("give --n N (cases with seeds --seed, --seed + 1, ...) or --seeds LIST")
     if int(n) != n or n <= 0:
         raise GliomagenError(f"--n {n}: must be a whole number of cases >= 1")
     if int(seed) < 0:

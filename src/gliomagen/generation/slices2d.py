@@ -228,9 +228,7 @@ def _write_slices(
     """
     rows: list[dict[str, Any]] = []
     overview: dict[str, list[np.ndarray]] = {}
-    bar = tqdm(
-        total=len(seeds), unit="slice", desc="generate", disable=not progress, file=sys.stderr
-    )
+    bar = tqdm(total=len(seeds), unit="slice", desc="generate", disable=not progress, file=sys.stderr)
     try:
         for idx, images, logits in batches:  # [b, C, a, b]
             for j, i in enumerate(idx):
@@ -240,9 +238,7 @@ def _write_slices(
                 )  # fmt: skip
                 if len(overview.setdefault(view, [])) < OVERVIEW_PER_VIEW:
                     overview[view].append(slice_rgb(shown[min(1, len(shown) - 1)], seg))
-                rows.append(
-                    clinical_row(ids[i], seeds[i], mix_seeds[i] if mix_seeds else None, plan[i])
-                )
+                rows.append(clinical_row(ids[i], seeds[i], mix_seeds[i] if mix_seeds else None, plan[i]))
                 bar.update(1)
     finally:
         bar.close()

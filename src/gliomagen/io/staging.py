@@ -49,16 +49,12 @@ def staged_dir(out: str | os.PathLike[str], *, replace: bool = False, left: str)
     tmp: Path | None = None
     try:
         with atomic_dir(out, replace=replace) as tmp:
-            (tmp / MARKER).write_text(
-                json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-            )
+            (tmp / MARKER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
             yield tmp
             (tmp / MARKER).unlink()
     except OSError as exc:
         if tmp is None:
-            raise GliomagenError(
-                f"--out {out}: cannot write there ({exc.strerror or exc})"
-            ) from None
+            raise GliomagenError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
         raise write_error(exc, tmp, out, left) from None
 
 

@@ -37,10 +37,7 @@ def tune_cpu_allocator() -> bool:
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED is None:
         _ALLOCATOR_TUNED = False
-        if (
-            os.environ.get("GLIOMAGEN_MALLOC_TUNING", "1") != "0"
-            and platform.libc_ver()[0] == "glibc"
-        ):
+        if os.environ.get("GLIOMAGEN_MALLOC_TUNING", "1") != "0" and platform.libc_ver()[0] == "glibc":
             try:
                 libc = ctypes.CDLL("libc.so.6")
                 m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
@@ -80,11 +77,7 @@ def can_write(t: torch.Tensor) -> bool:
 def add_(acc: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``acc + y``, written into ``acc`` when its dtype holds the result (``acc`` must be a fresh
     tensor that no backward pass needs, e.g. an upsampled one)."""
-    if (
-        torch.promote_types(acc.dtype, y.dtype) == acc.dtype
-        and acc.shape == y.shape
-        and can_write(acc)
-    ):
+    if torch.promote_types(acc.dtype, y.dtype) == acc.dtype and acc.shape == y.shape and can_write(acc):
         return acc.add_(y)
     return acc + y
 
@@ -137,11 +130,7 @@ def pointwise(
             wk = wk.transpose(1, 2)
             out = torch.bmm(xm, wk) if out is None else out.baddbmm_(xm, wk)
         else:  # [N, O, I] @ [N, I, S]
-            xm = (
-                x.movedim(1, -1).reshape(n, -1, c).transpose(1, 2)
-                if is_channels_last(x)
-                else x.reshape(n, c, -1)
-            )
+            xm = x.movedim(1, -1).reshape(n, -1, c).transpose(1, 2) if is_channels_last(x) else x.reshape(n, c, -1)
             out = torch.bmm(wk, xm) if out is None else out.baddbmm_(wk, xm)
     assert out is not None
     o = out.shape[2] if voxel_major else out.shape[1]
@@ -150,11 +139,7 @@ def pointwise(
         out = out.add_(b if voxel_major else b.reshape(1, -1, 1))
     if not voxel_major:
         y = out.reshape(n, o, *spatial)
-        return (
-            y.contiguous(memory_format=torch.channels_last_3d)
-            if channels_last_out and y.ndim == 5
-            else y
-        )
+        return y.contiguous(memory_format=torch.channels_last_3d) if channels_last_out and y.ndim == 5 else y
     y = out.reshape(n, *spatial, o).movedim(-1, 1)  # channels-last view
     return y if channels_last_out else y.contiguous()
 
@@ -231,11 +216,7 @@ def avg_pool2(x: torch.Tensor) -> torch.Tensor:
     if is_channels_last(x) and all(s % 2 == 0 for s in x.shape[2:]):
         out: torch.Tensor = _AvgPool2ChannelsLast.apply(x)
         return out
-    return (
-        torch.nn.functional.avg_pool3d(x, 2)
-        if x.ndim == 5
-        else torch.nn.functional.avg_pool2d(x, 2)
-    )
+    return torch.nn.functional.avg_pool3d(x, 2) if x.ndim == 5 else torch.nn.functional.avg_pool2d(x, 2)
 
 
 class _InstanceNormAffine(torch.autograd.Function):

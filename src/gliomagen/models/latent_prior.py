@@ -52,15 +52,7 @@ class LatentPrior(nn.Module):
     case_cat: torch.Tensor
     case_cont: torch.Tensor
     case_resp: torch.Tensor
-    PRIOR_BUFFERS = (
-        "z_mean",
-        "z_tril",
-        "z_offsets",
-        "z_weights",
-        "case_cat",
-        "case_cont",
-        "case_resp",
-    )
+    PRIOR_BUFFERS = ("z_mean", "z_tril", "z_offsets", "z_weights", "case_cat", "case_cont", "case_resp")
 
     def register_prior(self, z_dim: int, cat_sizes: Sequence[int] = (), n_cont: int = 0) -> None:
         """Register the prior's buffers for ``z_dim``-wide latents: the identity (``N(0, I)``),
@@ -85,8 +77,7 @@ class LatentPrior(nn.Module):
         the identity (``N(0, I)``), one from before mixtures a single component."""
         state_dict.setdefault(prefix + "z_mean", torch.zeros_like(self.z_mean))
         state_dict.setdefault(
-            prefix + "z_tril",
-            torch.eye(self.z_dim, device=self.z_tril.device, dtype=self.z_tril.dtype),
+            prefix + "z_tril", torch.eye(self.z_dim, device=self.z_tril.device, dtype=self.z_tril.dtype)
         )
         state_dict.setdefault(prefix + "z_offsets", torch.zeros(1, self.z_dim))
         state_dict.setdefault(prefix + "z_weights", torch.ones(1))
@@ -127,9 +118,7 @@ class LatentPrior(nn.Module):
                 f"got {list(offsets.shape)} and {list(weights.shape)}"
             )
         if bool((weights <= 0).any()) or abs(float(weights.sum()) - 1.0) > 1e-4:
-            raise ValueError(
-                f"mixture weights must be positive and sum to 1, got {weights.tolist()}"
-            )
+            raise ValueError(f"mixture weights must be positive and sum to 1, got {weights.tolist()}")
         self.z_mean.copy_(mean)
         self.z_tril.copy_(torch.tril(tril))
         self._set_mixture(offsets, weights)
@@ -149,11 +138,7 @@ class LatentPrior(nn.Module):
             resp = torch.zeros(0, 1)
         elif resp.shape[0] != cat.shape[0]:
             raise ValueError(f"responsibilities of {resp.shape[0]} cases for {cat.shape[0]}")
-        for name, value in (
-            ("case_cat", cat.long()),
-            ("case_cont", cont.float()),
-            ("case_resp", resp.float()),
-        ):
+        for name, value in (("case_cat", cat.long()), ("case_cont", cont.float()), ("case_resp", resp.float())):
             buf = getattr(self, name)
             if buf.shape == value.shape:  # in place, as _set_mixture
                 buf.copy_(value)
@@ -198,7 +183,9 @@ class LatentPrior(nn.Module):
     def prior_is_fitted(self) -> bool:
         """Whether the latent prior differs from ``N(0, I)``."""
         eye = torch.eye(self.z_dim, device=self.z_tril.device)
-        return bool(self.z_mean.any() or not torch.equal(self.z_tril, eye) or self.z_offsets.any())
+        return bool(
+            self.z_mean.any() or not torch.equal(self.z_tril, eye) or self.z_offsets.any()
+        )
 
     @property
     def prior_components(self) -> int:

@@ -192,9 +192,7 @@ class EqualConv(nn.Module):
             # 1x1 convs, and the fallback returns contiguous tensors), channels-last out
             y = pointwise([x], [w.reshape(w.shape[0], -1)], b, channels_last_out=True)
         else:
-            y = conv_nd(
-                x, w.to(x.dtype), None if b is None else b.to(x.dtype), padding=self.padding
-            )
+            y = conv_nd(x, w.to(x.dtype), None if b is None else b.to(x.dtype), padding=self.padding)
         return self._activate(y)
 
     def forward_parts(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -46,9 +46,7 @@ def draw_noises(
 
 
 @torch.compiler.disable
-def noise_generators(
-    seeds: Sequence[int] | torch.Tensor, device: torch.device
-) -> list[torch.Generator]:
+def noise_generators(seeds: Sequence[int] | torch.Tensor, device: torch.device) -> list[torch.Generator]:
     """One generator per sample (outside torch.compile graphs: no guards on the seed values)."""
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
@@ -129,9 +127,7 @@ class StyledLayer(nn.Module):
         x = self.conv(x, w, gain=g) if self.style == "modulated" else self.conv(x, gain=g)
         if self.up:  # convolve at the coarse grid, then interpolate: 1/8 of the cost in 3D
             x = upsample(x)
-        inplace = can_write(
-            x
-        )  # not on a view (e.g. a batched grouped conv's output) under autograd
+        inplace = can_write(x)  # not on a view (e.g. a batched grouped conv's output) under autograd
         if self.noise is not None:
             x = self.noise(x, noise_mode, gens, gain=g, inplace=inplace, noise=noise)
         lrelu = torch.nn.functional.leaky_relu_ if inplace else torch.nn.functional.leaky_relu

@@ -74,9 +74,7 @@ def encode_cases(
     return torch.cat(mus), torch.cat(logvars)
 
 
-def gaussian_of_posterior(
-    mu: torch.Tensor, logvar: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def gaussian_of_posterior(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The moment-matched Gaussian of ``(1/n) sum_i N(mu_i, diag exp(logvar_i))``.
 
     Args:
@@ -89,9 +87,7 @@ def gaussian_of_posterior(
         gives its own posterior).
     """
     if mu.ndim != 2 or mu.shape != logvar.shape or len(mu) == 0:
-        raise ValueError(
-            f"need [n, z_dim] means and log-variances, got {list(mu.shape)} and {list(logvar.shape)}"
-        )
+        raise ValueError(f"need [n, z_dim] means and log-variances, got {list(mu.shape)} and {list(logvar.shape)}")
     m, v = mu.double(), logvar.double().exp()
     mean = m.mean(0)
     centred = m - mean
@@ -139,11 +135,7 @@ def mixture_of_posterior(
 
 
 def responsibilities(
-    mu: torch.Tensor,
-    tril: torch.Tensor,
-    offsets: torch.Tensor,
-    weights: torch.Tensor,
-    mean: torch.Tensor,
+    mu: torch.Tensor, tril: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor
 ) -> torch.Tensor:
     """``p(k | mu_i) [n, K]``: each encoded case's posterior over the mixture's components,
     under the prior as it is set (shared covariance ``tril @ tril.T``, means ``mean + offsets``)."""

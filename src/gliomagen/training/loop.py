@@ -119,9 +119,7 @@ class Trainer:
         self.parent: dict[str, Any] | None = None  # the --init checkpoint's record
         if init is not None:
             nets = (self.G, self.D, self.G_ema)
-            self.parent = init_networks(
-                *nets, self.data.schema, init, init_map, self._notes.append, config=cfg
-            )
+            self.parent = init_networks(*nets, self.data.schema, init, init_map, self._notes.append, config=cfg)
         self.d_frozen = frozen_d_parameters(cfg, self.D)  # FreezeD: never trained
         self.opt_G, self.opt_D = build_optimisers(cfg, self.G, self.D)
         augment = build_augment_pipe(cfg, self.data)
@@ -145,9 +143,7 @@ class Trainer:
             if validation_active(cfg, self.data, self._notes.append) else None
         )  # fmt: skip
         self._clock = time.time()  # start of the time not yet in elapsed_s
-        self._rng: dict[str, Any] | None = (
-            None  # the checkpoint's RNG states, set as the loop starts
-        )
+        self._rng: dict[str, Any] | None = None  # the checkpoint's RNG states, set as the loop starts
         if self.resumed is not None:
             self._restore(self.resumed)
 
@@ -353,9 +349,7 @@ class Trainer:
     def _samples(self) -> None:
         if self.dist.is_main:
             self.prior.refresh(self.G_ema, self.step)
-            sample_montage(
-                self.G_ema, self.data, self.cfg, self.dist.device, self.monitor, self.step
-            )
+            sample_montage(self.G_ema, self.data, self.cfg, self.dist.device, self.monitor, self.step)
 
     def _log(self, window: LogWindow, bar: Any) -> None:
         lrs = (self.opt_G.param_groups[0]["lr"], self.opt_D.param_groups[0]["lr"])

@@ -116,10 +116,7 @@ def _quiet_writer_thread() -> Iterator[None]:
     previous = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        if not (
-            type(args.thread).__name__ == "_AsyncWriterThread"
-            and isinstance(args.exc_value, OSError)
-        ):
+        if not (type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError)):
             previous(args)
 
     threading.excepthook = hook

@@ -90,12 +90,7 @@ def log_steps(
 
 @torch.no_grad()
 def sample_montage(
-    G_ema: Any,
-    data: TrainingData,
-    cfg: Config,
-    device: torch.device,
-    monitor: RunMonitor,
-    step: int,
+    G_ema: Any, data: TrainingData, cfg: Config, device: torch.device, monitor: RunMonitor, step: int
 ) -> None:
     """Draw ``train.samples_per_condition`` samples per condition of the training cases from
     ``G_ema`` (fixed latents: seed ``train.seed + 12345``, constant noise) into the monitor."""
@@ -110,9 +105,7 @@ def sample_montage(
     imgs, logits = [], []
     for i in range(0, len(z), MONTAGE_BATCH):
         part = slice(i, i + MONTAGE_BATCH)
-        a, b = G_ema(
-            z[part].to(device), cat[part].to(device), cont[part].to(device), noise_mode="const"
-        )
+        a, b = G_ema(z[part].to(device), cat[part].to(device), cont[part].to(device), noise_mode="const")
         imgs.append(a.cpu())
         logits.append(b.cpu())
     monitor.montage(

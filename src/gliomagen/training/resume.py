@@ -156,13 +156,10 @@ def _layout(schema: ConditionSchema) -> list[tuple[str, str, list[str]]]:
 
 def _describe(schema: ConditionSchema) -> str:
     """``grade [HGG, LGG], age`` (``none`` for no condition)."""
-    return (
-        "; ".join(
-            f.name + (f" [{', '.join(f.categories)}]" if f.kind == "categorical" else "")
-            for f in schema.fields
-        )
-        or "none"
-    )
+    return "; ".join(
+        f.name + (f" [{', '.join(f.categories)}]" if f.kind == "categorical" else "")
+        for f in schema.fields
+    ) or "none"
 
 
 def load_states(point: ResumePoint, modules: dict[str, Any]) -> None:

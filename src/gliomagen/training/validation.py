@@ -222,9 +222,7 @@ class Validator:
             records = read_records(self.run_dir)
             kept = [r for r in records if int(r.get("step", 0)) <= step]
             if len(kept) != len(records):  # the interrupted session evaluated past its checkpoint
-                write_text(
-                    self.run_dir / VALIDATION_FILE, "".join(json.dumps(r) + "\n" for r in kept)
-                )
+                write_text(self.run_dir / VALIDATION_FILE, "".join(json.dumps(r) + "\n" for r in kept))
 
     def measure(self, G: torch.nn.Module) -> dict[str, Any]:
         """Every metric of ``G``'s samples (see the module docstring); ``None`` where undefined."""

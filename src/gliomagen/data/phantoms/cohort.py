@@ -206,9 +206,7 @@ def generate_cohort(
     return out
 
 
-def _write_info(
-    out: Path, seed: int, resolution: int, cohorts: dict[str, int], n_cases: int
-) -> None:
+def _write_info(out: Path, seed: int, resolution: int, cohorts: dict[str, int], n_cases: int) -> None:
     """Write ``phantoms.json`` (how the cohort is made), before any case: it marks ``out`` as a
     phantom cohort, whose case folders a rerun may replace."""
     info = {

@@ -4,7 +4,9 @@
 - :mod:`.registry`: :data:`TERMS` and :func:`build_terms` (the terms a configuration turns on);
 - :mod:`.tables`: the per-condition tables of the training masks the terms read;
 - :mod:`.presence`, :mod:`.focality`: penalties on G's masks;
-- :mod:`.reconstruction`: the VAE-GAN reconstruction and KL.
+- :mod:`.reconstruction`: the VAE-GAN reconstruction and KL;
+- :mod:`.segmentation`: label consistency (D's segmenter learns the real masks; G's images must
+  give G's own mask back through it).
 """
 
 from __future__ import annotations

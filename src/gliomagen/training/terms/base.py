@@ -1,7 +1,8 @@
 """The interface of a training term, and the registry the loss builds its terms from.
 
 A *term* is one extra objective of a phase beyond the adversarial and auxiliary losses: a penalty
-on G's masks, the VAE-GAN reconstruction. Each is a :class:`Term` subclass that says
+on G's masks, the VAE-GAN reconstruction, label consistency. Each is a :class:`Term` subclass
+that says
 
 - ``name``: the term's name (and, with the phase, the prefix of its logged statistics);
 - ``phase``: the pass it joins, ``"G"`` (generator step) or ``"D"`` (discriminator step);

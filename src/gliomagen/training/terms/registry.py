@@ -17,13 +17,7 @@ from gliomagen.training.terms.tables import MaskTables
 
 TERMS: dict[str, type[Term]] = {
     t.name: t
-    for t in (
-        PresenceTerm,
-        FocalityTerm,
-        ReconstructionTerm,
-        SegmenterFitTerm,
-        LabelConsistencyTerm,
-    )
+    for t in (PresenceTerm, FocalityTerm, ReconstructionTerm, SegmenterFitTerm, LabelConsistencyTerm)
 }
 """The terms by name, in the order a phase adds their losses."""
 

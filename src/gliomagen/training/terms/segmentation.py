@@ -23,26 +23,29 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from monai.losses import DiceLoss
 from torch import nn
 
+from gliomagen.evaluation.segmentation import REGIONS
 from gliomagen.training.terms.base import Term, TermInputs
+
+_DICE = DiceLoss(sigmoid=True, reduction="none", smooth_nr=1.0, smooth_dr=1.0)  # per case and region
 
 
 def region_targets(mask: torch.Tensor) -> torch.Tensor:
-    """Region targets ``[n, 3, *S]`` (WT = labels 1-3, TC = 1 and 3, ET = 3) of a one-hot or
-    soft mask ``[n, 4, *S]`` (background, NCR, ED, ET), from its argmax."""
+    """Region targets ``[n, 3, *S]`` (:data:`~gliomagen.evaluation.segmentation.REGIONS`: WT, TC,
+    ET) of a one-hot or soft mask ``[n, 4, *S]`` (background, NCR, ED, ET), from its argmax."""
     lab = mask.argmax(1)
-    return torch.stack([lab > 0, (lab == 1) | (lab == 3), lab == 3], 1).to(mask.dtype)
+    ids = [torch.tensor(r, device=lab.device) for r in REGIONS.values()]
+    return torch.stack([torch.isin(lab, i) for i in ids], 1).to(mask.dtype)
 
 
 def region_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-case BCE + soft Dice over the three regions ``[n]`` (a region absent in both the
-    target and the prediction costs no Dice)."""
+    """Per-case BCE + MONAI's soft Dice (smoothed by 1), each averaged over the three regions
+    ``[n]`` (a region absent in both the target and the prediction costs no Dice)."""
     logits, target = logits.float(), target.float()
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(2).mean(2)
-    p = torch.sigmoid(logits).flatten(2)
-    t = target.flatten(2)
-    dice = 1.0 - (2.0 * (p * t).sum(2) + 1.0) / (p.sum(2) + t.sum(2) + 1.0)  # [n, 3], smoothed
+    dice = _DICE(logits, target).flatten(1)  # [n, 3]
     return (bce + dice).mean(1)
 
 
