@@ -2,7 +2,7 @@
 
 Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
 
-- Data (built once, cached under ``OUT/work``): one phantom cohort (seed 0): GLI, the large
+- Data (built once, cached under ``OUT/work``): one phantom cohort (``--cohort-seed``, 0): GLI, the large
   cohort (``--gli`` training cases + ``--gli-val`` val cases that only the generator's validation
   reads), and SSA, the scarce one: a pool of ``--ssa-pool`` training cases, ``--ssa-val`` val cases
   (every arm's checkpoint is chosen on them) and ``--ssa-test`` test cases (scored once; phantoms
@@ -18,7 +18,7 @@ Design (what runs, and why; the statistics are in gliomagen.evaluation.utility):
 - Synthetic SSA cohort: ``generate_cohort(ckpt, n = max multiple x n, conditions = one row per
   real SSA training case with its cohort and grade)``, so the mix follows the real cases; the
   library takes ``M`` x n of them per multiple (``--synthetic-multiple 1,4``) by cohort and grade.
-- Stand-in (``--stand-in``, on by default): phantom SSA cases drawn with seed 1 from the same
+- Stand-in (``--stand-in``, on by default): phantom SSA cases drawn with the next seed from the same
   simulator: the upper bound a perfect generator would reach (arms ``real+stand-in`` etc.).
 - Headroom (the stand-in must add >= 5 points of mean region Dice to ``real``): the segmenter's
   budget decides it. At 600 steps per arm (the earlier default) no design showed it (5 seeds each;
@@ -107,6 +107,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
     a("--train-generator-minutes", type=float, default=None, help="train the generator of the smallest n here "
       "with `gliomagen train`'s defaults (cached)")  # fmt: skip
     a("--phantoms", choices=("hard", "default"), default="hard", help="SSA phantoms (see phantom_params)")
+    a("--cohort-seed", type=int, default=0,
+      help="the phantom cohort's seed (the stand-in uses this + 1); use a fresh --out per cohort")
     a("--outputs", choices=("regions", "labels"), default="regions", help="segmenter outputs")
     a("--arms", default=None, help="comma list of arms (names as in the report, @Mx allowed; "
       "default: every arm at every --synthetic-multiple)")
@@ -157,11 +159,11 @@ def _keyed(items: list[str], default_n: int) -> dict[int, Path]:
 
 # -- data ---------------------------------------------------------------------------------------
 def phantoms(work: Path, args: argparse.Namespace) -> Path:
-    """The phantom cohort (seed 0): GLI train + val, SSA pool + val + test."""
+    """The phantom cohort (seed ``--cohort-seed``): GLI train + val, SSA pool + val + test."""
     gli, ssa = args.gli + args.gli_val, args.ssa_pool + args.ssa_val + args.ssa_test
-    src = work / f"phantoms-{args.phantoms}-gli{gli}-ssa{ssa}-seed0"
+    src = work / f"phantoms-{args.phantoms}-gli{gli}-ssa{ssa}-seed{args.cohort_seed}"
     if not (src / "clinical.csv").is_file():
-        phantom_cohort(src, {"GLI": gli, "SSA": ssa}, resolution=2, seed=0, workers=args.workers,
+        phantom_cohort(src, {"GLI": gli, "SSA": ssa}, resolution=2, seed=args.cohort_seed, workers=args.workers,
                        progress=False, params=phantom_params(args.phantoms))  # fmt: skip
     return src
 
@@ -269,12 +271,12 @@ def synthetic_cohort(work: Path, ckpt: Path, store: Path, order: list[str], n: i
 
 
 def stand_in(work: Path, args: argparse.Namespace) -> Path:
-    """Phantom SSA cases from the same simulator, seed 1 (twice what the largest pool needs, so
-    every grade has enough cases for the real cases' mix)."""
-    k = 2 * max(args.multiples) * max(args.n)
-    out = work / f"stand-in-{args.phantoms}-ssa{k}-seed1"
+    """Phantom SSA cases from the same simulator, seed ``--cohort-seed`` + 1 (twice what the largest
+    pool needs, so every grade has enough cases for the real cases' mix)."""
+    k, seed = 2 * max(args.multiples) * max(args.n), args.cohort_seed + 1
+    out = work / f"stand-in-{args.phantoms}-ssa{k}-seed{seed}"
     if not (out / "clinical.csv").is_file():
-        phantom_cohort(out, {"SSA": k}, resolution=2, seed=1, workers=args.workers, progress=False,
+        phantom_cohort(out, {"SSA": k}, resolution=2, seed=seed, workers=args.workers, progress=False,
                        params=phantom_params(args.phantoms))  # fmt: skip
     return out
 
