@@ -118,6 +118,34 @@ def test_independent_cases_are_rarely_flagged(volumes: ModuleType) -> None:
     assert "Membership inference" in format_privacy(rep)
 
 
+def test_members_keep_the_attack_within_the_heldout_population(volumes: ModuleType) -> None:
+    """A training set of two cohorts, held-out and synthetic cases of one: attacking every training
+    case tells the cohorts apart; attacking that cohort's training cases measures membership."""
+    other = _cases(volumes, 30, 20, "GLI")
+    other = Cases(other.ids, other.images + 3.0, other.masks)  # another cohort: far in images
+    scarce = _cases(volumes, 20, 21, "SSA")
+    train = Cases(other.ids + scarce.ids, np.r_[other.images, scarce.images], np.r_[other.masks, scarce.masks])
+    heldout = _cases(volumes, 30, 22, "HO")
+    fresh = _cases(volumes, 30, 23, "SYN")
+    mixed = privacy_report(train, heldout, fresh)["membership"]["attacks"]["voxel_image"]
+    assert mixed["auc"] < 0.35 and mixed["n_members"] == 50  # the cohort shift, not membership
+    rep = privacy_report(train, heldout, fresh, members=scarce.ids)
+    a = rep["membership"]["attacks"]["voxel_image"]
+    assert (a["n_members"], a["n_nonmembers"]) == (20, 30)
+    assert 0.3 < a["auc"] < 0.7 and a["ci"][0] < 0.5 < a["ci"][1]
+    # the closest-training distances still use every training case
+    assert rep["spaces"]["voxel_image"]["synthetic"][0]["closest_train"] in train.ids
+    copies = Cases([f"C-{i}" for i in range(20)], scarce.images.copy(), scarce.masks.copy())
+    d_scores = {**{i: 0.0 for i in other.ids}, **{i: 1.0 for i in scarce.ids}, **{i: 0.0 for i in heldout.ids}}
+    rep = privacy_report(train, heldout, copies, members=scarce.ids, d_scores=d_scores)
+    assert rep["membership"]["attacks"]["voxel_image"]["auc"] == pytest.approx(1.0)
+    assert rep["membership"]["attacks"]["d_score"]["auc"] == 1.0  # members' scores only
+    with pytest.raises(GliomagenError, match="members must be training case ids.*'HO-00000'"):
+        privacy_report(train, heldout, fresh, members=[heldout.ids[0]])
+    with pytest.raises(GliomagenError, match="members must be training case ids, got 0"):
+        privacy_report(train, heldout, fresh, members=[])
+
+
 def test_voxel_space_is_the_mean_of_the_scaled_spaces(volumes: ModuleType) -> None:
     train = _cases(volumes, 6, 0, "TR")
     heldout = _cases(volumes, 3, 1, "HO")

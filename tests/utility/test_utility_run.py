@@ -120,7 +120,7 @@ def _stub_privacy(monkeypatch: pytest.MonkeyPatch, seen: dict) -> None:
         return SimpleNamespace(ids=ids, images=images, masks=masks)
 
     def privacy_report(train: Any, heldout: Any, synthetic: Any, **kw: Any) -> dict:
-        seen.update(train=train, heldout=heldout, synthetic=synthetic)
+        seen.update(train=train, heldout=heldout, synthetic=synthetic, members=kw.get("members"))
         return {"image": {"passes": False, "flagged_ids": [synthetic.ids[1]]}, "membership": {"max": 0.5}}
 
     stub = SimpleNamespace(Cases=Cases, privacy_report=privacy_report, format_privacy=lambda r: "stub privacy")
@@ -144,6 +144,7 @@ def test_lesion_metrics_and_privacy_when_available(
     # privacy: the real training cases (scarce + large: the generator's training split) vs test
     assert seen["train"].ids == ["SSA-000", "SSA-001", "SSA-002", "SSA-003"] + [f"GLI-{k:03d}" for k in range(6)]
     assert seen["heldout"].ids == ["SSA-005"] and seen["synthetic"].images.dtype == np.float32
+    assert seen["members"] == ["SSA-000", "SSA-001", "SSA-002", "SSA-003"]  # the held-out cases' cohort
     assert seen["synthetic"].images.shape == (4, 4, 16, 16, 16) and seen["synthetic"].masks.shape == (4, 16, 16, 16)
     priv = rep["privacy"]["sources"]["synthetic"]
     assert priv["flagged"] == ["SYN-00002"] and priv["text"] == "stub privacy"

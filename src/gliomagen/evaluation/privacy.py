@@ -15,7 +15,8 @@ Two questions, answered from the cases themselves (images and tumour masks, in m
    of the two percentiles comes with a bootstrap 95% interval, and ``uncertain`` says when that
    interval holds 0 (the verdict is then chance).
 2. **Can an attacker tell the training cases from other real cases?** (membership inference).
-   Members are the training cases, non-members the held-out real cases. The attack scores a real
+   Members are the training cases (or the ``members`` among them: those of the held-out cases'
+   population), non-members the held-out real cases. The attack scores a real
    case by minus its distance to the closest *synthetic* case (a training case that the generator
    memorised sits close to one of its samples), in every space; with ``d_scores`` also by the
    discriminator's score (a discriminator that over-fits its training cases scores them higher).
@@ -40,7 +41,7 @@ Everything returned is JSON-serialisable (floats, ints, strings, lists, dicts).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,21 +270,25 @@ def _membership(
     train: Cases,
     heldout: Cases,
     d_scores: Mapping[str, float] | None,
+    members: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Membership-inference AUC per attack, the largest, and pass/fail."""
+    """Membership-inference AUC per attack, the largest, and pass/fail (members: ``members`` of
+    ``train``, default all)."""
+    cols = np.arange(len(train)) if members is None else np.array([train.ids.index(i) for i in members])
     attacks: dict[str, dict[str, Any]] = {}
     for name, d in spaces.items():
-        members = -d["syn_train"].min(0)  # each training case's distance to its closest sample
-        attacks[name] = auc_with_interval(members, -d["held_syn"].min(1))
+        scores = -d["syn_train"][:, cols].min(0)  # each member's distance to its closest sample
+        attacks[name] = auc_with_interval(scores, -d["held_syn"].min(1))
         attacks[name]["score"] = "minus the distance to the closest synthetic case"
     if d_scores is not None:
-        missing = [i for i in (*train.ids, *heldout.ids) if i not in d_scores]
+        member_ids = [train.ids[int(j)] for j in cols]
+        missing = [i for i in (*member_ids, *heldout.ids) if i not in d_scores]
         if missing:
             raise GliomagenError(
                 f"d_scores: no discriminator score for {len(missing)} real case(s), e.g. {missing[0]!r}"
             )
         attacks["d_score"] = auc_with_interval(
-            np.array([float(d_scores[i]) for i in train.ids]),
+            np.array([float(d_scores[i]) for i in member_ids]),
             np.array([float(d_scores[i]) for i in heldout.ids]),
         )
         attacks["d_score"]["score"] = "the discriminator's score"
@@ -300,7 +305,9 @@ def _membership(
     }
 
 
-def _check_sets(train: Cases, heldout: Cases, synthetic: Cases, percentile: float) -> None:
+def _check_sets(
+    train: Cases, heldout: Cases, synthetic: Cases, percentile: float, members: Sequence[str] | None
+) -> None:
     if len(train) < 2 or len(heldout) < 1 or len(synthetic) < 1:
         raise GliomagenError(
             "privacy: needs at least 2 training, 1 held-out and 1 synthetic case, got "
@@ -320,6 +327,13 @@ def _check_sets(train: Cases, heldout: Cases, synthetic: Cases, percentile: floa
         )
     if not 0 < percentile < 100:
         raise GliomagenError(f"privacy: percentile must be in (0, 100), got {percentile}")
+    if members is not None:
+        unknown = [i for i in members if i not in set(train.ids)]
+        if unknown or not members:
+            raise GliomagenError(
+                f"privacy: members must be training case ids, got {len(members)} "
+                f"({len(unknown)} not in training{', e.g. ' + repr(unknown[0]) if unknown else ''})"
+            )
 
 
 def privacy_report(
@@ -329,6 +343,7 @@ def privacy_report(
     features: Features | None = None,
     d_scores: Mapping[str, float] | None = None,
     percentile: float = 5.0,
+    members: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Closest-training distances and membership inference of a synthetic cohort.
 
@@ -340,6 +355,10 @@ def privacy_report(
             space; e.g. :func:`probe_features`).
         d_scores: optional discriminator score per real case id (training and held-out).
         percentile: the low percentile compared (5 = the 5th).
+        members: the training case ids the membership attack scores as members (default: all).
+            Give those of the held-out cases' population: when the training set mixes cohorts
+            and the held-out cases are one of them, an attack on every training case measures the
+            cohort shift, not membership.
 
     Returns:
         ``{"percentile", "n": {"train", "heldout", "synthetic"}, "voxel_scale": {"image", "mask"},
@@ -355,12 +374,12 @@ def privacy_report(
         GliomagenError: too few cases, mismatched shapes, an id both in training and held-out, a
             bad percentile, unusable features or a missing discriminator score.
     """
-    _check_sets(train, heldout, synthetic, percentile)
+    _check_sets(train, heldout, synthetic, percentile, members)
     spaces, scale = _spaces(train, heldout, synthetic, features)
     per_space = {
         name: _space_report(d, train, heldout, synthetic, percentile) for name, d in spaces.items()
     }
-    membership = _membership(spaces, train, heldout, d_scores)
+    membership = _membership(spaces, train, heldout, d_scores, members)
     closest_passes = all(s["passes"] for s in per_space.values())
     flagged = sorted({r["id"] for s in per_space.values() for r in s["flagged"]})
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 MAX_FLAGGED_LINES = 10
@@ -38,7 +39,7 @@ def _membership_lines(report: dict[str, Any]) -> list[str]:
     m = report["membership"]
     thr = m["threshold"]
     lines = [
-        f"Membership inference: ROC AUC of telling training from held-out real cases "
+        f"Membership inference: ROC AUC of telling {_members(m)} training cases from held-out real cases "
         f"(0.5 = cannot tell; pass <= {thr:g}; 95% bootstrap interval, {m['n_boot']} resamples)",
         f"  {'attack':<12} {'AUC':>6}  95% interval",
     ]
@@ -83,3 +84,9 @@ def format_privacy(report: dict[str, Any]) -> str:
     lines = _closest_lines(report) + _membership_lines(report) + _flagged_lines(report)
     lines.append(f"Privacy overall: pass {_yes(report['passes'])}")
     return "\n".join(lines)
+
+
+def _members(m: Mapping[str, Any]) -> str:
+    """How many training cases the attack scored (the same for every attack)."""
+    a = next(iter(m["attacks"].values()), None)
+    return f"{a['n_members']}" if a is not None and "n_members" in a else "the"

@@ -4,7 +4,9 @@ For each synthetic source (its largest pool), :func:`privacy_section` calls
 :func:`gliomagen.evaluation.privacy.privacy_report` with ``train`` = the segmenter's real training
 cases, which are exactly the generator's training split (the large cohort's training cases and the
 n scarce ones), ``heldout`` = the scored real test cases, and the synthetic cases, all on the
-store's grid. The report lists the synthetic cases it flags as too close to a training case.
+store's grid. The membership attack's members are the n scarce training cases only: the held-out
+cases are scarce-cohort cases, and members from the large cohort would let the attack tell the
+cohorts apart instead of members from non-members. The report lists the synthetic cases it flags as too close to a training case.
 """
 
 from __future__ import annotations
@@ -52,17 +54,21 @@ def privacy_section(data: BenchmarkData, sources: Sequence[str]) -> dict[str, An
         why = "gliomagen.evaluation.privacy is not in this version of gliomagen"
         return {"available": False, "why": why, "sources": {}, "text": f"not computed: {why}"}
     train, held = _cases(data, "real+large"), _cases(data, "heldout")
+    assert data.bank is not None
+    members = [data.bank.ids[i] for i in data.index["real"]]  # the held-out cases' population
     out: dict[str, Any] = {
         "available": True, "why": "", "sources": {},
         "train": "real+large: the large cohort's and the n scarce training cases (the generator's training split)",
         "heldout": "the scored real test cases",
+        "members": "the membership attack's members: the n scarce training cases (the held-out "
+                   "cases' cohort; the large cohort's cases would measure the cohort shift)",
     }  # fmt: skip
     texts = []
     for source in sources:
         pool = largest_pool(data.index, source)
         if pool is None:
             continue
-        rep = privacy.privacy_report(train, held, _cases(data, pool))
+        rep = privacy.privacy_report(train, held, _cases(data, pool), members=members)
         text = privacy.format_privacy(rep)
         flagged = sorted(set(flagged_ids(rep)))
         out["sources"][source] = {"pool": pool, "report": rep, "flagged": flagged, "text": text}
