@@ -70,7 +70,7 @@ def test_sub_volume_on_a_tile_matches_exactly_where_its_weight_is_one() -> None:
     net = _synth(32, 16, 16)
     ws = torch.randn(1, net.num_ws, 8)
     with torch.no_grad():
-        img, logits = net(ws, "const", tile=16)
+        img, logits = net(ws, "const", tile=16, overlap=4)
         feats = net.low_features(ws, "const")
         sub_img, sub_logits = net.sub_volume_output(
             ws, feats, (0, 0, 0), net.branch_seeds(1, "const", None)
@@ -81,6 +81,24 @@ def test_sub_volume_on_a_tile_matches_exactly_where_its_weight_is_one() -> None:
     inner = (slice(None), slice(None), slice(0, 12), slice(0, 12), slice(0, 12))
     assert torch.equal(sub_img[inner], img[inner])
     assert torch.equal(sub_logits[inner], logits[inner])
+
+
+def test_inference_renders_whole_up_to_128_and_abutting_tiles_beyond() -> None:
+    net = _synth(32, 16, 16)
+    assert net.tile == 32 and [c for c, _ in net.tiles()] == [(0, 0, 0)]
+    assert [c for c, _ in net.tiles(16)] == [(a, b, c) for a in (0, 16) for b in (0, 16) for c in (0, 16)]
+    assert all(torch.all(w == 1) for _, w in net.tiles(16))  # abutting: nothing to blend
+    assert len(list(net.tiles(16, overlap=4))) == 27  # [0, 12, 16] per axis
+    big = HierarchicalSynthesis((256,) * 3, 32, 32, w_dim=8, channels=1, max_channels=2)
+    assert big.tile == 128 and len(list(big.tiles())) == 8
+    ws = torch.randn(1, net.num_ws, 8)
+    with torch.no_grad():
+        whole = net(ws, "random", [3])
+        tiled = net(ws, "random", [3], tile=16)
+        blended = net(ws, "random", [3], tile=16, overlap=4)
+    for a, b, c in zip(whole, tiled, blended, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=0)
 
 
 def test_low_res_output_is_the_plain_synthesis_network() -> None:

@@ -19,8 +19,9 @@ the training sub-volumes are what inference draws, and tiles agree where they ov
 therefore needs modulated convolutions (``model.style=modulated``): AdaIN normalises over the
 crop, which would make a box depend on its extent.
 
-At inference :meth:`HierarchicalSynthesis.forward` renders the whole grid in overlapping tiles,
-blended with a separable linear window (the blend only averages values that already agree).
+At inference :meth:`HierarchicalSynthesis.forward` renders the whole grid as one box up to
+:data:`WHOLE_SIDE` per side, beyond it in abutting tiles (they agree at their borders; an optional
+overlap is blended with a separable linear window, which only averages values that already agree).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from gliomagen.models.field_noise import field_noise
 from gliomagen.models.generator import SynthesisNetwork, finish_outputs
 from gliomagen.models.grid import level_channels
 from gliomagen.models.levels import OutputHeads, StyledLayer
+
+WHOLE_SIDE = 128
+"""Largest grid side inference renders as one box; larger grids go in tiles of this side, so that
+the finest activations of a box stay those of a 128^3 volume (8x less than 256^3)."""
 
 
 def halo(levels: int) -> int:
@@ -120,7 +125,9 @@ class HierarchicalSynthesis(nn.Module):
             )
         self.factor, self.levels = factor, factor.bit_length() - 1
         self.low_res, self.sub_volume = int(low_res), int(sub_volume)
-        self.tile = int(tile) if tile is not None else max(self.sub_volume, side // 2)
+        # inference renders the whole grid as one box up to WHOLE_SIDE (no halo, no tile seams
+        # to blend; see docs/performance.md), in abutting tiles beyond
+        self.tile = int(tile) if tile is not None else min(side, max(self.sub_volume, WHOLE_SIDE))
         self.halo = halo(self.levels)
         self.w_dim, self.n_img, self.n_cls, self.mask_head = w_dim, n_img, n_cls, mask_head
         self.spatial_dims = 3
@@ -277,12 +284,16 @@ class HierarchicalSynthesis(nn.Module):
         img, raw = self.render_box(ws, feats, corner, side or self.sub_volume, seeds)
         return finish_outputs(img, raw, self.mask_head)
 
-    def tiles(self, tile: int | None = None) -> Iterator[tuple[tuple[int, ...], torch.Tensor]]:
-        """``(corner, weights [t, t, t])`` of every inference tile, overlapping by a quarter of
-        the tile (a multiple of ``size / low_res``)."""
+    def tiles(
+        self, tile: int | None = None, overlap: int = 0
+    ) -> Iterator[tuple[tuple[int, ...], torch.Tensor]]:
+        """``(corner, weights [t, t, t])`` of every inference tile, overlapping by ``overlap``
+        voxels (rounded down to a multiple of ``size / low_res``). Boxes are exact, so abutting
+        tiles (``overlap=0``, the default) already agree at their borders; an overlap only
+        averages values that agree, at extra cost."""
         f, side = self.factor, self.size[0]
         t = min(side, int(tile or self.tile))
-        overlap = (t // 4) // f * f if t < side else 0
+        overlap = min(int(overlap), t // 2) // f * f if t < side else 0
         starts = tile_corners(side, t, overlap, f)
         wins = {s: blend_window(s, t, side, overlap) for s in starts}
         for a in starts:
@@ -298,8 +309,10 @@ class HierarchicalSynthesis(nn.Module):
         noise_mode: str = "random",
         noise_seeds: Sequence[int] | torch.Tensor | None = None,
         tile: int | None = None,
+        overlap: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Render the whole grid in overlapping tiles (as :meth:`SynthesisNetwork.forward`).
+        """Render the whole grid, in one box or in tiles of side ``tile`` (default: the whole grid
+        up to :data:`WHOLE_SIDE`) overlapping by ``overlap`` voxels (as :meth:`SynthesisNetwork.forward`).
 
         Returns:
             ``(images [N, n_img, *size] in [-1, 1], mask_logits [N, n_cls, *size])``.
@@ -311,7 +324,7 @@ class HierarchicalSynthesis(nn.Module):
         acc_raw = torch.zeros((n, self.n_cls, *self.size), device=dev)
         acc_w = torch.zeros(self.size, device=dev)
         t = min(self.size[0], int(tile or self.tile))
-        for corner, w in self.tiles(t):
+        for corner, w in self.tiles(t, overlap):
             img, raw = self.render_box(ws, feats, corner, t, seeds)
             box = tuple(slice(c, c + t) for c in corner)
             wt = w.to(dev, torch.float32)
@@ -321,4 +334,4 @@ class HierarchicalSynthesis(nn.Module):
         return finish_outputs(acc_img / acc_w, acc_raw / acc_w, self.mask_head)
 
 
-__all__ = ["HierarchicalSynthesis", "blend_window", "halo", "tile_corners"]
+__all__ = ["WHOLE_SIDE", "HierarchicalSynthesis", "blend_window", "halo", "tile_corners"]
