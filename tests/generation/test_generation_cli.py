@@ -98,6 +98,10 @@ def _not_ours(tmp_path: Path) -> str:
         ("mix_layer", "--mix-layer 99: must be between 1 and"),
         ("cuda", "--device cuda"),
         ("out_is_file", "--out {tmp}/file.txt: exists and is not a folder"),
+        ("anatomy_name", "--anatomy-from colour=red: 'colour' is not a condition of this model"),
+        ("anatomy_value", "--anatomy-from cohort=MEN:"),
+        ("anatomy_syntax", "--anatomy-from 'GLI': expected name=value"),
+        ("anatomy_layer_alone", "--anatomy-layer: needs --anatomy-from"),
     ],
 )
 def test_generate_bad_input_is_one_line_exit_2_and_nothing_written(
@@ -139,6 +143,9 @@ def test_generate_bad_input_is_one_line_exit_2_and_nothing_written(
         extra = ["--device", "cuda"]
     elif case == "out_is_file":
         args["--out"] = str(tmp_path / "file.txt")
+    elif case.startswith("anatomy"):
+        extra = {"anatomy_name": ["--anatomy-from", "colour=red"], "anatomy_value": ["--anatomy-from", "cohort=MEN"],
+                 "anatomy_syntax": ["--anatomy-from", "GLI"], "anatomy_layer_alone": ["--anatomy-layer", "2"]}[case]  # fmt: skip
     result = _run("generate", *[x for kv in args.items() for x in kv], *extra)
     line = _one_error_line(result)
     assert message.format(tmp=tmp_path) in line

@@ -205,6 +205,33 @@ def test_style_mixing_is_recorded_and_changes_only_with_the_mix(
     assert not np.array_equal(a, b)
 
 
+def test_anatomy_from_another_cohort_is_recorded_and_changes_only_the_coarse_styles(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    from gliomagen.errors import GliomagenError
+
+    kw = {"space": "native", "noise_mode": "const", "progress": False, "conditions": {"cohort": "SSA", "grade": "LGG"}}
+    own = generate_cohort(checkpoint, tmp_path / "own", 2, seed=3, **kw)
+    anat = generate_cohort(checkpoint, tmp_path / "anat", 2, seed=3, anatomy_from={"cohort": "GLI"}, **kw)
+    same = generate_cohort(checkpoint, tmp_path / "same", 2, seed=3, anatomy_from={"cohort": "SSA"}, **kw)
+    man = json.loads((anat / "manifest.json").read_text())
+    assert man["anatomy_from"] == {"conditions": {"cohort": "GLI"}, "layer": 2}
+    assert json.loads((own / "manifest.json").read_text())["anatomy_from"] is None
+    assert [(r["cohort"], r["grade"]) for r in _rows(anat)] == [("SSA", "LGG")] * 2  # the case's own labels
+    read = lambda d: np.asarray(nib.load(case_file(d, 1, "t1c.nii.gz")).dataobj)  # noqa: E731
+    assert not np.array_equal(read(own), read(anat))
+    assert np.array_equal(read(own), read(same))  # its own conditions: the plain cohort, bit for bit
+    for bad, match in (({"site": "X"}, "--anatomy-from site=X: 'site' is not a condition"),
+                       ({"cohort": "MEN"}, "--anatomy-from cohort=MEN: .*known values: GLI, SSA")):  # fmt: skip
+        with pytest.raises(GliomagenError, match=match):
+            generate_cohort(checkpoint, tmp_path / "bad", 1, anatomy_from=bad, **kw)
+    with pytest.raises(GliomagenError, match="--anatomy-layer 99: must be between 1 and"):
+        generate_cohort(checkpoint, tmp_path / "bad", 1, anatomy_from={"cohort": "GLI"}, anatomy_layer=99, **kw)
+    with pytest.raises(GliomagenError, match="--anatomy-layer: needs --anatomy-from"):
+        generate_cohort(checkpoint, tmp_path / "bad", 1, anatomy_layer=2, **kw)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_failed_write_leaves_nothing(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ from generation_fixtures import tiny_generator, tiny_schema
 
 from gliomagen.generation.sampling import (
     ConditionMeans,
+    anatomy_layer,
     case_seeds,
     case_ws,
     map_z,
@@ -89,3 +90,24 @@ def test_style_mixing_takes_coarse_from_one_seed_and_fine_from_another(G) -> Non
     assert torch.equal(mixed[:, 3:], b[:, 3:])
     assert torch.equal(mix_ws(a, b, 0), b)
     assert torch.equal(mix_ws(a, b, G.num_ws), a)
+
+
+def test_anatomy_takes_coarse_styles_from_the_same_seed_under_other_conditions(G) -> None:
+    schema = tiny_schema()
+    ssa = _cond(schema, {"cohort": "SSA", "grade": "HGG"}, n=2)
+    gli = _cond(schema, {"cohort": "GLI", "grade": "HGG"}, n=2)
+    own, other = case_ws(G, [0, 1], *ssa), case_ws(G, [0, 1], *gli)
+    assert not torch.equal(own[:, 0], other[:, 0])  # the cohort moves w
+    mixed = case_ws(G, [0, 1], *ssa, anatomy=(gli[0], gli[1], 2))
+    assert torch.equal(mixed[:, :2], other[:, :2]) and torch.equal(mixed[:, 2:], own[:, 2:])
+    # with style mixing too: coarse from the anatomy, fine from the mix seed (own conditions)
+    both = case_ws(G, [0, 1], *ssa, anatomy=(gli[0], gli[1], 2), mix_seeds=[10, 11], mix_layer=4)
+    fine = case_ws(G, [10, 11], *ssa)
+    assert torch.equal(both[:, :2], other[:, :2]) and torch.equal(both[:, 2:4], own[:, 2:4])
+    assert torch.equal(both[:, 4:], fine[:, 4:])
+    # truncation pulls each part toward its own condition's mean
+    means = ConditionMeans(G, n_samples=64)
+    t = case_ws(G, [0, 1], *ssa, psi=0.0, means=means, anatomy=(gli[0], gli[1], 2))
+    assert torch.allclose(t[:, 0], means.get_many(torch.as_tensor(gli[0]), torch.as_tensor(gli[1])))
+    assert torch.allclose(t[:, -1], means.get_many(torch.as_tensor(ssa[0]), torch.as_tensor(ssa[1])))
+    assert anatomy_layer(G) == 2

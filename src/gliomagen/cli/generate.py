@@ -99,6 +99,16 @@ _UNSET = typer.Option(
     "the training mean of a number). A checkpoint without its training cases' conditions "
     "leaves them unknown (and says so).",
 )
+_ANATOMY_FROM = typer.Option(
+    [], "--anatomy-from",
+    help="name=value (repeatable), e.g. cohort=GLI: each case's coarse styles (tumour position and "
+    "extent, head shape) come from its own seed under these values, the rest (contrast, texture, "
+    "the scanner's look) from its own conditions. For a scarce cohort whose tumours look like a "
+    "large one's: its own anatomy copies its few training tumours (see the README). 3D models.",
+)
+_ANATOMY_LAYER = typer.Option(
+    None, "--anatomy-layer", help="Crossover style input of --anatomy-from (default 2: the coarsest level)."
+)
 _QUIET = quiet_option()
 
 
@@ -121,6 +131,8 @@ def generate(
     noise: str = _NOISE,
     latent_prior: str | None = _LATENT_PRIOR,
     unset: str = _UNSET,
+    anatomy_from: list[str] = _ANATOMY_FROM,
+    anatomy_layer: int | None = _ANATOMY_LAYER,
     quiet: bool = _QUIET,
 ) -> None:
     """Generate a synthetic cohort: ID/ID-{t1n,t1c,t2w,t2f,seg}.nii.gz, clinical.csv, manifest.json.
@@ -169,6 +181,8 @@ def generate(
         command_line=_command_line(),
         latent_prior=latent_prior,
         unset=unset,
+        anatomy_from=split_assignments(anatomy_from, "--anatomy-from") if anatomy_from else None,
+        anatomy_layer=anatomy_layer,
     )
     count = len(seed_list) if seed_list is not None else n
     typer.echo(

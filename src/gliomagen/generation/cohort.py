@@ -38,7 +38,7 @@ from gliomagen.generation.intensity import (
 )
 from gliomagen.generation.manifest import cohort_manifest
 from gliomagen.generation.plan import encode_plan, plan_conditions
-from gliomagen.generation.sampling import case_seeds, check_truncation
+from gliomagen.generation.sampling import anatomy_layer, case_seeds, check_truncation
 from gliomagen.generation.slices2d import generate_slices, is_slice_source
 from gliomagen.generation.source import GeneratorSource, load_source, select_latent_prior
 from gliomagen.generation.space import OutputGrid, output_grid
@@ -67,6 +67,35 @@ def check_mix(mix: Mapping[str, int] | Sequence[int] | None, num_ws: int) -> tup
             f"--mix-layer {layer}: must be between 1 and {num_ws - 1} (this generator has {num_ws} style inputs)"
         )
     return int(seed), int(layer)
+
+
+def check_anatomy(
+    anatomy_from: Mapping[str, Any] | None, layer: int | None, schema: Any, G: Any
+) -> tuple[dict[str, Any], int] | None:
+    """``(conditions, layer)`` of ``--anatomy-from`` / ``--anatomy-layer``, checked against the
+    model: known conditions and values, a layer in ``1..num_ws-1`` (default
+    :func:`~gliomagen.generation.sampling.anatomy_layer`)."""
+    if not anatomy_from:
+        if layer is not None:
+            raise GliomagenError("--anatomy-layer: needs --anatomy-from")
+        return None
+    for name, value in anatomy_from.items():
+        if name not in schema:
+            raise GliomagenError(
+                f"--anatomy-from {name}={value}: {name!r} is not a condition of this model "
+                f"(known: {', '.join(schema.names) or 'none'})"
+            )
+        try:
+            schema[name].encode(value)
+        except GliomagenError as exc:
+            raise GliomagenError(f"--anatomy-from {name}={value}: {exc}") from None
+    num_ws = int(G.num_ws)
+    lay = anatomy_layer(G) if layer is None else int(layer)
+    if not 1 <= lay <= num_ws - 1:
+        raise GliomagenError(
+            f"--anatomy-layer {lay}: must be between 1 and {num_ws - 1} (this generator has {num_ws} style inputs)"
+        )
+    return dict(anatomy_from), lay
 
 
 def check_options(
@@ -135,6 +164,8 @@ def generate_cohort(
     seeds: Sequence[int] | None = None,
     id_prefix: str | None = None,
     unset: str = "drawn",
+    anatomy_from: Mapping[str, Any] | None = None,
+    anatomy_layer: int | None = None,
 ) -> Path:
     """Generate synthetic cases and write them as a BraTS 2023-layout cohort (a 2D model:
     slices, see :func:`gliomagen.generation.slices2d.generate_slices`).
@@ -172,6 +203,13 @@ def generate_cohort(
             checkpoint without a table of training conditions leaves them unknown, and the
             manifest's ``conditions_drawn`` says so); ``unknown``: they stay unknown (the
             'unknown' slot, the training mean).
+        anatomy_from: ``{field: value}``, e.g. ``{"cohort": "GLI"}``: the coarse styles (tumour
+            position and extent, head shape) of each case come from its own seed under its
+            conditions with these values instead; the rest (contrast, texture, the scanner's
+            look) follow the case's own conditions (3D models; see
+            :mod:`gliomagen.generation.sampling`).
+        anatomy_layer: the crossover style input of ``anatomy_from`` (default: the coarsest
+            level's, :func:`~gliomagen.generation.sampling.anatomy_layer`).
 
     Returns:
         The cohort folder.
@@ -190,7 +228,10 @@ def generate_cohort(
     cmd = command_line if command_line is not None else _this_command_line()
     prefix = id_prefix or default_prefix(source.sha256)
     mix_pair = check_mix(mix, source.G.num_ws)
+    anatomy = check_anatomy(anatomy_from, anatomy_layer, source.schema, source.G)
     if is_slice_source(source):  # a 2D model: PNG and 2-D NIfTI slices (generation.slices2d)
+        if anatomy is not None:
+            raise GliomagenError("--anatomy-from: 3D models only (this checkpoint is a 2D model)")
         if space == "brats":
             raise GliomagenError(
                 "--space brats: a 2D model writes slices on its own grid; use --space native"
@@ -209,7 +250,7 @@ def generate_cohort(
     return _generate_volumes(
         source, Path(out), seed_list, prefix, filled, requested, truncation=truncation,
         batch_size=batch_size, space=space or "brats", fmt=fmt, mix=mix_pair, progress=progress,
-        noise_mode=noise_mode, command_line=cmd,
+        noise_mode=noise_mode, command_line=cmd, anatomy=anatomy,
     )  # fmt: skip
 
 
@@ -234,17 +275,21 @@ def _generate_volumes(
     progress: bool,
     noise_mode: str,
     command_line: str,
+    anatomy: tuple[dict[str, Any], int] | None = None,
 ) -> Path:
     """The 3D part of :func:`generate_cohort`: one case per seed, written whole into ``out``."""
     plan = filled.plan
     cat, cont = encode_plan(source.schema, plan)  # [n, n_cat], [n, n_cont]
+    coarse = None
+    if anatomy is not None:  # the same plan with the anatomy's values, for the coarse styles
+        coarse = (*encode_plan(source.schema, [{**row, **anatomy[0]} for row in plan]), anatomy[1])
     grid = output_grid(source.meta, space)
     ranges = scanner_ranges(source.modalities, source.meta)
     out = check_out(out)
     mix_seeds = case_seeds(mix[0], len(seeds)) if mix else None
     batches = synthesize_batches(
         source, seeds, cat, cont, truncation=truncation, batch_size=batch_size,
-        mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode,
+        mix_seeds=mix_seeds, mix_layer=mix[1] if mix else None, noise_mode=noise_mode, anatomy=coarse,
     )  # fmt: skip
     ids = [case_id(prefix, s) for s in seeds]
     with staged_cohort(out) as tmp:
@@ -257,6 +302,7 @@ def _generate_volumes(
             space=space, fmt=fmt, noise_mode=noise_mode, grid=grid, ranges=ranges,
             requested=requested, command_line=command_line,
             conditions_drawn=filled.record(ids),
+            anatomy=None if anatomy is None else {"conditions": anatomy[0], "layer": anatomy[1]},
         )  # fmt: skip
         write_manifest(tmp, manifest)
     return out

@@ -45,6 +45,7 @@ def cohort_manifest(
     requested: Any,
     command_line: str,
     conditions_drawn: dict[str, Any] | str,
+    anatomy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest dict of a cohort (``format_version`` 1).
 
@@ -64,6 +65,7 @@ def cohort_manifest(
         command_line: the command that generated the cohort.
         conditions_drawn: how the fields the request leaves unset were set
             (:meth:`gliomagen.generation.fill.FilledPlan.record`).
+        anatomy: ``{"conditions", "layer"}`` of ``--anatomy-from``, or ``None``.
 
     Returns:
         A JSON-ready dict (see :func:`gliomagen.generation.writer.write_manifest`).
@@ -94,6 +96,8 @@ def cohort_manifest(
         "conditions_requested": requested,
         # unset fields: from training cases given the set ones, or why they stay unknown
         "conditions_drawn": conditions_drawn,
+        # the coarse styles (before "layer") under these conditions instead of the case's own
+        "anatomy_from": anatomy,
         "space": space,
         "shape": list(grid.shape),
         "spacing_mm": [float(s) for s in grid.spacing],

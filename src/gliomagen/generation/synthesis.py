@@ -66,12 +66,14 @@ def synthesize_batches(
     mix_seeds: Sequence[int] | None = None,
     mix_layer: int | None = None,
     noise_mode: str = "random",
+    anatomy: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """The network output of a cohort, ``batch_size`` cases at a time.
 
     Case ``i`` gets the styles of ``seeds[i]`` under its encoded conditions ``cat[i]``,
     ``cont[i]`` (truncated toward its condition's mean ``w``; from ``mix_layer`` on, those of
-    ``mix_seeds[i]``) and the noise of its seed (:func:`synthesize`).
+    ``mix_seeds[i]``; before ``anatomy``'s layer, those of its seed under the encoded conditions
+    ``anatomy[0][i]``, ``anatomy[1][i]``) and the noise of its seed (:func:`synthesize`).
 
     Yields:
         ``(indices, images, logits)``: the batch's case indices and float32 ``[b, C, *S]``,
@@ -90,5 +92,6 @@ def synthesize_batches(
             means=means,
             mix_seeds=[mix_seeds[i] for i in idx] if mix_seeds else None,
             mix_layer=mix_layer,
+            anatomy=None if anatomy is None else (anatomy[0][idx], anatomy[1][idx], anatomy[2]),
         )  # [b, num_ws, w_dim]
         yield (idx, *synthesize(source, ws, noise_mode, [seeds[i] for i in idx]))
