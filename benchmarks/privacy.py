@@ -1,0 +1,101 @@
+"""Privacy of a generator's synthetic scarce-cohort cases, as the utility benchmark measures it.
+
+For each checkpoint (and each ``--anatomy-from`` setting, ``none`` = the cases' own conditions),
+generate the synthetic SSA cohort the utility benchmark would (one condition row per real SSA
+training case, ``--multiple`` x n cases, seed 1000; cached beside the benchmark's own cohorts),
+then run the benchmark's privacy section: closest-training distances against the held-out SSA test
+cases' (images, masks, both) and the membership attack on the n SSA training cases. ``--folder``
+adds already generated cohorts (e.g. the stand-in). Prints one line per cohort and writes JSON.
+
+Usage (after ``benchmarks/utility.py --out OUT`` has built ``OUT/work``)::
+
+    .venv/bin/python benchmarks/privacy.py --work OUT/work --checkpoint RUN/checkpoints/step-0010000.pt \\
+        --anatomy none,cohort=GLI --out benchmarks/results/privacy.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gliomagen.evaluation.utility_data import load_benchmark_data
+from gliomagen.evaluation.utility_privacy import privacy_section
+from gliomagen.generation import generate_cohort
+from gliomagen.generation.plan import split_assignments
+from gliomagen.io.atomic import write_text
+from gliomagen.io.checkpoint import resolve_checkpoint
+
+
+def _parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, required=True, help="the utility benchmark's OUT/work folder")
+    p.add_argument("--n", type=int, default=16, help="real SSA training cases")
+    p.add_argument("--multiple", type=int, default=4, help="synthetic cases per real case")
+    p.add_argument("--checkpoint", action="append", default=[], help="generator checkpoint (repeatable)")
+    p.add_argument("--anatomy", default="none", help="comma list: none, or name=value[;name=value] per setting")
+    p.add_argument("--folder", action="append", default=[], help="an already generated cohort (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="JSON file of every figure")
+    return p.parse_args()
+
+
+def _cohort(work: Path, ckpt: str, anatomy: dict[str, str] | None, n: int, k: int) -> Path:
+    order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()][:n]
+    with open(next(work.glob("phantoms-*/clinical.csv")), newline="") as fh:
+        grade = {r["case_id"]: r["grade"] for r in csv.DictReader(fh)}
+    rows = [{"cohort": "SSA", "grade": grade[c], "weight": 1} for c in order]
+    f = resolve_checkpoint(ckpt)
+    key = hashlib.sha256(f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}".encode()).hexdigest()[:8]
+    tag = "".join(f"-{a}{b}" for a, b in sorted((anatomy or {}).items()))
+    out = work / f"synthetic-n{n}-x{k}-{key}{'-anatomy' + tag if anatomy else ''}"  # as benchmarks/utility.py
+    if not (out / "clinical.csv").is_file():
+        generate_cohort(f, out, n=k * n, conditions=rows, seed=1000, progress=False, anatomy_from=anatomy)
+    return out
+
+
+def _summary(rep: dict[str, Any]) -> dict[str, Any]:
+    spaces = {
+        s: {"flagged": v["n_flagged"], "synthetic_p5": v["synthetic_percentile"],
+            "heldout_p5": v["heldout_percentile"], "passes": v["passes"], "uncertain": v["uncertain"]}
+        for s, v in rep["spaces"].items()
+    }  # fmt: skip
+    attacks = {k: {"auc": a["auc"], "ci": a["ci"], "n_members": a["n_members"]}
+               for k, a in rep["membership"]["attacks"].items()}  # fmt: skip
+    return {"spaces": spaces, "membership": attacks, "passes": rep["passes"]}
+
+
+def main() -> None:
+    args = _parse()
+    torch.set_num_threads(1)
+    store = next(args.work.glob("store-phantoms-*"))
+    order = [ln.strip() for ln in (args.work / "ssa-order.txt").read_text().splitlines() if ln.strip()][: args.n]
+    cohorts: list[tuple[str, Path]] = [(f"folder {f}", Path(f)) for f in args.folder]
+    for ckpt in args.checkpoint:
+        for setting in args.anatomy.split(","):
+            anatomy = None if setting == "none" else split_assignments(setting.split(";"), "--anatomy")
+            cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple)))
+    results = {}
+    for name, folder in cohorts:
+        data = load_benchmark_data(store, folder, "SSA", cache_dir=args.work, real_cases=order,
+                                   multiples=(args.multiple,))  # fmt: skip
+        rep = privacy_section(data, ["synthetic"])["sources"]["synthetic"]["report"]
+        results[name] = s = _summary(rep)
+        m = s["membership"]
+        print(f"{name}\n  flagged image/mask/both {s['spaces']['voxel_image']['flagged']}/"
+              f"{s['spaces']['voxel_mask']['flagged']}/{s['spaces']['voxel']['flagged']} of {args.multiple * args.n}; "
+              f"membership AUC image {m['voxel_image']['auc']:.3f}, mask {m['voxel_mask']['auc']:.3f} "
+              f"[{m['voxel_mask']['ci'][0]:.2f}, {m['voxel_mask']['ci'][1]:.2f}], both {m['voxel']['auc']:.3f}",
+              flush=True)  # fmt: skip
+    if args.out is not None:
+        write_text(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
+                                        indent=1) + "\n")  # fmt: skip
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
