@@ -27,6 +27,7 @@ import torch
 from gliomagen.evaluation.conditioning import JudgeThresholds, judge_generator, rates
 from gliomagen.evaluation.inputs import from_store
 from gliomagen.evaluation.judge_section import TARGETS, judge_cases
+from gliomagen.generation.plan import split_assignments
 from gliomagen.io.atomic import write_json
 from gliomagen.training import load_generator
 
@@ -40,6 +41,8 @@ def _parse() -> argparse.Namespace:
     ap.add_argument(
         "--unset", nargs="+", default=["drawn", "unknown"], choices=["drawn", "unknown"]
     )
+    ap.add_argument("--anatomy-from", action="append", default=[],
+                    help="name=value: coarse styles under these values (as `gliomagen generate --anatomy-from`)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="JSON output")
@@ -58,11 +61,12 @@ def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
     G, schema, cfg, meta = load_generator(args.checkpoint)
+    anatomy = split_assignments(args.anatomy_from, "--anatomy-from") if args.anatomy_from else None
     th = JudgeThresholds.for_grid([int(s) for s in meta["size"]])
     t0 = time.perf_counter()
     report: dict[str, Any] = {
         "checkpoint": str(args.checkpoint), "store": str(args.store), "by": args.by,
-        "samples_per_grade": args.samples, "seed": args.seed, "targets": TARGETS,
+        "samples_per_grade": args.samples, "seed": args.seed, "targets": TARGETS, "anatomy_from": anatomy,
         "conditions": schema.names, "real": calibration(args.store, args.by, th), "generated": {},
     }  # fmt: skip
     print(
@@ -72,7 +76,7 @@ def main() -> None:
         real = report["real"].get(value, {})
         for unset in args.unset:
             r = rates(judge_generator(G, schema, args.samples, args.seed, thresholds=th,
-                                      conditions={args.by: value}, unset=unset))  # fmt: skip
+                                      conditions={args.by: value}, unset=unset, anatomy=anatomy))  # fmt: skip
             report["generated"].setdefault(value, {})[unset] = r
             print(f"{value:8s} {unset:8s} {r['faithful_HGG']:6.2f} {r['faithful_LGG']:6.2f}  "
                   f"[{real.get('faithful_HGG', float('nan')):.2f} / {real.get('faithful_LGG', float('nan')):.2f}]")  # fmt: skip

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from gliomagen.cli import app
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.cases import CaseSet
-from gliomagen.evaluation.conditioning import FAITHFUL, JudgeThresholds, judge
+from gliomagen.evaluation.conditioning import FAITHFUL, JudgeThresholds, judge, judge_generator
 from gliomagen.evaluation.judge_section import (
     TARGETS,
     Judged,
@@ -285,3 +285,25 @@ def test_judge_truncation_out_of_range_is_one_error_line(tmp_path: Path) -> None
         and res.output.strip() == "error: --judge-truncation 1.5: must be in (0, 1]"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_judge_anatomy_takes_the_coarse_styles_under_other_values() -> None:
+    gf = _fixtures()
+    schema = gf.tiny_schema()
+    G = gf.tiny_generator(schema).eval()
+
+    def masks(**kw: Any) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        torch.manual_seed(5)  # the noise
+        judge_generator(G, schema, 2, seed=3, tumours=out, **kw)
+        return out
+
+    ssa, gli = masks(conditions={"cohort": "SSA"}), masks(conditions={"cohort": "GLI"})
+    assert not all(np.array_equal(a, b) for a, b in zip(ssa, gli, strict=True))  # the cohort shows
+    # the sample's own values as the anatomy: the plain samples; every style input: the other cohort's
+    same = masks(conditions={"cohort": "SSA"}, anatomy={"cohort": "SSA"})
+    whole = masks(conditions={"cohort": "SSA"}, anatomy={"cohort": "GLI"}, anatomy_layer=G.num_ws)
+    assert all(np.array_equal(a, b) for a, b in zip(ssa, same, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(gli, whole, strict=True))
+    with pytest.raises(ValueError, match="no truncation"):
+        judge_generator(G, schema, 1, seed=0, psi=0.5, anatomy={"cohort": "GLI"})

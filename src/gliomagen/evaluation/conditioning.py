@@ -239,6 +239,8 @@ def judge_generator(
     thresholds: JudgeThresholds | None = None,
     conditions: Mapping[str, str] | None = None,
     unset: str = "unknown",
+    anatomy: Mapping[str, str] | None = None,
+    anatomy_layer: int = 2,
 ) -> dict[str, list[dict[str, Any]]]:
     """Generate ``n`` samples per grade from ``G`` and judge them.
 
@@ -264,6 +266,8 @@ def judge_generator(
         thresholds: passed to :func:`judge`.
         conditions: further categorical conditions set for every sample.
         unset: how the fields neither the grade nor ``conditions`` set are given.
+        anatomy: categorical values for the first ``anatomy_layer`` style inputs (same ``z``), as
+            ``gliomagen generate --anatomy-from`` gives them (``psi`` must be 1).
 
     Returns:
         ``{"HGG": [judge(...) per sample], "LGG": [...]}``.
@@ -273,6 +277,9 @@ def judge_generator(
     names = [f.name for f in schema.categorical]
     gi = names.index("grade")
     fixed = {names.index(k): schema[k].encode(v) for k, v in (conditions or {}).items()}
+    coarse = {names.index(k): int(schema[k].encode(v)) for k, v in (anatomy or {}).items()}
+    if coarse and psi != 1.0:
+        raise ValueError("the judge's anatomy option takes no truncation")
     table = case_table(G, schema) if unset == "drawn" else None
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -296,14 +303,19 @@ def judge_generator(
                 unk = torch.as_tensor(table.unknown).view(1, -1)
                 cat, cont = torch.where(cat == unk, table.cat[idx], cat), table.cont[idx].clone()
             centre = _condition_centre(w_avg, cat) if psi != 1.0 else None
-            img, logits = G(
-                torch.randn(b, G.z_dim, generator=gen).to(dev),
-                cat.to(dev),
-                cont.to(dev),
-                truncation_psi=psi,
-                w_avg=None if centre is None else centre.to(dev),
-                noise_mode="random",
-            )
+            z = torch.randn(b, G.z_dim, generator=gen).to(dev)
+            if coarse:  # coarse styles under the anatomy's values, the rest under the sample's own
+                cat_a = cat.clone()
+                for j, c in coarse.items():
+                    cat_a[:, j] = c
+                ws = G.mapping(z, cat.to(dev), cont.to(dev)).unsqueeze(1).repeat(1, G.num_ws, 1)
+                ws[:, :anatomy_layer] = G.mapping(z, cat_a.to(dev), cont.to(dev)).unsqueeze(1)
+                img, logits = G.synthesis(ws, noise_mode="random")
+            else:
+                img, logits = G(
+                    z, cat.to(dev), cont.to(dev), truncation_psi=psi,
+                    w_avg=None if centre is None else centre.to(dev), noise_mode="random",
+                )  # fmt: skip
             img, mask = img.float().cpu(), logits.argmax(1).cpu().numpy()
             res += [judge(img[i].numpy(), mask[i], thresholds) for i in range(b)]
             if tumours is not None:
