@@ -126,7 +126,8 @@ class HierarchicalSynthesis(nn.Module):
         self.factor, self.levels = factor, factor.bit_length() - 1
         self.low_res, self.sub_volume = int(low_res), int(sub_volume)
         # inference renders the whole grid as one box up to WHOLE_SIDE (no halo, no tile seams
-        # to blend; see docs/performance.md), in abutting tiles beyond
+        # to blend; 4.6x faster at 128^3 than 27 overlapping 64^3 tiles, docs/performance.md),
+        # in abutting tiles beyond
         self.tile = int(tile) if tile is not None else min(side, max(self.sub_volume, WHOLE_SIDE))
         self.halo = halo(self.levels)
         self.w_dim, self.n_img, self.n_cls, self.mask_head = w_dim, n_img, n_cls, mask_head
