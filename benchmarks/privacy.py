@@ -16,8 +16,6 @@ Usage (after ``benchmarks/utility.py --out OUT`` has built ``OUT/work``)::
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,8 @@ import torch
 
 from gliomagen.evaluation.utility_data import load_benchmark_data
 from gliomagen.evaluation.utility_privacy import privacy_section
-from gliomagen.generation import generate_cohort
-from gliomagen.generation.plan import split_assignments
 from gliomagen.io.atomic import write_text
-from gliomagen.io.checkpoint import resolve_checkpoint
+from utility import synthetic_cohort  # benchmarks/utility.py (this script's folder is on sys.path)
 
 
 def _parse() -> argparse.Namespace:
@@ -44,18 +40,11 @@ def _parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def _cohort(work: Path, ckpt: str, anatomy: dict[str, str] | None, n: int, k: int) -> Path:
-    order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()][:n]
-    with open(next(work.glob("phantoms-*/clinical.csv")), newline="") as fh:
-        grade = {r["case_id"]: r["grade"] for r in csv.DictReader(fh)}
-    rows = [{"cohort": "SSA", "grade": grade[c], "weight": 1} for c in order]
-    f = resolve_checkpoint(ckpt)
-    key = hashlib.sha256(f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}".encode()).hexdigest()[:8]
-    tag = "".join(f"-{a}{b}" for a, b in sorted((anatomy or {}).items()))
-    out = work / f"synthetic-n{n}-x{k}-{key}{'-anatomy' + tag if anatomy else ''}"  # as benchmarks/utility.py
-    if not (out / "clinical.csv").is_file():
-        generate_cohort(f, out, n=k * n, conditions=rows, seed=1000, progress=False, anatomy_from=anatomy)
-    return out
+def _cohort(work: Path, ckpt: str, anatomy: list[str], n: int, k: int) -> Path:
+    """The cohort ``benchmarks/utility.py`` draws (its own function, so its cache is shared)."""
+    order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()]
+    opts = argparse.Namespace(multiples=[k], device="cpu", anatomy_from=anatomy)
+    return synthetic_cohort(work, Path(ckpt), work / f"generator-store-n{n}", order, n, opts)
 
 
 def _summary(rep: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +66,7 @@ def main() -> None:
     cohorts: list[tuple[str, Path]] = [(f"folder {f}", Path(f)) for f in args.folder]
     for ckpt in args.checkpoint:
         for setting in args.anatomy.split(","):
-            anatomy = None if setting == "none" else split_assignments(setting.split(";"), "--anatomy")
+            anatomy = [] if setting == "none" else setting.split(";")
             cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple)))
     results = {}
     for name, folder in cohorts:

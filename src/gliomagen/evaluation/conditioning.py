@@ -46,6 +46,8 @@ import torch
 from scipy import ndimage
 
 from gliomagen.generation.fill import case_table, draw_donors
+from gliomagen.generation.sampling import anatomy_layer as default_anatomy_layer
+from gliomagen.generation.sampling import broadcast_ws, mix_ws
 
 REFERENCE_GRID = 32
 """Side of the cubic grid the default voxel-count thresholds are set for."""
@@ -240,7 +242,7 @@ def judge_generator(
     conditions: Mapping[str, str] | None = None,
     unset: str = "unknown",
     anatomy: Mapping[str, str] | None = None,
-    anatomy_layer: int = 2,
+    anatomy_layer: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Generate ``n`` samples per grade from ``G`` and judge them.
 
@@ -267,7 +269,8 @@ def judge_generator(
         conditions: further categorical conditions set for every sample.
         unset: how the fields neither the grade nor ``conditions`` set are given.
         anatomy: categorical values for the first ``anatomy_layer`` style inputs (same ``z``), as
-            ``gliomagen generate --anatomy-from`` gives them (``psi`` must be 1).
+            ``gliomagen generate --anatomy-from`` gives them (``psi`` must be 1; ``anatomy_layer``
+            defaults to :func:`~gliomagen.generation.sampling.anatomy_layer`).
 
     Returns:
         ``{"HGG": [judge(...) per sample], "LGG": [...]}``.
@@ -308,9 +311,9 @@ def judge_generator(
                 cat_a = cat.clone()
                 for j, c in coarse.items():
                     cat_a[:, j] = c
-                ws = G.mapping(z, cat.to(dev), cont.to(dev)).unsqueeze(1).repeat(1, G.num_ws, 1)
-                ws[:, :anatomy_layer] = G.mapping(z, cat_a.to(dev), cont.to(dev)).unsqueeze(1)
-                img, logits = G.synthesis(ws, noise_mode="random")
+                own, other = (broadcast_ws(G.mapping(z, c.to(dev), cont.to(dev)), G.num_ws) for c in (cat, cat_a))
+                layer = anatomy_layer if anatomy_layer is not None else default_anatomy_layer(G)
+                img, logits = G.synthesis(mix_ws(other, own, layer), noise_mode="random")
             else:
                 img, logits = G(
                     z, cat.to(dev), cont.to(dev), truncation_psi=psi,

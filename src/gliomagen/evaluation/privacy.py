@@ -274,7 +274,8 @@ def _membership(
 ) -> dict[str, Any]:
     """Membership-inference AUC per attack, the largest, and pass/fail (members: ``members`` of
     ``train``, default all)."""
-    cols = np.arange(len(train)) if members is None else np.array([train.ids.index(i) for i in members])
+    row = {cid: j for j, cid in enumerate(train.ids)}
+    cols = np.arange(len(train)) if members is None else np.array([row[i] for i in members])
     attacks: dict[str, dict[str, Any]] = {}
     for name, d in spaces.items():
         scores = -d["syn_train"][:, cols].min(0)  # each member's distance to its closest sample
@@ -328,7 +329,8 @@ def _check_sets(
     if not 0 < percentile < 100:
         raise GliomagenError(f"privacy: percentile must be in (0, 100), got {percentile}")
     if members is not None:
-        unknown = [i for i in members if i not in set(train.ids)]
+        known = set(train.ids)
+        unknown = [i for i in members if i not in known]
         if unknown or not members:
             raise GliomagenError(
                 f"privacy: members must be training case ids, got {len(members)} "
