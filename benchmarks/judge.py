@@ -60,6 +60,7 @@ def calibration(store: Path, by: str, th: JudgeThresholds) -> dict[str, dict[str
 def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # the synthesis noise (the latents have their own seeded generator)
     G, schema, cfg, meta = load_generator(args.checkpoint)
     anatomy = split_assignments(args.anatomy_from, "--anatomy-from") if args.anatomy_from else None
     th = JudgeThresholds.for_grid([int(s) for s in meta["size"]])
