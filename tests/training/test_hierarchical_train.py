@@ -10,10 +10,11 @@ import nibabel as nib
 import pytest
 import torch
 
-from gliomagen.config import Config, preset
+from gliomagen.config import Config, apply_grid_defaults, preset
 from gliomagen.errors import GliomagenError
 from gliomagen.generation import generate_cohort
 from gliomagen.models import build_discriminator, build_generator
+from gliomagen.models.encoder import LatentEncoder
 from gliomagen.models.hierarchical import HierarchicalSynthesis
 from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import SubVolumePlan
@@ -53,11 +54,10 @@ def test_inconsistent_values_are_refused_naming_the_key(
     assert "\n" not in str(e.value)
 
 
-def test_the_default_preset_and_2d_are_refused_with_one_line() -> None:
-    cfg = preset("default")
+def test_the_default_preset_validates_hierarchical_and_2d_is_refused_with_one_line() -> None:
+    cfg = preset("default")  # the VAE-GAN and the other terms act on the low-resolution view
     cfg.model.hierarchical = True
-    with pytest.raises(GliomagenError, match=r"^model.encoder=True: the VAE-GAN encoder"):
-        cfg.validate()
+    cfg.validate()
     cfg = preset("small-data-2d")
     cfg.model.hierarchical = True
     with pytest.raises(GliomagenError, match=r"^data.spatial_dims=2: model.hierarchical is for 3D"):
@@ -67,10 +67,50 @@ def test_the_default_preset_and_2d_are_refused_with_one_line() -> None:
     with pytest.raises(GliomagenError, match=r"needs a cubic grid, got 32x32x16"):
         cfg.validate()
     _hier().validate()  # the consistent one passes
+    cfg = preset("default")
+    cfg.model.hierarchical_from = -1
+    with pytest.raises(GliomagenError, match=r"^model.hierarchical_from=-1: must be >= 0"):
+        cfg.validate()
     assert (
-        preset("default").model.hierarchical is False
+        preset("default").model.hierarchical is False  # decided on the store's grid
+        and preset("default").model.hierarchical_from == 64
         and preset("origin").model.hierarchical is False
+        and preset("origin").model.hierarchical_from == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("size", "on", "note"),
+    [
+        ((64, 64, 64), True, "model.hierarchical: on, the 64x64x64 grid reaches model.hierarchical_from=64"),
+        ((128, 128, 128), True, "(whole volume at 32^3, 1 sub-volume(s) of 32^3 per sample)"),
+        ((32, 32, 32), False, None),
+        ((64, 64), False, None),
+        ((64, 64, 48), False, "model.hierarchical_from=64: the 64x64x48 grid trains full-volume (model.hierarchical"),
+    ],
+)
+def test_the_default_preset_turns_hierarchical_from_64(
+    size: tuple[int, ...], on: bool, note: str | None
+) -> None:
+    cfg = preset("default")
+    said = apply_grid_defaults(cfg, size)
+    assert cfg.model.hierarchical is on
+    assert (said is None) if note is None else (note in str(said))
+    origin = preset("origin")
+    assert apply_grid_defaults(origin, size) is None and origin.model.hierarchical is False
+
+
+def test_the_encoder_reads_the_full_grid_as_its_low_view() -> None:
+    torch.manual_seed(0)
+    enc = LatentEncoder((16, 16, 16), 6, channels=4, max_channels=8).eval()
+    img = torch.randn(2, 4, 32, 32, 32)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 32, 32, 32)), 4).movedim(-1, 1).float()
+    low_img, low_mask = real_low_view(img, onehot, 2, hard=True)
+    with torch.no_grad():
+        full, low = enc(img, onehot), enc(low_img, low_mask)
+    assert all(torch.equal(a, b) for a, b in zip(full, low, strict=True))
+    with pytest.raises(ValueError, match=r"reads \[16, 16, 16\] grids or a multiple, got \[24, 24, 24\]"):
+        enc(torch.zeros(1, 4, 24, 24, 24), torch.zeros(1, 4, 24, 24, 24))
 
 
 def test_real_views_and_corners() -> None:
@@ -153,3 +193,40 @@ def test_a_resumed_run_takes_the_uninterrupted_steps(tmp_path: Path, fake_store,
     for net in ("G", "D", "G_ema"):
         for k, v in full[net].items():
             assert torch.equal(v, resumed[net][k]), f"{net}.{k} differs after resume"
+
+
+def test_the_default_recipe_trains_hierarchical_with_its_terms_on_the_low_view(
+    tmp_path: Path, fake_store, tiny_cfg
+) -> None:  # noqa: ANN001
+    """The default preset at a grid that reaches ``model.hierarchical_from``: every term of its
+    recipe runs (on the low-resolution view), the encoder sits at the low grid, and the fitted
+    latent prior and generation work from the full-grid store."""
+    small = tiny_cfg()
+    cfg = preset("default")
+    for key in ("z_dim", "w_dim", "mapping_layers", "cond_embed_dim", "g_channels", "g_max_channels",
+                "d_channels", "d_max_channels"):  # fmt: skip
+        setattr(cfg.model, key, getattr(small.model, key))
+    cfg.model.hierarchical_from, cfg.model.low_res, cfg.model.sub_volume = 32, 16, 16
+    cfg.model.latent_prior_components = 2
+    t = cfg.train
+    t.steps, t.threads, t.val_every, t.batch_size, t.log_every = 4, 1, 0, 4, 1
+    t.checkpoint_every, t.sample_every, t.latent_prior_every, t.w_avg_samples = 4, 1000, 2, 16
+    store = fake_store(n=6, size=(32, 32, 32))
+    store.meta["template_geometry"] = {}
+    ckpt = train(cfg.validate(), store, tmp_path / "run", progress=False)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "model.hierarchical: on, the 32x32x32 grid reaches model.hierarchical_from=32" in log
+    last = [line for line in log.splitlines() if " step 4 G/adv=" in line][-1]
+    assert "step 4 latent prior fitted to 6 encoded cases" in log
+    for key in ("G/adv_sub", "G/recon_ce", "G/recon_l1", "G/kl", "G/presence", "G/focality",
+                "G/label_consistency", "D/seg_fit", "D/real_sub"):  # fmt: skip
+        value = float(last.split(f"{key}=")[1].split()[0])
+        assert value == value and abs(value) < 1e4, key  # present and finite
+    G, _schema, config, _meta = load_generator(ckpt)
+    assert config.model.hierarchical and isinstance(G.synthesis, HierarchicalSynthesis)
+    assert G.encoder is not None and G.encoder.size == (16, 16, 16)
+    out = generate_cohort(ckpt, tmp_path / "cohort", n=2, seed=1, progress=False, space="native")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["latent_prior"] == "fitted"
+    seg = nib.load(next((out / manifest["case_ids"][0]).glob("*-seg.nii.gz")))
+    assert seg.shape == (32, 32, 32)

@@ -40,7 +40,7 @@ from gliomagen.config.schema import (
     StyleKind,
     TrainConfig,
 )
-from gliomagen.config.validate import check_hierarchical, check_store_size
+from gliomagen.config.validate import apply_grid_defaults, check_hierarchical, check_store_size
 from gliomagen.config.values import (
     apply_overrides,
     dump_yaml,
@@ -67,6 +67,7 @@ __all__ = [
     "apply_overrides",
     "check_hierarchical",
     "check_store_size",
+    "apply_grid_defaults",
     "dump_yaml",
     "from_dict",
     "load_yaml",

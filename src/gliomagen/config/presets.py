@@ -84,7 +84,9 @@ def _default() -> Config:
     16-Gaussian mixture fitted to the encoded training cases (per condition), with the tumour
     presence and focality terms and label consistency (a segmenter in D, trained on the real
     cases, must find G's own mask in G's images); validation by tumour structure when the store
-    has a val split. See docs/experiments/2026-12-06-conditioning-recipe.md and
+    has a val split. On a 64^3 or finer store the model is hierarchical (``model.hierarchical_from``:
+    a 32^3 whole volume and 32^3 high-resolution sub-volumes; the VAE-GAN and the other terms act
+    on the whole volume). See docs/experiments/2026-12-06-conditioning-recipe.md and
     docs/experiments/2026-12-07-label-consistency.md."""
     cfg = _demo_cpu()
     cfg.preset = "default"
@@ -95,6 +97,7 @@ def _default() -> Config:
     lo.kl_weight, lo.kl_warmup_steps = 0.2, 4_000  # KL annealing: 0.2 from step 0 kills the encoder
     lo.presence_weight, lo.focality_weight = 1.0, 3.0
     lo.seg_weight = 1.0  # label consistency (utility: +2.3 on the best real-data arm)
+    m.hierarchical_from = 64  # 64^3 and finer: low-resolution whole volume + sub-volumes
     t.steps = 50_000  # --max-minutes is the usual bound
     t.threads = 0  # one per core less one: measured faster than all cores on a shared 2-core CPU
     t.latent_prior_every = 50  # G's adversarial draws come from the (refitted) fit too

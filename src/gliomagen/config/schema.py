@@ -46,6 +46,8 @@ class ModelConfig:
     # hierarchical (HA-GAN-like, gliomagen.models.hierarchical): G renders the whole volume at
     # low_res^3 and, in training, sub_volumes boxes of sub_volume^3 at the full grid; D judges both
     hierarchical: bool = False
+    hierarchical_from: int = 0  # >0: hierarchical on for a 3D store grid whose largest side is at
+    # least this (once the store is known; a grid hierarchical mode cannot take stays full-volume)
     low_res: int = 32  # side of the low-resolution whole volume (full side / a power of two)
     sub_volume: int = 32  # side of a high-resolution training sub-volume (and inference tile)
     sub_volumes: int = 1  # sub-volumes per sample per step

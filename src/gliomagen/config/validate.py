@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import re
 import typing
 from typing import TYPE_CHECKING, Any
@@ -94,8 +96,34 @@ def validate_config(cfg: Config) -> None:
     _validate_ranges(cfg)
     _validate_combinations(cfg)
     _validate_data(cfg)
+    _need(cfg, cfg.model.hierarchical_from >= 0, "model.hierarchical_from", "must be >= 0 (0: off)")
     if cfg.model.hierarchical:
         check_hierarchical(cfg, cfg.data.size)
+
+
+def apply_grid_defaults(cfg: Config, size: typing.Sequence[int]) -> str | None:
+    """Switch ``model.hierarchical`` on in place when the store's 3D grid reaches
+    ``model.hierarchical_from`` (the default preset: 64) and the grid fits hierarchical mode.
+
+    Returns a line for the run's log saying what was decided, or ``None`` when the setting does
+    not apply (off, hierarchical already, a 2D or smaller grid).
+    """
+    m = cfg.model
+    sides = [int(s) for s in size]
+    if m.hierarchical or m.hierarchical_from <= 0 or len(sides) != 3 or max(sides) < m.hierarchical_from:
+        return None
+    grid = "x".join(map(str, sides))
+    trial = copy.deepcopy(cfg)
+    trial.model.hierarchical = True
+    try:
+        check_hierarchical(trial, sides)
+    except GliomagenError as exc:
+        return f"model.hierarchical_from={m.hierarchical_from}: the {grid} grid trains full-volume ({exc})"
+    m.hierarchical = True
+    return (
+        f"model.hierarchical: on, the {grid} grid reaches model.hierarchical_from={m.hierarchical_from} "
+        f"(whole volume at {m.low_res}^3, {m.sub_volumes} sub-volume(s) of {m.sub_volume}^3 per sample)"
+    )
 
 
 def check_hierarchical(cfg: Config, size: typing.Sequence[int] | None) -> None:
@@ -106,10 +134,6 @@ def check_hierarchical(cfg: Config, size: typing.Sequence[int] | None) -> None:
         (cfg.data.spatial_dims != 2, "data.spatial_dims", "model.hierarchical is for 3D volumes, not 2D slices"),
         (m.style == "modulated", "model.style", "model.hierarchical needs modulated (AdaIN normalises over a sub-volume)"),
         (m.sub_volumes >= 1, "model.sub_volumes", "must be >= 1"),
-        (not m.encoder, "model.encoder", "the VAE-GAN encoder is not supported with model.hierarchical yet"),
-        (lo.presence_weight == 0, "loss.presence_weight", "is not supported with model.hierarchical yet (set 0)"),
-        (lo.focality_weight == 0, "loss.focality_weight", "is not supported with model.hierarchical yet (set 0)"),
-        (lo.seg_weight == 0, "loss.seg_weight", "is not supported with model.hierarchical yet (set 0)"),
         (lo.kind != "wgan-gp", "loss.kind", "wgan-gp is not supported with model.hierarchical yet"),
         (m.d_freeze_blocks == 0, "model.d_freeze_blocks", "is not supported with model.hierarchical (set 0)"),
         (not cfg.train.compile, "train.compile", "is not supported with model.hierarchical yet (set false)"),

@@ -84,8 +84,10 @@ def build_generator(
     if getattr(m, "start", "const") == "latent":
         G.synthesis.add_latent_start()
     if getattr(m, "encoder", False):  # VAE-GAN option: the encoder travels with G's weights
+        # hierarchical: the encoder reads the low-resolution view the VAE-GAN terms compare
+        enc_size = (m.low_res,) * len(tuple(size)) if synthesis is not None else tuple(size)
         G.encoder = LatentEncoder(
-            tuple(size),
+            enc_size,
             m.z_dim,
             n_img=n_modalities,
             n_cls=len(MASK_CLASSES),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gliomagen.models.discriminator import DBlock, space_to_depth
-from gliomagen.models.grid import level_channels, plan_grid
+from gliomagen.models.grid import level_channels, low_view, plan_grid
 from gliomagen.models.layers import EqualConv, EqualLinear
 
 
@@ -70,12 +70,30 @@ class LatentEncoder(nn.Module):
     def forward(
         self, images: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior mean and log-variance of ``z`` (log-variance clamped to [-10, 4])."""
+        """Posterior mean and log-variance of ``z`` (log-variance clamped to [-10, 4]).
+
+        Cases on a grid ``f`` times the encoder's (a hierarchical model's full grid, its encoder
+        at the low resolution) are first seen at its grid: block averages of the images, the
+        one-hot of each block's largest mask class (:func:`gliomagen.models.grid.low_view`).
+        """
+        images, mask = self._at_grid(images, mask)
         x = torch.cat([images, mask.to(images.dtype)], dim=1)
         if self.stem == "space_to_depth":
             x = space_to_depth(x)
         h = self.fc(self.blocks(self.from_input(x)).flatten(1))
         return self.mu(h).float(), self.logvar(h).float().clamp(-10.0, 4.0)
+
+
+    def _at_grid(
+        self, images: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        grid = tuple(int(s) for s in images.shape[2:])
+        if grid == self.size:
+            return images, mask
+        factor = grid[0] // self.size[0]
+        if factor < 2 or grid != tuple(s * factor for s in self.size):
+            raise ValueError(f"the encoder reads {list(self.size)} grids or a multiple, got {list(grid)}")
+        return low_view(images, mask, factor, hard=True)
 
 
 def reparameterise(

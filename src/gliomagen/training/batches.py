@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gliomagen.config import check_hierarchical, check_store_size
+from gliomagen.config import apply_grid_defaults, check_hierarchical, check_store_size
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
@@ -69,6 +69,7 @@ class TrainingData:
         ).reshape(len(store), len(cont_cols))
         self.size = tuple(int(s) for s in store.size)
         check_store_size(cfg, self.size, name)  # 2D/3D mismatch or a data.size not the store's
+        self.grid_note = apply_grid_defaults(cfg, self.size)  # model.hierarchical_from
         if cfg.model.hierarchical:
             check_hierarchical(cfg, self.size)
         try:

@@ -11,20 +11,27 @@ the class share of each low-resolution voxel, kept soft when D sees G's soft mas
 (``straight_through``); the sub-volume is the crop at the fake's corner.
 
 Per phase: ``adv(low) + mean over boxes of adv(box)``; the auxiliary (AC-GAN) loss and the ADA
-heuristic use the low-resolution D; R1 is applied to both Ds at their real inputs. The terms of
-the other objectives (presence, focality, the VAE-GAN) and wgan-gp are refused by the
-configuration's validation for now.
+heuristic use the low-resolution D; R1 is applied to both Ds at their real inputs. The training
+terms (the VAE-GAN's reconstruction and KL, tumour presence and focality, label consistency) act
+on the low-resolution whole volume: they get G's low view, the reals' low view (the one-hot of
+each block's largest mask class) and a synthesis pass that renders the low resolution only
+(:class:`LowPasses`), as the full-volume model gets its grid; the encoder is built at the low
+resolution. The high-resolution branch learns from the sub-volume D alone, as in HA-GAN.
+wgan-gp is refused by the configuration's validation for now.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from gliomagen.models.discriminator import DOutput
+from gliomagen.models.grid import low_view
 from gliomagen.training.batches import MicroBatch
 from gliomagen.training.losses import (
     REAL_SIGN_OFFSET,
@@ -34,24 +41,42 @@ from gliomagen.training.losses import (
     g_adv_loss,
     r1_penalty,
 )
+from gliomagen.training.terms import TermInputs
 
 View = tuple[torch.Tensor, torch.Tensor]  # (images [n, C, *S], mask probabilities [n, 4, *S])
 
 
 def real_low_view(img: torch.Tensor, onehot: torch.Tensor, factor: int, hard: bool) -> View:
-    """The low-resolution view of real full-grid cases: block averages over ``factor``^3 voxels
-    (the mask's class shares; with ``hard``, the one-hot of each voxel's largest share)."""
-    low_img = F.avg_pool3d(img, factor)  # [n, C, *S/f]
-    share = F.avg_pool3d(onehot.float(), factor)  # [n, 4, *S/f]
-    if hard:
-        share = F.one_hot(share.argmax(1), share.shape[1]).movedim(-1, 1).to(share.dtype)
-    return low_img, share
+    """The low-resolution view of real full-grid cases (:func:`gliomagen.models.grid.low_view`)."""
+    return low_view(img, onehot, factor, hard)
 
 
 def crop(x: torch.Tensor, corner: torch.Tensor | list[int], side: int) -> torch.Tensor:
     """``x[:, :, c0:c0+side, c1:c1+side, c2:c2+side]``."""
     c = [int(v) for v in corner]
     return x[:, :, c[0] : c[0] + side, c[1] : c[1] + side, c[2] : c[2] + side]
+
+
+@dataclass
+class LowPasses:
+    """The networks' passes the training terms run (:class:`~gliomagen.training.terms.base.GeneratorPasses`),
+    with a synthesis that renders the low-resolution whole volume only."""
+
+    num_ws: int
+    mapping: Any
+    net: Any  # the HierarchicalSynthesis
+    encoder: Any
+    seg: Any
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+
+    def synthesis(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise_seeds: Sequence[int] | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, mask logits)`` at the low resolution."""
+        return self.net.low_output(self.net.low_features(ws, noise_mode, noise_seeds))
 
 
 class HierarchicalLoss(StyleGANLoss):
@@ -63,6 +88,25 @@ class HierarchicalLoss(StyleGANLoss):
         self.net = G.synthesis
         self.factor = int(self.net.factor)
         self.side = int(self.net.sub_volume)
+        self.low_passes = LowPasses(
+            self.num_ws, self.mapping, self.net, self.encoder, self.seg, self.autocast
+        )
+
+    def low_terms(
+        self,
+        phase: str,
+        mb: MicroBatch,
+        view: View,
+        loss: torch.Tensor,
+        stats: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """``loss`` plus the phase's training terms on the low-resolution view (G's ``view``;
+        the reals' low view, hard, in place of the micro-batch's full-grid reals)."""
+        if not any(t.phase == phase for t in self.terms):
+            return loss
+        real_img, real_mask = real_low_view(mb.real_img, mb.real_mask, self.factor, hard=True)
+        low_mb = dataclasses.replace(mb, real_img=real_img, real_mask=real_mask)
+        return self._add_terms(phase, TermInputs(low_mb, view[0], view[1], self.low_passes), loss, stats)
 
     # -- views -------------------------------------------------------------------------------
     def views(self, mb: MicroBatch) -> tuple[View, list[View], torch.Tensor]:
@@ -125,6 +169,7 @@ class HierarchicalLoss(StyleGANLoss):
             loss = loss + adv_b.mean() / len(boxes)
             sub_sum = sub_sum + adv_b.detach().sum() / len(boxes)
         stats["G/adv_sub"] = sub_sum
+        loss = self.low_terms("G", mb, (img, soft), loss, stats)
         stats["w_sum"] = w.detach().sum(0)
         return loss, stats
 
@@ -162,6 +207,7 @@ class HierarchicalLoss(StyleGANLoss):
             loss = loss + l_b / k
             for key, v in part.items():
                 stats[key] = stats.get(key, 0) + v / k
+        loss = self.low_terms("D", mb, (f_img, f_soft), loss, stats)
         return loss, stats
 
     def _judge_pair(
@@ -199,4 +245,4 @@ class HierarchicalLoss(StyleGANLoss):
         return loss, out_r
 
 
-__all__ = ["HierarchicalLoss", "crop", "real_low_view"]
+__all__ = ["HierarchicalLoss", "LowPasses", "crop", "real_low_view"]

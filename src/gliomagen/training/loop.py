@@ -115,7 +115,8 @@ class Trainer:
         )  # fmt: skip
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
         self.G, self.D, self.G_ema = build_networks(cfg, self.data, self.dist)
-        self._notes: list[str] = []  # logged once the run folder exists
+        # logged once the run folder exists
+        self._notes: list[str] = [self.data.grid_note] if self.data.grid_note else []
         self.parent: dict[str, Any] | None = None  # the --init checkpoint's record
         if init is not None:
             nets = (self.G, self.D, self.G_ema)
