@@ -101,7 +101,7 @@ def summarise(out: Path, device: str, size: int, tiny: bool) -> dict[str, Any]:
                           "peak_rss_mb": r.get("peak_rss_mb"), "error": r.get("error")})  # fmt: skip
     origin = _pick(rows["full"], "train", "origin")
     naive = _pick(rows["full"], "naive_train")
-    hier, base = _pick(rows["hier"], "train"), _pick(rows["base"], "train")
+    hier, base = _pick(rows["hier"], "train", "small-data"), _pick(rows["base"], "train")
     wide = _pick(rows.get("base-wide", []), "train")
     rc_file = out / "smoke" / "torchrun.rc"
     checks = {

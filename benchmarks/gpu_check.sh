@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check of issue 23, in one run (about 6-8 minutes of an H100), figures in OUT/gpu-check.json:
-#   1. training step at 128^3, batch 4, bf16: origin and the default preset (full volume), the naive
-#      reference, and a full-volume 32^3 step of small-data's widths (the cost ratio's baseline);
-#   2. the hierarchical mode at 128^3, batch 4 (small-data + model.hierarchical, low_res 32,
-#      sub-volume 32: the default preset's VAE-GAN encoder does not support it yet);
+#   1. training step at 128^3, batch 4, bf16: origin and the default preset (full volume:
+#      model.hierarchical_from=0), the naive reference, and a full-volume 32^3 step of small-data's
+#      widths (the cost ratio's baseline);
+#   2. the hierarchical mode at 128^3, batch 4, low_res 32, sub-volume 32: small-data +
+#      model.hierarchical (the cost ratio's row) and the default preset (hierarchical from 64^3);
 #   3. peak memory at 256^3, batch 1: hierarchical and origin full-volume (an out-of-memory is a result);
 #   4. generation seconds per volume (every bench row above), bf16 vs fp32 loss parity, and the
 #      model FLOP/s as a share of the GPU's dense bf16 peak (benchmarks/gpu_check.py);
@@ -27,14 +28,15 @@ t0=$(date +%s)
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
 step "1. full volume at ${S}^3, batch 4: origin, default, the naive reference; small-data at ${BASE}^3"
-bench --presets origin,default --sizes "$S" --batch-size 4 --max-train-size "$S" -o "$OUT/full"
+bench --presets origin,default --sizes "$S" --batch-size 4 --max-train-size "$S" \
+  --set model.hierarchical_from=0 -o "$OUT/full"
 bench --presets small-data --sizes "$BASE" --batch-size 4 --max-train-size "$BASE" --skip-naive -o "$OUT/base"
 # the same 32^3 step with the widths the hierarchical model's low-resolution network has
 # (small-data's g_channels, 16, x size / low_res)
 bench --presets small-data --sizes "$BASE" --batch-size 4 --max-train-size "$BASE" --skip-naive \
   --set model.g_channels=$(( 16 * S / LOW )) -o "$OUT/base-wide"
 step "2. hierarchical at ${S}^3, batch 4"
-bench --presets small-data --sizes "$S" --batch-size 4 --max-train-size "$S" --skip-naive $HIER -o "$OUT/hier"
+bench --presets small-data,default --sizes "$S" --batch-size 4 --max-train-size "$S" --skip-naive $HIER -o "$OUT/hier"
 step "3. peak memory at ${BIG}^3, batch 1: hierarchical, origin full volume"
 bench --presets small-data --sizes "$BIG" --batch-size 1 --max-train-size "$BIG" --skip-naive $HIER -o "$OUT/hier-big"
 bench --presets origin --sizes "$BIG" --batch-size 1 --max-train-size "$BIG" --skip-naive -o "$OUT/full-big"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gliomagen.config import Config, resolve_config
+from gliomagen.config import Config, apply_grid_defaults, resolve_config
 from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.generation.sampling import case_seeds, case_ws
 from gliomagen.generation.source import GeneratorSource
@@ -52,9 +52,12 @@ N_IMG, N_CLS = 4, 4
 def bench_config(
     preset: str, size: int, batch: int, overrides: list[str] | None = None
 ) -> Config:
-    """The preset at a cubic grid ``size`` with batch ``batch`` (plus ``--set``-style overrides)."""
+    """The preset at a cubic grid ``size`` with batch ``batch`` (plus ``--set``-style overrides),
+    hierarchical where training would make it so (``model.hierarchical_from``; the default preset
+    from 64^3: ``--set model.hierarchical_from=0`` times its full-volume model)."""
     cfg = resolve_config(preset, overrides=list(overrides or []))
     cfg.data.size = [int(size)] * 3
+    apply_grid_defaults(cfg, cfg.data.size)  # as training decides on the store's grid
     cfg.data.conditions = list(SCHEMA.names)  # the models are conditioned on SCHEMA's fields
     cfg.train.batch_size = int(batch)
     cfg.train.grad_accum = 1
