@@ -82,11 +82,19 @@ def test_the_default_preset_validates_hierarchical_and_2d_is_refused_with_one_li
 @pytest.mark.parametrize(
     ("size", "on", "note"),
     [
-        ((64, 64, 64), True, "model.hierarchical: on, the 64x64x64 grid reaches model.hierarchical_from=64"),
+        (
+            (64, 64, 64),
+            True,
+            "model.hierarchical: on, the 64x64x64 grid reaches model.hierarchical_from=64",
+        ),
         ((128, 128, 128), True, "(whole volume at 32^3, 1 sub-volume(s) of 32^3 per sample)"),
         ((32, 32, 32), False, None),
         ((64, 64), False, None),
-        ((64, 64, 48), False, "model.hierarchical_from=64: the 64x64x48 grid trains full-volume (model.hierarchical"),
+        (
+            (64, 64, 48),
+            False,
+            "model.hierarchical_from=64: the 64x64x48 grid trains full-volume (model.hierarchical",
+        ),
     ],
 )
 def test_the_default_preset_turns_hierarchical_from_64(
@@ -104,12 +112,16 @@ def test_the_encoder_reads_the_full_grid_as_its_low_view() -> None:
     torch.manual_seed(0)
     enc = LatentEncoder((16, 16, 16), 6, channels=4, max_channels=8).eval()
     img = torch.randn(2, 4, 32, 32, 32)
-    onehot = torch.nn.functional.one_hot(torch.randint(0, 4, (2, 32, 32, 32)), 4).movedim(-1, 1).float()
+    onehot = (
+        torch.nn.functional.one_hot(torch.randint(0, 4, (2, 32, 32, 32)), 4).movedim(-1, 1).float()
+    )
     low_img, low_mask = real_low_view(img, onehot, 2, hard=True)
     with torch.no_grad():
         full, low = enc(img, onehot), enc(low_img, low_mask)
     assert all(torch.equal(a, b) for a, b in zip(full, low, strict=True))
-    with pytest.raises(ValueError, match=r"reads \[16, 16, 16\] grids or a multiple, got \[24, 24, 24\]"):
+    with pytest.raises(
+        ValueError, match=r"reads \[16, 16, 16\] grids or a multiple, got \[24, 24, 24\]"
+    ):
         enc(torch.zeros(1, 4, 24, 24, 24), torch.zeros(1, 4, 24, 24, 24))
 
 

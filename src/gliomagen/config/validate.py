@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 import re
 import typing
 from typing import TYPE_CHECKING, Any
@@ -110,7 +109,12 @@ def apply_grid_defaults(cfg: Config, size: typing.Sequence[int]) -> str | None:
     """
     m = cfg.model
     sides = [int(s) for s in size]
-    if m.hierarchical or m.hierarchical_from <= 0 or len(sides) != 3 or max(sides) < m.hierarchical_from:
+    if (
+        m.hierarchical
+        or m.hierarchical_from <= 0
+        or len(sides) != 3
+        or max(sides) < m.hierarchical_from
+    ):
         return None
     grid = "x".join(map(str, sides))
     trial = copy.deepcopy(cfg)

@@ -83,7 +83,6 @@ class LatentEncoder(nn.Module):
         h = self.fc(self.blocks(self.from_input(x)).flatten(1))
         return self.mu(h).float(), self.logvar(h).float().clamp(-10.0, 4.0)
 
-
     def _at_grid(
         self, images: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +91,9 @@ class LatentEncoder(nn.Module):
             return images, mask
         factor = grid[0] // self.size[0]
         if factor < 2 or grid != tuple(s * factor for s in self.size):
-            raise ValueError(f"the encoder reads {list(self.size)} grids or a multiple, got {list(grid)}")
+            raise ValueError(
+                f"the encoder reads {list(self.size)} grids or a multiple, got {list(grid)}"
+            )
         return low_view(images, mask, factor, hard=True)
 
 

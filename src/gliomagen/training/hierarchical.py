@@ -22,7 +22,6 @@ wgan-gp is refused by the configuration's validation for now.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,23 +59,15 @@ def crop(x: torch.Tensor, corner: torch.Tensor | list[int], side: int) -> torch.
 @dataclass
 class LowPasses:
     """The networks' passes the training terms run (:class:`~gliomagen.training.terms.base.GeneratorPasses`),
-    with a synthesis that renders the low-resolution whole volume only."""
+    with a ``synthesis`` that renders the low-resolution whole volume only
+    (:meth:`HierarchicalLoss.low_synthesis`)."""
 
     num_ws: int
     mapping: Any
-    net: Any  # the HierarchicalSynthesis
+    synthesis: Any
     encoder: Any
     seg: Any
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
-
-    def synthesis(
-        self,
-        ws: torch.Tensor,
-        noise_mode: str = "random",
-        noise_seeds: Sequence[int] | torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(images, mask logits)`` at the low resolution."""
-        return self.net.low_output(self.net.low_features(ws, noise_mode, noise_seeds))
+    autocast: Any  # () -> a context manager
 
 
 class HierarchicalLoss(StyleGANLoss):
@@ -89,8 +80,17 @@ class HierarchicalLoss(StyleGANLoss):
         self.factor = int(self.net.factor)
         self.side = int(self.net.sub_volume)
         self.low_passes = LowPasses(
-            self.num_ws, self.mapping, self.net, self.encoder, self.seg, self.autocast
+            self.num_ws, self.mapping, self.low_synthesis, self.encoder, self.seg, self.autocast
         )
+
+    def low_synthesis(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "random",
+        noise_seeds: Sequence[int] | torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, mask logits)`` of the low-resolution whole volume."""
+        return self.net.low_output(self.net.low_features(ws, noise_mode, noise_seeds))
 
     def low_terms(
         self,
@@ -106,7 +106,9 @@ class HierarchicalLoss(StyleGANLoss):
             return loss
         real_img, real_mask = real_low_view(mb.real_img, mb.real_mask, self.factor, hard=True)
         low_mb = dataclasses.replace(mb, real_img=real_img, real_mask=real_mask)
-        return self._add_terms(phase, TermInputs(low_mb, view[0], view[1], self.low_passes), loss, stats)
+        return self._add_terms(
+            phase, TermInputs(low_mb, view[0], view[1], self.low_passes), loss, stats
+        )
 
     # -- views -------------------------------------------------------------------------------
     def views(self, mb: MicroBatch) -> tuple[View, list[View], torch.Tensor]:
