@@ -10,6 +10,7 @@ import torch
 
 from gliomagen.config import resolve_config
 from gliomagen.errors import GliomagenError
+from gliomagen.models import build_generator
 from gliomagen.models.mapping import MappingNetwork
 from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import TrainingData
@@ -136,3 +137,35 @@ def test_kl_warmup_starts_from_zero(tmp_path: Path, fake_store, tiny_cfg) -> Non
     c = g_after_one_step(5.0, 0, "c")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["encoder.mu.weight"], c["encoder.mu.weight"])
+
+
+def test_a_hierarchical_encoder_reads_the_cases_low_view_built_once(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    """The refits of a hierarchical model's prior encode the cached low-resolution view: the
+    posteriors of encoding the full-grid cases, and the store is read once, not per refit."""
+    cfg = tiny_cfg(model={**VAE, "hierarchical": True, "low_res": 16, "sub_volume": 16}, loss=VAE_LOSS)
+    store = fake_store(n=5, size=(32, 32, 32))
+    data = TrainingData(store, cfg)
+    torch.manual_seed(0)
+    G = build_generator(cfg, data.schema, data.size).eval()
+    assert G.encoder is not None and G.encoder.size == (16, 16, 16)
+    reads = {"n": 0}
+    get = type(store).__getitem__
+
+    def counting(self, i):  # noqa: ANN001, ANN202
+        reads["n"] += 1
+        return get(self, i)
+
+    type(store).__getitem__ = counting
+    try:
+        mu, logvar = encode_cases(G, data, torch.device("cpu"), batch=2)
+        first = reads["n"]
+        mu2, _ = encode_cases(G, data, torch.device("cpu"), batch=3)
+    finally:
+        type(store).__getitem__ = get
+    assert first == 5 and reads["n"] == 5  # built once, then kept
+    with torch.no_grad():  # the encoder on the full grid (it block-averages itself)
+        img, onehot = data.collate_real([store[int(i)] for i in data.train_index], torch.device("cpu"))
+        full_mu, full_logvar = G.encoder(img, onehot)
+    torch.testing.assert_close(mu, full_mu)
+    torch.testing.assert_close(logvar, full_logvar)
+    torch.testing.assert_close(mu2, mu)

@@ -26,7 +26,7 @@ from gliomagen.config import apply_grid_defaults, check_hierarchical, check_stor
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.augment import AugmentPipe
-from gliomagen.models.grid import plan_grid
+from gliomagen.models.grid import low_view, plan_grid
 
 N_CLASSES = 4
 
@@ -70,6 +70,7 @@ class TrainingData:
         self.size = tuple(int(s) for s in store.size)
         check_store_size(cfg, self.size, name)  # 2D/3D mismatch or a data.size not the store's
         self.grid_note = apply_grid_defaults(cfg, self.size)  # model.hierarchical_from
+        self._low_cases: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # low_cases()
         if cfg.model.hierarchical:
             check_hierarchical(cfg, self.size)
         try:
@@ -111,6 +112,28 @@ class TrainingData:
             F.one_hot(mask.clamp(0, N_CLASSES - 1), N_CLASSES).movedim(-1, 1).float()
         )  # [n, 4, *S]
         return img, onehot
+
+    def low_cases(self, factor: int, batch: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training cases (``train_index``) at ``1 / factor`` of the grid, as a hierarchical
+        model's encoder sees them (:func:`gliomagen.models.grid.low_view`, hard): ``(images [n, C,
+        *S/f] float32, mask labels [n, *S/f] uint8)`` on the CPU.
+
+        Built once per factor and kept (a 32^3 view of 1,251 cases is about 0.7 GB): the latent
+        prior's refits encode every training case, and reading the full grid each time would
+        read the whole store (tens of GB at 128^3) every ``train.latent_prior_every`` steps.
+        """
+        cache = self._low_cases
+        if factor not in cache:
+            imgs, labels = [], []
+            rows = self.train_index
+            for s in range(0, len(rows), batch):
+                items = [self.store[int(i)] for i in rows[s : s + batch]]
+                img, onehot = self.collate_real(items, torch.device("cpu"))
+                low_img, low_mask = low_view(img, onehot, factor, hard=True)
+                imgs.append(low_img)
+                labels.append(low_mask.argmax(1).to(torch.uint8))
+            cache[factor] = (torch.cat(imgs), torch.cat(labels))
+        return cache[factor]
 
 
 class StackedItems(NamedTuple):

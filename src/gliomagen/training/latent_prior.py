@@ -42,8 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from gliomagen.training.batches import TrainingData
+from gliomagen.training.batches import N_CLASSES, TrainingData
 
 JITTER = 1e-4  # added to the covariance's diagonal (relative to a unit-variance prior)
 
@@ -55,7 +56,9 @@ def encode_cases(
     """Posterior means and log-variances ``[n, z_dim]`` (float32, CPU) of the training cases.
 
     ``G.encoder`` reads images and one-hot masks batched as training batches them
-    (:meth:`TrainingData.collate_real`), the cases being ``data.train_index``.
+    (:meth:`TrainingData.collate_real`), the cases being ``data.train_index``. An encoder on a
+    coarser grid than the store's (a hierarchical model's) reads the cases' low-resolution view,
+    built once (:meth:`TrainingData.low_cases`): what it would compute from the full grid.
     """
     enc = G.encoder
     if enc is None:
@@ -63,10 +66,17 @@ def encode_cases(
     was_training = enc.training
     enc.eval()
     rows = data.train_index
+    grid = tuple(int(s) for s in getattr(enc, "size", data.size))
+    low = data.low_cases(data.size[0] // grid[0]) if grid != tuple(data.size) else None
     mus, logvars = [], []
     for s in range(0, len(rows), batch):
-        items = [data.store[int(i)] for i in rows[s : s + batch]]
-        img, onehot = data.collate_real(items, device)  # [b, C, *S], [b, 4, *S]
+        if low is None:
+            items = [data.store[int(i)] for i in rows[s : s + batch]]
+            img, onehot = data.collate_real(items, device)  # [b, C, *S], [b, 4, *S]
+        else:
+            img = low[0][s : s + batch].to(device)
+            onehot = F.one_hot(low[1][s : s + batch].long(), N_CLASSES).movedim(-1, 1).float()
+            onehot = onehot.to(device)
         mu, logvar = enc(img, onehot)
         mus.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
