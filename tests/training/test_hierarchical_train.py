@@ -15,10 +15,11 @@ from gliomagen.errors import GliomagenError
 from gliomagen.generation import generate_cohort
 from gliomagen.models import build_discriminator, build_generator
 from gliomagen.models.encoder import LatentEncoder
+from gliomagen.models.grid import low_view
 from gliomagen.models.hierarchical import HierarchicalSynthesis
 from gliomagen.training import load_checkpoint, load_generator, train
 from gliomagen.training.batches import SubVolumePlan
-from gliomagen.training.hierarchical import crop, real_low_view
+from gliomagen.training.hierarchical import crop
 
 HIER = {"hierarchical": True, "low_res": 16, "sub_volume": 16, "sub_volumes": 2}
 
@@ -115,7 +116,7 @@ def test_the_encoder_reads_the_full_grid_as_its_low_view() -> None:
     onehot = (
         torch.nn.functional.one_hot(torch.randint(0, 4, (2, 32, 32, 32)), 4).movedim(-1, 1).float()
     )
-    low_img, low_mask = real_low_view(img, onehot, 2, hard=True)
+    low_img, low_mask = low_view(img, onehot, 2, hard=True)
     with torch.no_grad():
         full, low = enc(img, onehot), enc(low_img, low_mask)
     assert all(torch.equal(a, b) for a, b in zip(full, low, strict=True))
@@ -130,10 +131,10 @@ def test_real_views_and_corners() -> None:
     labels = torch.zeros(1, 4, 4, 4, dtype=torch.long)
     labels[0, :2, :2, :1] = 2  # 2 of the 8 voxels of the first 2x2x2 block
     onehot = torch.nn.functional.one_hot(labels, 4).movedim(-1, 1).float()
-    low_img, soft = real_low_view(img[:1], onehot, 2, hard=False)
+    low_img, soft = low_view(img[:1], onehot, 2, hard=False)
     assert float(low_img[0, 0, 0, 0, 0]) == pytest.approx(float(img[0, 0, :2, :2, :2].mean()))
     assert soft[0, :, 0, 0, 0].tolist() == [0.5, 0.0, 0.5, 0.0]
-    _, hard = real_low_view(img[:1], onehot, 2, hard=True)
+    _, hard = low_view(img[:1], onehot, 2, hard=True)
     assert hard[0, :, 0, 0, 0].tolist() in ([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0])
     assert torch.equal(crop(img, [2, 0, 2], 2), img[:, :, 2:4, 0:2, 2:4])
     corners = SubVolumePlan(full=32, side=16, step=2, count=50).corners(

@@ -45,11 +45,6 @@ from gliomagen.training.terms import TermInputs
 View = tuple[torch.Tensor, torch.Tensor]  # (images [n, C, *S], mask probabilities [n, 4, *S])
 
 
-def real_low_view(img: torch.Tensor, onehot: torch.Tensor, factor: int, hard: bool) -> View:
-    """The low-resolution view of real full-grid cases (:func:`gliomagen.models.grid.low_view`)."""
-    return low_view(img, onehot, factor, hard)
-
-
 def crop(x: torch.Tensor, corner: torch.Tensor | list[int], side: int) -> torch.Tensor:
     """``x[:, :, c0:c0+side, c1:c1+side, c2:c2+side]``."""
     c = [int(v) for v in corner]
@@ -99,12 +94,16 @@ class HierarchicalLoss(StyleGANLoss):
         view: View,
         loss: torch.Tensor,
         stats: dict[str, torch.Tensor],
+        real_low: View | None = None,
     ) -> torch.Tensor:
         """``loss`` plus the phase's training terms on the low-resolution view (G's ``view``;
-        the reals' low view, hard, in place of the micro-batch's full-grid reals)."""
+        the reals' low view, hard, in place of the micro-batch's full-grid reals: ``real_low``
+        when the caller has it already, else made here)."""
         if not any(t.phase == phase for t in self.terms):
             return loss
-        real_img, real_mask = real_low_view(mb.real_img, mb.real_mask, self.factor, hard=True)
+        if real_low is None:
+            real_low = low_view(mb.real_img, mb.real_mask, self.factor, hard=True)
+        real_img, real_mask = real_low
         low_mb = dataclasses.replace(mb, real_img=real_img, real_mask=real_mask)
         return self._add_terms(
             phase, TermInputs(low_mb, view[0], view[1], self.low_passes), loss, stats
@@ -133,7 +132,7 @@ class HierarchicalLoss(StyleGANLoss):
     def real_views(self, mb: MicroBatch) -> tuple[View, list[View]]:
         """The real cases' ``(low view, [box views at the micro-batch's corners])``."""
         assert mb.corners is not None
-        low = real_low_view(mb.real_img, mb.real_mask, self.factor, self.straight_through)
+        low = low_view(mb.real_img, mb.real_mask, self.factor, self.straight_through)
         boxes = [
             (crop(mb.real_img, c, self.side), crop(mb.real_mask, c, self.side)) for c in mb.corners
         ]
@@ -209,7 +208,8 @@ class HierarchicalLoss(StyleGANLoss):
             loss = loss + l_b / k
             for key, v in part.items():
                 stats[key] = stats.get(key, 0) + v / k
-        loss = self.low_terms("D", mb, (f_img, f_soft), loss, stats)
+        hard_low = real_low if self.straight_through else None  # D's view is the terms' one
+        loss = self.low_terms("D", mb, (f_img, f_soft), loss, stats, hard_low)
         return loss, stats
 
     def _judge_pair(
@@ -247,4 +247,4 @@ class HierarchicalLoss(StyleGANLoss):
         return loss, out_r
 
 
-__all__ = ["HierarchicalLoss", "LowPasses", "crop", "real_low_view"]
+__all__ = ["HierarchicalLoss", "LowPasses", "crop"]
