@@ -8,7 +8,13 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from gliomagen.evaluation.seams import plane_steps, seam_steps, tile_border_planes
+from gliomagen.evaluation.seams import (
+    cohort_seams,
+    near_planes,
+    plane_steps,
+    seam_steps,
+    tile_border_planes,
+)
 from gliomagen.models.hierarchical import HierarchicalSynthesis, tile_corners
 
 
@@ -65,3 +71,29 @@ def test_the_tiled_hierarchical_rendering_has_no_seams() -> None:
     borders = [tile_border_planes(tile_corners(32, 16, 4, 2), 16, 32)] * 3
     a, b = seam_steps(tiled[0].numpy(), borders), seam_steps(whole[0].numpy(), borders)
     assert a["border"] == pytest.approx(b["border"], abs=1e-5)  # tiles add no step of their own
+
+
+def test_near_planes() -> None:
+    assert near_planes([16], 32, reach=2) == [14, 15, 17, 18]
+    assert near_planes([1, 30], 32, reach=2) == [2, 3, 28, 29, 31]  # faces and borders excluded
+
+
+def test_cohort_seams_means_over_cases_and_finds_a_seam() -> None:
+    borders = [[16], [16], [16]]
+    smooth = [(_smooth(s), None) for s in range(3)]
+    res = cohort_seams(iter(smooth), borders)
+    singles = [seam_steps(v, borders) for v, _ in smooth]
+    assert res["n"] == 3 and res["passes"] in (True, False)
+    assert res["border"] == pytest.approx(np.mean([s["border"] for s in singles]))
+    assert res["other"] == pytest.approx(np.mean([s["other"] for s in singles]))
+    assert 0.7 < res["ratio"] < 1.3 and 0.7 < res["ratio_near"] < 1.3
+    step = np.zeros((2, 32, 32, 32))
+    step[:, 16:] = 1.0  # a seam at plane 16 of axis 0 only
+    seamed = cohort_seams([(v + step, None) for v, _ in smooth], borders)
+    assert seamed["ratio"] > 1.5 and seamed["ratio_near"] > 1.5 and not seamed["passes"]
+    assert seamed["fraction_border_le_other"] == 0.0
+    region = np.zeros((32, 32, 32), dtype=bool)
+    region[:, :, :8] = True  # the region changes which voxel pairs count, not the verdict
+    assert cohort_seams([(v + step, region) for v, _ in smooth], borders)["ratio"] > 1.5
+    with pytest.raises(ValueError, match="no case"):
+        cohort_seams(iter([]), borders)

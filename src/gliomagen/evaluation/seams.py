@@ -10,7 +10,7 @@ criterion: the border mean no larger than the other planes' mean).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,4 +99,73 @@ def seam_steps(
     }
 
 
-__all__ = ["plane_steps", "seam_steps", "tile_border_planes"]
+def near_planes(borders: Sequence[int], size: int, reach: int = 3) -> list[int]:
+    """The interior planes within ``reach`` of a border plane, borders excluded: the local
+    comparison (anatomy at the centre of a head differs from its edges; a border's neighbours
+    cut through the same anatomy)."""
+    chosen = {int(p) for p in borders}
+    near = {p + d for p in chosen for d in range(-reach, reach + 1)}
+    return sorted(p for p in near - chosen if 0 < p < size)
+
+
+def cohort_seams(
+    cases: Iterable[tuple[np.ndarray, np.ndarray | None]],
+    borders: Sequence[Sequence[int]],
+    reach: int = 3,
+) -> dict[str, Any]:
+    """Seams over a cohort: per case :func:`seam_steps` against all other planes and against
+    the planes near the borders (:func:`near_planes`), then their means.
+
+    Args:
+        cases: ``(volume [C, D, H, W], region [D, H, W] or None)`` per case, e.g. a tiled
+            rendering and its brain; consumed one at a time (a generator keeps memory flat).
+        borders: per spatial axis, the border planes.
+        reach: planes within this many voxels of a border make the local comparison.
+
+    Returns:
+        ``{"n", "border", "other", "ratio", "near", "ratio_near", "fraction_border_le_other",
+        "passes"}``: means over the cases (``ratio`` = mean border / mean other); ``passes``: the
+        mean step across borders is no larger than across the other planes (issue 23's criterion).
+
+    Raises:
+        ValueError: no case.
+    """
+    per = []
+    for vol, region in cases:
+        size = np.asarray(vol).shape[-3:]
+        near = [near_planes(b, n, reach) for b, n in zip(borders, size, strict=True)]
+        found = seam_steps(vol, borders, region)
+        per.append((found["border"], found["other"], _mean_step(vol, near, region)))
+    if not per:
+        raise ValueError("cohort_seams: no case")
+    border, other, near_mean = (float(np.nanmean([p[k] for p in per])) for k in range(3))
+    return {
+        "n": len(per),
+        "border": border,
+        "other": other,
+        "ratio": border / other if other > 0 else float("nan"),
+        "near": near_mean,
+        "ratio_near": border / near_mean if near_mean > 0 else float("nan"),
+        "fraction_border_le_other": float(np.mean([p[0] <= p[1] for p in per])),
+        "passes": bool(border <= other),
+    }
+
+
+def _mean_step(
+    volume: np.ndarray, planes: Sequence[Sequence[int]], mask: np.ndarray | None
+) -> float:
+    """Mean step across the given planes (per spatial axis), ``nan`` where none is inside."""
+    vals: list[float] = []
+    for axis, chosen in enumerate(planes):
+        steps = plane_steps(volume, axis, mask)
+        vals.extend(float(steps[p - 1]) for p in chosen if np.isfinite(steps[p - 1]))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+__all__ = [
+    "cohort_seams",
+    "near_planes",
+    "plane_steps",
+    "seam_steps",
+    "tile_border_planes",
+]
