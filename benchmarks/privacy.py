@@ -4,7 +4,9 @@ For each checkpoint (and each ``--anatomy-from`` setting, ``none`` = the cases' 
 generate the synthetic SSA cohort the utility benchmark would (one condition row per real SSA
 training case, ``--multiple`` x n cases, seed 1000; cached beside the benchmark's own cohorts),
 then run the benchmark's privacy section: closest-training distances against the held-out SSA test
-cases' (images, masks, both) and the membership attack on the n SSA training cases. ``--folder``
+cases' (images, masks, both) and the membership attack on the n SSA training cases; with
+``--d-score`` also the attack through the checkpoint's discriminator (its score of each member and
+held-out case, each paired with 4 of the large cohort's training cases). ``--folder``
 adds already generated cohorts (e.g. the stand-in). Prints one line per cohort and writes JSON.
 
 Usage (after ``benchmarks/utility.py --out OUT`` has built ``OUT/work``)::
@@ -22,9 +24,13 @@ from typing import Any
 
 import torch
 
+from gliomagen.evaluation import privacy
 from gliomagen.evaluation.utility_data import load_benchmark_data
 from gliomagen.evaluation.utility_privacy import privacy_section
 from gliomagen.io.atomic import write_text
+from gliomagen.io.checkpoint import resolve_checkpoint
+from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
+from gliomagen.models.loading import load_discriminator
 from utility import synthetic_cohort  # benchmarks/utility.py (this script's folder is on sys.path)
 
 
@@ -36,6 +42,7 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--checkpoint", action="append", default=[], help="generator checkpoint (repeatable)")
     p.add_argument("--anatomy", default="none", help="comma list: none, or name=value[;name=value] per setting")
     p.add_argument("--folder", action="append", default=[], help="an already generated cohort (repeatable)")
+    p.add_argument("--d-score", action="store_true", help="add the attack through D's score (full-volume models)")
     p.add_argument("--out", type=Path, default=None, help="JSON file of every figure")
     return p.parse_args()
 
@@ -45,6 +52,26 @@ def _cohort(work: Path, ckpt: str, anatomy: list[str], n: int, k: int) -> Path:
     order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()]
     opts = argparse.Namespace(multiples=[k], device="cpu", anatomy_from=anatomy)
     return synthetic_cohort(work, Path(ckpt), work / f"generator-store-n{n}", order, n, opts)
+
+
+def _d_scores(ckpt: str, data: Any) -> dict[str, float]:
+    """The checkpoint's discriminator score of each scarce training case and held-out case."""
+    D, schema, _ = load_discriminator(resolve_checkpoint(Path(ckpt)))
+    if isinstance(D, HierarchicalDiscriminator):
+        raise SystemExit(f"error: --d-score: {ckpt} is hierarchical (its D judges sub-volumes); full-volume models only")
+
+    def pick(refs: list[Any]) -> tuple[Any, Any, Any]:
+        rows = [{k: r.row[k] for k in schema.names if k in r.row} for r in refs]
+        cat, cont = schema.encode_many(rows)
+        idx = [data.bank.ids.index(r.case_id) for r in refs]
+        return privacy.Cases([data.bank.ids[i] for i in idx], data.bank.images[idx].astype("float32"),
+                             data.bank.labels[idx].astype("int64")), cat, cont  # fmt: skip
+
+    anchors = pick(data.pools["large"][:4])
+    scores: dict[str, float] = {}
+    for refs in (data.pools["real"], data.heldout):
+        scores.update(privacy.discriminator_scores(D, *pick(refs), *anchors))
+    return scores
 
 
 def _summary(rep: dict[str, Any]) -> dict[str, Any]:
@@ -63,22 +90,28 @@ def main() -> None:
     torch.set_num_threads(1)
     store = next(args.work.glob("store-phantoms-*"))
     order = [ln.strip() for ln in (args.work / "ssa-order.txt").read_text().splitlines() if ln.strip()][: args.n]
-    cohorts: list[tuple[str, Path]] = [(f"folder {f}", Path(f)) for f in args.folder]
+    cohorts: list[tuple[str, Path, str | None]] = [(f"folder {f}", Path(f), None) for f in args.folder]
     for ckpt in args.checkpoint:
         for setting in args.anatomy.split(","):
             anatomy = [] if setting == "none" else setting.split(";")
-            cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple)))
+            cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple), ckpt))
     results = {}
-    for name, folder in cohorts:
+    scored: dict[str, dict[str, float]] = {}
+    for name, folder, ckpt in cohorts:
         data = load_benchmark_data(store, folder, "SSA", cache_dir=args.work, real_cases=order,
                                    multiples=(args.multiple,))  # fmt: skip
-        rep = privacy_section(data, ["synthetic"])["sources"]["synthetic"]["report"]
+        d_scores = None
+        if args.d_score and ckpt is not None:
+            d_scores = {"synthetic": scored.setdefault(ckpt, _d_scores(ckpt, data))}
+        rep = privacy_section(data, ["synthetic"], d_scores)["sources"]["synthetic"]["report"]
         results[name] = s = _summary(rep)
         m = s["membership"]
         print(f"{name}\n  flagged image/mask/both {s['spaces']['voxel_image']['flagged']}/"
               f"{s['spaces']['voxel_mask']['flagged']}/{s['spaces']['voxel']['flagged']} of {args.multiple * args.n}; "
               f"membership AUC image {m['voxel_image']['auc']:.3f}, mask {m['voxel_mask']['auc']:.3f} "
-              f"[{m['voxel_mask']['ci'][0]:.2f}, {m['voxel_mask']['ci'][1]:.2f}], both {m['voxel']['auc']:.3f}",
+              f"[{m['voxel_mask']['ci'][0]:.2f}, {m['voxel_mask']['ci'][1]:.2f}], both {m['voxel']['auc']:.3f}"
+              + (f", D's score {m['d_score']['auc']:.3f} [{m['d_score']['ci'][0]:.2f}, {m['d_score']['ci'][1]:.2f}]"
+                 if "d_score" in m else ""),
               flush=True)  # fmt: skip
     if args.out is not None:
         write_text(args.out, json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},

@@ -124,7 +124,9 @@ def test_members_keep_the_attack_within_the_heldout_population(volumes: ModuleTy
     other = _cases(volumes, 30, 20, "GLI")
     other = Cases(other.ids, other.images + 3.0, other.masks)  # another cohort: far in images
     scarce = _cases(volumes, 20, 21, "SSA")
-    train = Cases(other.ids + scarce.ids, np.r_[other.images, scarce.images], np.r_[other.masks, scarce.masks])
+    train = Cases(
+        other.ids + scarce.ids, np.r_[other.images, scarce.images], np.r_[other.masks, scarce.masks]
+    )
     heldout = _cases(volumes, 30, 22, "HO")
     fresh = _cases(volumes, 30, 23, "SYN")
     mixed = privacy_report(train, heldout, fresh)["membership"]["attacks"]["voxel_image"]
@@ -136,7 +138,11 @@ def test_members_keep_the_attack_within_the_heldout_population(volumes: ModuleTy
     # the closest-training distances still use every training case
     assert rep["spaces"]["voxel_image"]["synthetic"][0]["closest_train"] in train.ids
     copies = Cases([f"C-{i}" for i in range(20)], scarce.images.copy(), scarce.masks.copy())
-    d_scores = {**{i: 0.0 for i in other.ids}, **{i: 1.0 for i in scarce.ids}, **{i: 0.0 for i in heldout.ids}}
+    d_scores = {
+        **{i: 0.0 for i in other.ids},
+        **{i: 1.0 for i in scarce.ids},
+        **{i: 0.0 for i in heldout.ids},
+    }
     rep = privacy_report(train, heldout, copies, members=scarce.ids, d_scores=d_scores)
     assert rep["membership"]["attacks"]["voxel_image"]["auc"] == pytest.approx(1.0)
     assert rep["membership"]["attacks"]["d_score"]["auc"] == 1.0  # members' scores only
@@ -197,3 +203,72 @@ def test_probe_features_embeds_in_batches(volumes: ModuleType) -> None:
     assert feats.shape == (5, net.feature_dim) and feats.dtype == np.float64
     whole = probe(torch.from_numpy(cases.images)).double().numpy()
     assert feats == pytest.approx(whole, abs=1e-5)
+
+
+def test_discriminator_scores_from_a_saved_checkpoint(tmp_path, volumes: ModuleType) -> None:
+    """The attack through D: D rebuilt from a checkpoint scores each case as the mean over its
+    anchor pairs (the minibatch-std group), the same case alike wherever it stands, and a
+    d_scores report gets the d_score attack."""
+    from gliomagen.config import resolve_config, to_dict
+    from gliomagen.data.conditions import ConditionField, ConditionSchema
+    from gliomagen.evaluation.privacy import discriminator_scores
+    from gliomagen.io.checkpoint import FORMAT_VERSION, save_checkpoint
+    from gliomagen.models import build_discriminator, build_generator
+    from gliomagen.models.loading import load_discriminator
+
+    schema = ConditionSchema([ConditionField("cohort", "categorical", categories=["GLI", "SSA"])])
+    cfg = resolve_config("demo-cpu")
+    m = cfg.model
+    m.d_channels, m.d_max_channels, m.g_channels, m.g_max_channels = 4, 8, 4, 8
+    cfg.data.size = [16, 16, 16]
+    torch.manual_seed(0)
+    D = build_discriminator(cfg, schema, (16, 16, 16))
+    G = build_generator(cfg, schema, (16, 16, 16))
+    state = {
+        "format_version": FORMAT_VERSION, "step": 0, "images_seen": 0, "G": G.state_dict(),
+        "G_ema": G.state_dict(), "D": D.state_dict(), "config": to_dict(cfg),
+        "schema": schema.to_dict(), "store_meta": {}, "size": [16, 16, 16], "n_modalities": 4,
+    }  # fmt: skip
+    loaded, schema2, _ = load_discriminator(save_checkpoint(state, tmp_path))
+    assert schema2.names == ["cohort"] and not loaded.training
+    for a, b in zip(D.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    images, masks, ids, _ = volumes.make_cohort(6, size=16, seed=1, prefix="R")
+    cases = Cases(ids[:4], images[:4].astype(np.float32), masks[:4])
+    anchors = Cases(ids[4:], images[4:].astype(np.float32), masks[4:])
+    cat, cont = np.array([[0], [1], [0], [1]]), np.zeros((4, 0), np.float32)
+    a_cat, a_cont = np.array([[0], [0]]), np.zeros((2, 0), np.float32)
+    scores = discriminator_scores(loaded, cases, cat, cont, anchors, a_cat, a_cont)
+    assert list(scores) == ids[:4]
+
+    def one(i: int, j: int) -> float:
+        img = torch.from_numpy(np.stack([cases.images[i], anchors.images[j]]))
+        lab = torch.from_numpy(np.stack([cases.masks[i], anchors.masks[j]]).astype(np.int64))
+        mask = torch.nn.functional.one_hot(lab, 4).movedim(-1, 1).float()
+        c = torch.tensor([[int(cat[i, 0])], [0]])
+        with torch.no_grad():
+            return float(loaded(img, mask, c, torch.zeros(2, 0)).score[0])
+
+    assert scores[ids[1]] == pytest.approx((one(1, 0) + one(1, 1)) / 2, abs=1e-6)
+    assert len(set(scores.values())) == 4  # cases are told apart
+    again = discriminator_scores(
+        loaded, Cases(ids[3:4], cases.images[3:4], cases.masks[3:4]), cat[3:4], cont[3:4],
+        anchors, a_cat, a_cont,
+    )  # fmt: skip
+    assert again[ids[3]] == pytest.approx(scores[ids[3]], abs=1e-6)  # alone or in a list: alike
+    with pytest.raises(GliomagenError, match="condition rows"):
+        discriminator_scores(loaded, cases, cat[:2], cont, anchors, a_cat, a_cont)
+    with pytest.raises(GliomagenError, match="anchor"):
+        discriminator_scores(
+            loaded,
+            cases,
+            cat,
+            cont,
+            Cases([], anchors.images[:0], anchors.masks[:0]),
+            a_cat[:0],
+            a_cont,
+        )
+    train = Cases(ids[:2], cases.images[:2], cases.masks[:2])
+    held = Cases(ids[2:4], cases.images[2:4], cases.masks[2:4])
+    rep = privacy_report(train, held, anchors, d_scores=scores)
+    assert rep["membership"]["attacks"]["d_score"]["n_members"] == 2

@@ -420,3 +420,58 @@ def probe_features(probe: Callable[[torch.Tensor], torch.Tensor], batch_size: in
         return np.concatenate(out)
 
     return embed
+
+
+def discriminator_scores(
+    D: Callable[..., Any],
+    cases: Cases,
+    cat: np.ndarray,
+    cont: np.ndarray,
+    anchors: Cases,
+    anchor_cat: np.ndarray,
+    anchor_cont: np.ndarray,
+) -> dict[str, float]:
+    """The trained discriminator's realness score of each real case (the ``d_scores`` of
+    :func:`privacy_report`).
+
+    D's minibatch-standard-deviation layer judges a case together with its group, so each case is
+    scored in a pair with every anchor case in turn (anchors: cases that are neither members nor
+    non-members, e.g. the large cohort's training cases) and its scores are averaged: every case
+    is judged alike.
+
+    Args:
+        D: a full-volume discriminator (:func:`gliomagen.models.loading.load_discriminator`):
+            ``D(images, one-hot masks, cat, cont).score``.
+        cases: the cases to score (store intensities, labels 0-3).
+        cat / cont: ``[N, n_cat]`` / ``[N, n_cont]`` their encoded conditions.
+        anchors, anchor_cat, anchor_cont: the anchor cases and their encoded conditions.
+
+    Returns:
+        ``{case id: mean score}``.
+
+    Raises:
+        GliomagenError: no anchor, or conditions that do not match the cases.
+    """
+    if len(anchors) < 1:
+        raise GliomagenError("d_scores: needs at least one anchor case")
+    if len(cat) != len(cases) or len(cont) != len(cases):
+        raise GliomagenError(f"d_scores: {len(cat)} condition rows for {len(cases)} cases")
+
+    def onehot(labels: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.asarray(labels, np.int64)).clamp(0, 3)
+        return torch.nn.functional.one_hot(t, 4).movedim(-1, 1).float()
+
+    scores: dict[str, float] = {}
+    with torch.no_grad():
+        for i, cid in enumerate(cases.ids):
+            total = 0.0
+            for j in range(len(anchors)):
+                img = torch.from_numpy(
+                    np.stack([cases.images[i], anchors.images[j]]).astype(np.float32)
+                )
+                mask = onehot(np.stack([cases.masks[i], anchors.masks[j]]))
+                c = torch.from_numpy(np.stack([cat[i], anchor_cat[j]]).astype(np.int64))
+                x = torch.from_numpy(np.stack([cont[i], anchor_cont[j]]).astype(np.float32))
+                total += float(D(img, mask, c, x).score.reshape(-1)[0])
+            scores[cid] = total / len(anchors)
+    return scores

@@ -47,9 +47,15 @@ def flagged_ids(report: Any) -> Iterator[str]:
             yield from flagged_ids(v)
 
 
-def privacy_section(data: BenchmarkData, sources: Sequence[str]) -> dict[str, Any]:
+def privacy_section(
+    data: BenchmarkData,
+    sources: Sequence[str],
+    d_scores: Mapping[str, Mapping[str, float]] | None = None,
+) -> dict[str, Any]:
     """``{"available", "why", "train", "heldout", "sources": {source: {"pool", "report",
-    "flagged", "text"}}, "text"}`` for every source with a pool in ``data``."""
+    "flagged", "text"}}, "text"}`` for every source with a pool in ``data``; ``d_scores``: per
+    source, its generator's discriminator score of each member and held-out case (adds the
+    attack through D's score, :func:`gliomagen.evaluation.privacy.discriminator_scores`)."""
     if privacy is None:
         why = "gliomagen.evaluation.privacy is not in this version of gliomagen"
         return {"available": False, "why": why, "sources": {}, "text": f"not computed: {why}"}
@@ -68,7 +74,10 @@ def privacy_section(data: BenchmarkData, sources: Sequence[str]) -> dict[str, An
         pool = largest_pool(data.index, source)
         if pool is None:
             continue
-        rep = privacy.privacy_report(train, held, _cases(data, pool), members=members)
+        scores = (d_scores or {}).get(source)
+        rep = privacy.privacy_report(
+            train, held, _cases(data, pool), d_scores=scores, members=members
+        )
         text = privacy.format_privacy(rep)
         flagged = sorted(set(flagged_ids(rep)))
         out["sources"][source] = {"pool": pool, "report": rep, "flagged": flagged, "text": text}

@@ -14,7 +14,7 @@ import torch
 from gliomagen.config import Config, from_dict
 from gliomagen.data.conditions import ConditionSchema
 from gliomagen.io.checkpoint import load_checkpoint
-from gliomagen.models import build_generator
+from gliomagen.models import build_discriminator, build_generator
 
 
 def load_generator(
@@ -46,3 +46,23 @@ def load_generator(
     if ckpt.get("parent"):
         meta["parent"] = dict(ckpt["parent"])
     return G, schema, config, meta
+
+
+def load_discriminator(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, ConditionSchema, Config]:
+    """Rebuild the trained discriminator from a checkpoint (e.g. for the membership attack
+    through D's score, :func:`gliomagen.evaluation.privacy.discriminator_scores`).
+
+    Returns:
+        ``(D, schema, config)``: D in eval mode without gradients, the conditioning schema and the
+        resolved configuration.
+    """
+    ckpt = load_checkpoint(path)
+    config = from_dict(ckpt["config"], source=str(path))
+    schema = ConditionSchema.from_dict(ckpt["schema"])
+    size, n_mod = [int(s) for s in ckpt["size"]], int(ckpt["n_modalities"])
+    D = build_discriminator(config, schema, size, n_mod)
+    D.load_state_dict(ckpt["D"])
+    D.to(device).eval().requires_grad_(False)
+    return D, schema, config
