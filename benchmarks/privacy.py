@@ -6,7 +6,7 @@ training case, ``--multiple`` x n cases, seed 1000; cached beside the benchmark'
 then run the benchmark's privacy section: closest-training distances against the held-out SSA test
 cases' (images, masks, both) and the membership attack on the n SSA training cases; with
 ``--d-score`` also the attack through the checkpoint's discriminator (its score of each member and
-held-out case, each paired with 4 of the large cohort's training cases). ``--folder``
+held-out case, each paired with 4 of the large cohort's training cases; full-volume models). ``--folder``
 adds already generated cohorts (e.g. the stand-in). Prints one line per cohort and writes JSON.
 
 Usage (after ``benchmarks/utility.py --out OUT`` has built ``OUT/work``)::
@@ -24,13 +24,10 @@ from typing import Any
 
 import torch
 
-from gliomagen.evaluation import privacy
 from gliomagen.evaluation.utility_data import load_benchmark_data
-from gliomagen.evaluation.utility_privacy import privacy_section
+from gliomagen.evaluation.utility_privacy import discriminator_attack_scores, privacy_section
 from gliomagen.io.atomic import write_text
 from gliomagen.io.checkpoint import resolve_checkpoint
-from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
-from gliomagen.models.loading import load_discriminator
 from utility import synthetic_cohort  # benchmarks/utility.py (this script's folder is on sys.path)
 
 
@@ -52,26 +49,6 @@ def _cohort(work: Path, ckpt: str, anatomy: list[str], n: int, k: int) -> Path:
     order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()]
     opts = argparse.Namespace(multiples=[k], device="cpu", anatomy_from=anatomy)
     return synthetic_cohort(work, Path(ckpt), work / f"generator-store-n{n}", order, n, opts)
-
-
-def _d_scores(ckpt: str, data: Any) -> dict[str, float]:
-    """The checkpoint's discriminator score of each scarce training case and held-out case."""
-    D, schema, _ = load_discriminator(resolve_checkpoint(Path(ckpt)))
-    if isinstance(D, HierarchicalDiscriminator):
-        raise SystemExit(f"error: --d-score: {ckpt} is hierarchical (its D judges sub-volumes); full-volume models only")
-
-    def pick(refs: list[Any]) -> tuple[Any, Any, Any]:
-        rows = [{k: r.row[k] for k in schema.names if k in r.row} for r in refs]
-        cat, cont = schema.encode_many(rows)
-        idx = [data.bank.ids.index(r.case_id) for r in refs]
-        return privacy.Cases([data.bank.ids[i] for i in idx], data.bank.images[idx].astype("float32"),
-                             data.bank.labels[idx].astype("int64")), cat, cont  # fmt: skip
-
-    anchors = pick(data.pools["large"][:4])
-    scores: dict[str, float] = {}
-    for refs in (data.pools["real"], data.heldout):
-        scores.update(privacy.discriminator_scores(D, *pick(refs), *anchors))
-    return scores
 
 
 def _summary(rep: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +79,9 @@ def main() -> None:
                                    multiples=(args.multiple,))  # fmt: skip
         d_scores = None
         if args.d_score and ckpt is not None:
-            d_scores = {"synthetic": scored.setdefault(ckpt, _d_scores(ckpt, data))}
+            if ckpt not in scored:
+                scored[ckpt] = discriminator_attack_scores(data, resolve_checkpoint(Path(ckpt)))
+            d_scores = {"synthetic": scored[ckpt]}
         rep = privacy_section(data, ["synthetic"], d_scores)["sources"]["synthetic"]["report"]
         results[name] = s = _summary(rep)
         m = s["membership"]

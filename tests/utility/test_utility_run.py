@@ -165,3 +165,52 @@ def test_the_real_only_segmenter_learns_the_tiny_cohort(tiny_real: Path, tmp_pat
     assert s["WT"]["hd95"]["mean"] < 6.0  # mm, at 2 mm voxels
     assert rep["convergence"]["real"]["curve"]["step"] == [0, 20, 40, 60]
     assert "synthetic" not in rep["realism"]
+
+
+def _d_checkpoint(store: Path, folder: Path, hierarchical: bool = False) -> Path:
+    """A real checkpoint with a tiny discriminator on ``store``'s grid and conditions."""
+    from gliomagen.config import resolve_config, to_dict
+    from gliomagen.data.store import open_store
+    from gliomagen.io.checkpoint import FORMAT_VERSION, save_checkpoint
+    from gliomagen.models import build_discriminator, build_generator
+
+    ds = open_store(store)
+    size = [int(s) for s in ds.size]
+    cfg = resolve_config("demo-cpu")
+    m = cfg.model
+    m.d_channels, m.d_max_channels, m.g_channels, m.g_max_channels = 4, 8, 4, 8
+    cfg.data.size = size
+    torch.manual_seed(0)
+    D = build_discriminator(cfg, ds.schema, size)
+    G = build_generator(cfg, ds.schema, size)
+    state = {
+        "format_version": FORMAT_VERSION, "step": 0, "images_seen": 0, "G": G.state_dict(),
+        "G_ema": G.state_dict(), "D": D.state_dict(), "config": to_dict(cfg),
+        "schema": ds.schema.to_dict(), "store_meta": {}, "size": size, "n_modalities": 4,
+    }  # fmt: skip
+    return save_checkpoint(state, folder)
+
+
+def test_the_attack_through_the_discriminator_score(
+    tiny_real: Path, tiny_synthetic: Path, tmp_path: Path
+) -> None:
+    """--discriminator: the privacy report gets the d_score attack, members the n scarce training
+    cases, non-members the held-out ones; without a synthetic cohort the CLI refuses it."""
+    torch.set_num_threads(1)
+    ckpt = _d_checkpoint(tiny_real, tmp_path / "run")
+    rep = run_utility(tiny_real, tiny_synthetic, "SSA", tmp_path / "o", arms=["real", "real+synthetic"],
+                      seeds=(0,), discriminator=ckpt, **FAST)  # fmt: skip
+    report = rep["privacy"]["sources"]["synthetic"]["report"]
+    attack = report["membership"]["attacks"]["d_score"]
+    assert attack["n_members"] == 4 and attack["n_nonmembers"] == 1
+    assert 0.0 <= attack["auc"] <= 1.0 and attack["score"] == "the discriminator's score"
+    assert "d_score" in rep["privacy"]["text"]
+    from typer.testing import CliRunner
+
+    from gliomagen.cli import app
+
+    res = CliRunner().invoke(
+        app, ["utility", "--real", str(tiny_real), "--out", str(tmp_path / "c"),
+              "--discriminator", str(ckpt)],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "--discriminator: needs --synthetic" in res.output

@@ -88,6 +88,13 @@ _OUTPUTS = typer.Option(
     "--outputs",
     help="regions (WT/TC/ET sigmoids, Dice + BCE: BraTS region-based) or labels (4-class softmax).",
 )
+_DISCRIMINATOR = typer.Option(
+    None,
+    "--discriminator",
+    help="The checkpoint (or RUN folder) of the generator that made --synthetic: the privacy "
+    "report adds the membership attack through its discriminator's score of the scarce training "
+    "and held-out cases (full-volume models).",
+)
 _LR = typer.Option(2e-3, "--lr", help="Adam learning rate.")
 _INIT_FILTERS = typer.Option(8, "--init-filters", help="Width of the network's first level.")
 
@@ -120,6 +127,7 @@ def utility(
     jobs: int = _JOBS,
     threads: int | None = _THREADS,
     outputs: str = _OUTPUTS,
+    discriminator: Path = _DISCRIMINATOR,
     quiet: bool = quiet_option(),
 ) -> None:
     """Train a segmenter in matched arms (real, +large, large-then-real, synthetic mixes), choose
@@ -133,6 +141,15 @@ def utility(
         raise GliomagenError(f"--synthetic {synthetic}: no such folder")
     if real_cases is not None and not real_cases.is_file():
         raise GliomagenError(f"--real-cases {real_cases}: no such file")
+    if discriminator is not None:
+        if synthetic is None:
+            raise GliomagenError(
+                "--discriminator: needs --synthetic (the cohort its generator made)"
+            )
+        if not discriminator.exists():
+            raise GliomagenError(
+                f"--discriminator {discriminator}: no such checkpoint or run folder"
+            )
     if init_filters < 1:
         raise GliomagenError(f"--init-filters {init_filters}: must be at least 1")
     report = run_utility(
@@ -158,6 +175,7 @@ def utility(
         jobs=jobs,
         threads=threads,
         outputs=outputs,
+        discriminator=discriminator,
         progress=not quiet,
     )
     typer.echo(format_table(report))

@@ -69,7 +69,7 @@ from gliomagen.evaluation.utility_data import (
     synthetic_store,
 )
 from gliomagen.evaluation.utility_html import write_outputs
-from gliomagen.evaluation.utility_privacy import privacy_section
+from gliomagen.evaluation.utility_privacy import discriminator_attack_scores, privacy_section
 from gliomagen.evaluation.utility_report import assemble_report, format_table
 from gliomagen.evaluation.utility_runs import run_all
 from gliomagen.evaluation.utility_stats import N_BOOT
@@ -158,6 +158,7 @@ def run_utility(
     n_boot: int = N_BOOT,
     write: bool = True,
     outputs: str = "regions",
+    discriminator: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the downstream segmentation benchmark (see the module docstring).
 
@@ -196,6 +197,9 @@ def run_utility(
         write: write ``utility.json``, ``utility.png`` and ``index.html`` into ``out``.
         outputs: ``regions`` (3 sigmoid outputs WT/TC/ET, Dice + BCE per region: the BraTS
             region-based recipe) or ``labels`` (4 softmax classes, Dice + cross-entropy).
+        discriminator: the checkpoint of the generator that made ``synthetic``: the privacy
+            report adds the membership attack through its discriminator's score (full-volume
+            models; :func:`~gliomagen.evaluation.utility_privacy.discriminator_attack_scores`).
 
     Returns:
         Everything written to ``utility.json``.
@@ -234,7 +238,10 @@ def run_utility(
         "threads": threads or torch.get_num_threads(), "n_boot": n_boot, **_data_config(data, opts),
     }  # fmt: skip
     clinical = {k: (Path(v) / "clinical.csv") for k, v in (("synthetic", synthetic), ("stand-in", stand_in)) if v}
-    priv = privacy_section(data, list(data.sources)) if data.sources else None
+    d_scores = None
+    if discriminator is not None and "synthetic" in data.sources:
+        d_scores = {"synthetic": discriminator_attack_scores(data, discriminator)}
+    priv = privacy_section(data, list(data.sources), d_scores) if data.sources else None
     report = assemble_report(config, data, results, pre, lesion=lesion_metrics_status(),
                              privacy=priv, clinical=clinical, n_boot=n_boot)  # fmt: skip
     if write:

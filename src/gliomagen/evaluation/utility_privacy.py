@@ -12,12 +12,14 @@ cohorts apart instead of members from non-members. The report lists the syntheti
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.utility_arms import largest_pool
-from gliomagen.evaluation.utility_data import BenchmarkData
+from gliomagen.evaluation.utility_data import BenchmarkData, CaseRef
 from gliomagen.evaluation.utility_train import optional_module
 
 # TODO(lead): a plain import once gliomagen.evaluation.privacy is merged.
@@ -45,6 +47,61 @@ def flagged_ids(report: Any) -> Iterator[str]:
     elif isinstance(report, list | tuple):
         for v in report:
             yield from flagged_ids(v)
+
+
+D_ANCHORS = 4  # large-cohort training cases each scored case is paired with (D's mbstd group)
+
+
+def discriminator_attack_scores(data: BenchmarkData, checkpoint: str | Path) -> dict[str, float]:
+    """The discriminator score of each scarce training case (the members) and each held-out case,
+    from the checkpoint of the generator that made the synthetic cohort (the attack through D's
+    score); each case paired with the first :data:`D_ANCHORS` large-cohort training cases.
+
+    Raises:
+        GliomagenError: a hierarchical checkpoint (its D judges sub-volumes at fixed positions),
+            no large-cohort case to pair with, or labels the checkpoint does not know.
+    """
+    import torch
+
+    from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
+    from gliomagen.models.loading import load_discriminator
+
+    assert privacy is not None and data.bank is not None
+    D, schema, _ = load_discriminator(checkpoint)
+    if isinstance(D, HierarchicalDiscriminator):
+        raise GliomagenError(
+            f"--discriminator {checkpoint}: a hierarchical model; the attack through D's score "
+            "takes full-volume models only"
+        )
+    anchors = data.pools.get("large", [])[:D_ANCHORS]
+    if not anchors:
+        raise GliomagenError(
+            "--discriminator: needs large-cohort training cases to pair the scored cases with"
+        )
+    bank = data.bank
+    row_of = {cid: i for i, cid in enumerate(bank.ids)}
+
+    def cases(refs: Sequence[CaseRef]) -> tuple[Any, np.ndarray, np.ndarray]:
+        cat, cont = schema.encode_many(
+            [{k: r.row[k] for k in schema.names if k in r.row} for r in refs]
+        )
+        idx = [row_of[r.case_id] for r in refs]
+        return (
+            privacy.Cases(
+                [bank.ids[i] for i in idx],
+                bank.images[idx].astype(np.float32),
+                bank.labels[idx].astype(np.int64),
+            ),
+            cat,
+            cont,
+        )
+
+    pairs = cases(anchors)
+    scores: dict[str, float] = {}
+    with torch.no_grad():
+        for refs in (data.pools["real"], data.heldout):
+            scores.update(privacy.discriminator_scores(D, *cases(refs), *pairs))
+    return scores
 
 
 def privacy_section(
