@@ -96,3 +96,77 @@ def test_a_phase_adds_weight_times_value_of_its_terms() -> None:
         G, D, cfg, None, contextlib.nullcontext, [3], terms=[_Scale(cfg)]
     ).accumulate_gradients("G", mb, 1.0)
     assert "D/scale" not in g_stats
+
+
+def test_recon_exclude_codes_and_errors(fake_store, tiny_cfg) -> None:  # noqa: ANN001
+    from gliomagen.training.batches import excluded_codes
+
+    schema = fake_store(n=4).schema
+    assert excluded_codes(schema, []) == []
+    assert excluded_codes(schema, ["cohort=SSA"]) == [(0, 1)]
+    assert excluded_codes(schema, ["cohort=SSA", "grade=LGG"]) == [(0, 1), (1, 1)]
+    for bad, msg in (
+        ("cohort", "expected name=value"),
+        ("age=3", "'age' is not a categorical condition"),
+        ("wt_volume_ml=3", "not a categorical condition"),
+        ("cohort=AFR", "no such value"),
+    ):
+        with pytest.raises(GliomagenError, match=msg):
+            excluded_codes(schema, [bad])
+    cfg = tiny_cfg()
+    cfg.loss.recon_exclude = ["cohort=SSA"]
+    assert TrainingData(fake_store(n=4), cfg).recon_excluded == [(0, 1)]
+    cfg.loss.recon_exclude = ["cohort=XYZ"]
+    with pytest.raises(GliomagenError, match="loss.recon_exclude"):
+        TrainingData(fake_store(n=4), cfg)
+    with pytest.raises(GliomagenError, match="loss.recon_exclude"):  # no encoder to exclude from
+        resolve_config("demo-cpu", overrides=["loss.recon_exclude=[cohort=SSA]"])
+
+
+def test_an_excluded_case_is_no_reconstruction_target_but_keeps_its_kl(
+    fake_store, tiny_cfg
+) -> None:  # noqa: ANN001
+    """recon_exclude: the excluded case's reconstruction leaves the loss, its KL stays; the table
+    comes from the data through build_terms."""
+    cfg = resolve_config("default", overrides=[*SMALL, "loss.recon_exclude=[cohort=SSA]"])
+    data = TrainingData(fake_store(n=4), cfg)
+    (term,) = [t for t in build_terms(cfg, data) if t.name == "reconstruction"]
+    assert term.tables["recon_excluded"].tolist() == [[0, 1]]
+    assert term.targets(torch.tensor([[0, 0], [1, 0], [1, 1], [0, 1]])).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    schema = data.schema
+    torch.manual_seed(0)
+    G = build_generator(cfg, schema, (16, 16, 16))
+    D = build_discriminator(cfg, schema, (16, 16, 16))
+    net = StyleGANLoss(G, D, cfg, None, contextlib.nullcontext, [3], terms=[])
+    lab = torch.zeros(2, 16, 16, 16, dtype=torch.long)
+    lab[:, 6:10, 6:10, 6:10] = 2
+    n_cont = len(schema.continuous)
+    mb = MicroBatch(
+        real_img=torch.rand(2, 4, 16, 16, 16) * 2 - 1,
+        real_mask=torch.nn.functional.one_hot(lab, 4).movedim(-1, 1).float(),
+        real_cat=torch.tensor([[0, 0], [1, 0]]), real_cont=torch.zeros(2, n_cont), z=torch.randn(2, G.z_dim),
+        gen_cat=torch.tensor([[0, 0], [1, 0]]), gen_cont=torch.zeros(2, n_cont), noise_seeds=[1, 2],
+        enc_eps=torch.randn(2, G.z_dim), step=10_000,
+    )  # fmt: skip
+    plain_cfg = resolve_config("default", overrides=SMALL)
+    every = build_terms(plain_cfg, TrainingData(fake_store(n=4), plain_cfg))
+    (plain,) = [t for t in every if t.name == "reconstruction"]
+    with torch.no_grad():
+        l_plain, stats = plain.reconstruct(mb, net)
+        l_excl, _ = term.reconstruct(mb, net)
+    ce, dice, l1, kl = (stats[k] for k in ("G/recon_ce", "G/recon_dice", "G/recon_l1", "G/kl"))
+    assert float(l_plain) == pytest.approx(
+        float(plain.recon_weight * (ce + dice) + plain.recon_img_weight * l1 + plain.kl_weight * kl)
+        / 2,
+        rel=1e-5,
+    )
+    assert float(l_excl) < float(l_plain)  # the SSA case's reconstruction left the loss
+    mb_ssa = MicroBatch(**{**mb.__dict__, "real_cat": torch.tensor([[1, 0], [1, 1]])})
+    with torch.no_grad():
+        l_ssa, stats_ssa = term.reconstruct(mb_ssa, net)
+    assert float(l_ssa) == pytest.approx(float(term.kl_weight * stats_ssa["G/kl"]) / 2, rel=1e-5)

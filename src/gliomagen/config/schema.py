@@ -72,6 +72,9 @@ class LossConfig:
     kl_weight: float = 0.0  # VAE-GAN: KL(q(z|x) || N(0, I)), nats summed over z, mean over cases
     kl_warmup_steps: int = 0  # the KL weight ramps linearly from 0 to kl_weight over these steps
     # (KL annealing: a full KL weight from the start can switch the encoder off before it learns)
+    recon_exclude: list[str] = field(default_factory=list)  # categorical name=value (e.g.
+    # cohort=SSA): cases with it are never reconstruction targets (their KL stays), so the
+    # generator is not taught to rebuild those patients case by case
     presence_weight: float = 0.0  # tumour presence: in each of G's samples, the k voxels most
     # likely tumour should be tumour, k = presence_floor x the smallest training tumour with the
     # sample's condition code (hinge: zero once the sample has a tumour that large)

@@ -236,6 +236,11 @@ def _validate_combinations(cfg: Config) -> None:
             "reconstruction terms need model.encoder=true",
         ),
         (
+            not cfg.loss.recon_exclude or cfg.model.encoder,
+            "loss.recon_exclude",
+            "excludes cases from the VAE-GAN's reconstruction: needs model.encoder=true",
+        ),
+        (
             not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
             "model.encoder",
             "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",

@@ -84,6 +84,7 @@ class TrainingData:
                 f"{name}: no case of this split has a tumour mask; training needs masks"
             )
         self.n_skipped = len(store) - len(self.train_index)
+        self.recon_excluded = excluded_codes(self.schema, getattr(cfg.loss, "recon_exclude", []))
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -134,6 +135,36 @@ class TrainingData:
                 labels.append(low_mask.argmax(1).to(torch.uint8))
             cache[factor] = (torch.cat(imgs), torch.cat(labels))
         return cache[factor]
+
+
+def excluded_codes(schema: ConditionSchema, items: list[str]) -> list[tuple[int, int]]:
+    """``loss.recon_exclude``'s ``name=value`` items as ``(categorical column, code)`` pairs of
+    ``schema`` (the model's conditions).
+
+    Raises:
+        GliomagenError: an item that is not ``name=value``, a name that is not a categorical
+            condition of the model, or a value it does not have.
+    """
+    cats = [f.name for f in schema.categorical]
+    out = []
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if not sep or not name or not value:
+            raise GliomagenError(
+                f"loss.recon_exclude: {item!r}: expected name=value, e.g. cohort=SSA"
+            )
+        if name not in cats:
+            raise GliomagenError(
+                f"loss.recon_exclude: {name!r} is not a categorical condition of the model "
+                f"(it has: {', '.join(cats) or 'none'})"
+            )
+        field = schema.categorical[cats.index(name)]
+        if value not in field.categories:
+            raise GliomagenError(
+                f"loss.recon_exclude: {name}={value}: no such value (it has: {', '.join(map(str, field.categories))})"
+            )
+        out.append((cats.index(name), int(field.encode(value))))
+    return out
 
 
 class StackedItems(NamedTuple):

@@ -74,6 +74,7 @@ class Term(ABC):
     name: ClassVar[str]
     phase: ClassVar[str] = "G"
     needs: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()  # tables the term reads when the data gives them
     weight_key: ClassVar[str]  # the configuration key that switches the term on
 
     def __init__(self, cfg: Any, tables: Mapping[str, torch.Tensor | None] | None = None) -> None:
@@ -86,6 +87,10 @@ class Term(ABC):
                     f"{self.weight_key} needs a categorical condition (data.conditions has none)"
                 )
             self.tables[need] = table
+        for name in self.optional:
+            table = (tables or {}).get(name)
+            if table is not None:
+                self.tables[name] = table
 
     @classmethod
     def weight_of(cls, cfg: Any) -> float:

@@ -5,6 +5,8 @@ by voxel: cross-entropy plus MONAI's soft Dice of the mask (``loss.recon_weight`
 images (``loss.recon_img_weight``, per mask class with ``loss.recon_img_balanced``), and
 ``KL(q(z | x) || N(0, I))`` (``loss.kl_weight``, ramped from 0 over ``loss.kl_warmup_steps``).
 The three parts carry their own weights; the term's own weight is 1 when G has an encoder.
+Cases with a ``loss.recon_exclude`` condition (e.g. ``cohort=SSA``) keep their KL but are no
+reconstruction target: the generator is never taught to rebuild those patients case by case.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class ReconstructionTerm(Term):
 
     name: ClassVar[str] = "reconstruction"
     weight_key: ClassVar[str] = "model.encoder"
+    optional: ClassVar[tuple[str, ...]] = ("recon_excluded",)
 
     def __init__(self, cfg: Any, tables: Any = None) -> None:
         super().__init__(cfg, tables)
@@ -75,7 +78,9 @@ class ReconstructionTerm(Term):
         l1 = self.image_l1(img.float(), real_img, real_mask)  # [n]
         kl = kl_standard_normal(mu, logvar)  # [n]
         kl_w = self.kl_weight * self.kl_scale(mb.step)
-        loss = (self.recon_weight * (ce + dice) + self.recon_img_weight * l1 + kl_w * kl).mean()
+        keep = self.targets(mb.real_cat).to(ce.dtype)  # [n] 1 = a reconstruction target
+        recon = self.recon_weight * (ce + dice) + self.recon_img_weight * l1
+        loss = (keep * recon + kl_w * kl).mean()
         stats = {
             "G/recon_ce": ce.detach().sum(),
             "G/recon_dice": dice.detach().sum(),
@@ -83,6 +88,14 @@ class ReconstructionTerm(Term):
             "G/kl": kl.detach().sum(),
         }
         return loss, stats
+
+    def targets(self, cat: torch.Tensor) -> torch.Tensor:
+        """``[n]`` bool: which cases of a micro-batch (categorical codes ``cat [n, n_cat]``) are
+        reconstruction targets (none of the ``loss.recon_exclude`` codes)."""
+        keep = torch.ones(cat.shape[0], dtype=torch.bool, device=cat.device)
+        for col, code in self.tables.get("recon_excluded", torch.zeros(0, 2)).long().tolist():
+            keep &= cat[:, col] != code
+        return keep
 
     def image_l1(
         self, img: torch.Tensor, real_img: torch.Tensor, real_mask: torch.Tensor

@@ -40,7 +40,7 @@ def build_terms(
     """
     source: Any = MaskTables(data) if data is not None else (tables or {})
     return [
-        cls(cfg, {need: source.get(need) for need in cls.needs})
+        cls(cfg, {need: source.get(need) for need in (*cls.needs, *cls.optional)})
         for cls in TERMS.values()
         if cls.weight_of(cfg) > 0
     ]

@@ -35,7 +35,7 @@ class MaskTables:
         data: the training data (its ``train_index`` cases and their categorical codes).
     """
 
-    NAMES = ("tumour_floor", "focal_floor")
+    NAMES = ("tumour_floor", "focal_floor", "recon_excluded")
 
     def __init__(self, data: TrainingData) -> None:
         self.data = data
@@ -46,6 +46,12 @@ class MaskTables:
             raise KeyError(f"no mask table {name!r}; known: {', '.join(self.NAMES)}")
         table: torch.Tensor = getattr(self, name)()
         return table
+
+    def recon_excluded(self) -> torch.Tensor:
+        """``[k, 2]`` long: the ``(categorical column, code)`` pairs of ``loss.recon_exclude``
+        (:attr:`TrainingData.recon_excluded`; no mask is read)."""
+        pairs = getattr(self.data, "recon_excluded", [])
+        return torch.tensor(pairs, dtype=torch.long).reshape(len(pairs), 2)
 
     @functools.cached_property
     def _case_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
