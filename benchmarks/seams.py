@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,11 @@ def _parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main() -> None:
     args = _parse()
     torch.set_num_threads(args.threads)
@@ -54,18 +60,15 @@ def main() -> None:
     G = source.G
     syn = G.synthesis
     if not isinstance(syn, HierarchicalSynthesis):
-        raise SystemExit(
-            f"error: {args.checkpoint}: not a hierarchical model (a full-volume model renders "
-            "one box: it has no tiles)"
+        _fail(
+            f"{args.checkpoint}: not a hierarchical model (a full-volume model renders one box: no tiles)"
         )
     side, tile = syn.size[0], int(args.tile or syn.sub_volume)
     if tile % syn.factor or not syn.factor <= tile < side:
-        raise SystemExit(
-            f"error: --tile {tile}: must be a multiple of {syn.factor} below the grid side {side}"
-        )
+        _fail(f"--tile {tile}: must be a multiple of {syn.factor} below the grid side {side}")
     table = case_table(G, source.schema)
     if table is None:
-        raise SystemExit(f"error: {args.checkpoint}: the checkpoint holds no training conditions")
+        _fail(f"{args.checkpoint}: the checkpoint holds no training conditions")
     cat, cont = table.cat.numpy(), table.cont.numpy()
     planes = tile_border_planes(tile_corners(side, tile, 0, syn.factor), tile, side)
     borders = [planes] * 3

@@ -214,3 +214,12 @@ def test_the_attack_through_the_discriminator_score(
               "--discriminator", str(ckpt)],
     )  # fmt: skip
     assert res.exit_code == 2 and "--discriminator: needs --synthetic" in res.output
+    from gliomagen.errors import GliomagenError
+    from gliomagen.evaluation.utility_data import load_benchmark_data
+    from gliomagen.evaluation.utility_privacy import discriminator_attack_scores
+
+    data = load_benchmark_data(tiny_real, tiny_synthetic, "SSA", cache_dir=tmp_path / "cache")
+    assert set(discriminator_attack_scores(data, ckpt)) == {r.case_id for r in (*data.pools["real"], *data.heldout)}
+    data.size = (8, 8, 8)  # another grid than the checkpoint's: one line naming the option
+    with pytest.raises(GliomagenError, match="--discriminator .* trained on a 16x16x16 grid"):
+        discriminator_attack_scores(data, ckpt)

@@ -59,7 +59,8 @@ def discriminator_attack_scores(data: BenchmarkData, checkpoint: str | Path) -> 
 
     Raises:
         GliomagenError: a hierarchical checkpoint (its D judges sub-volumes at fixed positions),
-            no large-cohort case to pair with, or labels the checkpoint does not know.
+            another grid than the store's, no large-cohort case to pair with, or labels the
+            checkpoint does not know.
     """
     import torch
 
@@ -72,6 +73,12 @@ def discriminator_attack_scores(data: BenchmarkData, checkpoint: str | Path) -> 
         raise GliomagenError(
             f"--discriminator {checkpoint}: a hierarchical model; the attack through D's score "
             "takes full-volume models only"
+        )
+    size: tuple[int, ...] = tuple(getattr(D, "size", ()))
+    if size != tuple(data.size):
+        raise GliomagenError(
+            f"--discriminator {checkpoint}: trained on a {'x'.join(map(str, size))} grid, the "
+            f"store's is {'x'.join(map(str, data.size))}"
         )
     anchors = data.pools.get("large", [])[:D_ANCHORS]
     if not anchors:
