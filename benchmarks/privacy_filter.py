@@ -27,7 +27,7 @@ import torch
 from gliomagen.evaluation import privacy
 from gliomagen.evaluation.utility_arms import largest_pool
 from gliomagen.evaluation.utility_data import load_benchmark_data
-from gliomagen.evaluation.utility_privacy import _cases
+from gliomagen.evaluation.utility_privacy import group_cases
 from gliomagen.io.atomic import write_json
 from utility import synthetic_cohort  # benchmarks/utility.py (this script's folder is on sys.path)
 
@@ -60,8 +60,8 @@ def main() -> None:
     data = load_benchmark_data(store, folder, "SSA", cache_dir=args.work, real_cases=order[: args.n],
                                multiples=(args.multiple,), needs_val=True)  # fmt: skip
     assert data.bank is not None
-    train, val, held = _cases(data, "real+large"), _cases(data, "val"), _cases(data, "heldout")
-    pool = _cases(data, largest_pool(data.index, "synthetic"))
+    train, val, held = group_cases(data, "real+large"), group_cases(data, "val"), group_cases(data, "heldout")
+    pool = group_cases(data, largest_pool(data.index, "synthetic"))
     members = [data.bank.ids[i] for i in data.index["real"]]
     ref = privacy.privacy_report(train, val, pool)  # every candidate's distances; val the reference
     results: dict[str, Any] = {}

@@ -108,45 +108,58 @@ def near_planes(borders: Sequence[int], size: int, reach: int = 3) -> list[int]:
     return sorted(p for p in near - chosen if 0 < p < size)
 
 
+def case_seams(
+    volume: np.ndarray,
+    borders: Sequence[Sequence[int]],
+    region: np.ndarray | None = None,
+    reach: int = 3,
+) -> tuple[float, float, float]:
+    """One case's mean steps ``(across the borders, across the other planes, across the planes
+    within ``reach`` of a border)`` (:func:`seam_steps`, :func:`near_planes`)."""
+    size = np.asarray(volume).shape[-3:]
+    near = [near_planes(b, n, reach) for b, n in zip(borders, size, strict=True)]
+    found = seam_steps(volume, borders, region)
+    return found["border"], found["other"], _mean_step(volume, near, region)
+
+
 def cohort_seams(
     cases: Iterable[tuple[np.ndarray, np.ndarray | None]],
     borders: Sequence[Sequence[int]],
     reach: int = 3,
 ) -> dict[str, Any]:
-    """Seams over a cohort: per case :func:`seam_steps` against all other planes and against
-    the planes near the borders (:func:`near_planes`), then their means.
+    """Seams over a cohort: :func:`seam_summary` of each case's :func:`case_seams`.
 
     Args:
         cases: ``(volume [C, D, H, W], region [D, H, W] or None)`` per case, e.g. a tiled
             rendering and its brain; consumed one at a time (a generator keeps memory flat).
         borders: per spatial axis, the border planes.
         reach: planes within this many voxels of a border make the local comparison.
+    """
+    return seam_summary([case_seams(v, borders, r, reach) for v, r in cases])
+
+
+def seam_summary(steps: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
+    """The means over cases of their :func:`case_seams`.
 
     Returns:
         ``{"n", "border", "other", "ratio", "near", "ratio_near", "fraction_border_le_other",
-        "passes"}``: means over the cases (``ratio`` = mean border / mean other); ``passes``: the
-        mean step across borders is no larger than across the other planes (issue 23's criterion).
+        "passes"}`` (``ratio`` = mean border / mean other); ``passes``: the mean step across
+        borders is no larger than across the other planes (issue 23's criterion).
 
     Raises:
         ValueError: no case.
     """
-    per = []
-    for vol, region in cases:
-        size = np.asarray(vol).shape[-3:]
-        near = [near_planes(b, n, reach) for b, n in zip(borders, size, strict=True)]
-        found = seam_steps(vol, borders, region)
-        per.append((found["border"], found["other"], _mean_step(vol, near, region)))
-    if not per:
+    if not steps:
         raise ValueError("cohort_seams: no case")
-    border, other, near_mean = (float(np.nanmean([p[k] for p in per])) for k in range(3))
+    border, other, near_mean = (float(np.nanmean([p[k] for p in steps])) for k in range(3))
     return {
-        "n": len(per),
+        "n": len(steps),
         "border": border,
         "other": other,
         "ratio": border / other if other > 0 else float("nan"),
         "near": near_mean,
         "ratio_near": border / near_mean if near_mean > 0 else float("nan"),
-        "fraction_border_le_other": float(np.mean([p[0] <= p[1] for p in per])),
+        "fraction_border_le_other": float(np.mean([p[0] <= p[1] for p in steps])),
         "passes": bool(border <= other),
     }
 
@@ -163,8 +176,10 @@ def _mean_step(
 
 
 __all__ = [
+    "case_seams",
     "cohort_seams",
     "near_planes",
+    "seam_summary",
     "plane_steps",
     "seam_steps",
     "tile_border_planes",

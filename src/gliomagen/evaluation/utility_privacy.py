@@ -19,16 +19,17 @@ import numpy as np
 
 from gliomagen.errors import GliomagenError
 from gliomagen.evaluation.utility_arms import largest_pool
-from gliomagen.evaluation.utility_data import BenchmarkData, CaseRef
+from gliomagen.evaluation.utility_data import BenchmarkData
 from gliomagen.evaluation.utility_train import optional_module
 
 # TODO(lead): a plain import once gliomagen.evaluation.privacy is merged.
 privacy = optional_module("gliomagen.evaluation.privacy")
 
 
-def _cases(data: BenchmarkData, group: str) -> Any:
+def group_cases(data: BenchmarkData, group: str, limit: int | None = None) -> Any:
+    """The cases of a group of ``data`` (its first ``limit``), as the privacy report takes them."""
     assert privacy is not None and data.bank is not None
-    rows = data.index[group]
+    rows = data.index[group][:limit]
     return privacy.Cases(
         ids=[data.bank.ids[i] for i in rows],
         images=data.bank.images[rows].astype(np.float32),  # [N, C, D, H, W]
@@ -62,8 +63,6 @@ def discriminator_attack_scores(data: BenchmarkData, checkpoint: str | Path) -> 
             another grid than the store's, no large-cohort case to pair with, or labels the
             checkpoint does not know.
     """
-    import torch
-
     from gliomagen.models.hierarchical_d import HierarchicalDiscriminator
     from gliomagen.models.loading import load_discriminator
 
@@ -80,34 +79,21 @@ def discriminator_attack_scores(data: BenchmarkData, checkpoint: str | Path) -> 
             f"--discriminator {checkpoint}: trained on a {'x'.join(map(str, size))} grid, the "
             f"store's is {'x'.join(map(str, data.size))}"
         )
-    anchors = data.pools.get("large", [])[:D_ANCHORS]
-    if not anchors:
+    if not data.pools.get("large"):
         raise GliomagenError(
             "--discriminator: needs large-cohort training cases to pair the scored cases with"
         )
-    bank = data.bank
-    row_of = {cid: i for i, cid in enumerate(bank.ids)}
 
-    def cases(refs: Sequence[CaseRef]) -> tuple[Any, np.ndarray, np.ndarray]:
-        cat, cont = schema.encode_many(
-            [{k: r.row[k] for k in schema.names if k in r.row} for r in refs]
-        )
-        idx = [row_of[r.case_id] for r in refs]
-        return (
-            privacy.Cases(
-                [bank.ids[i] for i in idx],
-                bank.images[idx].astype(np.float32),
-                bank.labels[idx].astype(np.int64),
-            ),
-            cat,
-            cont,
-        )
+    def group(name: str, limit: int | None = None) -> tuple[Any, np.ndarray, np.ndarray]:
+        """A group's cases (bank rows in the order of its case list) and encoded conditions."""
+        refs = (data.heldout if name == "heldout" else data.pools[name])[:limit]
+        rows = [{k: r.row[k] for k in schema.names if k in r.row} for r in refs]
+        return (group_cases(data, name, limit), *schema.encode_many(rows))
 
-    pairs = cases(anchors)
+    pairs = group("large", D_ANCHORS)
     scores: dict[str, float] = {}
-    with torch.no_grad():
-        for refs in (data.pools["real"], data.heldout):
-            scores.update(privacy.discriminator_scores(D, *cases(refs), *pairs))
+    for name in ("real", "heldout"):
+        scores.update(privacy.discriminator_scores(D, *group(name), *pairs))
     return scores
 
 
@@ -123,7 +109,7 @@ def privacy_section(
     if privacy is None:
         why = "gliomagen.evaluation.privacy is not in this version of gliomagen"
         return {"available": False, "why": why, "sources": {}, "text": f"not computed: {why}"}
-    train, held = _cases(data, "real+large"), _cases(data, "heldout")
+    train, held = group_cases(data, "real+large"), group_cases(data, "heldout")
     assert data.bank is not None
     members = [data.bank.ids[i] for i in data.index["real"]]  # the held-out cases' population
     out: dict[str, Any] = {
@@ -140,7 +126,7 @@ def privacy_section(
             continue
         scores = (d_scores or {}).get(source)
         rep = privacy.privacy_report(
-            train, held, _cases(data, pool), d_scores=scores, members=members
+            train, held, group_cases(data, pool), d_scores=scores, members=members
         )
         text = privacy.format_privacy(rep)
         flagged = sorted(set(flagged_ids(rep)))
