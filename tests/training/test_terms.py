@@ -170,3 +170,33 @@ def test_an_excluded_case_is_no_reconstruction_target_but_keeps_its_kl(
     with torch.no_grad():
         l_ssa, stats_ssa = term.reconstruct(mb_ssa, net)
     assert float(l_ssa) == pytest.approx(float(term.kl_weight * stats_ssa["G/kl"]) / 2, rel=1e-5)
+
+
+def test_recon_scarce_ratio_excludes_the_cohorts_far_smaller_than_the_largest(
+    fake_store, tiny_cfg
+) -> None:  # noqa: ANN001
+    from gliomagen.training.batches import scarce_cohort_codes
+
+    schema = fake_store(n=4).schema  # cohort: GLI = 0, SSA = 1 (column 0)
+    cat = torch.tensor([[0, 0]] * 60 + [[1, 0]] * 16)
+    codes, note = scarce_cohort_codes(schema, cat, 0.5)
+    assert codes == [(0, 1)]
+    assert "cohort GLI (60 cases)" in note and "SSA (16 cases) is learnt through D only" in note
+    assert scarce_cohort_codes(schema, cat, 0.0) == ([], "")
+    assert scarce_cohort_codes(schema, cat, 0.25)[0] == []  # 16 >= 0.25 x 60
+    codes, note = scarce_cohort_codes(schema, torch.tensor([[0, 0]] * 10 + [[1, 0]] * 6), 0.5)
+    assert codes == [] and "no cohort is scarce" in note
+    # one cohort only: it is the largest, never excluded
+    assert scarce_cohort_codes(schema, torch.tensor([[1, 0]] * 16), 0.9)[0] == []
+    cfg = tiny_cfg()
+    cfg.model.encoder = True
+    cfg.loss.recon_scarce_ratio = 0.9  # fake_store alternates GLI / SSA: equal counts
+    data = TrainingData(fake_store(n=5), cfg)  # GLI 3, SSA 2: 2 < 0.9 x 3
+    assert data.recon_excluded == [(0, 1)] and "SSA (2 cases)" in data.recon_note
+    cfg.loss.recon_exclude = ["cohort=SSA"]  # named as well: listed once
+    assert TrainingData(fake_store(n=5), cfg).recon_excluded == [(0, 1)]
+    for bad in ("loss.recon_scarce_ratio=1.5", "loss.recon_scarce_ratio=-0.1"):
+        with pytest.raises(GliomagenError, match="loss.recon_scarce_ratio"):
+            resolve_config("default", overrides=[bad])
+    with pytest.raises(GliomagenError, match="loss.recon_scarce_ratio"):  # no encoder
+        resolve_config("demo-cpu", overrides=["loss.recon_scarce_ratio=0.5"])

@@ -75,6 +75,9 @@ class LossConfig:
     recon_exclude: list[str] = field(default_factory=list)  # categorical name=value (e.g.
     # cohort=SSA): cases with it are never reconstruction targets (their KL stays), so the
     # generator is not taught to rebuild those patients case by case
+    recon_scarce_ratio: float = 0.0  # a value of the ``cohort`` condition with fewer training
+    # cases than this share of the largest cohort's is excluded as recon_exclude would (0: off;
+    # e.g. 0.5 keeps a 16-case site out of the reconstruction beside 60 public cases)
     presence_weight: float = 0.0  # tumour presence: in each of G's samples, the k voxels most
     # likely tumour should be tumour, k = presence_floor x the smallest training tumour with the
     # sample's condition code (hinge: zero once the sample has a tumour that large)

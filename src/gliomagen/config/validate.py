@@ -241,6 +241,16 @@ def _validate_combinations(cfg: Config) -> None:
             "excludes cases from the VAE-GAN's reconstruction: needs model.encoder=true",
         ),
         (
+            cfg.loss.recon_scarce_ratio == 0 or cfg.model.encoder,
+            "loss.recon_scarce_ratio",
+            "excludes cases from the VAE-GAN's reconstruction: needs model.encoder=true",
+        ),
+        (
+            0 <= cfg.loss.recon_scarce_ratio <= 1,
+            "loss.recon_scarce_ratio",
+            "must be in [0, 1]",
+        ),
+        (
             not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),
             "model.encoder",
             "an encoder needs loss.recon_weight or loss.recon_img_weight, and loss.kl_weight, > 0",

@@ -45,6 +45,9 @@ class TrainingData:
         n_modalities: image channels.
         train_index: store rows used for training (cases with a mask).
         cat / cont: ``[N_store, n_cat]`` long / ``[N_store, n_cont]`` float condition codes.
+        recon_excluded: ``(categorical column, code)`` pairs whose cases are no reconstruction
+            targets (``loss.recon_exclude`` and ``loss.recon_scarce_ratio``).
+        recon_note: the training log's line on ``loss.recon_scarce_ratio`` ("" when off).
     """
 
     def __init__(self, store: Any, cfg: Any, name: str = "store") -> None:
@@ -85,6 +88,10 @@ class TrainingData:
             )
         self.n_skipped = len(store) - len(self.train_index)
         self.recon_excluded = excluded_codes(self.schema, getattr(cfg.loss, "recon_exclude", []))
+        scarce, self.recon_note = scarce_cohort_codes(
+            self.schema, self.cat[self.train_index], getattr(cfg.loss, "recon_scarce_ratio", 0.0)
+        )
+        self.recon_excluded += [c for c in scarce if c not in self.recon_excluded]
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -165,6 +172,41 @@ def excluded_codes(schema: ConditionSchema, items: list[str]) -> list[tuple[int,
             )
         out.append((cats.index(name), int(field.encode(value))))
     return out
+
+
+def scarce_cohort_codes(
+    schema: ConditionSchema, cat: torch.Tensor, ratio: float
+) -> tuple[list[tuple[int, int]], str]:
+    """``loss.recon_scarce_ratio``: the values of the ``cohort`` condition whose training cases
+    number fewer than ``ratio`` x the largest cohort's, as ``(categorical column, code)`` pairs,
+    and a line for the training log saying which cohorts are reconstruction targets ("" when
+    the option is off or the model has no ``cohort`` condition).
+
+    Args:
+        schema: the model's conditions.
+        cat: ``[n, n_cat]`` categorical codes of the training cases.
+        ratio: the share (0: off).
+    """
+    cats = [f.name for f in schema.categorical]
+    if ratio <= 0 or "cohort" not in cats:
+        return [], ""
+    col = cats.index("cohort")
+    field = schema.categorical[col]
+    counts = torch.bincount(cat[:, col].long(), minlength=len(field.categories)).tolist()
+    largest = max(counts)
+    out = [(col, code) for code, c in enumerate(counts) if 0 < c < ratio * largest]
+    name = [f"{field.categories[k]} ({c} cases)" for k, c in enumerate(counts)]
+    kept = [name[k] for k, c in enumerate(counts) if c and (col, k) not in out]
+    if not out:
+        return [], (
+            f"loss.recon_scarce_ratio={ratio:g}: no cohort is scarce ({', '.join(kept)}); every "
+            "cohort is a reconstruction target"
+        )
+    return out, (
+        f"reconstruction targets: cohort {', '.join(kept)}; cohort {', '.join(name[k] for _, k in out)} "
+        f"is learnt through D only (loss.recon_scarce_ratio={ratio:g}: fewer training cases than "
+        f"{ratio:g} x the largest cohort's)"
+    )
 
 
 class StackedItems(NamedTuple):

@@ -116,7 +116,7 @@ class Trainer:
         self.monitor = RunMonitor(self.run_dir, enabled=self.dist.is_main)
         self.G, self.D, self.G_ema = build_networks(cfg, self.data, self.dist)
         # logged once the run folder exists
-        self._notes: list[str] = [self.data.grid_note] if self.data.grid_note else []
+        self._notes: list[str] = [n for n in (self.data.grid_note, self.data.recon_note) if n]
         self.parent: dict[str, Any] | None = None  # the --init checkpoint's record
         if init is not None:
             nets = (self.G, self.D, self.G_ema)
