@@ -121,6 +121,24 @@ def test_without_a_table_or_when_asked_fields_stay_unknown() -> None:
         fill_unset(s, plan, [0, 1], table(), "x")
 
 
+def test_blended_numbers_lie_between_two_donors_of_the_same_set_fields() -> None:
+    """blend=True: no drawn row repeats a training case's numbers; each lies between its donor's
+    and a second donor's (LGG stays at enhancing fraction 0; HGG ages within the HGG cases');
+    categories stay the donor's; the same seed gives the same row."""
+    seeds = list(range(40))
+    lgg = fill({"grade": "LGG"}, seeds, blend=True)
+    hgg = fill({"grade": "HGG"}, seeds, blend=True)
+    assert {r["enhancing_fraction"] for r in lgg.plan} == {0.0}
+    assert all(30.0 <= r["age"] <= 45.0 for r in lgg.plan)
+    assert all(60.0 <= r["age"] <= 75.0 and 0.3 <= r["enhancing_fraction"] <= 0.6 for r in hgg.plan)
+    ages = {t[2] for t in TRAINING}
+    assert not any(r["age"] in ages for r in hgg.plan + lgg.plan)  # the partner is another case
+    for row, d in zip(hgg.plan, hgg.donors, strict=True):
+        assert row["cohort"] == TRAINING[d][0]
+    assert fill({"grade": "HGG"}, [7], blend=True).plan == [hgg.plan[7]]
+    assert fill({"grade": "HGG"}, seeds).plan != hgg.plan  # off by default
+
+
 def test_drawn_numbers_are_what_clinical_csv_shows() -> None:
     f = schema()["enhancing_fraction"]
     assert donor_value(f, np.float32((0.0 - 0.2) / 0.2)) == 0.0  # not -1.49e-09 nor -0

@@ -41,6 +41,9 @@ from gliomagen.models.case_table import BANDWIDTH, MISMATCH_LOG, donor_log_weigh
 UNSET_MODES = ("drawn", "unknown")
 """``drawn``: unset fields from a training case given the set ones; ``unknown``: left unknown."""
 
+BLEND_STREAM = 4
+"""Stream of a case seed that draws its second donor and the blend (``blend=True``)."""
+
 DONOR_STREAM = 3
 """Stream of a case seed that draws its donor (``z`` is drawn by torch; a 2D slice's position
 uses stream 2, :func:`gliomagen.generation.slices2d.plan_slices`)."""
@@ -156,11 +159,39 @@ def draw_donors(
     Returns:
         ``N`` row indices into the table.
     """
+    probs = _donor_probs(cat, cont, cont_set, table)
+    return [int(donor_rng(seed).choice(len(p), p=p)) for p, seed in zip(probs, seeds, strict=True)]
+
+
+def draw_partners(
+    cat: np.ndarray, cont: np.ndarray, cont_set: np.ndarray, table: CaseTable,
+    seeds: Sequence[int], donors: Sequence[int],
+) -> list[tuple[int, float]]:  # fmt: skip
+    """Per request row a second donor, other than its first (``donors``), drawn with the same
+    weights as :func:`draw_donors`'s among the rest (the first again only when no other case has
+    weight), and a blend ``u ~ U(0, 1)`` (generator: stream :data:`BLEND_STREAM` of the case seed)."""
+    out = []
+    probs = _donor_probs(cat, cont, cont_set, table)
+    for p, seed, d in zip(probs, seeds, donors, strict=True):
+        rng = np.random.default_rng([int(seed) % (2**63), BLEND_STREAM])
+        rest = p.copy()
+        rest[d] = 0.0
+        if rest.sum() > 1e-12:
+            p = rest / rest.sum()
+        out.append((int(rng.choice(len(p), p=p)), float(rng.uniform())))
+    return out
+
+
+def _donor_probs(
+    cat: np.ndarray, cont: np.ndarray, cont_set: np.ndarray, table: CaseTable
+) -> list[np.ndarray]:
+    """Per request row the donor probabilities over the table's rows (computed once per distinct
+    row: the same weights whatever else is requested)."""
     probs: dict[bytes, np.ndarray] = {}
-    donors = []
-    for i, seed in enumerate(seeds):
+    out = []
+    for i in range(len(cat)):
         key = cat[i].tobytes() + cont[i].tobytes() + cont_set[i].tobytes()
-        if key not in probs:  # one row at a time: the same weights whatever else is requested
+        if key not in probs:
             logw = donor_log_weights(
                 torch.as_tensor(cat[i : i + 1]),
                 torch.as_tensor(cont[i : i + 1]),
@@ -171,8 +202,8 @@ def draw_donors(
             )  # [1, n]
             p = logw[0].exp().numpy()
             probs[key] = p / p.sum()
-        donors.append(int(donor_rng(seed).choice(len(probs[key]), p=probs[key])))
-    return donors
+        out.append(probs[key])
+    return out
 
 
 def donor_value(fld: ConditionField, code: float | int) -> Any:
@@ -192,6 +223,7 @@ def fill_unset(
     seeds: Sequence[int],
     table: CaseTable | None,
     unset: str = "drawn",
+    blend: bool = False,
 ) -> FilledPlan:
     """Fill each case's unset fields from a donor drawn given its set ones (module docstring).
 
@@ -202,6 +234,10 @@ def fill_unset(
         seeds: one seed per case.
         table: the model's training cases (:func:`case_table`), ``None`` when it has none.
         unset: ``drawn`` or ``unknown`` (leave unset fields unknown).
+        blend: each drawn number is the donor's blended with a second donor's (another training
+            case, drawn with the same weights), ``c1 + u (c2 - c1)`` in standardised codes, ``u ~
+            U(0, 1)`` (:func:`draw_partners`); a field either lacks keeps the donor's value.
+            Categories stay the donor's. So no row repeats a training case's numbers.
 
     Returns:
         The filled plan (new dicts; ``plan`` is not changed) and how each field was set.
@@ -224,9 +260,14 @@ def fill_unset(
         [[rows[i][f.name] is not None for f in schema.continuous] for i in todo], dtype=bool
     ).reshape(len(todo), len(schema.continuous))
     donors = draw_donors(cat, cont, cont_set, table, [seeds[i] for i in todo])
+    partners = draw_partners(cat, cont, cont_set, table, [seeds[i] for i in todo], donors) if blend else None
     names = [f.name for f in schema.categorical + schema.continuous]  # the table's column order
-    for i, d in zip(todo, donors, strict=True):
-        codes = dict(zip(names, table.cat[d].tolist() + table.cont[d].tolist(), strict=True))
+    for j, (i, d) in enumerate(zip(todo, donors, strict=True)):
+        nums = table.cont[d].tolist()
+        if partners is not None:
+            d2, u = partners[j]
+            nums = [a if a == 0.0 or b == 0.0 else a + u * (b - a) for a, b in zip(nums, table.cont[d2].tolist(), strict=True)]
+        codes = dict(zip(names, table.cat[d].tolist() + nums, strict=True))
         for name in unknown[i]:
             rows[i][name] = donor_value(schema[name], codes[name])
         filled.drawn[i] = [f for f in unknown[i] if rows[i][f] is not None]
