@@ -117,7 +117,7 @@ def test_without_a_table_or_when_asked_fields_stay_unknown() -> None:
     for out, why in ((old, NO_TABLE), (asked, NOT_DRAWN)):
         assert out.plan == plan and out.donors == [None, None] and out.drawn == [[], []]
         assert out.record(["a", "b"]) == why
-    with pytest.raises(GliomagenError, match="--unset 'x': must be one of drawn, unknown"):
+    with pytest.raises(GliomagenError, match="--unset 'x': must be one of drawn, blended, unknown"):
         fill_unset(s, plan, [0, 1], table(), "x")
 
 
@@ -137,6 +137,9 @@ def test_blended_numbers_lie_between_two_donors_of_the_same_set_fields() -> None
         assert row["cohort"] == TRAINING[d][0]
     assert fill({"grade": "HGG"}, [7], blend=True).plan == [hgg.plan[7]]
     assert fill({"grade": "HGG"}, seeds).plan != hgg.plan  # off by default
+    named = fill({"grade": "HGG"}, seeds, unset="blended")  # the --unset spelling
+    assert named.plan == hgg.plan and named.record(["a"] * 40)["method"].endswith("u ~ U(0, 1))")
+    assert fill({"grade": "HGG"}, seeds, unset="unknown", blend=True).mode == NOT_DRAWN
 
 
 def test_drawn_numbers_are_what_clinical_csv_shows() -> None:
@@ -247,6 +250,9 @@ def test_cli_unset_option(tmp_path: Path, reference_record: Any) -> None:
     bad = runner.invoke(app, [*common, "--out", str(tmp_path / "b"), "--unset", "mean"])
     assert bad.exit_code == 2 and not (tmp_path / "b").exists()
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
-    assert lines == ["error: --unset 'mean': must be one of drawn, unknown"]
+    assert lines == ["error: --unset 'mean': must be one of drawn, blended, unknown"]
+    mixed = runner.invoke(app, [*common, "--out", str(tmp_path / "d"), "--condition", "grade=HGG", "--unset", "blended"])
+    assert mixed.exit_code == 0, mixed.output
+    assert _manifest(tmp_path / "d")["conditions_drawn"]["method"].startswith(METHOD + "; numbers blended")
     text = " ".join(runner.invoke(app, ["generate", "--help"]).stdout.replace("│", " ").split())
     assert "--unset" in text and "given the conditions that are set" in text

@@ -95,7 +95,9 @@ _UNSET = typer.Option(
     "--unset",
     help="Conditions a case's request leaves unset: drawn (default: from a training case drawn "
     "given the conditions that are set, so grade=LGG gets an LGG case's enhancing fraction; "
-    "written in clinical.csv, recorded in manifest.json) or unknown (the model's unknown slot, "
+    "written in clinical.csv, recorded in manifest.json); blended (each number between two such "
+    "training cases, so clinical.csv repeats no training patient's numbers; categories from one); "
+    "or unknown (the model's unknown slot, "
     "the training mean of a number). A checkpoint without its training cases' conditions "
     "leaves them unknown (and says so).",
 )
@@ -190,7 +192,7 @@ def generate(
     )
     manifest = Path(path) / "manifest.json"
     drawn = json.loads(manifest.read_text()).get("conditions_drawn") if manifest.is_file() else None
-    if unset == "drawn" and isinstance(drawn, str):  # an old checkpoint: say what it did instead
+    if unset != "unknown" and isinstance(drawn, str):  # an old checkpoint: say what it did instead
         typer.echo(f"conditions the request leaves unset: {drawn}")
 
 

@@ -38,8 +38,10 @@ from gliomagen.data.conditions import ConditionField, ConditionSchema
 from gliomagen.errors import GliomagenError
 from gliomagen.models.case_table import BANDWIDTH, MISMATCH_LOG, donor_log_weights
 
-UNSET_MODES = ("drawn", "unknown")
-"""``drawn``: unset fields from a training case given the set ones; ``unknown``: left unknown."""
+UNSET_MODES = ("drawn", "blended", "unknown")
+"""``drawn``: unset fields from a training case given the set ones; ``blended``: the same, each
+number between two such cases (no row repeats a training case's numbers); ``unknown``: left
+unknown."""
 
 BLEND_STREAM = 4
 """Stream of a case seed that draws its second donor and the blend (``blend=True``)."""
@@ -49,6 +51,7 @@ DONOR_STREAM = 3
 uses stream 2, :func:`gliomagen.generation.slices2d.plan_slices`)."""
 
 METHOD = "training cases given the set conditions"
+BLENDED = "; numbers blended between two such cases (c1 + u (c2 - c1), u ~ U(0, 1))"
 NO_TABLE = "unknown (the checkpoint holds no table of training conditions)"
 NOT_DRAWN = "unknown (unset=unknown: as requested)"
 
@@ -90,6 +93,7 @@ class FilledPlan:
     mode: str
     set_fields: list[str] = field(default_factory=list)
     unset_fields: list[str] = field(default_factory=list)
+    blended: bool = False
 
     def record(self, case_ids: Sequence[str]) -> dict[str, Any] | str:
         """The manifest's ``conditions_drawn``: the method, the fields and, per case id, the
@@ -103,7 +107,7 @@ class FilledPlan:
             )
         }
         return {
-            "method": METHOD,
+            "method": METHOD + (BLENDED if self.blended else ""),
             "fields": self.unset_fields,
             "set": self.set_fields,
             "kernel": {"bandwidth_sd": BANDWIDTH, "category_mismatch_log": MISMATCH_LOG},
@@ -233,7 +237,8 @@ def fill_unset(
             (:func:`gliomagen.generation.plan.plan_conditions`).
         seeds: one seed per case.
         table: the model's training cases (:func:`case_table`), ``None`` when it has none.
-        unset: ``drawn`` or ``unknown`` (leave unset fields unknown).
+        unset: ``drawn``, ``blended`` (as ``blend=True``) or ``unknown`` (leave unset fields
+            unknown).
         blend: each drawn number is the donor's blended with a second donor's (another training
             case, drawn with the same weights), ``c1 + u (c2 - c1)`` in standardised codes, ``u ~
             U(0, 1)`` (:func:`draw_partners`); a field either lacks keeps the donor's value.
@@ -250,6 +255,7 @@ def fill_unset(
     unknown = [[f for f in schema.names if row[f] is None] for row in rows]
     mode = NOT_DRAWN if unset == "unknown" else "drawn" if table is not None else NO_TABLE
     filled = FilledPlan(rows, [[] for _ in rows], unknown, [None] * len(rows), mode)
+    blend = filled.blended = mode == "drawn" and (blend or unset == "blended")
     filled.set_fields, filled.unset_fields = set_fields, unset_fields
     if mode != "drawn" or not rows:
         return filled
