@@ -39,15 +39,17 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--checkpoint", action="append", default=[], help="generator checkpoint (repeatable)")
     p.add_argument("--anatomy", default="none", help="comma list: none, or name=value[;name=value] per setting")
     p.add_argument("--folder", action="append", default=[], help="an already generated cohort (repeatable)")
+    p.add_argument("--unset", choices=("drawn", "blended"), default="drawn",
+                   help="how the synthetic rows' unset conditions are drawn (`gliomagen generate --unset`)")
     p.add_argument("--d-score", action="store_true", help="add the attack through D's score (full-volume models)")
     p.add_argument("--out", type=Path, default=None, help="JSON file of every figure")
     return p.parse_args()
 
 
-def _cohort(work: Path, ckpt: str, anatomy: list[str], n: int, k: int) -> Path:
+def _cohort(work: Path, ckpt: str, anatomy: list[str], n: int, k: int, unset: str = "drawn") -> Path:
     """The cohort ``benchmarks/utility.py`` draws (its own function, so its cache is shared)."""
     order = [ln.strip() for ln in (work / "ssa-order.txt").read_text().splitlines() if ln.strip()]
-    opts = argparse.Namespace(multiples=[k], device="cpu", anatomy_from=anatomy)
+    opts = argparse.Namespace(multiples=[k], device="cpu", anatomy_from=anatomy, unset=unset)
     return synthetic_cohort(work, Path(ckpt), work / f"generator-store-n{n}", order, n, opts)
 
 
@@ -71,7 +73,7 @@ def main() -> None:
     for ckpt in args.checkpoint:
         for setting in args.anatomy.split(","):
             anatomy = [] if setting == "none" else setting.split(";")
-            cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple), ckpt))
+            cohorts.append((f"{ckpt} anatomy={setting}", _cohort(args.work, ckpt, anatomy, args.n, args.multiple, args.unset), ckpt))
     results = {}
     scored: dict[str, dict[str, float]] = {}
     for name, folder, ckpt in cohorts:

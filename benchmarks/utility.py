@@ -109,6 +109,8 @@ def _parse(argv: list[str] | None = None) -> argparse.Namespace:
       "with `gliomagen train`'s defaults (cached)")  # fmt: skip
     a("--anatomy-from", action="append", default=[], help="name=value: generate the synthetic cases as "
       "`gliomagen generate --anatomy-from` does (e.g. cohort=GLI: the large cohort's anatomy); repeatable")
+    a("--unset", choices=("drawn", "blended"), default="drawn", help="how the synthetic rows' unset conditions "
+      "are drawn (`gliomagen generate --unset`)")
     a("--phantoms", choices=("hard", "default"), default="hard", help="SSA phantoms (see phantom_params)")
     a("--cohort-seed", type=int, default=0,
       help="the phantom cohort's seed (the stand-in uses this + 1); use a fresh --out per cohort")
@@ -268,10 +270,12 @@ def synthetic_cohort(work: Path, ckpt: Path, store: Path, order: list[str], n: i
     anatomy = split_assignments(args.anatomy_from, "--anatomy-from") if args.anatomy_from else None
     key = hashlib.sha256(f"{f.resolve()}|{f.stat().st_size}|{f.stat().st_mtime_ns}".encode()).hexdigest()[:8]
     tag = "".join(f"-{k}{v}" for k, v in sorted((anatomy or {}).items()))
-    out = work / f"synthetic-n{n}-x{max(args.multiples)}-{key}{'-anatomy' + tag if anatomy else ''}"
+    unset = getattr(args, "unset", "drawn")
+    out = work / (f"synthetic-n{n}-x{max(args.multiples)}-{key}{'-anatomy' + tag if anatomy else ''}"
+                  f"{'-' + unset if unset != 'drawn' else ''}")  # fmt: skip
     if not (out / "clinical.csv").is_file():
         generate_cohort(f, out, n=max(args.multiples) * n, conditions=rows, seed=1000, device=args.device,
-                        progress=False, anatomy_from=anatomy)  # fmt: skip
+                        progress=False, anatomy_from=anatomy, unset=unset)  # fmt: skip
     return out
 
 

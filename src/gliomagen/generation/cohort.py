@@ -201,8 +201,9 @@ def generate_cohort(
         unset: ``drawn`` (default): each case takes the fields its row leaves unset from a
             training case drawn given the fields it sets (:mod:`gliomagen.generation.fill`; a
             checkpoint without a table of training conditions leaves them unknown, and the
-            manifest's ``conditions_drawn`` says so); ``unknown``: they stay unknown (the
-            'unknown' slot, the training mean).
+            manifest's ``conditions_drawn`` says so); ``blended``: the same, each number between
+            two such training cases; ``unknown``: they stay unknown (the 'unknown' slot, the
+            training mean).
         anatomy_from: ``{field: value}``, e.g. ``{"cohort": "GLI"}``: the coarse styles (tumour
             position and extent, head shape) of each case come from its own seed under its
             conditions with these values instead; the rest (contrast, texture, the scanner's
