@@ -122,12 +122,12 @@ def test_without_a_table_or_when_asked_fields_stay_unknown() -> None:
 
 
 def test_blended_numbers_lie_between_two_donors_of_the_same_set_fields() -> None:
-    """blend=True: no drawn row repeats a training case's numbers; each lies between its donor's
+    """unset="blended": no drawn row repeats a training case's numbers; each lies between its donor's
     and a second donor's (LGG stays at enhancing fraction 0; HGG ages within the HGG cases');
     categories stay the donor's; the same seed gives the same row."""
     seeds = list(range(40))
-    lgg = fill({"grade": "LGG"}, seeds, blend=True)
-    hgg = fill({"grade": "HGG"}, seeds, blend=True)
+    lgg = fill({"grade": "LGG"}, seeds, unset="blended")
+    hgg = fill({"grade": "HGG"}, seeds, unset="blended")
     assert {r["enhancing_fraction"] for r in lgg.plan} == {0.0}
     assert all(30.0 <= r["age"] <= 45.0 for r in lgg.plan)
     assert all(60.0 <= r["age"] <= 75.0 and 0.3 <= r["enhancing_fraction"] <= 0.6 for r in hgg.plan)
@@ -135,11 +135,13 @@ def test_blended_numbers_lie_between_two_donors_of_the_same_set_fields() -> None
     assert not any(r["age"] in ages for r in hgg.plan + lgg.plan)  # the partner is another case
     for row, d in zip(hgg.plan, hgg.donors, strict=True):
         assert row["cohort"] == TRAINING[d][0]
-    assert fill({"grade": "HGG"}, [7], blend=True).plan == [hgg.plan[7]]
+    assert fill({"grade": "HGG"}, [7], unset="blended").plan == [hgg.plan[7]]
     assert fill({"grade": "HGG"}, seeds).plan != hgg.plan  # off by default
-    named = fill({"grade": "HGG"}, seeds, unset="blended")  # the --unset spelling
-    assert named.plan == hgg.plan and named.record(["a"] * 40)["method"].endswith("u ~ U(0, 1))")
-    assert fill({"grade": "HGG"}, seeds, unset="unknown", blend=True).mode == NOT_DRAWN
+    rec = hgg.record([f"c{i}" for i in range(40)])
+    assert rec["method"].endswith("u ~ U(0, 1))")
+    partner, u = rec["cases"]["c3"]["partner"], rec["cases"]["c3"]["blend"]
+    assert partner != hgg.donors[3] and 0 <= u <= 1
+    assert "partner" not in fill({"grade": "HGG"}, seeds).record(["c"] * 40)["cases"]["c"]
 
 
 def test_drawn_numbers_are_what_clinical_csv_shows() -> None:

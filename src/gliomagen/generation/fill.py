@@ -18,6 +18,10 @@ the row sets: the unset fields follow the training cases' joint distribution giv
 - A drawn number is written as its value in the field's units (``ConditionField.decode``), rounded
   to 1e-5 training standard deviations and to the 6 significant digits ``clinical.csv`` shows, and
   the model is given exactly that value: ``clinical.csv`` says what each case was generated with.
+- ``unset="blended"`` (``gliomagen generate --unset blended``): each drawn number lies between the
+  donor's and a second training case's drawn with the same weights (:func:`draw_partners`), so
+  ``clinical.csv`` repeats no training patient's numbers (with ``drawn`` every row is one
+  patient's); categories stay the donor's.
 - A model without a table of training conditions (trained before it existed) leaves the unset
   fields unknown, as ``unset="unknown"`` does; the manifest says which happened
   (:meth:`FilledPlan.record`), and ``gliomagen generate`` says so after writing (not on stderr,
@@ -44,7 +48,7 @@ number between two such cases (no row repeats a training case's numbers); ``unkn
 unknown."""
 
 BLEND_STREAM = 4
-"""Stream of a case seed that draws its second donor and the blend (``blend=True``)."""
+"""Stream of a case seed that draws its second donor and the blend (``unset="blended"``)."""
 
 DONOR_STREAM = 3
 """Stream of a case seed that draws its donor (``z`` is drawn by torch; a 2D slice's position
@@ -83,6 +87,8 @@ class FilledPlan:
         donors: per case the donor's row in the model's table (``None``: none drawn).
         mode: ``drawn``, or why the unset fields stay unknown (:data:`NO_TABLE`, :data:`NOT_DRAWN`).
         set_fields: the fields some row of the request sets, in schema order.
+        blended: whether the drawn numbers were blended (``unset="blended"``).
+        partners: per case the second donor's row and the blend ``u`` (``None``: not blended).
         unset_fields: the fields some row leaves unset, in schema order.
     """
 
@@ -94,16 +100,19 @@ class FilledPlan:
     set_fields: list[str] = field(default_factory=list)
     unset_fields: list[str] = field(default_factory=list)
     blended: bool = False
+    partners: list[tuple[int, float] | None] = field(default_factory=list)
 
     def record(self, case_ids: Sequence[str]) -> dict[str, Any] | str:
         """The manifest's ``conditions_drawn``: the method, the fields and, per case id, the
         donor and which fields it gave; or the line saying why the unset fields stay unknown."""
         if self.mode != "drawn":
             return self.mode
+        partners = self.partners or [None] * len(self.donors)
         cases = {
             cid: {"donor": d, "drawn": dr, "unknown": un}
-            for cid, d, dr, un in zip(
-                case_ids, self.donors, self.drawn, self.left_unknown, strict=True
+            | ({"partner": pa[0], "blend": pa[1]} if pa is not None else {})
+            for cid, d, dr, un, pa in zip(
+                case_ids, self.donors, self.drawn, self.left_unknown, partners, strict=True
             )
         }
         return {
@@ -227,7 +236,6 @@ def fill_unset(
     seeds: Sequence[int],
     table: CaseTable | None,
     unset: str = "drawn",
-    blend: bool = False,
 ) -> FilledPlan:
     """Fill each case's unset fields from a donor drawn given its set ones (module docstring).
 
@@ -237,9 +245,8 @@ def fill_unset(
             (:func:`gliomagen.generation.plan.plan_conditions`).
         seeds: one seed per case.
         table: the model's training cases (:func:`case_table`), ``None`` when it has none.
-        unset: ``drawn``, ``blended`` (as ``blend=True``) or ``unknown`` (leave unset fields
-            unknown).
-        blend: each drawn number is the donor's blended with a second donor's (another training
+        unset: ``drawn``, ``blended`` or ``unknown`` (leave unset fields unknown). ``blended``:
+            each drawn number is the donor's blended with a second donor's (another training
             case, drawn with the same weights), ``c1 + u (c2 - c1)`` in standardised codes, ``u ~
             U(0, 1)`` (:func:`draw_partners`); a field either lacks keeps the donor's value.
             Categories stay the donor's. So no row repeats a training case's numbers.
@@ -255,8 +262,9 @@ def fill_unset(
     unknown = [[f for f in schema.names if row[f] is None] for row in rows]
     mode = NOT_DRAWN if unset == "unknown" else "drawn" if table is not None else NO_TABLE
     filled = FilledPlan(rows, [[] for _ in rows], unknown, [None] * len(rows), mode)
-    blend = filled.blended = mode == "drawn" and (blend or unset == "blended")
+    blend = filled.blended = mode == "drawn" and unset == "blended"
     filled.set_fields, filled.unset_fields = set_fields, unset_fields
+    filled.partners = [None] * len(rows)
     if mode != "drawn" or not rows:
         return filled
     assert table is not None
@@ -266,13 +274,21 @@ def fill_unset(
         [[rows[i][f.name] is not None for f in schema.continuous] for i in todo], dtype=bool
     ).reshape(len(todo), len(schema.continuous))
     donors = draw_donors(cat, cont, cont_set, table, [seeds[i] for i in todo])
-    partners = draw_partners(cat, cont, cont_set, table, [seeds[i] for i in todo], donors) if blend else None
+    partners = (
+        draw_partners(cat, cont, cont_set, table, [seeds[i] for i in todo], donors)
+        if blend
+        else None
+    )
     names = [f.name for f in schema.categorical + schema.continuous]  # the table's column order
     for j, (i, d) in enumerate(zip(todo, donors, strict=True)):
         nums = table.cont[d].tolist()
         if partners is not None:
             d2, u = partners[j]
-            nums = [a if a == 0.0 or b == 0.0 else a + u * (b - a) for a, b in zip(nums, table.cont[d2].tolist(), strict=True)]
+            filled.partners[i] = (d2, round(u, 6))
+            nums = [
+                a if a == 0.0 or b == 0.0 else a + u * (b - a)
+                for a, b in zip(nums, table.cont[d2].tolist(), strict=True)
+            ]
         codes = dict(zip(names, table.cat[d].tolist() + nums, strict=True))
         for name in unknown[i]:
             rows[i][name] = donor_value(schema[name], codes[name])
