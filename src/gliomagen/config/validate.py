@@ -81,7 +81,7 @@ POSITIVE = (
     "model.mapping_lr_mul",
     "augment.speed_images",
 )
-UNIT_INTERVAL = ("augment.p", "augment.target", "train.style_mixing")
+UNIT_INTERVAL = ("augment.p", "augment.target", "train.style_mixing", "loss.recon_scarce_ratio")
 
 
 def _need(cfg: Config, ok: bool, key: str, what: str) -> None:
@@ -244,11 +244,6 @@ def _validate_combinations(cfg: Config) -> None:
             cfg.loss.recon_scarce_ratio == 0 or cfg.model.encoder,
             "loss.recon_scarce_ratio",
             "excludes cases from the VAE-GAN's reconstruction: needs model.encoder=true",
-        ),
-        (
-            0 <= cfg.loss.recon_scarce_ratio <= 1,
-            "loss.recon_scarce_ratio",
-            "must be in [0, 1]",
         ),
         (
             not cfg.model.encoder or (recon and cfg.loss.kl_weight > 0),

@@ -172,19 +172,22 @@ def draw_donors(
     Returns:
         ``N`` row indices into the table.
     """
-    probs = _donor_probs(cat, cont, cont_set, table)
+    return _draw(_donor_probs(cat, cont, cont_set, table), seeds)
+
+
+def _draw(probs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[int]:
+    """One row per seed, drawn from its probabilities with :func:`donor_rng`."""
     return [int(donor_rng(seed).choice(len(p), p=p)) for p, seed in zip(probs, seeds, strict=True)]
 
 
 def draw_partners(
-    cat: np.ndarray, cont: np.ndarray, cont_set: np.ndarray, table: CaseTable,
-    seeds: Sequence[int], donors: Sequence[int],
-) -> list[tuple[int, float]]:  # fmt: skip
-    """Per request row a second donor, other than its first (``donors``), drawn with the same
-    weights as :func:`draw_donors`'s among the rest (the first again only when no other case has
-    weight), and a blend ``u ~ U(0, 1)`` (generator: stream :data:`BLEND_STREAM` of the case seed)."""
+    probs: Sequence[np.ndarray], seeds: Sequence[int], donors: Sequence[int]
+) -> list[tuple[int, float]]:
+    """Per request row a second donor, other than its first (``donors``), drawn with the row's
+    donor probabilities (``probs``, as :func:`draw_donors` uses them) among the rest (the first
+    again only when no other case has weight), and a blend ``u ~ U(0, 1)`` (generator: stream
+    :data:`BLEND_STREAM` of the case seed)."""
     out = []
-    probs = _donor_probs(cat, cont, cont_set, table)
     for p, seed, d in zip(probs, seeds, donors, strict=True):
         rng = np.random.default_rng([int(seed) % (2**63), BLEND_STREAM])
         rest = p.copy()
@@ -273,12 +276,9 @@ def fill_unset(
     cont_set = np.array(
         [[rows[i][f.name] is not None for f in schema.continuous] for i in todo], dtype=bool
     ).reshape(len(todo), len(schema.continuous))
-    donors = draw_donors(cat, cont, cont_set, table, [seeds[i] for i in todo])
-    partners = (
-        draw_partners(cat, cont, cont_set, table, [seeds[i] for i in todo], donors)
-        if blend
-        else None
-    )
+    probs, todo_seeds = _donor_probs(cat, cont, cont_set, table), [seeds[i] for i in todo]
+    donors = _draw(probs, todo_seeds)  # as draw_donors; the weights serve the partners too
+    partners = draw_partners(probs, todo_seeds, donors) if blend else None
     names = [f.name for f in schema.categorical + schema.continuous]  # the table's column order
     for j, (i, d) in enumerate(zip(todo, donors, strict=True)):
         nums = table.cont[d].tolist()

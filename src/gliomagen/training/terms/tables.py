@@ -5,8 +5,9 @@ statistics over the cases sharing each categorical condition code: the whole tum
 grid (its per-code minimum, :meth:`MaskTables.tumour_floor`, for the presence term) and the share
 of the tumour held by its largest lesion (its per-code minimum, :meth:`MaskTables.focal_floor`,
 for the focality term). :func:`bound_by_code` looks a table up for a batch's codes. One table reads
-no mask: ``recon_excluded``, the ``(column, code)`` pairs of ``loss.recon_exclude`` resolved by
-:class:`TrainingData`, which the reconstruction term reads as an optional table.
+no mask: ``recon_excluded``, the ``(column, code)`` pairs of ``loss.recon_exclude`` and
+``loss.recon_scarce_ratio`` resolved by :class:`TrainingData`, which the reconstruction term reads
+as an optional table.
 """
 
 from __future__ import annotations
