@@ -3,11 +3,11 @@
 The conditioning judge (:mod:`gliomagen.evaluation.conditioning`) applied to ``--samples``
 samples per grade and per value of ``--by`` (a categorical condition, ``cohort`` by default),
 the other conditions given as ``gliomagen generate`` gives them (``--unset drawn``: from a
-training case drawn given the set ones) and, for comparison, as the unknown slot / training mean
-(``--unset unknown``). The real cases of ``--store`` (its training split) are judged too, per
-value, as the calibration (:func:`gliomagen.evaluation.judge_section.judge_cases`, what
-``gliomagen evaluate --judge N`` runs too, with ``--unset drawn`` alone). Prints a table and writes
-``--out`` (JSON).
+training case drawn given the set ones; ``--unset blended``: each number between two such
+cases') and, for comparison, as the unknown slot / training mean (``--unset unknown``). The
+real cases of ``--store`` (its training split) are judged too, per value, as the calibration
+(:func:`gliomagen.evaluation.judge_section.judge_cases`, what ``gliomagen evaluate --judge N``
+runs too, with ``--unset drawn`` alone). Prints a table and writes ``--out`` (JSON).
 
 Usage::
 
@@ -39,7 +39,11 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--by", default="cohort", help="categorical condition to judge per value")
     ap.add_argument("--samples", type=int, default=100, help="samples per grade and value")
     ap.add_argument(
-        "--unset", nargs="+", default=["drawn", "unknown"], choices=["drawn", "unknown"]
+        "--unset",
+        nargs="+",
+        default=["drawn", "unknown"],
+        choices=["drawn", "blended", "unknown"],
+        help="how the other conditions are given (as `gliomagen generate --unset`)",
     )
     ap.add_argument("--anatomy-from", action="append", default=[],
                     help="name=value: coarse styles under these values (as `gliomagen generate --anatomy-from`)")

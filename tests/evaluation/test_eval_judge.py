@@ -307,3 +307,31 @@ def test_judge_anatomy_takes_the_coarse_styles_under_other_values() -> None:
     assert all(np.array_equal(a, b) for a, b in zip(gli, whole, strict=True))
     with pytest.raises(ValueError, match="no truncation"):
         judge_generator(G, schema, 1, seed=0, psi=0.5, anatomy={"cohort": "GLI"})
+
+
+def test_judge_gives_unset_numbers_as_generate_does(checkpoint: Path) -> None:
+    """unset="drawn": each sample's number is a training case's; "blended": between two training
+    cases' of its grade; the categories are the same draws; other modes are refused."""
+    from gliomagen.training import load_generator
+
+    G, schema = load_generator(checkpoint)[:2]
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    G.register_forward_pre_hook(lambda _m, a: seen.append((a[1].clone(), a[2].clone())))
+
+    def given(unset: str) -> tuple[torch.Tensor, np.ndarray]:
+        seen.clear()
+        judge_generator(G, schema, 6, seed=2, unset=unset)
+        return torch.cat([c for c, _ in seen]), torch.cat([n for _, n in seen]).numpy().ravel()
+
+    cat_d, drawn = given("drawn")
+    cat_b, blended = given("blended")
+    table = {-1.0, 0.0, 0.5, 1.0}
+    assert set(np.round(drawn, 6).tolist()) <= table
+    # HGG first: its two cases (-1, 0.5) both hold a number, so each sample's lies between them;
+    # LGG's (0 = missing, 1) keep the donor's (a number either case lacks is not blended)
+    assert not set(np.round(blended[:6], 6).tolist()) & table
+    assert ((blended[:6] > -1.0) & (blended[:6] < 0.5)).all()
+    assert set(np.round(blended[6:], 6).tolist()) <= table
+    assert torch.equal(cat_d, cat_b)
+    with pytest.raises(GliomagenError, match="--unset 'mean'"):
+        judge_generator(G, schema, 1, seed=0, unset="mean")

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from gliomagen.generation.fill import case_table, draw_donors
+from gliomagen.generation.fill import case_table, check_unset, donor_numbers
 from gliomagen.generation.sampling import anatomy_layer as default_anatomy_layer
 from gliomagen.generation.sampling import broadcast_ws, mix_ws
 
@@ -247,11 +247,13 @@ def judge_generator(
     """Generate ``n`` samples per grade from ``G`` and judge them.
 
     The other conditions are ``conditions`` (categorical values, e.g. ``{"cohort": "SSA"}``)
-    and, for the rest, ``unset="unknown"`` (the unknown slot and the training mean) or
+    and, for the rest, ``unset="unknown"`` (the unknown slot and the training mean),
     ``"drawn"`` (from a training case drawn given the set ones, as ``gliomagen generate`` does:
-    :func:`gliomagen.generation.fill.draw_donors`, sample ``i`` of a grade with the donor seed
-    ``seed * 1_000_003 + i``; unknown when the model holds no table). The latents and
-    conditions are drawn on the CPU and moved to ``G``'s device; the samples are judged on the CPU.
+    :func:`gliomagen.generation.fill.donor_numbers`, sample ``i`` of a grade with the donor seed
+    ``seed * 1_000_003 + i``; unknown when the model holds no table) or ``"blended"`` (the same,
+    each number blended with a second training case's, as ``gliomagen generate --unset
+    blended`` does). The latents and conditions are drawn on the CPU and moved to ``G``'s
+    device; the samples are judged on the CPU.
 
     Args:
         G: a generator (``G(z, cat, cont, truncation_psi=, w_avg=, noise_mode=)`` returns images
@@ -283,7 +285,7 @@ def judge_generator(
     coarse = {names.index(k): int(schema[k].encode(v)) for k, v in (anatomy or {}).items()}
     if coarse and psi != 1.0:
         raise ValueError("the judge's anatomy option takes no truncation")
-    table = case_table(G, schema) if unset == "drawn" else None
+    table = case_table(G, schema) if check_unset(unset) != "unknown" else None
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for code, name in enumerate(grade.categories):
@@ -302,9 +304,11 @@ def judge_generator(
             if table is not None:  # every unset field from one training case given the set ones
                 seeds = [seed * 1_000_003 + start + i for i in range(b)]
                 no_cont = np.zeros(tuple(cont.shape), bool)
-                idx = torch.as_tensor(draw_donors(cat.numpy(), cont.numpy(), no_cont, table, seeds))
+                donors, cont = donor_numbers(
+                    cat.numpy(), cont.numpy(), no_cont, table, seeds, unset == "blended"
+                )
                 unk = torch.as_tensor(table.unknown).view(1, -1)
-                cat, cont = torch.where(cat == unk, table.cat[idx], cat), table.cont[idx].clone()
+                cat = torch.where(cat == unk, table.cat[torch.as_tensor(donors)], cat)
             centre = _condition_centre(w_avg, cat) if psi != 1.0 else None
             z = torch.randn(b, G.z_dim, generator=gen).to(dev)
             if coarse:  # coarse styles under the anatomy's values, the rest under the sample's own

@@ -175,6 +175,37 @@ def draw_donors(
     return _draw(_donor_probs(cat, cont, cont_set, table), seeds)
 
 
+def donor_numbers(
+    cat: np.ndarray,
+    cont: np.ndarray,
+    cont_set: np.ndarray,
+    table: CaseTable,
+    seeds: Sequence[int],
+    blended: bool = False,
+) -> tuple[list[int], torch.Tensor]:
+    """Per request row its donor (:func:`draw_donors`) and the donor's standardised numbers,
+    each blended with a second donor's (:func:`draw_partners`, :func:`blend_numbers`) when ``blended``.
+
+    Returns:
+        The ``N`` donor rows and their numbers ``[N, n_cont]`` (a new tensor).
+    """
+    probs = _donor_probs(cat, cont, cont_set, table)
+    donors = _draw(probs, seeds)
+    nums = table.cont[donors].clone()
+    if blended:
+        for j, (d2, u) in enumerate(draw_partners(probs, seeds, donors)):
+            nums[j] = torch.tensor(blend_numbers(nums[j].tolist(), table.cont[d2].tolist(), u))
+    return donors, nums
+
+
+def blend_numbers(first: Sequence[float], second: Sequence[float], u: float) -> list[float]:
+    """``a + u (b - a)`` per standardised number; a number either case lacks (code 0, the
+    missing value's) keeps the first case's."""
+    return [
+        a if a == 0.0 or b == 0.0 else a + u * (b - a) for a, b in zip(first, second, strict=True)
+    ]
+
+
 def _draw(probs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[int]:
     """One row per seed, drawn from its probabilities with :func:`donor_rng`."""
     return [int(donor_rng(seed).choice(len(p), p=p)) for p, seed in zip(probs, seeds, strict=True)]
@@ -285,10 +316,7 @@ def fill_unset(
         if partners is not None:
             d2, u = partners[j]
             filled.partners[i] = (d2, round(u, 6))
-            nums = [
-                a if a == 0.0 or b == 0.0 else a + u * (b - a)
-                for a, b in zip(nums, table.cont[d2].tolist(), strict=True)
-            ]
+            nums = blend_numbers(nums, table.cont[d2].tolist(), u)
         codes = dict(zip(names, table.cat[d].tolist() + nums, strict=True))
         for name in unknown[i]:
             rows[i][name] = donor_value(schema[name], codes[name])
