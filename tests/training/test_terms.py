@@ -25,7 +25,7 @@ SMALL = [
 
 
 def test_build_terms_returns_the_terms_that_are_on_in_registry_order(fake_store, tiny_cfg) -> None:  # noqa: ANN001
-    assert list(TERMS) == ["presence", "focality", "reconstruction", "seg_fit", "label_consistency"]
+    assert list(TERMS) == ["presence", "focality", "covariates", "reconstruction", "seg_fit", "label_consistency"]
     assert build_terms(resolve_config("demo-cpu")) == []
     recipe = resolve_config("demo-cpu", "configs/structure-vaegan.yaml")
     data = TrainingData(fake_store(n=4), tiny_cfg())

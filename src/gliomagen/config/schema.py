@@ -85,6 +85,9 @@ class LossConfig:
     focality_weight: float = 0.0  # focality: the tumour outside the largest connected lesion of
     # each of G's samples, beyond the most any training case with its condition code has, is
     # pushed back to background (scattered satellites, or two lesions where the cases have one)
+    covariate_weight: float = 0.0  # covariate consistency: each of G's soft masks holds the
+    # tumour volume and enhancing fraction its wt_volume_ml / enhancing_fraction conditions ask
+    # for (when those are conditions): L1 of the fraction, log-ratio of the volume beyond 25%
     seg_weight: float = 0.0  # label consistency: a segmenter in D (D.seg) learns the real cases'
     # tumour regions from their images; G's images must give G's own mask back through it
 

@@ -65,6 +65,7 @@ NON_NEGATIVE = (
     "loss.kl_weight",
     "loss.presence_weight",
     "loss.focality_weight",
+    "loss.covariate_weight",
     "loss.seg_weight",
     "train.ema_half_life_images",
     "train.ema_rampup",

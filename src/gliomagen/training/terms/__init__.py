@@ -3,7 +3,7 @@
 - :mod:`.base`: the interface (``name``, ``phase``, ``needs``, ``weight_of``, ``loss``);
 - :mod:`.registry`: :data:`TERMS` and :func:`build_terms` (the terms a configuration turns on);
 - :mod:`.tables`: the per-condition tables of the training masks the terms read;
-- :mod:`.presence`, :mod:`.focality`: penalties on G's masks;
+- :mod:`.presence`, :mod:`.focality`, :mod:`.covariates`: penalties on G's masks;
 - :mod:`.reconstruction`: the VAE-GAN reconstruction and KL;
 - :mod:`.segmentation`: label consistency (D's segmenter learns the real masks; G's images must
   give G's own mask back through it).

@@ -9,6 +9,7 @@ import torch
 
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.terms.base import Term
+from gliomagen.training.terms.covariates import CovariateTerm
 from gliomagen.training.terms.focality import FocalityTerm
 from gliomagen.training.terms.presence import PresenceTerm
 from gliomagen.training.terms.reconstruction import ReconstructionTerm
@@ -17,7 +18,14 @@ from gliomagen.training.terms.tables import MaskTables
 
 TERMS: dict[str, type[Term]] = {
     t.name: t
-    for t in (PresenceTerm, FocalityTerm, ReconstructionTerm, SegmenterFitTerm, LabelConsistencyTerm)
+    for t in (
+        PresenceTerm,
+        FocalityTerm,
+        CovariateTerm,
+        ReconstructionTerm,
+        SegmenterFitTerm,
+        LabelConsistencyTerm,
+    )
 }
 """The terms by name, in the order a phase adds their losses."""
 

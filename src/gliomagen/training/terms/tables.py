@@ -7,12 +7,14 @@ of the tumour held by its largest lesion (its per-code minimum, :meth:`MaskTable
 for the focality term). :func:`bound_by_code` looks a table up for a batch's codes. One table reads
 no mask: ``recon_excluded``, the ``(column, code)`` pairs of ``loss.recon_exclude`` and
 ``loss.recon_scarce_ratio`` resolved by :class:`TrainingData`, which the reconstruction term reads
-as an optional table.
+as an optional table; nor does ``covariates``, the mask covariates among the conditions and their
+standardisation, for the covariate term.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -38,7 +40,7 @@ class MaskTables:
         data: the training data (its ``train_index`` cases and their categorical codes).
     """
 
-    NAMES = ("tumour_floor", "focal_floor", "recon_excluded")
+    NAMES = ("tumour_floor", "focal_floor", "recon_excluded", "covariates")
 
     def __init__(self, data: TrainingData) -> None:
         self.data = data
@@ -55,6 +57,22 @@ class MaskTables:
         (:attr:`TrainingData.recon_excluded`; no mask is read)."""
         pairs = getattr(self.data, "recon_excluded", [])
         return torch.tensor(pairs, dtype=torch.long).reshape(len(pairs), 2)
+
+    def covariates(self) -> torch.Tensor:
+        """``[k, 5]`` float64: per mask covariate among the conditions (``wt_volume_ml``,
+        ``enhancing_fraction``; no mask is read) its continuous column, its kind
+        (:data:`~gliomagen.training.terms.covariates.VOLUME` / ``ENHANCING``), its mean and std
+        (the schema's standardisation) and the grid's volume in ml (0 without the store's spacing)."""
+        meta = self.data.meta
+        spacing = meta.get("spacing_mm") or []
+        grid_ml = math.prod(meta["size"]) * math.prod(spacing) / 1000.0 if spacing else 0.0
+        kinds = {"wt_volume_ml": 0, "enhancing_fraction": 1}
+        rows = [
+            [j, kinds[f.name], f.mean, f.std, grid_ml]
+            for j, f in enumerate(self.data.schema.continuous)
+            if f.name in kinds
+        ]
+        return torch.tensor(rows, dtype=torch.float64).reshape(len(rows), 5)
 
     @functools.cached_property
     def _case_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
