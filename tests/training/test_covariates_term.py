@@ -82,15 +82,3 @@ def test_mask_tables_give_the_covariates_of_the_conditions(fake_store, tiny_cfg)
     terms = build_terms(cfg, data)
     cov = next(t for t in terms if t.name == "covariates")
     assert cov.weight == 1.5 and cov.tables["covariates"].shape == (1, 5)
-
-
-def test_it_counts_the_argmax_mask_not_diffuse_probability() -> None:
-    """ET probability 0.3 spread over a tumour whose argmax is oedema is no enhancing region: an
-    LGG request (fraction 0) is met, an HGG request for 0.3 is not."""
-    term = _term([[0, ENHANCING, 0.2, 0.1, 512.0]])
-    probs = torch.zeros(1, 4, 512)
-    probs[0, 0] = 1.0
-    probs[0, :, :100] = torch.tensor([0.1, 0.0, 0.6, 0.3]).view(4, 1)  # 100 voxels: ED argmax
-    probs = probs.reshape(1, 4, *GRID)
-    assert term.value(probs, torch.tensor([[-2.0]])).item() == 0.0
-    assert term.value(probs, torch.tensor([[1.0]])).item() == pytest.approx(0.3)

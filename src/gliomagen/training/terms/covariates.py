@@ -10,14 +10,9 @@ term measures both on G's own soft mask, as :func:`gliomagen.data.labels.derive_
 measures a case (no network in between), per sample whose condition is set:
 
 - enhancing fraction: ``|sum p(ET) / sum p(tumour) - f|``;
-- tumour volume: ``max(0, |log(v / v_asked)| - log(1 + tolerance))``, ``v`` the tumour share of
-  the grid times the grid's volume in ml: the store's grid measures the training cases within
+- tumour volume: ``max(0, |log(v / v_asked)| - log(1 + tolerance))``, ``v`` the soft tumour share
+  of the grid times the grid's volume in ml: the store's grid measures the training cases within
   about 25% of the volume ``prepare`` measured at native resolution, so that much is free.
-
-Both are counted on the argmax mask, the one a user gets, with the soft probabilities' gradient
-(straight through). Counted on the soft probabilities, a first run met the asked enhancing
-fraction in soft mass (0.153 asked 0.152) while the argmax held about half of it (0.087): the
-diffuse ET probability is not an enhancing region.
 
 Hand-written because no library measures these on a soft mask with a gradient. Without either
 covariate among the conditions (or without the grid's spacing, for the volume) the term adds 0.
@@ -53,17 +48,14 @@ class CovariateTerm(Term):
 
     def value(self, probs: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
         """The mean, over the (sample, covariate) pairs whose condition is set, of the errors in
-        the module docstring (0 when there is none), measured on the argmax mask (what a user
-        gets) with the soft probabilities' gradient (straight through).
+        the module docstring (0 when there is none).
 
         Args:
             probs: ``[n, 4, *S]`` G's soft mask probabilities (background, NCR, ED, ET).
             cont: ``[n, n_cont]`` the samples' standardised continuous conditions (0: unset).
         """
-        soft = probs.float().flatten(2)  # [n, 4, V]
-        hard = F.one_hot(soft.argmax(1), soft.shape[1]).transpose(1, 2).to(soft.dtype)
-        p = hard + soft - soft.detach()  # straight through: the argmax's counts, soft gradients
-        tumour = (1.0 - p[:, 0]).sum(1)  # [n] tumour voxels
+        p = probs.float().flatten(2)  # [n, 4, V]
+        tumour = (1.0 - p[:, 0]).sum(1)  # [n] soft tumour voxels
         share = tumour / p.shape[2]
         enhancing = p[:, 3].sum(1) / tumour.clamp_min(1.0)
         errors = []
