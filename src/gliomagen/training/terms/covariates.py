@@ -14,6 +14,12 @@ measures a case (no network in between), per sample whose condition is set:
   of the grid times the grid's volume in ml: the store's grid measures the training cases within
   about 25% of the volume ``prepare`` measured at native resolution, so that much is free.
 
+Counted on the soft probabilities, which let diffuse ET probability stand in for an enhancing
+region (on cohort 5 at step 3,000 the asked fraction 0.15 was met in soft mass while the argmax
+held 0.09). Counting the argmax instead, with the soft gradient (straight through), was worse: the
+gradient reaches every voxel alike and the masks blurred (soft volume 4x the argmax's, no faithful
+HGG at step 2,000); docs/experiments/2026-12-07-covariate-consistency.md.
+
 Hand-written because no library measures these on a soft mask with a gradient. Without either
 covariate among the conditions (or without the grid's spacing, for the volume) the term adds 0.
 """
