@@ -10,7 +10,8 @@ import torch
 from gliomagen.config import resolve_config
 from gliomagen.training.batches import TrainingData
 from gliomagen.training.terms import MaskTables, build_terms
-from gliomagen.training.terms.covariates import ENHANCING, VOLUME, CovariateTerm
+from gliomagen.training.terms.covariates import CovariateTerm
+from gliomagen.training.terms.tables import ENHANCING, VOLUME
 
 GRID = (8, 8, 8)  # 512 voxels; with 1 ml per voxel a voxel count reads as ml
 

@@ -304,11 +304,12 @@ def judge_generator(
             if table is not None:  # every unset field from one training case given the set ones
                 seeds = [seed * 1_000_003 + start + i for i in range(b)]
                 no_cont = np.zeros(tuple(cont.shape), bool)
-                donors, cont = donor_numbers(
+                donors, nums, _ = donor_numbers(
                     cat.numpy(), cont.numpy(), no_cont, table, seeds, unset == "blended"
                 )
                 unk = torch.as_tensor(table.unknown).view(1, -1)
                 cat = torch.where(cat == unk, table.cat[torch.as_tensor(donors)], cat)
+                cont = torch.tensor(nums, dtype=torch.float32).reshape(cont.shape)
             centre = _condition_centre(w_avg, cat) if psi != 1.0 else None
             z = torch.randn(b, G.z_dim, generator=gen).to(dev)
             if coarse:  # coarse styles under the anatomy's values, the rest under the sample's own

@@ -157,24 +157,6 @@ def donor_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) % (2**63), DONOR_STREAM])
 
 
-def draw_donors(
-    cat: np.ndarray, cont: np.ndarray, cont_set: np.ndarray, table: CaseTable, seeds: Sequence[int]
-) -> list[int]:
-    """One donor row of ``table`` per request row, drawn with the weights given the set fields.
-
-    Args:
-        cat: ``[N, n_cat]`` requested codes (the unknown code = unset).
-        cont: ``[N, n_cont]`` requested standardised values.
-        cont_set: ``[N, n_cont]`` bool, which of them are set.
-        table: the training cases.
-        seeds: one case seed per row (its generator: :func:`donor_rng`).
-
-    Returns:
-        ``N`` row indices into the table.
-    """
-    return _draw(_donor_probs(cat, cont, cont_set, table), seeds)
-
-
 def donor_numbers(
     cat: np.ndarray,
     cont: np.ndarray,
@@ -182,20 +164,35 @@ def donor_numbers(
     table: CaseTable,
     seeds: Sequence[int],
     blended: bool = False,
-) -> tuple[list[int], torch.Tensor]:
-    """Per request row its donor (:func:`draw_donors`) and the donor's standardised numbers,
-    each blended with a second donor's (:func:`draw_partners`, :func:`blend_numbers`) when ``blended``.
+) -> tuple[list[int], list[list[float]], list[tuple[int, float] | None]]:
+    """Per request row a donor row of ``table``, drawn with the weights given the set fields, and
+    the donor's standardised numbers, each blended with a second donor's when ``blended``
+    (:func:`draw_partners`, :func:`blend_numbers`).
+
+    Args:
+        cat: ``[N, n_cat]`` requested codes (the unknown code = unset).
+        cont: ``[N, n_cont]`` requested standardised values.
+        cont_set: ``[N, n_cont]`` bool, which of them are set.
+        table: the training cases.
+        seeds: one case seed per row (its generators: :func:`donor_rng`, :data:`BLEND_STREAM`).
+        blended: blend each row's numbers with a second donor's.
 
     Returns:
-        The ``N`` donor rows and their numbers ``[N, n_cont]`` (a new tensor).
+        The ``N`` donor rows, their numbers (``N`` lists of ``n_cont``) and per row the second
+        donor and its blend ``u`` (``None`` when not blended).
     """
-    probs = _donor_probs(cat, cont, cont_set, table)
-    donors = _draw(probs, seeds)
-    nums = table.cont[donors].clone()
+    probs = _donor_probs(cat, cont, cont_set, table)  # the weights serve the partners too
+    donors = [int(donor_rng(s).choice(len(p), p=p)) for p, s in zip(probs, seeds, strict=True)]
+    partners: list[tuple[int, float] | None] = [None] * len(donors)
     if blended:
-        for j, (d2, u) in enumerate(draw_partners(probs, seeds, donors)):
-            nums[j] = torch.tensor(blend_numbers(nums[j].tolist(), table.cont[d2].tolist(), u))
-    return donors, nums
+        partners = list(draw_partners(probs, seeds, donors))
+    nums = [
+        table.cont[d].tolist()
+        if pa is None
+        else blend_numbers(table.cont[d].tolist(), table.cont[pa[0]].tolist(), pa[1])
+        for d, pa in zip(donors, partners, strict=True)
+    ]
+    return donors, nums, partners
 
 
 def blend_numbers(first: Sequence[float], second: Sequence[float], u: float) -> list[float]:
@@ -206,16 +203,11 @@ def blend_numbers(first: Sequence[float], second: Sequence[float], u: float) -> 
     ]
 
 
-def _draw(probs: Sequence[np.ndarray], seeds: Sequence[int]) -> list[int]:
-    """One row per seed, drawn from its probabilities with :func:`donor_rng`."""
-    return [int(donor_rng(seed).choice(len(p), p=p)) for p, seed in zip(probs, seeds, strict=True)]
-
-
 def draw_partners(
     probs: Sequence[np.ndarray], seeds: Sequence[int], donors: Sequence[int]
 ) -> list[tuple[int, float]]:
     """Per request row a second donor, other than its first (``donors``), drawn with the row's
-    donor probabilities (``probs``, as :func:`draw_donors` uses them) among the rest (the first
+    donor probabilities (``probs``, as :func:`donor_numbers` uses them) among the rest (the first
     again only when no other case has weight), and a blend ``u ~ U(0, 1)`` (generator: stream
     :data:`BLEND_STREAM` of the case seed)."""
     out = []
@@ -307,16 +299,13 @@ def fill_unset(
     cont_set = np.array(
         [[rows[i][f.name] is not None for f in schema.continuous] for i in todo], dtype=bool
     ).reshape(len(todo), len(schema.continuous))
-    probs, todo_seeds = _donor_probs(cat, cont, cont_set, table), [seeds[i] for i in todo]
-    donors = _draw(probs, todo_seeds)  # as draw_donors; the weights serve the partners too
-    partners = draw_partners(probs, todo_seeds, donors) if blend else None
+    donors, numbers, partners = donor_numbers(
+        cat, cont, cont_set, table, [seeds[i] for i in todo], blend
+    )
     names = [f.name for f in schema.categorical + schema.continuous]  # the table's column order
-    for j, (i, d) in enumerate(zip(todo, donors, strict=True)):
-        nums = table.cont[d].tolist()
-        if partners is not None:
-            d2, u = partners[j]
-            filled.partners[i] = (d2, round(u, 6))
-            nums = blend_numbers(nums, table.cont[d2].tolist(), u)
+    for i, d, nums, pa in zip(todo, donors, numbers, partners, strict=True):
+        if pa is not None:
+            filled.partners[i] = (pa[0], round(pa[1], 6))
         codes = dict(zip(names, table.cat[d].tolist() + nums, strict=True))
         for name in unknown[i]:
             rows[i][name] = donor_value(schema[name], codes[name])

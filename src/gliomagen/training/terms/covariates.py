@@ -33,9 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from gliomagen.training.terms.base import Term, TermInputs
-
-VOLUME, ENHANCING = 0, 1
-"""Kinds of a row of the ``covariates`` table."""
+from gliomagen.training.terms.tables import ENHANCING
 
 VOLUME_TOLERANCE = 0.25
 """The relative tumour-volume error the term leaves free (the grid's own, on training cases)."""

@@ -23,6 +23,9 @@ import torch.nn.functional as F
 from gliomagen.evaluation.tissue import structure_statistics
 from gliomagen.training.batches import N_CLASSES, TrainingData
 
+VOLUME, ENHANCING = 0, 1
+"""Kinds of a row of the ``covariates`` table (:meth:`MaskTables.covariates`)."""
+
 
 def main_lesion_share(mask: np.ndarray) -> float:
     """Share of the tumour (labels 1-3, or ``True``) in its largest 26-connected lesion (8 in 2D),
@@ -61,12 +64,12 @@ class MaskTables:
     def covariates(self) -> torch.Tensor:
         """``[k, 5]`` float64: per mask covariate among the conditions (``wt_volume_ml``,
         ``enhancing_fraction``; no mask is read) its continuous column, its kind
-        (:data:`~gliomagen.training.terms.covariates.VOLUME` / ``ENHANCING``), its mean and std
+        (:data:`VOLUME` / :data:`ENHANCING`), its mean and std
         (the schema's standardisation) and the grid's volume in ml (0 without the store's spacing)."""
         meta = self.data.meta
         spacing = meta.get("spacing_mm") or []
         grid_ml = math.prod(meta["size"]) * math.prod(spacing) / 1000.0 if spacing else 0.0
-        kinds = {"wt_volume_ml": 0, "enhancing_fraction": 1}
+        kinds = {"wt_volume_ml": VOLUME, "enhancing_fraction": ENHANCING}
         rows = [
             [j, kinds[f.name], f.mean, f.std, grid_ml]
             for j, f in enumerate(self.data.schema.continuous)
@@ -134,4 +137,4 @@ def bound_by_code(table: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(padded, nan=0.0)[cols.unsqueeze(0), cat]
 
 
-__all__ = ["MaskTables", "bound_by_code", "main_lesion_share"]
+__all__ = ["ENHANCING", "VOLUME", "MaskTables", "bound_by_code", "main_lesion_share"]
